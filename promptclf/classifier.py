@@ -1,0 +1,270 @@
+"""`Classifier` composes a labelling method with input checks, the cache, fallback and a run report;
+`classify` is the one-call front door."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from .backends import ConfigError, ModelSpec, chat_model, parse_model
+from .cache import AnswerCache
+from .labels import LabelSet
+from .methods import Failure, Method, Prediction
+from .usage import Usage
+
+log = logging.getLogger("promptclf")
+
+
+class InputError(ValueError):
+    """An input item cannot be labelled as given (not a string, empty): the message names the item."""
+
+
+class LabellingError(RuntimeError):
+    """Some items could not be labelled after retries and re-asks, and no fallback took them.
+
+    `failures` maps item position -> reason; `predictions` holds everything that was labelled (and cached).
+    """
+
+    def __init__(self, failures: dict[int, str], texts: Sequence[str], predictions: list):
+        self.failures, self.predictions = failures, predictions
+        shown = "; ".join(f"item {i} ({texts[i][:40]!r}): {why}" for i, why in list(failures.items())[:5])
+        more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} of {len(texts)} items could not be labelled: {shown}{more}")
+
+
+def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
+    """The labelling method a model string selects, configured from Classifier options."""
+    from .examples import SimilarExamples, sample_per_class
+
+    pool = options["examples"]
+    fixed, selector = pool, None
+    if pool and options["example_selection"] == "similar":
+        selector = SimilarExamples(pool, k=options["k"])
+        fixed = []
+    elif pool and options["example_selection"] == "per-class":
+        fixed = sample_per_class(pool, labels, options["k"], options["seed"])
+    if spec.provider == "finetuned":
+        from .finetune import FineTunedMethod
+
+        return FineTunedMethod.load(spec.name, labels)
+    if spec.provider in ("local", "completions"):
+        from .scoring import LabelScorer, ScoringPrompt
+
+        return LabelScorer(_scorer(spec, options), labels, prompt=ScoringPrompt.build(options["scoring_template"],
+                           instructions=options["instructions"], demo_words=options["demo_words"]), examples=fixed, selector=selector,
+                           calibrate=options["calibrate"], batch_size=options["local_batch_size"])
+    from .batching import ChatLabeler
+    from .prompts import ChatPrompt
+
+    llm = options["llm"] or chat_model(spec, timeout=options["timeout"])
+    prompt = ChatPrompt.build(labels, options["template"], examples=fixed,
+                              negative_examples=options["negative_examples"], instructions=options["instructions"])
+    return ChatLabeler(llm, labels, prompt, model_id=spec.id, example_selector=selector,
+                       batch_size=options["batch_size"], concurrency=options["concurrency"],
+                       max_attempts=options["max_attempts"], max_wait=options["max_wait"],
+                       structured=options["structured"])
+
+
+def _scorer(spec: ModelSpec, options: dict):
+    if spec.provider == "completions":
+        from .completions import CompletionsScorer
+
+        return CompletionsScorer(spec, timeout=options["timeout"], max_attempts=options["max_attempts"])
+    from .local import local_scorer
+
+    return local_scorer(spec.name, max_length=options["max_length"], threads=options["threads"])
+
+
+class Classifier:
+    """Label texts with one method, behind a cache, with retries, an optional fallback and a run report.
+
+    >>> clf = Classifier(labels=["World", "Sports", "Business", "Sci/Tech"], model="openai:gpt-4o-mini")
+    >>> preds = clf.predict(texts)          # [Prediction(label, confidence, source), ...]
+    >>> clf.report.summary()                # calls, tokens, cost, retries, wall time
+    """
+
+    def __init__(self, labels, model: str | None = "local", *, descriptions=None, aliases=None,
+                 examples=None, negative_examples=None, example_selection: str = "auto", k: int = 4,
+                 prompt: str | Path | None = None, instructions: str = "", batch_size: int = 10,
+                 concurrency: int = 4, max_attempts: int = 6, max_wait: float = 30.0, timeout: float = 60.0,
+                 structured: str = "auto", cache: bool | str | Path | AnswerCache = True, fallback=None,
+                 fallback_below: float | None = None, skip_empty: bool = False, max_item_tokens: int = 2000,
+                 truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
+                 calibrate: str = "auto", demo_words: int | None = 12, threads: int | None = None, max_length: int = 1024,
+                 local_batch_size: int = 8, llm=None, method: Method | None = None):
+        if truncate not in ("warn", "error", "silent"):
+            raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
+        if example_selection not in ("auto", "all", "per-class", "similar"):
+            raise ValueError(f"example_selection={example_selection!r}: choose auto, all, per-class or similar")
+        self.labels = LabelSet.of(labels, descriptions, aliases)
+        self.spec = parse_model(model) if method is None else ModelSpec("custom", type(method).__name__)
+        from .examples import check_examples
+
+        pool = check_examples(examples, self.labels)
+        template, artifact_labels = prompt, None
+        if prompt is not None and str(prompt).endswith(".json"):
+            from .optimize import PromptArtifact
+
+            artifact = PromptArtifact.load(prompt, self.labels)
+            template, instructions, pool = "few_shot", artifact.instructions, artifact.demos
+            example_selection = "all"
+        if example_selection == "auto":
+            example_selection = "similar" if self.spec.provider in ("local", "completions") else "all"
+        self.options = dict(
+            examples=pool, negative_examples=check_examples(negative_examples, self.labels, "negative example"),
+            example_selection=example_selection, k=k, seed=seed, template=template,
+            scoring_template=template if template and str(template).endswith(".jinja") else None,
+            instructions=instructions, batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts,
+            max_wait=max_wait, timeout=timeout, structured=structured, calibrate=calibrate, threads=threads,
+            max_length=max_length, local_batch_size=local_batch_size, llm=llm, demo_words=demo_words,
+        )
+        self.method = method or build_method(self.spec, self.labels, self.options)
+        self.cache = _open_cache(cache)
+        self.fallback = _fallback(fallback, self.labels)
+        self.fallback_below = fallback_below
+        self.skip_empty, self.max_item_tokens, self.truncate = skip_empty, max_item_tokens, truncate
+        self.progress, self.prices = progress, prices or {}
+        self.report = Usage(model=self.spec.id, prices=self.prices)
+
+    # --- the verbs ------------------------------------------------------------------------------------
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction | None]:
+        """One Prediction per input, in input order (None only for empty items with skip_empty=True)."""
+        started = time.perf_counter()
+        self.report = Usage(model=self.spec.id, prices=self.prices, items=len(texts))
+        prepared = self._prepare(texts)
+        unique = list(dict.fromkeys(t for t in prepared if t is not None))
+        answers, failures = self._answer(unique)
+        if failures and self.fallback is not None:
+            answers.update(self._fall_back(list(failures)))
+            failures = {t: why for t, why in failures.items() if t not in answers}
+        self.report.add(failed=len(failures), wall_s=time.perf_counter() - started)
+        predictions = [answers.get(t) if t is not None else None for t in prepared]
+        if failures:
+            positions = {i: failures[t] for i, t in enumerate(prepared) if t in failures}
+            raise LabellingError(positions, [str(t) for t in prepared], predictions)
+        return predictions
+
+    def classify(self, texts: Sequence[str]) -> list[str | None]:
+        return [p.label if p else None for p in self.predict(texts)]
+
+    def score(self, texts: Sequence[str], gold: Sequence[str]) -> dict:
+        """Accuracy and macro-F1 against gold labels (given as names or aliases of the set)."""
+        from .metrics import classification_metrics
+
+        truth = [self.labels.check(g, f"gold label of item {i}") for i, g in enumerate(gold)]
+        return classification_metrics(truth, self.classify(texts), self.labels.names)
+
+    # --- the steps ------------------------------------------------------------------------------------
+
+    def _prepare(self, texts) -> list[str | None]:
+        if isinstance(texts, str):
+            raise InputError("texts must be a list of strings, not one string: wrap it as [text]")
+        prepared = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(f"item {i} is {type(text).__name__} ({text!r:.40}), not a string")
+            if not text.strip():
+                if self.skip_empty:
+                    prepared.append(None)
+                    continue
+                raise InputError(f"item {i} is empty or whitespace-only (pass skip_empty=True to get None for it)")
+            prepared.append(self._limit(i, text))
+        return prepared
+
+    def _limit(self, i: int, text: str) -> str:
+        """Texts over max_item_tokens are cut (by the model's tokenizer where it has one, else ~4 chars a token)."""
+        scorer = getattr(self.method, "scorer", None)
+        if hasattr(scorer, "count_tokens"):
+            over = len(text) > self.max_item_tokens and scorer.count_tokens(text) > self.max_item_tokens
+            cut = (lambda: scorer.truncate(text, self.max_item_tokens)) if over else None
+        else:
+            over = len(text) > 4 * self.max_item_tokens
+            cut = lambda: text[: 4 * self.max_item_tokens]  # noqa: E731
+        if not over:
+            return text
+        if self.truncate == "error":
+            raise InputError(f"item {i} is longer than max_item_tokens={self.max_item_tokens}")
+        if self.truncate == "warn":
+            log.warning("promptclf: item %d is longer than %d tokens; truncated", i, self.max_item_tokens)
+        return cut()
+
+    def _answer(self, unique: list[str]) -> tuple[dict[str, Prediction], dict[str, str]]:
+        """Cache first; the method answers the rest, each answer cached the moment it arrives."""
+        answers: dict[str, Prediction] = {}
+        misses = []
+        keys = {}
+        for text in unique:
+            keys[text] = self._key(text)
+            hit = self.cache.get(keys[text]) if self.cache is not None and self.method.cacheable else None
+            if hit is not None:
+                answers[text] = Prediction(hit["label"], hit.get("confidence"), "cache", hit.get("scores"))
+            else:
+                misses.append(text)
+        self.report.add(cache_hits=len(unique) - len(misses))
+        failures: dict[str, str] = {}
+        with tqdm(total=len(misses), disable=not self._show_progress(len(misses)), unit="item",
+                  desc=f"labelling with {self.spec.id}") as bar:
+            for pos, outcome in self.method.predict(misses, self.report):
+                text = misses[pos]
+                if isinstance(outcome, Failure):
+                    failures[text] = outcome.reason
+                else:
+                    answers[text] = outcome
+                    if self.cache is not None and self.method.cacheable:
+                        self.cache.set(keys[text], {"label": outcome.label, "confidence": outcome.confidence,
+                                                    "scores": outcome.scores})
+                bar.update(1)
+        if self.fallback_below is not None:
+            for text, pred in list(answers.items()):
+                if pred.confidence is not None and pred.confidence < self.fallback_below:
+                    failures[text] = f"confidence {pred.confidence:.2f} below {self.fallback_below}"
+                    del answers[text]
+        return answers, failures
+
+    def _fall_back(self, texts: list[str]) -> dict[str, Prediction]:
+        routed = {}
+        for pos, outcome in self.fallback.predict(texts, Usage()):
+            if isinstance(outcome, Prediction):
+                routed[texts[pos]] = Prediction(outcome.label, outcome.confidence, "fallback", outcome.scores)
+        self.report.add(fallback=len(routed))
+        return routed
+
+    def _key(self, text: str) -> str:
+        return AnswerCache.key(self.method.identity, self.labels.fingerprint(), text)
+
+    def _show_progress(self, n: int) -> bool:
+        if self.progress is not None:
+            return bool(self.progress) and n > 0
+        return n >= 20 and sys.stderr.isatty()
+
+
+def _open_cache(cache) -> AnswerCache | None:
+    if cache is False or cache is None:
+        return None
+    if isinstance(cache, AnswerCache):
+        return cache
+    return AnswerCache(None if cache is True else cache)
+
+
+def _fallback(fallback, labels: LabelSet) -> Method | None:
+    if fallback is None or isinstance(fallback, Method):
+        return fallback
+    from .finetune import FineTunedMethod
+
+    path = str(fallback)
+    path = path[len("finetuned:"):] if path.startswith("finetuned:") else path
+    method = FineTunedMethod.load(path, labels)
+    return method
+
+
+def classify(texts: Sequence[str], labels, model: str | None = "local", **options) -> list[str | None]:
+    """Label each text with one label from `labels`, in input order. Options are Classifier's."""
+    if not isinstance(texts, str) and len(texts) == 0:
+        return []
+    return Classifier(labels, model, **options).classify(texts)

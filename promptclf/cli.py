@@ -1,0 +1,182 @@
+"""The `promptclf` command: classify, evaluate and quickstart on files (CSV, JSONL, Parquet)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .backends import ConfigError
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="local", help="local (default), together:<m>, openai:<m>, "
+                   "openai-compatible:<m>@<url>, completions:<m>@<url>, finetuned:<dir>")
+    p.add_argument("--labels", help="comma-separated label names (default for evaluate: the gold labels seen)")
+    p.add_argument("--examples", help="few-shot examples file with text and label columns")
+    p.add_argument("--examples-text-column", default="text")
+    p.add_argument("--examples-label-column", default="label")
+    p.add_argument("--example-selection", default="auto", choices=["auto", "all", "per-class", "similar"])
+    p.add_argument("-k", type=int, default=4, help="examples per class (per-class) or per item (similar)")
+    p.add_argument("--prompt", help="a Jinja template file, or an optimised prompt artifact (.json)")
+    p.add_argument("--instructions", default="", help="extra instructions for the prompt")
+    p.add_argument("--batch-size", type=int, default=10, help="items per request (chat models)")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    p.add_argument("--max-attempts", type=int, default=6)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--cache-dir", help="answer cache directory (default: $PROMPTCLF_HOME/answers)")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--fallback", help="a fine-tuned model directory that labels what the LLM could not")
+    p.add_argument("--fallback-below", type=float, help="also route answers below this confidence to the fallback")
+    p.add_argument("--skip-empty", action="store_true", help="leave empty texts unlabelled instead of failing")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _classifier(args, labels):
+    from .classifier import Classifier
+    from .data import read_table, text_of
+
+    examples = None
+    if args.examples:
+        frame = read_table(args.examples)
+        texts = text_of(frame, args.examples_text_column)
+        examples = [{"text": t, "label": l} for t, l in zip(texts, frame[args.examples_label_column].astype(str))]
+    cache = False if args.no_cache else (args.cache_dir or True)
+    return Classifier(labels, args.model, examples=examples, example_selection=args.example_selection, k=args.k,
+                      prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
+                      concurrency=args.concurrency, max_attempts=args.max_attempts, timeout=args.timeout,
+                      cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
+                      skip_empty=args.skip_empty, progress=False if args.no_progress else None)
+
+
+def cmd_classify(args) -> int:
+    from .data import read_table, text_of, write_table
+
+    if not args.labels:
+        raise ConfigError("--labels is required: a comma-separated list such as World,Sports,Business,Sci/Tech")
+    frame = read_table(args.input)
+    clf = _classifier(args, args.labels)
+    predictions = clf.predict(text_of(frame, args.text_column))
+    frame = frame.copy()
+    frame["predicted_label"] = [p.label if p else None for p in predictions]
+    frame["confidence"] = [p.confidence if p else None for p in predictions]
+    frame["source"] = [p.source if p else "skipped" for p in predictions]
+    path = write_table(frame, args.output)
+    print(f"wrote {len(frame)} rows to {path}", file=sys.stderr)
+    print(clf.report.summary(), file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import read_table, text_of
+
+    frame = read_table(args.data)
+    gold = frame[args.label_column].astype(str).tolist()
+    labels = args.labels or sorted(set(gold))
+    clf = _classifier(args, labels)
+    metrics = clf.score(text_of(frame, args.text_column), gold)
+    metrics.update(model=clf.spec.id, report=clf.report.as_dict())
+    print(f"{clf.spec.id}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})")
+    print(clf.report.summary(), file=sys.stderr)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    """Label a seeded slice of AG News with the embedded model (few-shot pool from another slice)."""
+    import pandas as pd
+
+    from .classifier import Classifier
+    from .data import AG_NEWS_ALIASES, AG_NEWS_LABELS, load_ag_news, split, write_table
+    from .metrics import classification_metrics
+
+    rows = load_ag_news(args.data)
+    pool, test = split(rows, [args.pool, args.n], seed=args.seed)
+    print(f"AG News {args.data or 'test.csv'}: {args.n} items to label, few-shot pool of {len(pool)} "
+          f"(seed {args.seed}), model {args.model}", file=sys.stderr)
+    clf = Classifier(list(AG_NEWS_LABELS.values()), args.model, aliases=AG_NEWS_ALIASES, examples=pool,
+                     progress=not args.no_progress or None)
+    predictions = clf.predict([r["text"] for r in test])
+    metrics = classification_metrics([r["label"] for r in test], [p.label for p in predictions], clf.labels.names)
+    out = write_table(pd.DataFrame({"text": [r["text"] for r in test], "label": [r["label"] for r in test],
+                                    "predicted_label": [p.label for p in predictions],
+                                    "confidence": [p.confidence for p in predictions],
+                                    "source": [p.source for p in predictions]}), args.output)
+    print(f"accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  on {args.n} AG News items")
+    print(f"run report: {clf.report.summary()}")
+    print(f"predictions written to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptclf", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="label a file's text column")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--text-column", default="text", help="a column, or several joined: title,description")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("evaluate", help="accuracy and macro-F1 of a model on a labelled file")
+    p.add_argument("--data", required=True)
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--json", help="also write the metrics as JSON here")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("quickstart", help="label a slice of AG News with the embedded model and score it")
+    p.add_argument("--data", help="AG News test.csv (default: ../shared/data/ag_news/test.csv)")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--pool", type=int, default=4000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="local")
+    p.add_argument("--output", default="reports/quickstart/predictions.csv")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_quickstart)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions():
+    """Sub-commands that live with their modules (finetune, optimize, compare), when present."""
+    import importlib
+
+    for name in ("finetune", "optimize", "compare"):
+        try:
+            module = importlib.import_module(f"promptclf.{name}")
+        except ImportError:
+            continue
+        if hasattr(module, "register_cli"):
+            yield module.register_cli
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"promptclf: error: {message}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # LabellingError: names the items; what was answered is cached
+        print(f"promptclf: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("promptclf: interrupted; answers so far are cached, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Reading and writing item files (CSV, JSONL, Parquet), AG News, and seeded stratified splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+AG_NEWS_LABELS = {1: "World", 2: "Sports", 3: "Business", 4: "Sci/Tech"}
+AG_NEWS_ALIASES = {"Sci/Tech": ["science/technology", "science and technology", "science", "technology", "tech"]}
+
+
+def default_ag_news_path() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    return here.parent / "shared" / "data" / "ag_news" / "test.csv"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, keep_default_na=False, dtype=str)
+    if suffix in (".jsonl", ".ndjson"):
+        return pd.read_json(path, lines=True, dtype=False)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise ValueError(f"input file {str(path)!r}: unsupported format {suffix!r} (use .csv, .jsonl or .parquet)")
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif suffix in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    else:
+        raise ValueError(f"output file {str(path)!r}: unsupported format {suffix!r} (use .csv, .jsonl or .parquet)")
+    return path
+
+
+def text_of(frame: pd.DataFrame, columns: str | Sequence[str]) -> list[str]:
+    """The text column, or several columns joined with ". " (e.g. "title,description")."""
+    names = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else list(columns)
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise KeyError(f"column(s) {missing} not in the file; it has {list(frame.columns)}")
+    if len(names) == 1:
+        return [v if isinstance(v, str) else ("" if v is None else str(v)) for v in frame[names[0]]]
+    parts = frame[names].astype(str).apply(lambda col: col.str.strip().str.rstrip("."))
+    return [". ".join(p for p in row if p) for row in parts.itertuples(index=False)]
+
+
+def load_ag_news(path: str | Path | None = None, text_columns: str = "title,description") -> list[dict]:
+    """AG News rows as [{"text", "label"}] with label names (World, Sports, Business, Sci/Tech)."""
+    frame = read_table(path or default_ag_news_path())
+    texts = [t.replace("\\", " ") for t in text_of(frame, text_columns)]
+    return [{"text": t, "label": AG_NEWS_LABELS[int(l)]} for t, l in zip(texts, frame["label"])]
+
+
+def split(rows: Sequence, sizes: Sequence[int], seed: int = 0) -> list[list]:
+    """Shuffle with the seed, then cut consecutive slices of the given sizes (train rows 0..n-1, ...)."""
+    order = np.random.default_rng(seed).permutation(len(rows))
+    if sum(sizes) > len(rows):
+        raise ValueError(f"split sizes {list(sizes)} add up to more than the {len(rows)} rows")
+    out, start = [], 0
+    for size in sizes:
+        out.append([rows[i] for i in order[start : start + size]])
+        start += size
+    return out

@@ -1,0 +1,97 @@
+"""Few-shot examples: validation, per-class sampling with a seed, and nearest-neighbour selection."""
+
+from __future__ import annotations
+
+import random
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .labels import LabelSet
+from .prompts import fingerprint
+
+
+class ExampleError(ValueError):
+    pass
+
+
+def check_examples(examples: Iterable, labels: LabelSet, what: str = "example") -> list[dict]:
+    """[{"text", "label"}] with labels resolved onto the set; bad rows raise naming the row."""
+    rows = []
+    for n, row in enumerate(examples or ()):
+        if not isinstance(row, dict) or "text" not in row or "label" not in row:
+            raise ExampleError(f"{what} {n} must be a dict with 'text' and 'label', got {row!r:.80}")
+        if not isinstance(row["text"], str) or not row["text"].strip():
+            raise ExampleError(f"{what} {n} has an empty or non-string text")
+        rows.append({"text": row["text"], "label": labels.check(row["label"], f"{what} {n}")})
+    return rows
+
+
+def sample_per_class(rows: Sequence[dict], labels: LabelSet, k: int, seed: int = 0) -> list[dict]:
+    """k examples of each label (fewer where a label has fewer), shuffled with the seed."""
+    rng = random.Random(seed)
+    chosen = []
+    for name in labels.names:
+        pool = [r for r in rows if r["label"] == name]
+        chosen += rng.sample(pool, min(k, len(pool)))
+    rng.shuffle(chosen)
+    return chosen
+
+
+class SimilarExamples:
+    """Picks, for each input, the k nearest pool examples by MiniLM cosine similarity.
+
+    For a batch, the union of each item's neighbours is used, most similar last (closest to the items).
+    An example whose text is one of the items being labelled is never chosen.
+    """
+
+    def __init__(self, pool: Sequence[dict], k: int = 8, encoder=None, max_per_batch: int = 40):
+        if not pool:
+            raise ExampleError("similar-example selection needs a non-empty example pool")
+        self.pool, self.k, self.max_per_batch = list(pool), k, max_per_batch
+        self._encoder = encoder
+        self._vectors = None
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from .embeddings import default_encoder
+
+            self._encoder = default_encoder()
+        return self._encoder
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """Pool embeddings, computed once per pool and kept in the promptclf cache directory."""
+        if self._vectors is None:
+            from .embeddings import cached_encode
+
+            self._vectors = cached_encode(self.encoder, [r["text"] for r in self.pool])
+        return self._vectors
+
+    def fingerprint(self) -> str:
+        return fingerprint("similar", self.k, self.max_per_batch, [[r["text"], r["label"]] for r in self.pool])
+
+    def neighbours(self, texts: Sequence[str]) -> list[list[tuple[float, int]]]:
+        """For each text: up to k (similarity, pool index), most similar first, skipping the text itself."""
+        sims = self.encoder.encode(list(texts)) @ self.vectors.T
+        result = []
+        for text, row in zip(texts, sims):
+            order = np.argsort(-row)
+            picked = [(float(row[j]), int(j)) for j in order[: self.k + 4] if self.pool[j]["text"] != text]
+            result.append(picked[: self.k])
+        return result
+
+    def select_each(self, texts: Sequence[str]) -> list[list[dict]]:
+        """Per text: its k nearest examples, most similar last (closest to the item in the prompt)."""
+        return [[self.pool[j] for _, j in reversed(picked)] for picked in self.neighbours(texts)]
+
+    def select(self, texts: Sequence[str]) -> list[dict]:
+        banned = set(texts)
+        best: dict[int, float] = {}
+        for picked in self.neighbours(texts):
+            for sim, j in picked:
+                if self.pool[j]["text"] not in banned:
+                    best[j] = max(sim, best.get(j, -1.0))
+        ranked = sorted(best, key=best.get)[-self.max_per_batch :]
+        return [self.pool[j] for j in ranked]

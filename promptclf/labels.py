@@ -1,0 +1,126 @@
+"""Label sets: names, descriptions, aliases, and mapping a model's free-text answer onto the set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+
+class LabelError(ValueError):
+    """A label (given by the caller or answered by a model) is not in the label set."""
+
+
+def normalize(text: str) -> str:
+    """Case-, whitespace-, accent- and punctuation-insensitive form used to match answers to labels."""
+    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    text = text.lower().strip().strip("\"'`.:;,!?()[]{}<>*_ ")
+    text = re.sub(r"[\s/\\&+\-_,.]+", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """An ordered set of labels. Build one with `LabelSet.of(...)`."""
+
+    labels: tuple[Label, ...]
+    _lookup: Mapping[str, str] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self):
+        if not self.labels:
+            raise LabelError("the label set is empty: give at least two labels")
+        names = [label.name for label in self.labels]
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise LabelError(f"duplicate labels in the label set: {dupes}")
+        lookup: dict[str, str] = {}
+        for label in self.labels:
+            if not str(label.name).strip():
+                raise LabelError("a label name is empty")
+            for form in (label.name, *label.aliases):
+                key = normalize(form)
+                if lookup.get(key, label.name) != label.name:
+                    raise LabelError(f"alias {form!r} matches both {lookup[key]!r} and {label.name!r}")
+                lookup[key] = label.name
+        object.__setattr__(self, "_lookup", lookup)
+
+    @classmethod
+    def of(
+        cls,
+        labels: "LabelSet | Iterable[str | Label] | Mapping[str, str]",
+        descriptions: Mapping[str, str] | None = None,
+        aliases: Mapping[str, Iterable[str]] | None = None,
+    ) -> "LabelSet":
+        """Accepts a LabelSet, a list of names, a comma-separated string, or a {name: description} dict."""
+        if isinstance(labels, LabelSet) and not descriptions and not aliases:
+            return labels
+        if isinstance(labels, str):
+            labels = [part.strip() for part in labels.split(",") if part.strip()]
+        if isinstance(labels, Mapping):
+            descriptions = {**labels, **(descriptions or {})}
+            labels = list(labels)
+        descriptions, aliases = descriptions or {}, aliases or {}
+        built = []
+        for item in labels:
+            base = item if isinstance(item, Label) else Label(str(item))
+            built.append(
+                Label(
+                    base.name,
+                    descriptions.get(base.name, base.description),
+                    tuple(base.aliases) + tuple(aliases.get(base.name, ())),
+                )
+            )
+        if len(built) < 2:
+            raise LabelError(f"a label set needs at least two labels, got {[b.name for b in built]}")
+        return cls(tuple(built))
+
+    @property
+    def names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def resolve(self, answer: object) -> str | None:
+        """Map a model's answer onto a label name via normalisation and aliases; None if it is not one."""
+        if answer is None:
+            return None
+        return self._lookup.get(normalize(str(answer)))
+
+    def check(self, label: object, where: str = "") -> str:
+        """Resolve a caller-given label (training data, few-shot examples) or raise naming it."""
+        resolved = self.resolve(label)
+        if resolved is None:
+            place = f" ({where})" if where else ""
+            raise LabelError(f"label {label!r}{place} is not in the label set {self.names}")
+        return resolved
+
+    def fingerprint(self) -> str:
+        payload = json.dumps([[l.name, l.description, list(l.aliases)] for l in self.labels])
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_json(self) -> list[dict]:
+        return [{"name": l.name, "description": l.description, "aliases": list(l.aliases)} for l in self.labels]
+
+    @classmethod
+    def from_json(cls, data: list[dict]) -> "LabelSet":
+        return cls(tuple(Label(d["name"], d.get("description", ""), tuple(d.get("aliases", ()))) for d in data))

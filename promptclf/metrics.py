@@ -1,0 +1,23 @@
+"""Accuracy, macro-F1, per-class F1 and the confusion matrix.
+
+scikit-learn computes them: `evaluate.load(...)` fetches metric scripts from the Hugging Face hub,
+which is not reachable offline.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+
+def classification_metrics(gold: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]) -> dict:
+    pred = [p if p is not None else "<none>" for p in predicted]
+    per_class = f1_score(gold, pred, labels=list(labels), average=None, zero_division=0)
+    return {
+        "n": len(gold),
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, labels=list(labels), average="macro", zero_division=0)),
+        "per_class_f1": {label: float(f) for label, f in zip(labels, per_class)},
+        "confusion": confusion_matrix(gold, pred, labels=list(labels)).tolist(),
+    }

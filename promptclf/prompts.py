@@ -1,0 +1,87 @@
+"""Jinja prompt templates (in `prompts/`), rendered through LangChain's ChatPromptTemplate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from langchain_core.prompts import ChatPromptTemplate
+
+from .labels import LabelSet
+
+# Items may contain our own delimiters; defuse them so an item cannot close its tag and speak as another.
+_DELIMITER = re.compile(r"<(/?)\s*(item|example)\b", re.I)
+
+
+def defuse(text: str) -> str:
+    return _DELIMITER.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+
+
+def template_text(name_or_path: str | Path) -> str:
+    """A packaged template by name (`zero_shot`, `few_shot`, `system`, `scoring`) or a path to a file."""
+    path = Path(name_or_path)
+    if path.suffix and path.exists():
+        return path.read_text()
+    resource = resources.files("promptclf.templates").joinpath(f"{name_or_path}.jinja")
+    if not resource.is_file():
+        raise FileNotFoundError(f"no prompt template {str(name_or_path)!r} (not a file, not a packaged template)")
+    return resource.read_text()
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of template texts and variables (JSON-serialised, keys sorted)."""
+    payload = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ChatPrompt:
+    """A system + user prompt pair for batch labelling, with the variables shared by every batch."""
+
+    labels: LabelSet
+    user_template: str
+    system_template: str
+    variables: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, labels: LabelSet, template: str | Path | None = None, *, examples=(), negative_examples=(),
+              instructions: str = "", system_template: str | Path = "system") -> "ChatPrompt":
+        if template is None:
+            template = "few_shot" if examples or negative_examples else "zero_shot"
+        variables = {
+            "labels": labels.to_json(),
+            "instructions": instructions,
+            "examples": [{"text": defuse(e["text"]), "label": e["label"]} for e in examples],
+            "negative_examples": [{"text": defuse(e["text"]), "label": e["label"]} for e in negative_examples],
+        }
+        return cls(labels, template_text(template), template_text(system_template), variables)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.system_template, self.user_template, self.variables)
+
+    def chat_template(self, with_format_instructions: bool = False) -> ChatPromptTemplate:
+        # Format instructions go in as a variable: their JSON braces must not be read as template syntax.
+        system = self.system_template + ("\n{{ format_instructions }}" if with_format_instructions else "")
+        return ChatPromptTemplate.from_messages(
+            [("system", system), ("human", self.user_template)], template_format="jinja2"
+        )
+
+    def variables_for(self, items: list[tuple[int, str]], examples=None) -> dict:
+        """Variables for one batch of (id, text) items; `examples` overrides the shared ones (per-batch selection)."""
+        variables = dict(self.variables)
+        if examples is not None:
+            variables["examples"] = [{"text": defuse(e["text"]), "label": e["label"]} for e in examples]
+        variables["items"] = [{"index": i, "text": defuse(t)} for i, t in items]
+        # An example that is one of the items would hand the model its answer: drop it from this batch.
+        texts = {item["text"] for item in variables["items"]}
+        variables["examples"] = [e for e in variables["examples"] if e["text"] not in texts]
+        return variables
+
+    def messages(self, items: list[tuple[int, str]], examples=None):
+        return self.chat_template().invoke(self.variables_for(items, examples)).to_messages()

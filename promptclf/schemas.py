@@ -1,0 +1,118 @@
+"""Pydantic output schemas built from a label set, and a lenient parser that repairs off-schema answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from .labels import LabelSet
+
+
+class LenientAnswer(BaseModel):
+    index: int
+    label: str
+
+
+class LenientBatch(BaseModel):
+    answers: list[LenientAnswer]
+
+
+def answer_schema(labels: LabelSet) -> type[BaseModel]:
+    """One answer: the item's index and a label constrained to the set (a JSON-schema enum for the API)."""
+    label_type = Literal[tuple(labels.names)]  # type: ignore[valid-type]
+    return create_model(
+        "Answer",
+        index=(int, Field(description="the id of the item this answer is for")),
+        label=(label_type, Field(description="exactly one label from the set")),
+    )
+
+
+def batch_schema(labels: LabelSet) -> type[BaseModel]:
+    """The whole response: one answer per item, each carrying the index of the item it answers."""
+    return create_model(
+        "BatchAnswer",
+        __doc__="Labels for a batch of items, one answer per item.",
+        answers=(list[answer_schema(labels)], Field(description="one answer per item")),
+    )
+
+
+@dataclass
+class BatchResult:
+    """What a response said about a batch: labels by item index, and why the other items failed."""
+
+    labels: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    repaired: int = 0
+
+
+def _json_candidates(text: str):
+    text = text.strip()
+    fenced = re.findall(r"```(?:json)?\s*(.*?)```", text, flags=re.S)
+    yield from fenced
+    yield text
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        yield text[start : end + 1]
+    start, end = text.find("["), text.rfind("]")
+    if 0 <= start < end:
+        yield text[start : end + 1]
+
+
+def extract_answers(payload) -> list[LenientAnswer] | None:
+    """Best-effort reading of a response (text, dict or list) as a list of (index, label) answers."""
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump()
+    if isinstance(payload, str):
+        for candidate in _json_candidates(payload):
+            try:
+                parsed = json.loads(candidate)
+            except ValueError:
+                continue
+            answers = extract_answers(parsed)
+            if answers is not None:
+                return answers
+        return None
+    if isinstance(payload, list):
+        payload = {"answers": payload}
+    if isinstance(payload, dict) and "answers" not in payload and {"index", "label"} <= payload.keys():
+        payload = {"answers": [payload]}
+    try:
+        return LenientBatch.model_validate(payload).answers
+    except ValidationError:
+        return None
+
+
+def read_batch(payload, labels: LabelSet, expected: list[int]) -> BatchResult:
+    """Match a response to the items it was for.
+
+    Missing, duplicated and unparseable answers fail their items (they are re-asked, never guessed);
+    indices that name no item are ignored; labels are mapped onto the set through the alias table.
+    """
+    result = BatchResult()
+    answers = extract_answers(payload)
+    if answers is None:
+        result.failed = {i: "response is not valid JSON of the batch schema" for i in expected}
+        return result
+    wanted = set(expected)
+    seen: dict[int, list[str]] = {}
+    for answer in answers:
+        if answer.index in wanted:
+            seen.setdefault(answer.index, []).append(answer.label)
+    for index in expected:
+        given = seen.get(index)
+        if not given:
+            result.failed[index] = "no answer for this item"
+        elif len(given) > 1:
+            result.failed[index] = f"answered {len(given)} times"
+        else:
+            label = labels.resolve(given[0])
+            if label is None:
+                result.failed[index] = f"answer {given[0]!r} is not in the label set"
+            else:
+                result.repaired += label != given[0]
+                result.labels[index] = label
+    return result

@@ -1,0 +1,96 @@
+"""Usage accounting: calls, tokens, cost, retries and time for one run, and the price table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, fields
+
+# USD per 1M tokens (input, output). Extend with `register_price` or `Classifier(prices=...)`.
+PRICES: dict[str, tuple[float, float]] = {
+    "openai:gpt-4o-mini": (0.15, 0.60),
+    "openai:gpt-4o": (2.50, 10.00),
+    "openai:gpt-4.1-mini": (0.40, 1.60),
+    "openai:gpt-4.1-nano": (0.10, 0.40),
+    "openai:gpt-4.1": (2.00, 8.00),
+    "together:meta-llama/Llama-3-70b-chat-hf": (0.88, 0.88),
+    "together:meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo": (0.18, 0.18),
+    "together:meta-llama/Llama-3.3-70B-Instruct-Turbo": (0.88, 0.88),
+}
+
+
+def register_price(model: str, input_per_million: float, output_per_million: float) -> None:
+    """Add or override the price of a model string (e.g. "openai:gpt-4o-mini"), in USD per 1M tokens."""
+    PRICES[model] = (float(input_per_million), float(output_per_million))
+
+
+def price_of(model: str, prices: dict | None = None) -> tuple[float, float] | None:
+    table = {**PRICES, **(prices or {})}
+    if model in table:
+        return table[model]
+    bare = model.split(":", 1)[-1].split("@", 1)[0]  # openai-compatible:gpt-4o-mini@url -> gpt-4o-mini
+    for key, price in table.items():
+        if key.split(":", 1)[-1] == bare:
+            return price
+    return None
+
+
+@dataclass
+class Usage:
+    """Counters for one run. Thread-safe: batches running in parallel add to the same object."""
+
+    model: str = ""
+    items: int = 0
+    requests: int = 0
+    retries: int = 0
+    reasks: int = 0
+    repaired: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hits: int = 0
+    fallback: int = 0
+    failed: int = 0
+    compute_s: float = 0.0
+    wall_s: float = 0.0
+    prices: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Estimated dollars from the price table; None where the model has no price (local models)."""
+        price = price_of(self.model, self.prices)
+        if price is None:
+            return None
+        return (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1e6
+
+    def as_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_") and f.name != "prices"}
+        data["cost_usd"] = self.cost_usd
+        return data
+
+    def summary(self) -> str:
+        cost = f"${self.cost_usd:.4f}" if self.cost_usd is not None else f"{self.compute_s:.1f}s local compute"
+        return (
+            f"{self.items} items | {self.requests} calls ({self.retries} retries, {self.reasks} re-asks) | "
+            f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | cost {cost} | "
+            f"{self.cache_hits} from cache, {self.fallback} by fallback, {self.failed} failed | "
+            f"wall {self.wall_s:.1f}s"
+        )
+
+
+class Stopwatch:
+    """`with Stopwatch() as sw:` ... `sw.seconds`."""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False

@@ -1,0 +1,97 @@
+"""Shared fixtures: a small AG News sample (120 rows, tests/data), an oracle that knows its gold labels,
+a fault-injecting OpenAI-compatible server on 127.0.0.1, and a fake chat model on LangChain's fakes."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from promptclf.data import load_ag_news
+
+from .fake_openai_server import ITEM, FakeOpenAIServer, ServerConfig
+
+DATA = Path(__file__).parent / "data"
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+@pytest.fixture(scope="session")
+def sample_rows() -> list[dict]:
+    return load_ag_news(DATA / "agnews_sample.csv")
+
+
+@pytest.fixture(scope="session")
+def oracle(sample_rows):
+    gold = {r["text"]: r["label"] for r in sample_rows}
+
+    def answer(text: str) -> str:
+        return gold.get(text, "World")
+
+    return answer
+
+
+@pytest.fixture
+def server_factory(oracle):
+    servers = []
+
+    def make(**config):
+        server = FakeOpenAIServer(ServerConfig(oracle=config.pop("oracle", oracle), **config))
+        servers.append(server.__enter__())
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "answers"
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """LangChain's GenericFakeChatModel, answering each batch prompt from an oracle instead of a script.
+
+    `faults` is a list consumed one per call: None (a correct answer), "drop" (last answer missing),
+    "garbage" (not JSON), "offlabel", "alias" (a lower-case alias of the right label), "raise" (KeyboardInterrupt).
+    """
+
+    oracle: object = None
+    faults: list = []
+    calls: int = 0
+    batch_sizes: list = []
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.calls += 1
+        fault = self.faults.pop(0) if self.faults else None
+        text = "\n".join(str(m.content) for m in messages)
+        items = [(int(i), t) for i, t in ITEM.findall(text)]
+        self.batch_sizes.append(len(items))
+        if fault == "raise":
+            raise KeyboardInterrupt
+        answers = [{"index": i, "label": self.oracle(t)} for i, t in items]
+        if fault == "drop":
+            answers.pop()
+        if fault == "offlabel":
+            answers[0]["label"] = "Weather"
+        if fault == "alias":
+            answers = [{**a, "label": a["label"].lower()} for a in answers]
+        import json
+
+        content = "Sure! ```json\n" + json.dumps({"answers": answers}) + "\n```" if fault != "garbage" else "no idea"
+        usage = {"input_tokens": len(text) // 4, "output_tokens": len(content) // 4,
+                 "total_tokens": (len(text) + len(content)) // 4}
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=content, usage_metadata=usage))])
+
+
+@pytest.fixture
+def scripted_model(oracle):
+    def make(faults=()):
+        return ScriptedChatModel(messages=iter([]), oracle=oracle, faults=list(faults))
+
+    return make

@@ -1,0 +1,182 @@
+"""A small OpenAI-compatible server on 127.0.0.1 for tests and benchmarks, with fault injection.
+
+It answers /v1/chat/completions for promptclf's batch prompts (items between <item id="N"> tags) with the
+labels an oracle gives, and /v1/completions with echo logprobs that favour the oracle's label. Faults are
+drawn per request with a seeded RNG: 429 (with Retry-After), 500, slow (past the client timeout),
+malformed JSON, short (an answer missing), duplicated (an item answered twice), off-label answers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+ITEM = re.compile(r'<item id="(\d+)">\n(.*?)\n</item>', re.S)
+FAULTS = ("429", "500", "slow", "malformed", "short", "duplicate", "offlabel")
+
+
+@dataclass
+class ServerConfig:
+    oracle: Callable[[str], str]
+    fault_rate: float = 0.0
+    faults: tuple[str, ...] = FAULTS
+    seed: int = 0
+    latency: float = 0.0
+    slow_seconds: float = 2.0
+    retry_after: str = "0.05"
+    shuffle: bool = True
+
+
+@dataclass
+class ServerLog:
+    requests: int = 0
+    chat_requests: int = 0
+    completion_requests: int = 0
+    faults: dict = field(default_factory=dict)
+    items_seen: int = 0
+    authorization: list = field(default_factory=list)
+    bodies: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FakeOpenAIServer:
+    def __init__(self, config: ServerConfig):
+        self.config, self.log = config, ServerLog()
+        self.rng = random.Random(config.seed)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def draw_fault(self) -> str | None:
+        with self.log.lock:
+            if self.rng.random() < self.config.fault_rate:
+                fault = self.rng.choice(self.config.faults)
+                self.log.faults[fault] = self.log.faults.get(fault, 0) + 1
+                return fault
+        return None
+
+    # --- responses ------------------------------------------------------------------------------------
+
+    def chat(self, body: dict, fault: str | None) -> dict:
+        text = "\n".join(m["content"] for m in body["messages"] if isinstance(m.get("content"), str))
+        items = [(int(i), t) for i, t in ITEM.findall(text)]
+        with self.log.lock:
+            self.log.items_seen += len(items)
+        answers = [{"index": i, "label": self.config.oracle(t.replace("‹", "<"))} for i, t in items]
+        if self.config.shuffle:
+            random.Random(len(items)).shuffle(answers)
+        if fault == "short" and answers:
+            answers.pop()
+        elif fault == "duplicate" and answers:
+            answers.append({"index": answers[0]["index"], "label": "World" if answers[0]["label"] != "World"
+                            else "Sports"})
+        elif fault == "offlabel" and answers:
+            answers[0]["label"] = "Weather"
+        content = "{'answers': [" if fault == "malformed" else json.dumps({"answers": answers})
+        message: dict = {"role": "assistant", "content": content}
+        if body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
+        return {
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": len(content) // 4,
+                      "total_tokens": len(text) // 4 + len(content) // 4},
+        }
+
+    def completions(self, body: dict) -> dict:
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        choices = []
+        for n, prompt in enumerate(prompts):
+            head, _, label = prompt.rpartition(": ")  # "...\nLabel: <label>"
+            item = head.rsplit("\n", 1)[0].rsplit("\n", 1)[-1].split(": ", 1)[-1]
+            gold = self.config.oracle(item)
+            tokens, offsets, pos = [], [], 0
+            for match in re.finditer(r"\S+|\s+", prompt):
+                tokens.append(match.group())
+                offsets.append(match.start())
+                pos = match.end()
+            label_start = len(head) + 2
+            logprobs = [None] + [(-0.1 if label == gold else -4.0) if off >= label_start else -1.0
+                                 for off in offsets[1:]]
+            choices.append({"index": n, "text": prompt, "finish_reason": "length",
+                            "logprobs": {"tokens": tokens, "text_offset": offsets, "token_logprobs": logprobs,
+                                         "top_logprobs": None}})
+        return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
+                "model": body["model"], "choices": choices,
+                "usage": {"prompt_tokens": sum(len(p) // 4 for p in prompts), "completion_tokens": 0,
+                          "total_tokens": sum(len(p) // 4 for p in prompts)}}
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, payload, headers: dict | None = None):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server.log.lock:
+                    server.log.requests += 1
+                    server.log.authorization.append(self.headers.get("Authorization", ""))
+                    server.log.bodies.append(body)
+                if server.config.latency:
+                    time.sleep(server.config.latency)
+                if self.path.endswith("/completions") and "chat" not in self.path:
+                    with server.log.lock:
+                        server.log.completion_requests += 1
+                    return self._send(200, server.completions(body))
+                if not self.path.endswith("/chat/completions"):
+                    return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                if body.get("model") == "no-such-model":
+                    return self._send(404, {"error": {"message": "The model `no-such-model` does not exist",
+                                                      "type": "invalid_request_error", "code": "model_not_found"}})
+                with server.log.lock:
+                    server.log.chat_requests += 1
+                fault = server.draw_fault()
+                if fault == "429":
+                    return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
+                                      {"Retry-After": server.config.retry_after})
+                if fault == "500":
+                    return self._send(500, {"error": {"message": "boom", "type": "server_error"}})
+                if fault == "slow":
+                    time.sleep(server.config.slow_seconds)
+                return self._send(200, server.chat(body, fault))
+
+        return Handler

@@ -1,0 +1,131 @@
+"""Batching, re-asking, caching and input handling, on a fake chat model built on LangChain's
+GenericFakeChatModel (tests/conftest.py: ScriptedChatModel). No network, no real model."""
+
+import logging
+
+import pytest
+
+from promptclf import Classifier, InputError, LabellingError, classify
+from promptclf.labels import LabelError
+
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+def make(scripted_model, cache_dir, faults=(), **kw):
+    model = scripted_model(faults)
+    kw.setdefault("batch_size", 5)
+    kw.setdefault("concurrency", 1)
+    clf = Classifier(LABELS, "openai-compatible:fake@http://127.0.0.1:9", llm=model, cache=cache_dir, **kw)
+    return clf, model
+
+
+def test_batches_are_answered_in_input_order(scripted_model, cache_dir, sample_rows):
+    clf, model = make(scripted_model, cache_dir)
+    rows = sample_rows[:23]
+    preds = clf.predict([r["text"] for r in rows])
+    assert [p.label for p in preds] == [r["label"] for r in rows]
+    assert model.batch_sizes == [5, 5, 5, 5, 3]
+    assert clf.report.requests == 5 and clf.report.prompt_tokens > 0
+    assert {p.source for p in preds} == {"llm"}
+
+
+def test_missing_answer_is_reasked_not_shifted(scripted_model, cache_dir, sample_rows):
+    clf, model = make(scripted_model, cache_dir, faults=["drop"])
+    rows = sample_rows[:5]
+    assert clf.classify([r["text"] for r in rows]) == [r["label"] for r in rows]
+    assert model.batch_sizes == [5, 1]  # the one dropped item, asked alone
+    assert clf.report.reasks == 1
+
+
+def test_unparseable_batch_is_split_down_to_single_items(scripted_model, cache_dir, sample_rows):
+    clf, model = make(scripted_model, cache_dir, faults=["garbage", "garbage", "garbage"])
+    rows = sample_rows[:4]
+    assert clf.classify([r["text"] for r in rows]) == [r["label"] for r in rows]
+    assert model.batch_sizes == [4, 2, 1, 1, 1, 2]  # halves; a single item gets re-asked alone
+
+
+def test_aliases_are_repaired_and_off_label_answers_reasked(scripted_model, cache_dir, sample_rows):
+    clf, model = make(scripted_model, cache_dir, faults=["alias", "offlabel"],
+                      aliases={"Sci/Tech": ["science/technology"]})
+    rows = sample_rows[:10]
+    assert clf.classify([r["text"] for r in rows]) == [r["label"] for r in rows]
+    assert clf.report.repaired > 0 and clf.report.reasks == 1
+
+
+def test_an_item_that_is_never_answered_is_reported_by_position(scripted_model, cache_dir, sample_rows):
+    clf, _ = make(scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1)  # 1 ask + 2 re-asks
+    texts = [sample_rows[0]["text"], sample_rows[1]["text"]]
+    with pytest.raises(LabellingError, match=r"1 of 2 items could not be labelled: item 0 .*Weather") as err:
+        clf.predict(texts)
+    assert list(err.value.failures) == [0]
+    assert err.value.predictions[1].label == sample_rows[1]["label"]
+
+
+def test_rerun_is_served_from_cache_with_zero_calls(scripted_model, cache_dir, sample_rows):
+    texts = [r["text"] for r in sample_rows[:12]]
+    clf, model = make(scripted_model, cache_dir)
+    first = clf.classify(texts)
+    again, model2 = make(scripted_model, cache_dir)
+    preds = again.predict(texts)
+    assert [p.label for p in preds] == first
+    assert model2.calls == 0 and again.report.cache_hits == 12
+    assert {p.source for p in preds} == {"cache"}
+
+
+def test_interrupted_run_resumes_without_paying_again(scripted_model, cache_dir, sample_rows):
+    texts = [r["text"] for r in sample_rows[:15]]
+    clf, model = make(scripted_model, cache_dir, faults=[None, None, "raise"])
+    with pytest.raises(KeyboardInterrupt):
+        clf.classify(texts)
+    assert model.calls == 3
+    resumed, model2 = make(scripted_model, cache_dir)
+    assert resumed.classify(texts) == [r["label"] for r in sample_rows[:15]]
+    assert model2.calls == 1 and resumed.report.cache_hits == 10
+
+
+def test_duplicate_texts_are_answered_once(scripted_model, cache_dir, sample_rows):
+    clf, model = make(scripted_model, cache_dir)
+    text = sample_rows[0]["text"]
+    assert clf.classify([text, text, text]) == [sample_rows[0]["label"]] * 3
+    assert model.batch_sizes == [1]
+
+
+def test_bad_input_is_named(scripted_model, cache_dir):
+    clf, _ = make(scripted_model, cache_dir)
+    with pytest.raises(InputError, match="item 1 is empty"):
+        clf.classify(["fine", "   "])
+    with pytest.raises(InputError, match="item 2 is NoneType"):
+        clf.classify(["a", "b", None])
+    with pytest.raises(InputError, match="not one string"):
+        clf.classify("a single string")
+    assert classify([], labels=LABELS) == []
+
+
+def test_skip_empty_returns_none_for_those_items(scripted_model, cache_dir, sample_rows):
+    clf, _ = make(scripted_model, cache_dir, skip_empty=True)
+    assert clf.classify(["", sample_rows[0]["text"]]) == [None, sample_rows[0]["label"]]
+
+
+def test_long_items_are_truncated_with_a_warning_or_refused(scripted_model, cache_dir, caplog):
+    clf, model = make(scripted_model, cache_dir, max_item_tokens=10)
+    with caplog.at_level(logging.WARNING, logger="promptclf"):
+        clf.classify(["word " * 100])
+    assert "item 0 is longer than 10 tokens" in caplog.text
+    strict, _ = make(scripted_model, cache_dir, max_item_tokens=10, truncate="error")
+    with pytest.raises(InputError, match="item 0 is longer"):
+        strict.classify(["word " * 100])
+
+
+def test_examples_with_a_label_outside_the_set_are_refused(scripted_model, cache_dir):
+    with pytest.raises(LabelError, match=r"'Weather' \(example 1\) is not in the label set"):
+        make(scripted_model, cache_dir, examples=[{"text": "a", "label": "World"}, {"text": "b", "label": "Weather"}])
+
+
+def test_per_class_examples_are_sampled_with_the_seed(scripted_model, cache_dir, sample_rows):
+    pool = sample_rows[:80]
+    a, _ = make(scripted_model, cache_dir, examples=pool, example_selection="per-class", k=2, seed=1)
+    b, _ = make(scripted_model, cache_dir, examples=pool, example_selection="per-class", k=2, seed=1)
+    c, _ = make(scripted_model, cache_dir, examples=pool, example_selection="per-class", k=2, seed=2)
+    shown = a.method.prompt.variables["examples"]
+    assert len(shown) == 8 and sorted(e["label"] for e in shown).count("Sports") == 2
+    assert a.method.identity == b.method.identity != c.method.identity
