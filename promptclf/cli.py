@@ -73,8 +73,10 @@ def cmd_evaluate(args) -> int:
     from .data import read_table, text_of
 
     frame = read_table(args.data)
+    if args.label_column not in frame.columns:
+        raise KeyError(f"column {args.label_column!r} not in {args.data}; it has {list(frame.columns)}")
     gold = frame[args.label_column].astype(str).tolist()
-    labels = args.labels or sorted(set(gold))
+    labels = args.labels or _saved_labels(args.model) or sorted(set(gold))
     clf = _classifier(args, labels)
     metrics = clf.score(text_of(frame, args.text_column), gold)
     metrics.update(model=clf.spec.id, report=clf.report.as_dict())
@@ -84,6 +86,14 @@ def cmd_evaluate(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=2))
     return 0
+
+
+def _saved_labels(model: str) -> list[str] | None:
+    """A fine-tuned model knows its label set; evaluate uses it when --labels is not given."""
+    if not model.startswith("finetuned:"):
+        return None
+    meta = Path(model.split(":", 1)[1]) / "promptclf.json"
+    return [label["name"] for label in json.loads(meta.read_text())["labels"]] if meta.exists() else None
 
 
 def cmd_quickstart(args) -> int:

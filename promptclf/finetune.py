@@ -1,0 +1,374 @@
+"""A quantized LoRA sequence classifier (transformers + peft + bitsandbytes), trained with the HF Trainer.
+
+It is a labelling method like any other (`finetuned:<dir>`), and the fallback for items an LLM could not
+label. Bases: the packaged MiniLM encoder (default, fast on a CPU), the embedded Gemma 3 270M (a decoder
+with a classification head), or any local transformers directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .backends import ConfigError
+from .labels import LabelSet
+from .methods import Outcome, Prediction
+from .usage import Usage
+
+log = logging.getLogger("promptclf")
+
+META = "promptclf.json"
+
+# Per architecture: the classification head (kept out of quantisation, trained in full and saved with the
+# adapter via modules_to_save), modules also left unquantised, and the LoRA target modules.
+ARCHITECTURES = {
+    # BERT-style heads read the pooler (dense + tanh over [CLS]); it is trained with the head.
+    "bert": dict(head=["classifier", "pooler"], skip=["classifier", "pooler.dense"], targets=["query", "key", "value", "dense"]),
+    "gemma3_text": dict(head=["score"], skip=["score"], targets=["q_proj", "k_proj", "v_proj", "o_proj"]),
+    "default": dict(head=["classifier"], skip=["classifier", "score", "pooler.dense"], targets="all-linear"),
+}
+
+
+def resolve_base(base: str) -> Path:
+    if base == "minilm":
+        from .embeddings import minilm_path
+
+        return minilm_path()
+    if base in ("gemma-270m", "gemma3-270m"):
+        from .local import embedded_model_dir
+
+        return embedded_model_dir()
+    path = Path(base).expanduser()
+    if not (path / "config.json").exists():
+        raise ConfigError(f"base {base!r}: use minilm, gemma-270m or a local transformers model directory")
+    return path
+
+
+@dataclass
+class FineTuneConfig:
+    base: str = "minilm"
+    quantize: str = "4bit"  # 4bit (NF4, double quantisation), 8bit or none
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    target_modules: list | str | None = None  # None: the architecture's default
+    epochs: float = 3
+    learning_rate: float = 2e-3
+    batch_size: int = 32
+    max_length: int = 128
+    early_stopping_patience: int = 2
+    seed: int = 0
+    dev_fraction: float = 0.1
+
+    def __post_init__(self):
+        if self.quantize not in ("4bit", "8bit", "none"):
+            raise ConfigError(f"quantize={self.quantize!r}: choose 4bit, 8bit or none")
+
+
+def _quantization(quantize: str, skip: list[str]):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "none":
+        return None
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=skip)
+
+
+def _architecture(path: Path) -> dict:
+    model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+    return ARCHITECTURES.get(model_type, ARCHITECTURES["default"])
+
+
+def load_base(config: FineTuneConfig, labels: LabelSet):
+    """(model, tokenizer, architecture) with a fresh classification head for the label set."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_base(config.base)
+    arch = _architecture(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs = {}
+    quantization = _quantization(config.quantize, arch["skip"])
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    elif torch.cuda.is_available():
+        kwargs["dtype"] = torch.bfloat16
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(labels), id2label=dict(enumerate(labels.names)),
+        label2id={n: i for i, n in enumerate(labels.names)}, **kwargs)
+    model.config.pad_token_id = tokenizer.pad_token_id  # decoder heads find each row's last real token by it
+    return model, tokenizer, arch
+
+
+def keep_4bit_weights_trainable(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes repacks Linear4bit weights in the first no-grad forward,
+    and a training step after that fails ("a view of a leaf Variable ... in-place operation"). Training
+    evaluates between epochs, so the repacking is turned off for the model's whole training life."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def with_lora(model, config: FineTuneConfig, arch: dict):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.quantize != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        keep_4bit_weights_trainable(model)
+    lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=config.target_modules or arch["targets"],
+                      modules_to_save=arch["head"])
+    return get_peft_model(model, lora)
+
+
+def _dataset(tokenizer, texts, label_ids, max_length):
+    from datasets import Dataset
+
+    data = Dataset.from_dict({"text": list(texts), "label": list(label_ids)})
+    return data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
+                    remove_columns=["text"])
+
+
+def _metrics(eval_pred) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits, gold = eval_pred
+    pred = np.asarray(logits).argmax(-1)
+    return {"accuracy": accuracy_score(gold, pred), "macro_f1": f1_score(gold, pred, average="macro")}
+
+
+def _split_dev(texts, label_ids, fraction, seed):
+    order = np.random.default_rng(seed).permutation(len(texts))
+    n_dev = max(1, int(len(texts) * fraction))
+    dev, train = order[:n_dev], order[n_dev:]
+    pick = lambda idx, xs: [xs[i] for i in idx]  # noqa: E731
+    return pick(train, texts), pick(train, label_ids), pick(dev, texts), pick(dev, label_ids)
+
+
+def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: Sequence[dict] | None = None,
+             progress: bool = True, **options) -> "FineTunedMethod":
+    """Train a LoRA classifier on [{"text", "label"}] rows and save it to `out`; returns the loaded method.
+
+    Options are FineTuneConfig's (base, quantize, lora_r, lora_alpha, lora_dropout, target_modules, epochs,
+    learning_rate, batch_size, max_length, early_stopping_patience, seed, dev_fraction). Without dev rows,
+    a seeded `dev_fraction` of the training rows is held out for evaluation each epoch and early stopping.
+    """
+    import torch
+    from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments,
+                              set_seed)
+
+    config = FineTuneConfig(**options)
+    labels = LabelSet.of(labels)
+    if not train_rows:
+        raise ConfigError("finetune needs training rows: got none")
+    texts = [r["text"] for r in train_rows]
+    label_ids = [labels.index(labels.check(r["label"], f"training row {i}")) for i, r in enumerate(train_rows)]
+    if dev_rows:
+        dev_texts = [r["text"] for r in dev_rows]
+        dev_ids = [labels.index(labels.check(r["label"], f"dev row {i}")) for i, r in enumerate(dev_rows)]
+    else:
+        texts, label_ids, dev_texts, dev_ids = _split_dev(texts, label_ids, config.dev_fraction, config.seed)
+    set_seed(config.seed)
+    model, tokenizer, arch = load_base(config, labels)
+    model = with_lora(model, config, arch)
+    out = Path(out)
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=64, eval_strategy="epoch",
+        save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="accuracy",
+        seed=config.seed, data_seed=config.seed, report_to=[], logging_strategy="epoch",
+        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=_dataset(tokenizer, texts, label_ids, config.max_length),
+                      eval_dataset=_dataset(tokenizer, dev_texts, dev_ids, config.max_length),
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_metrics,
+                      callbacks=[EarlyStoppingCallback(config.early_stopping_patience)])
+    started = time.perf_counter()
+    trainer.train()
+    train_s = time.perf_counter() - started
+    dev_metrics = trainer.evaluate()
+    method = FineTunedMethod(trainer.model, tokenizer, labels, config, path=out)
+    method.save(out, {"train_seconds": train_s, "train_rows": len(texts), "dev_rows": len(dev_texts),
+                      "dev": {k: v for k, v in dev_metrics.items() if isinstance(v, (int, float))}})
+    return method
+
+
+class FineTunedMethod:
+    """A labelling method backed by a fine-tuned (LoRA) sequence classifier."""
+
+    cacheable = False  # local and cheap: caching would only add disk writes
+
+    def __init__(self, model, tokenizer, labels: LabelSet, config: FineTuneConfig, path: Path | None = None,
+                 batch_size: int = 64):
+        self.model, self.tokenizer, self.labels, self.config = model, tokenizer, labels, config
+        self.path, self.batch_size = path, batch_size
+        self.model.eval()
+
+    @property
+    def identity(self) -> str:
+        return f"finetuned:{self.path}"
+
+    def save(self, out: Path, metrics: dict) -> None:
+        import peft
+        import transformers
+
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)  # the adapter, and the head through modules_to_save
+        self.tokenizer.save_pretrained(out)
+        meta = {"format": 1, "labels": self.labels.to_json(), "config": asdict(self.config), "metrics": metrics,
+                "versions": {"transformers": transformers.__version__, "peft": peft.__version__}}
+        (out / META).write_text(json.dumps(meta, indent=2))
+        import shutil
+
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+    @classmethod
+    def load(cls, path: str | Path, labels=None) -> "FineTunedMethod":
+        from peft import PeftModel
+
+        path = Path(path)
+        if not (path / META).exists():
+            raise ConfigError(f"{str(path)!r} is not a promptclf fine-tuned model directory (no {META})")
+        meta = json.loads((path / META).read_text())
+        saved = LabelSet.from_json(meta["labels"])
+        if labels is not None and LabelSet.of(labels).names != saved.names:
+            raise ConfigError(f"fine-tuned model {str(path)!r} was trained on labels {saved.names}, "
+                              f"not {LabelSet.of(labels).names}")
+        config = FineTuneConfig(**meta["config"])
+        model, tokenizer, _ = load_base(config, saved)
+        model = PeftModel.from_pretrained(model, path)
+        keep_4bit_weights_trainable(model)
+        return cls(model, tokenizer, saved, config, path=path)
+
+    @property
+    def metrics(self) -> dict:
+        return json.loads((self.path / META).read_text())["metrics"] if self.path else {}
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(list(texts[start : start + self.batch_size]), padding=True, truncation=True,
+                                       max_length=self.config.max_length, return_tensors="pt")
+                batch = {k: v.to(self.model.device) for k, v in batch.items()}
+                out.append(torch.softmax(self.model(**batch).logits.float(), -1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+
+    def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
+        started = time.perf_counter()
+        probs = self.probabilities(texts)
+        usage.add(compute_s=time.perf_counter() - started)
+        for i, row in enumerate(probs):
+            best = int(row.argmax())
+            yield i, Prediction(self.labels.names[best], float(row[best]),
+                                scores=dict(zip(self.labels.names, map(float, row))))
+
+
+def distill(pool_texts: Sequence[str], labels, *, model: str, out: str | Path, test_rows: Sequence[dict] = (),
+            classifier_options: dict | None = None, **finetune_options) -> dict:
+    """Label an unlabelled pool with an LLM (cached), fine-tune the local model on those labels, and report
+    its agreement with the LLM and, given gold test rows, both models' accuracy on them."""
+    from .classifier import Classifier
+    from .metrics import classification_metrics
+
+    teacher = Classifier(labels, model, **(classifier_options or {}))
+    taught = [{"text": t, "label": label} for t, label in zip(pool_texts, teacher.classify(list(pool_texts)))]
+    report = {"teacher": model, "pool": len(taught), "teacher_usage": teacher.report.as_dict()}
+    student = finetune(taught, teacher.labels, out=out, **finetune_options)
+    if test_rows:
+        texts, gold = [r["text"] for r in test_rows], [teacher.labels.check(r["label"]) for r in test_rows]
+        teacher_says = teacher.classify(texts)
+        student_says = [p.label for _, p in sorted(student.predict(texts, Usage()))]
+        names = teacher.labels.names
+        report.update(agreement=float(np.mean([a == b for a, b in zip(teacher_says, student_says)])),
+                      teacher_accuracy=classification_metrics(gold, teacher_says, names)["accuracy"],
+                      student_accuracy=classification_metrics(gold, student_says, names)["accuracy"])
+    Path(out, "distill.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _rows_from_file(path, text_column, label_column=None):
+    from .data import read_table, text_of
+
+    frame = read_table(path)
+    texts = text_of(frame, text_column)
+    if label_column is None:
+        return texts
+    if label_column not in frame.columns:
+        raise KeyError(f"column {label_column!r} not in {path}; it has {list(frame.columns)}")
+    return [{"text": t, "label": str(l)} for t, l in zip(texts, frame[label_column])]
+
+
+def _finetune_options(args) -> dict:
+    return dict(base=args.base, quantize=args.quantize, epochs=args.epochs, learning_rate=args.learning_rate,
+                lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
+
+
+def cmd_finetune(args) -> int:
+    rows = _rows_from_file(args.train, args.text_column, args.label_column)
+    dev = _rows_from_file(args.dev, args.text_column, args.label_column) if args.dev else None
+    labels = args.labels or sorted({r["label"] for r in rows})
+    method = finetune(rows, labels, out=args.out, dev_rows=dev, **_finetune_options(args))
+    dev_metrics = method.metrics["dev"]
+    print(f"saved to {args.out}: dev accuracy {dev_metrics.get('eval_accuracy', float('nan')):.4f}, "
+          f"macro-F1 {dev_metrics.get('eval_macro_f1', float('nan')):.4f}, "
+          f"trained in {method.metrics['train_seconds']:.0f}s")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    if not args.labels:
+        raise ConfigError("--labels is required for distill")
+    texts = _rows_from_file(args.pool, args.text_column)
+    test = _rows_from_file(args.test, args.text_column, args.label_column) if args.test else ()
+    report = distill(texts, args.labels, model=args.model, out=args.out, test_rows=test, **_finetune_options(args))
+    print(json.dumps({k: v for k, v in report.items() if k != "teacher_usage"}, indent=2))
+    return 0
+
+
+def _add_training_options(p) -> None:
+    p.add_argument("--out", required=True, help="directory for the fine-tuned model")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--labels", help="comma-separated label set (default: the labels in the training file)")
+    p.add_argument("--base", default="minilm", help="minilm (default), gemma-270m, or a local model directory")
+    p.add_argument("--quantize", default="4bit", choices=["4bit", "8bit", "none"])
+    p.add_argument("--epochs", type=float, default=3)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--lora-dropout", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("finetune", help="train a (quantized) LoRA classifier on a labelled file")
+    p.add_argument("--train", required=True)
+    p.add_argument("--dev", help="labelled dev file (default: a seeded 10%% of --train)")
+    _add_training_options(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("distill", help="label a pool with an LLM, then fine-tune the local model on it")
+    p.add_argument("--pool", required=True, help="unlabelled texts")
+    p.add_argument("--test", help="gold-labelled test file for accuracy and agreement")
+    p.add_argument("--model", required=True, help="the teacher model string")
+    _add_training_options(p)
+    p.set_defaults(func=cmd_distill)
