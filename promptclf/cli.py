@@ -57,8 +57,9 @@ def cmd_classify(args) -> int:
     if not args.labels:
         raise ConfigError("--labels is required: a comma-separated list such as World,Sports,Business,Sci/Tech")
     frame = read_table(args.input)
+    texts = text_of(frame, args.text_column)
     clf = _classifier(args, args.labels)
-    predictions = clf.predict(text_of(frame, args.text_column))
+    predictions = clf.predict(texts)
     frame = frame.copy()
     frame["predicted_label"] = [p.label if p else None for p in predictions]
     frame["confidence"] = [p.confidence if p else None for p in predictions]
@@ -77,8 +78,9 @@ def cmd_evaluate(args) -> int:
         raise KeyError(f"column {args.label_column!r} not in {args.data}; it has {list(frame.columns)}")
     gold = frame[args.label_column].astype(str).tolist()
     labels = args.labels or _saved_labels(args.model) or sorted(set(gold))
+    texts = text_of(frame, args.text_column)
     clf = _classifier(args, labels)
-    metrics = clf.score(text_of(frame, args.text_column), gold)
+    metrics = clf.score(texts, gold)
     metrics.update(model=clf.spec.id, report=clf.report.as_dict())
     print(f"{clf.spec.id}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})")
     print(clf.report.summary(), file=sys.stderr)
@@ -174,6 +176,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # weight-loading bars; our own progress bars stay
+        hf_logging.set_verbosity_error()
     try:
         return args.func(args)
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as exc:

@@ -74,7 +74,12 @@ class Usage:
         return data
 
     def summary(self) -> str:
-        cost = f"${self.cost_usd:.4f}" if self.cost_usd is not None else f"{self.compute_s:.1f}s local compute"
+        if self.cost_usd is not None:
+            cost = f"${self.cost_usd:.4f}"
+        elif self.compute_s:
+            cost = f"{self.compute_s:.1f}s local compute"
+        else:
+            cost = "unknown (no price for this model: register_price)"
         return (
             f"{self.items} items | {self.requests} calls ({self.retries} retries, {self.reasks} re-asks) | "
             f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | cost {cost} | "

@@ -1,0 +1,68 @@
+"""The promptclf command on files, against the fake OpenAI-compatible server (tests/fake_openai_server.py)."""
+
+import pandas as pd
+import pytest
+
+from promptclf.cli import main
+
+LABELS = "World,Sports,Business,Sci/Tech"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_classify_file_keeps_extra_columns(tmp_path, server_factory, sample_rows, suffix, capsys):
+    server = server_factory()
+    rows = sample_rows[:12]
+    frame = pd.DataFrame({"id": range(12), "text": [r["text"] for r in rows], "gold": [r["label"] for r in rows]})
+    src, out = tmp_path / f"in{suffix}", tmp_path / f"out{suffix}"
+    {".csv": frame.to_csv, ".jsonl": lambda p, **k: frame.to_json(p, orient="records", lines=True),
+     ".parquet": frame.to_parquet}[suffix](src, index=False) if suffix != ".jsonl" else \
+        frame.to_json(src, orient="records", lines=True)
+    code = main(["classify", "--input", str(src), "--output", str(out), "--labels", LABELS, "--model",
+                 f"openai-compatible:gpt-test@{server.base_url}", "--cache-dir", str(tmp_path / "c")])
+    assert code == 0
+    result = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}[suffix](out)
+    assert list(result["id"]) == list(range(12))
+    assert list(result["predicted_label"]) == list(result["gold"])
+    assert set(result["source"]) == {"llm"}
+    err = capsys.readouterr().err
+    assert "12 items" in err and "calls" in err and "prompt" in err
+
+
+def test_joined_text_columns(tmp_path, server_factory, sample_rows):
+    server = server_factory()
+    src = tmp_path / "in.csv"
+    raw = pd.read_csv("tests/data/agnews_sample.csv")
+    clean = ~(raw["title"].str.contains("\\", regex=False) | raw["description"].str.contains("\\", regex=False))
+    raw[clean].head(5).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["classify", "--input", str(src), "--output", str(out), "--text-column", "title,description",
+                 "--labels", LABELS, "--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"]) == 0
+    expected = [r["label"] for r, keep in zip(sample_rows, clean) if keep][:5]
+    assert list(pd.read_csv(out)["predicted_label"]) == expected
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "gpt-4o"], "unknown model 'gpt-4o'"),
+    (["--model", "openai:gpt-4o-mini"], "OPENAI_API_KEY is not set"),
+    (["--text-column", "body"], "column(s) ['body'] not in the file"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["a"]}).to_csv(src, index=False)
+    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS] + argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_missing_input_file(tmp_path, capsys):
+    assert main(["classify", "--input", str(tmp_path / "nope.csv"), "--output", "o.csv", "--labels", LABELS]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_unlabellable_items_exit_1_and_name_them(tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["a", "b"]}).to_csv(src, index=False)
+    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS,
+                 "--model", "openai-compatible:m@http://127.0.0.1:9/v1", "--max-attempts", "1", "--no-cache"])
+    assert code == 1 and "item 0" in capsys.readouterr().err
