@@ -113,8 +113,11 @@ class Classifier:
             artifact = PromptArtifact.load(prompt, self.labels)
             template, instructions, pool = "few_shot", artifact.instructions, artifact.demos
             example_selection = "all"
-        if example_selection == "auto":
-            example_selection = "similar" if self.spec.provider in ("local", "completions") else "all"
+        if example_selection == "auto":  # local scorers: nearest demos; chat: all, or k per class from a big pool
+            if self.spec.provider in ("local", "completions"):
+                example_selection = "similar"
+            else:
+                example_selection = "all" if len(pool) <= k * len(self.labels) else "per-class"
         self.options = dict(
             examples=pool, negative_examples=check_examples(negative_examples, self.labels, "negative example"),
             example_selection=example_selection, k=k, seed=seed, template=template,

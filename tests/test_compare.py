@@ -1,0 +1,40 @@
+"""compare(): one table over methods on one seeded split. LLM rows use the fake OpenAI-compatible server."""
+
+import json
+
+from promptclf.cli import main
+from promptclf.compare import compare
+
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+KEYS = {"method", "accuracy", "macro_f1", "cost_per_1k_items", "items_per_s", "per_class_f1", "calls",
+        "prompt_tokens_per_item", "train_s", "latency_p50_s", "latency_p95_s", "peak_rss_mb"}
+
+
+def test_compare_writes_one_row_per_method(tmp_path, sample_rows, server_factory):
+    server = server_factory()
+    model = f"openai-compatible:gpt-test@{server.base_url}"
+    results = compare(sample_rows, LABELS, methods=["zero-shot", "few-shot", "tfidf-lr", "emb-lr"], split=(60, 10, 50),
+                      seed=0, model=model, out=tmp_path, chunk=25, classifier_options={"batch_size": 10})
+    assert [r["method"] for r in results] == ["zero-shot", "few-shot", "tfidf-lr", "emb-lr"]
+    for row in results:
+        assert KEYS <= row.keys() and row["n_test"] == 50
+    by = {r["method"]: r for r in results}
+    assert by["zero-shot"]["accuracy"] == 1.0 and by["zero-shot"]["calls"] == 6  # the oracle server; 2 chunks x 3
+    assert by["few-shot"]["prompt_tokens_per_item"] > by["zero-shot"]["prompt_tokens_per_item"]
+    assert by["tfidf-lr"]["calls"] == 0 and by["emb-lr"]["accuracy"] > 0.5
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert [r["method"] for r in saved] == [r["method"] for r in results]
+    md = (tmp_path / "report.md").read_text()
+    assert "seed-0 shuffle" in md and "| tfidf-lr |" in md
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_compare_cli_maps_raw_labels_and_refuses_unknown_methods(tmp_path, capsys):
+    code = main(["compare", "--data", "tests/data/agnews_sample.csv", "--text-column", "title,description",
+                 "--label-names", "1=World,2=Sports,3=Business,4=Sci/Tech", "--split", "80/10/30",
+                 "--methods", "tfidf-lr", "--out", str(tmp_path)])
+    assert code == 0
+    assert json.loads((tmp_path / "report.json").read_text())[0]["per_class_f1"].keys() == set(LABELS)
+    assert main(["compare", "--data", "tests/data/agnews_sample.csv", "--text-column", "title", "--methods", "magic",
+                 "--split", "80/10/30", "--out", str(tmp_path)]) == 2
+    assert "unknown method(s) ['magic']" in capsys.readouterr().err
