@@ -148,6 +148,9 @@ class CausalLMScorer:
         self._torch = torch
         self._label_ids: dict[tuple[str, ...], list[list[int]]] = {}
 
+    def __deepcopy__(self, memo):
+        return self  # the model's weights are read-only here; copies of a program share them
+
     @property
     def identity(self) -> str:
         return f"causal-lm:{self.name}|max_length={self.max_length}"

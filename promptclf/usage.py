@@ -55,6 +55,9 @@ class Usage:
     prices: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def __deepcopy__(self, memo):
+        return self  # a meter is shared by whoever copies the program that reports into it (e.g. DSPy)
+
     def add(self, **counts) -> None:
         with self._lock:
             for name, value in counts.items():

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 ITEM = re.compile(r'<item id="(\d+)">\n(.*?)\n</item>', re.S)
+DSPY_TEXT = re.compile(r"\[\[ ## text ## \]\]\n(.*?)\n\n", re.S)
 FAULTS = ("429", "500", "slow", "malformed", "short", "duplicate", "offlabel")
 
 
@@ -78,8 +79,23 @@ class FakeOpenAIServer:
 
     # --- responses ------------------------------------------------------------------------------------
 
+    def dspy_answer(self, body: dict) -> str:
+        """DSPy's ChatAdapter format: the last user turn holds the inputs and names the output fields. The
+        label comes from the oracle; any other field (MIPROv2's proposer asks for instructions) gets a stock text."""
+        last = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        fields = re.findall(r"`\[\[ ## (\w+) ## \]\]`", last) or ["label"]
+        text = DSPY_TEXT.search(last)
+        out = []
+        for name in dict.fromkeys(f for f in fields if f != "completed"):
+            value = self.config.oracle(text.group(1)) if name == "label" and text else \
+                "Classify the news text by its topic: World, Sports, Business or Sci/Tech."
+            out.append(f"[[ ## {name} ## ]]\n{value}")
+        return "\n\n".join(out) + "\n\n[[ ## completed ## ]]"
+
     def chat(self, body: dict, fault: str | None) -> dict:
         text = "\n".join(m["content"] for m in body["messages"] if isinstance(m.get("content"), str))
+        if "[[ ## " in text and not ITEM.search(text):
+            return self._reply(body, text, self.dspy_answer(body))
         items = [(int(i), t) for i, t in ITEM.findall(text)]
         with self.log.lock:
             self.log.items_seen += len(items)
@@ -99,6 +115,10 @@ class FakeOpenAIServer:
             name = body["tools"][0]["function"]["name"]
             message = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
+        return self._reply(body, text, content, message)
+
+    def _reply(self, body, text, content, message=None):
+        message = message or {"role": "assistant", "content": content}
         return {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
