@@ -20,6 +20,7 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--model", default="local")
 parser.add_argument("--text-column", default="title,description")
 parser.add_argument("--prompt", help="optimised prompt artifact for the 'optimized' method")
+parser.add_argument("--epochs", type=float, default=2, help="LoRA training epochs (early stopping may end sooner)")
 parser.add_argument("--out", default="reports/agnews_compare")
 args = parser.parse_args()
 
@@ -27,6 +28,7 @@ rows = load_ag_news(text_columns=args.text_column)
 split = [int(x) for x in args.split.split("/")]
 results = compare(rows, ["World", "Sports", "Business", "Sci/Tech"], methods=args.methods.split(","), split=split,
                   seed=args.seed, model=args.model, out=args.out, prompt=args.prompt, cache=False,
+                  finetune_options={"epochs": args.epochs},
                   data_name=f"{default_ag_news_path().name} ({args.text_column})")
 print(markdown(results, dict(data=f"AG News test.csv ({args.text_column})", split=split, seed=args.seed,
                              model=args.model)))

@@ -156,6 +156,12 @@ class Classifier:
     def classify(self, texts: Sequence[str]) -> list[str | None]:
         return [p.label if p else None for p in self.predict(texts)]
 
+    def as_runnable(self):
+        """This classifier as a LangChain Runnable: `invoke(texts) -> labels`, composable with `|`."""
+        from langchain_core.runnables import RunnableLambda
+
+        return RunnableLambda(self.classify, name=f"promptclf[{self.spec.id}]")
+
     def score(self, texts: Sequence[str], gold: Sequence[str]) -> dict:
         """Accuracy and macro-F1 against gold labels (given as names or aliases of the set)."""
         from .metrics import classification_metrics

@@ -134,8 +134,15 @@ def _row(name, clf, gold, predicted, latencies, usage, train_s, infer_s, peak_mb
         "cost_per_1k_items": None if any(c is None for c in costs) else 1000 * sum(costs) / n,
         "compute_s_per_1k_items": 1000 * infer_s / n, "train_s": train_s, "items_per_s": n / infer_s,
         "latency_p50_s": float(np.percentile(latencies, 50)), "latency_p95_s": float(np.percentile(latencies, 95)),
-        "peak_rss_mb": peak_mb,
+        "peak_rss_mb": peak_mb, "size_on_disk_mb": _disk_mb(getattr(clf.method, "path", None)),
     }
+
+
+def _disk_mb(path) -> float | None:
+    """Size of a saved model directory (adapter, head, tokenizer, metadata); None for methods kept in memory."""
+    if not path or not Path(path).is_dir():
+        return None
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
 
 
 def _machine() -> str:
@@ -191,15 +198,16 @@ def markdown(results: list[dict], setup: dict) -> str:
         f"seed-{setup['seed']} shuffle (train rows 0–{split[0] - 1}, test the last {split[2]}). "
         f"LLM model: `{setup['model']}`. Machine: {_machine()}.", "",
         "| method | model | accuracy | macro-F1 | calls | prompt tok/item | compl. tok/item | $ / 1k items "
-        "| compute s / 1k items | train s | items/s | p50 s | p95 s | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| compute s / 1k items | train s | items/s | p50 s | p95 s | peak MB | disk MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['method']} | {r['model']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['calls']} | "
             f"{r['prompt_tokens_per_item']:.0f} | {r['completion_tokens_per_item']:.0f} | "
             f"{_fmt(r['cost_per_1k_items'], '.4f')} | {r['compute_s_per_1k_items']:.1f} | {r['train_s']:.1f} | "
-            f"{r['items_per_s']:.1f} | {r['latency_p50_s']:.3f} | {r['latency_p95_s']:.3f} | {r['peak_rss_mb']:.0f} |")
+            f"{r['items_per_s']:.1f} | {r['latency_p50_s']:.3f} | {r['latency_p95_s']:.3f} | {r['peak_rss_mb']:.0f} | "
+            f"{_fmt(r['size_on_disk_mb'], '.1f')} |")
     labels = list(results[0]["per_class_f1"]) if results else []
     lines += ["", "Per-class F1:", "", "| method | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for r in results:

@@ -75,3 +75,21 @@ def split(rows: Sequence, sizes: Sequence[int], seed: int = 0) -> list[list]:
         out.append([rows[i] for i in order[start : start + size]])
         start += size
     return out
+
+
+def serialize_rows(rows, columns: Sequence[str] | None = None, question: str = "", digits: int = 3) -> list[str]:
+    """Tabular rows as text (TabLLM's list serialisation): one "- column: value" line per feature, then the
+    question. `rows` is a DataFrame or a list of dicts; numbers are rounded to `digits` significant digits."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    columns = list(columns or frame.columns)
+
+    def show(value) -> str:
+        if isinstance(value, (float, np.floating)):
+            return f"{value:.{digits}g}"
+        return str(value)
+
+    texts = []
+    for record in frame[columns].itertuples(index=False):
+        lines = [f"- {name}: {show(value)}" for name, value in zip(columns, record)]
+        texts.append("\n".join(lines + ([question] if question else [])))
+    return texts

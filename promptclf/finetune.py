@@ -158,12 +158,13 @@ def _split_dev(texts, label_ids, fraction, seed):
 
 
 def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: Sequence[dict] | None = None,
-             progress: bool = True, **options) -> "FineTunedMethod":
+             progress: bool = True, init_from: str | Path | None = None, **options) -> "FineTunedMethod":
     """Train a LoRA classifier on [{"text", "label"}] rows and save it to `out`; returns the loaded method.
 
     Options are FineTuneConfig's (base, quantize, lora_r, lora_alpha, lora_dropout, target_modules, epochs,
     learning_rate, batch_size, max_length, early_stopping_patience, seed, dev_fraction). Without dev rows,
     a seeded `dev_fraction` of the training rows is held out for evaluation each epoch and early stopping.
+    `init_from`: continue training a saved model (same label set; its base and quantisation are kept).
     """
     import torch
     from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments,
@@ -181,8 +182,14 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     else:
         texts, label_ids, dev_texts, dev_ids = _split_dev(texts, label_ids, config.dev_fraction, config.seed)
     set_seed(config.seed)
-    model, tokenizer, arch = load_base(config, labels)
-    model = with_lora(model, config, arch)
+    if init_from:
+        previous = FineTunedMethod.load(init_from, labels, trainable=True)
+        model, tokenizer = previous.model, previous.tokenizer
+        config.base, config.quantize = previous.config.base, previous.config.quantize
+        model.train()
+    else:
+        model, tokenizer, arch = load_base(config, labels)
+        model = with_lora(model, config, arch)
     out = Path(out)
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
@@ -236,7 +243,7 @@ class FineTunedMethod:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
     @classmethod
-    def load(cls, path: str | Path, labels=None) -> "FineTunedMethod":
+    def load(cls, path: str | Path, labels=None, trainable: bool = False) -> "FineTunedMethod":
         from peft import PeftModel
 
         path = Path(path)
@@ -249,7 +256,11 @@ class FineTunedMethod:
                               f"not {LabelSet.of(labels).names}")
         config = FineTuneConfig(**meta["config"])
         model, tokenizer, _ = load_base(config, saved)
-        model = PeftModel.from_pretrained(model, path)
+        if trainable and config.quantize != "none":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         keep_4bit_weights_trainable(model)
         return cls(model, tokenizer, saved, config, path=path)
 

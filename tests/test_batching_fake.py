@@ -129,3 +129,11 @@ def test_per_class_examples_are_sampled_with_the_seed(scripted_model, cache_dir,
     shown = a.method.prompt.variables["examples"]
     assert len(shown) == 8 and sorted(e["label"] for e in shown).count("Sports") == 2
     assert a.method.identity == b.method.identity != c.method.identity
+
+
+def test_classifier_composes_as_a_langchain_runnable(scripted_model, cache_dir, sample_rows):
+    from langchain_core.runnables import RunnableLambda
+
+    clf, _ = make(scripted_model, cache_dir)
+    chain = RunnableLambda(lambda rows: [r["text"] for r in rows]) | clf.as_runnable()
+    assert chain.invoke(sample_rows[:3]) == [r["label"] for r in sample_rows[:3]]

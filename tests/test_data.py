@@ -1,0 +1,33 @@
+"""Data helpers: file formats, joined columns, seeded splits, tabular serialisation. No model."""
+
+import pandas as pd
+import pytest
+
+from promptclf.data import read_table, serialize_rows, split, text_of, write_table
+
+
+def test_split_is_seeded_and_disjoint():
+    rows = list(range(100))
+    a, b, c = split(rows, [60, 10, 30], seed=0)
+    assert split(rows, [60, 10, 30], seed=0) == [a, b, c]
+    assert split(rows, [60, 10, 30], seed=1)[0] != a
+    assert sorted(a + b + c) == rows
+    with pytest.raises(ValueError, match="add up to more"):
+        split(rows, [90, 20], seed=0)
+
+
+def test_serialize_rows_lists_features_then_the_question():
+    frame = pd.DataFrame({"mean radius": [14.127291], "texture": ["smooth"]})
+    (text,) = serialize_rows(frame, question="Is the tumour malignant?")
+    assert text == "- mean radius: 14.1\n- texture: smooth\nIs the tumour malignant?"
+    assert serialize_rows([{"a": 1, "b": 2.0}], columns=["b"]) == ["- b: 2"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_round_trip_and_joined_columns(tmp_path, suffix):
+    frame = pd.DataFrame({"title": ["Hello.", "x"], "body": ["world", ""]})
+    write_table(frame, tmp_path / f"f{suffix}")
+    back = read_table(tmp_path / f"f{suffix}")
+    assert text_of(back, "title,body") == ["Hello. world", "x"]
+    with pytest.raises(ValueError, match="unsupported format"):
+        read_table(tmp_path / f"f{suffix}").pipe(lambda f: write_table(f, tmp_path / "f.xlsx"))
