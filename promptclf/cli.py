@@ -111,7 +111,7 @@ def cmd_quickstart(args) -> int:
     print(f"AG News {args.data or 'test.csv'}: {args.n} items to label, few-shot pool of {len(pool)} "
           f"(seed {args.seed}), model {args.model}", file=sys.stderr)
     clf = Classifier(list(AG_NEWS_LABELS.values()), args.model, aliases=AG_NEWS_ALIASES, examples=pool,
-                     progress=not args.no_progress or None)
+                     progress=False if args.no_progress else None)
     predictions = clf.predict([r["text"] for r in test])
     metrics = classification_metrics([r["label"] for r in test], [p.label for p in predictions], clf.labels.names)
     out = write_table(pd.DataFrame({"text": [r["text"] for r in test], "label": [r["label"] for r in test],
