@@ -128,6 +128,11 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (httpx.TimeoutException, httpx.TransportError, TimeoutError, ConnectionError))
 
 
+def is_request_error(exc: BaseException) -> bool:
+    """400-type errors about one request (context too long, content filtered): its items fail, the run goes on."""
+    return isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError))
+
+
 def retry_after_seconds(exc: BaseException | None) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}

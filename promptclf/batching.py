@@ -11,7 +11,7 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import PydanticOutputParser
 
-from .backends import describe_error, is_transient, retrying
+from .backends import describe_error, is_request_error, is_transient, retrying
 from .labels import LabelSet
 from .methods import Failure, Outcome, Prediction
 from .prompts import ChatPrompt
@@ -117,7 +117,7 @@ class ChatLabeler:
         except Exception as exc:  # noqa: BLE001
             if is_transient(exc):  # retries are spent: the backend is down, splitting would not help
                 return [(pos, Failure(describe_error(exc))) for pos, _ in chunk]
-            if not _is_request_error(exc):
+            if not is_request_error(exc):
                 raise
             result = BatchResult(failed={i: describe_error(exc) for i, _ in batch})
         outcomes = [(chunk[i - 1][0], Prediction(label)) for i, label in result.labels.items()]
@@ -148,10 +148,3 @@ class ChatLabeler:
                 yield from future.result()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _is_request_error(exc: BaseException) -> bool:
-    """400-type errors about one request (context too long, content filtered): the items fail, the run goes on."""
-    import openai
-
-    return isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError))

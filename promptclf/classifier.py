@@ -268,8 +268,7 @@ def _fallback(fallback, labels: LabelSet) -> Method | None:
 
     path = str(fallback)
     path = path[len("finetuned:"):] if path.startswith("finetuned:") else path
-    method = FineTunedMethod.load(path, labels)
-    return method
+    return FineTunedMethod.load(path, labels)
 
 
 def classify(texts: Sequence[str], labels, model: str | None = "local", **options) -> list[str | None]:
