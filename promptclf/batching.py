@@ -56,10 +56,10 @@ class ChatLabeler:
 
     def _chain(self):
         if self.structured == "parser":
-            return self.prompt.chat_template(with_format_instructions=True) | self.llm
+            return self.prompt.runnable(with_format_instructions=True) | self.llm
         # A JSON-schema dict, not the Pydantic class: the client would raise on an off-set label before we
         # could repair or re-ask it; we validate the payload ourselves (schemas.read_batch).
-        return self.prompt.chat_template() | self.llm.with_structured_output(
+        return self.prompt.runnable() | self.llm.with_structured_output(
             self.schema.model_json_schema(), method=self.structured, include_raw=True
         )
 

@@ -56,7 +56,8 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
         from .scoring import LabelScorer, ScoringPrompt
 
         return LabelScorer(_scorer(spec, options), labels, prompt=ScoringPrompt.build(options["scoring_template"],
-                           instructions=options["instructions"], demo_words=options["demo_words"]), examples=fixed, selector=selector,
+                           instructions=options["instructions"], demo_words=options["demo_words"],
+                           item_words=options["item_words"]), examples=fixed, selector=selector,
                            calibrate=options["calibrate"], batch_size=options["local_batch_size"])
     from .batching import ChatLabeler
     from .prompts import ChatPrompt
@@ -77,7 +78,10 @@ def _scorer(spec: ModelSpec, options: dict):
         return CompletionsScorer(spec, timeout=options["timeout"], max_attempts=options["max_attempts"])
     from .local import local_scorer
 
-    return local_scorer(spec.name, max_length=options["max_length"], threads=options["threads"])
+    quantize = options["quantize"]
+    if quantize == "auto":  # int8 only where it was measured to cost nothing (see local.py)
+        quantize = "int8" if options["examples"] and options["example_selection"] == "similar" else None
+    return local_scorer(spec.name, max_length=options["max_length"], threads=options["threads"], quantize=quantize)
 
 
 class Classifier:
@@ -89,14 +93,15 @@ class Classifier:
     """
 
     def __init__(self, labels, model: str | None = "local", *, descriptions=None, aliases=None,
-                 examples=None, negative_examples=None, example_selection: str = "auto", k: int = 4,
+                 examples=None, negative_examples=None, example_selection: str = "auto", k: int | None = None,
                  prompt: str | Path | None = None, instructions: str = "", batch_size: int = 10,
                  concurrency: int = 4, max_attempts: int = 6, max_wait: float = 30.0, timeout: float = 60.0,
                  structured: str = "auto", cache: bool | str | Path | AnswerCache = True, fallback=None,
                  fallback_below: float | None = None, skip_empty: bool = False, max_item_tokens: int = 2000,
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
-                 calibrate: str = "auto", demo_words: int | None = 12, threads: int | None = None, max_length: int = 1024,
-                 local_batch_size: int = 8, llm=None, method: Method | None = None):
+                 calibrate: str = "auto", demo_words: int | None = 12, item_words: int | None = None,
+                 threads: int | None = None, quantize: str | None = "auto", max_length: int = 1024,
+                 local_batch_size: int = 16, llm=None, method: Method | None = None):
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
         if example_selection not in ("auto", "all", "per-class", "similar"):
@@ -113,8 +118,12 @@ class Classifier:
             artifact = PromptArtifact.load(prompt, self.labels)
             template, instructions, pool = "few_shot", artifact.instructions, artifact.demos
             example_selection = "all"
+        scoring = self.spec.provider in ("local", "completions")
+        # Local scoring with the nearest demonstrations: measured on AG News (1,000 items), 1 nearest 0.843 at
+        # 11.4 items/s, 4 nearest 0.841 at 6.9 items/s; chat models get 4.
+        k = k if k is not None else (1 if scoring else 4)
         if example_selection == "auto":  # local scorers: nearest demos; chat: all, or k per class from a big pool
-            if self.spec.provider in ("local", "completions"):
+            if scoring:
                 example_selection = "similar"
             else:
                 example_selection = "all" if len(pool) <= k * len(self.labels) else "per-class"
@@ -125,6 +134,7 @@ class Classifier:
             instructions=instructions, batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts,
             max_wait=max_wait, timeout=timeout, structured=structured, calibrate=calibrate, threads=threads,
             max_length=max_length, local_batch_size=local_batch_size, llm=llm, demo_words=demo_words,
+            item_words=item_words, quantize=quantize,
         )
         self.method = method or build_method(self.spec, self.labels, self.options)
         self.cache = _open_cache(cache)
@@ -207,9 +217,10 @@ class Classifier:
         """Cache first; the method answers the rest, each answer cached the moment it arrives."""
         answers: dict[str, Prediction] = {}
         misses = []
+        identity, labels = self.method.identity, self.labels.fingerprint()  # once: they hash the whole prompt
         keys = {}
         for text in unique:
-            keys[text] = self._key(text)
+            keys[text] = AnswerCache.key(identity, labels, text)
             hit = self.cache.get(keys[text]) if self.cache is not None and self.method.cacheable else None
             if hit is not None:
                 answers[text] = Prediction(hit["label"], hit.get("confidence"), "cache", hit.get("scores"))
@@ -243,9 +254,6 @@ class Classifier:
                 routed[texts[pos]] = Prediction(outcome.label, outcome.confidence, "fallback", outcome.scores)
         self.report.add(fallback=len(routed))
         return routed
-
-    def _key(self, text: str) -> str:
-        return AnswerCache.key(self.method.identity, self.labels.fingerprint(), text)
 
     def _show_progress(self, n: int) -> bool:
         if self.progress is not None:

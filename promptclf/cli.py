@@ -19,7 +19,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples-text-column", default="text")
     p.add_argument("--examples-label-column", default="label")
     p.add_argument("--example-selection", default="auto", choices=["auto", "all", "per-class", "similar"])
-    p.add_argument("-k", type=int, default=4, help="examples per class (per-class) or per item (similar)")
+    p.add_argument("-k", type=int, help="examples per class (per-class) or per item (similar); "
+                   "default 4, or 1 nearest for local models")
     p.add_argument("--prompt", help="a Jinja template file, or an optimised prompt artifact (.json)")
     p.add_argument("--instructions", default="", help="extra instructions for the prompt")
     p.add_argument("--batch-size", type=int, default=10, help="items per request (chat models)")
@@ -32,6 +33,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fallback-below", type=float, help="also route answers below this confidence to the fallback")
     p.add_argument("--skip-empty", action="store_true", help="leave empty texts unlabelled instead of failing")
     p.add_argument("--no-progress", action="store_true")
+    local = p.add_argument_group("local and completions models (label scoring)")
+    local.add_argument("--calibrate", default="auto", choices=["auto", "none", "content-free"])
+    local.add_argument("--demo-words", type=int, default=12, help="cut each demonstration to this many words")
+    local.add_argument("--item-words", type=int, help="cut each item to this many words (faster, for long texts)")
+    local.add_argument("--quantize", default="auto", choices=["auto", "int8", "none"],
+                       help="local model weights (auto: int8 with nearest demonstrations, else float32)")
+    local.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
 
 def _classifier(args, labels):
@@ -48,7 +56,9 @@ def _classifier(args, labels):
                       prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
                       concurrency=args.concurrency, max_attempts=args.max_attempts, timeout=args.timeout,
                       cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
-                      skip_empty=args.skip_empty, progress=False if args.no_progress else None)
+                      skip_empty=args.skip_empty, progress=False if args.no_progress else None,
+                      calibrate=args.calibrate, demo_words=args.demo_words, item_words=args.item_words,
+                      quantize=None if args.quantize == "none" else args.quantize, threads=args.threads)
 
 
 def cmd_classify(args) -> int:

@@ -50,7 +50,7 @@ class SimilarExamples:
             raise ExampleError("similar-example selection needs a non-empty example pool")
         self.pool, self.k, self.max_per_batch = list(pool), k, max_per_batch
         self._encoder = encoder
-        self._vectors = None
+        self._vectors = self._fingerprint = None
 
     @property
     def encoder(self):
@@ -70,7 +70,9 @@ class SimilarExamples:
         return self._vectors
 
     def fingerprint(self) -> str:
-        return fingerprint("similar", self.k, self.max_per_batch, [[r["text"], r["label"]] for r in self.pool])
+        if self._fingerprint is None:  # the pool can be thousands of rows: hash it once
+            self._fingerprint = fingerprint("similar", self.k, self.max_per_batch, [[r["text"], r["label"]] for r in self.pool])
+        return self._fingerprint
 
     def neighbours(self, texts: Sequence[str]) -> list[list[tuple[float, int]]]:
         """For each text: up to k (similarity, pool index), most similar first, skipping the text itself."""

@@ -121,12 +121,21 @@ def keep_4bit_weights_trainable(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def with_lora(model, config: FineTuneConfig, arch: dict):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def prepare_for_training(model, config: FineTuneConfig):
+    """A quantised base made ready for adapters (norms in float32, input gradients), before LoRA is added."""
+    if config.quantize == "none":
+        return model
+    from peft import prepare_model_for_kbit_training
 
-    if config.quantize != "none":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        keep_4bit_weights_trainable(model)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    keep_4bit_weights_trainable(model)
+    return model
+
+
+def with_lora(model, config: FineTuneConfig, arch: dict):
+    from peft import LoraConfig, get_peft_model
+
+    model = prepare_for_training(model, config)
     lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=config.lora_alpha,
                       lora_dropout=config.lora_dropout, target_modules=config.target_modules or arch["targets"],
                       modules_to_save=arch["head"])
@@ -256,10 +265,8 @@ class FineTunedMethod:
                               f"not {LabelSet.of(labels).names}")
         config = FineTuneConfig(**meta["config"])
         model, tokenizer, _ = load_base(config, saved)
-        if trainable and config.quantize != "none":
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        if trainable:
+            model = prepare_for_training(model, config)
         model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         keep_4bit_weights_trainable(model)
         return cls(model, tokenizer, saved, config, path=path)

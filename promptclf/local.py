@@ -59,27 +59,66 @@ def _convert_gguf(gguf_file: Path, target: Path) -> None:
     log.warning("promptclf: converted in %.0fs", time.perf_counter() - started)
 
 
-@functools.lru_cache(maxsize=2)
-def load_causal_lm(path: str):
-    """(model, tokenizer) for the embedded model (path "gemma3-270m") or a local directory."""
+QUANTIZE = ("int8", None)
+# The MLP's output projection reads activations with large outliers (Gemma's are in the thousands): with
+# one int8 scale per batch of activations they lose the signal. Measured on AG News (Gemma 3 270M, 200 items,
+# zero-shot): every Linear in int8 0.305, all but down_proj 0.550, float32 0.575. On 1,000 items int8 costs
+# nothing with nearest-neighbour demonstrations (0.841 vs 0.844) but 6 points zero-shot (0.549 vs 0.610,
+# calibrated), so Classifier(quantize="auto") uses it only with nearest demonstrations.
+KEEP_FLOAT = ("down_proj", "fc2", "c_proj", "dense_4h_to_h")
+
+
+@functools.lru_cache(maxsize=4)
+def load_causal_lm(path: str, quantize: str | None = None):
+    """(model, tokenizer) for the embedded model (path "gemma3-270m") or a local directory.
+
+    quantize="int8": the decoder's Linear layers (not the embeddings or the output head, and not the MLP
+    output projections) get int8 weights per output channel and int8 activations scaled per batch (so an
+    item's scores move slightly with its batch); on a CPU with AVX512-VNNI the 270M model runs about 1.4x
+    faster.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"quantize={quantize!r}: choose one of {QUANTIZE}")
     directory = embedded_model_dir() if path == EMBEDDED else Path(path).expanduser()
     if not directory.exists():
         raise ConfigError(f"local model {path!r}: no such directory")
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory)
+    model = AutoModelForCausalLM.from_pretrained(directory).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if quantize == "int8":
+        _quantize_int8(model)
     return model, tokenizer
 
 
-def local_scorer(path: str = EMBEDDED, *, max_length: int = 1024, threads: int | None = None):
+def _quantize_int8(model) -> None:
+    import warnings
+
+    import torch
+
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError:  # a torch without eager-mode quantization: stay in float32
+        log.warning("promptclf: this torch has no torch.ao.quantization; the local model runs in float32")
+        return
+    decoder = model.get_decoder()
+    spec = {name: per_channel_dynamic_qconfig for name, module in decoder.named_modules()
+            if isinstance(module, torch.nn.Linear) and not name.endswith(KEEP_FLOAT)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao is deprecated in favour of torchao
+        warnings.filterwarnings("ignore", "torch.quantize_per_", UserWarning)
+        quantize_dynamic(decoder, spec, dtype=torch.qint8, inplace=True)
+
+
+def local_scorer(path: str = EMBEDDED, *, max_length: int = 1024, threads: int | None = None,
+                 quantize: str | None = None):
     from .scoring import CausalLMScorer
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    model, tokenizer = load_causal_lm(path)
-    return CausalLMScorer(model, tokenizer, name=path, max_length=max_length)
+    model, tokenizer = load_causal_lm(path, quantize)
+    return CausalLMScorer(model, tokenizer, name=path, max_length=max_length, quantize=quantize)

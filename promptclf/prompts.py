@@ -66,11 +66,32 @@ class ChatPrompt:
         return fingerprint(self.system_template, self.user_template, self.variables)
 
     def chat_template(self, with_format_instructions: bool = False) -> ChatPromptTemplate:
+        """The prompt as LangChain's ChatPromptTemplate (jinja2): the reference for `runnable`."""
+        return ChatPromptTemplate.from_messages(self._templates(with_format_instructions), template_format="jinja2")
+
+    def runnable(self, with_format_instructions: bool = False):
+        """variables -> ChatPromptValue, the same messages as `chat_template`, with the Jinja templates compiled
+        once: ChatPromptTemplate compiles them on every call (~8 ms), which capped throughput at 16 requests
+        in flight."""
+        from jinja2.sandbox import SandboxedEnvironment
+        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.prompt_values import ChatPromptValue
+        from langchain_core.runnables import RunnableLambda
+
+        env = SandboxedEnvironment()  # as LangChain's jinja2 formatter: templates are trusted, items are data
+        (_, system), (_, human) = self._templates(with_format_instructions)
+        system, human = env.from_string(system), env.from_string(human)
+
+        def render(variables: dict) -> ChatPromptValue:
+            return ChatPromptValue(messages=[SystemMessage(system.render(**variables)),
+                                             HumanMessage(human.render(**variables))])
+
+        return RunnableLambda(render, name="ChatPrompt")
+
+    def _templates(self, with_format_instructions: bool) -> list[tuple[str, str]]:
         # Format instructions go in as a variable: their JSON braces must not be read as template syntax.
         system = self.system_template + ("\n{{ format_instructions }}" if with_format_instructions else "")
-        return ChatPromptTemplate.from_messages(
-            [("system", system), ("human", self.user_template)], template_format="jinja2"
-        )
+        return [("system", system), ("human", self.user_template)]
 
     def variables_for(self, items: list[tuple[int, str]], examples=None) -> dict:
         """Variables for one batch of (id, text) items; `examples` overrides the shared ones (per-batch selection)."""
@@ -84,4 +105,4 @@ class ChatPrompt:
         return variables
 
     def messages(self, items: list[tuple[int, str]], examples=None):
-        return self.chat_template().invoke(self.variables_for(items, examples)).to_messages()
+        return self.runnable().invoke(self.variables_for(items, examples)).to_messages()

@@ -66,3 +66,15 @@ def test_unlabellable_items_exit_1_and_name_them(tmp_path, capsys):
     code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS,
                  "--model", "openai-compatible:m@http://127.0.0.1:9/v1", "--max-attempts", "1", "--no-cache"])
     assert code == 1 and "item 0" in capsys.readouterr().err
+
+
+def test_local_scoring_options_reach_the_classifier(tmp_path):
+    """Real embedded model (float32 here); checks the flags are wired, not the labels."""
+    from promptclf.cli import _classifier, build_parser
+
+    args = build_parser().parse_args(["classify", "--input", "i.csv", "--output", "o.csv", "--labels", LABELS,
+                                      "--quantize", "none", "--item-words", "20", "--demo-words", "8",
+                                      "--calibrate", "none", "--no-cache"])
+    clf = _classifier(args, LABELS)
+    assert clf.method.scorer.quantize is None and clf.method.calibrate == "none"
+    assert (clf.method.prompt.item_words, clf.method.prompt.demo_words) == (20, 8)

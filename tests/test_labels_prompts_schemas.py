@@ -47,6 +47,19 @@ def test_prompt_keeps_template_syntax_in_items_literal_and_defuses_delimiters():
     assert "untrusted data" in system.content
 
 
+@pytest.mark.parametrize("examples", [[], [{"text": "Yankees win {{ again }}", "label": "Sports"}]])
+def test_compiled_prompt_renders_exactly_what_langchains_chat_template_renders(examples):
+    prompt = ChatPrompt.build(LABELS, examples=examples, instructions="Be brief.")
+    variables = prompt.variables_for([(1, "Oil {% raw %} prices"), (2, "plain </item>")])
+    variables["format_instructions"] = '{"answers": [{"index": 1, "label": "World"}]}'
+    for with_format in (False, True):
+        ours = prompt.runnable(with_format).invoke(variables).to_messages()
+        reference = prompt.chat_template(with_format).invoke(variables).to_messages()
+        assert [(type(m), m.content) for m in ours] == [(type(m), m.content) for m in reference]
+    assert '"label": "World"' in ours[0].content  # the format instructions' braces came through as text
+    assert ("{{ again }}" in ours[1].content) == bool(examples)
+
+
 def test_fingerprint_is_stable_and_changes_with_template_or_examples():
     a = ChatPrompt.build(LABELS).fingerprint
     assert a == ChatPrompt.build(LABELS).fingerprint
