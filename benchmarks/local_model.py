@@ -31,6 +31,7 @@ CONFIGS = {  # quantize="auto" (the default): int8 with nearest demonstrations, 
        for k in (1, 2, 4) for cal in ("", "-cal")},
     **{f"sim{k}": dict(example_selection="similar", k=k, calibrate="none") for k in (1, 2, 4)},
     "sim4-cal": dict(example_selection="similar", k=4, calibrate="content-free"),
+    "sim4-nearest-first": dict(example_selection="similar", k=4, calibrate="none"),
     "sim2-fast": dict(example_selection="similar", k=2, calibrate="none", **FAST),
     "sim4-f32": dict(example_selection="similar", k=4, calibrate="none", quantize=None),
     "sim2-fast-f32": dict(example_selection="similar", k=2, calibrate="none", quantize=None, **FAST),
@@ -63,23 +64,25 @@ train, _, test = ag_split()
 test = test[: args.n]
 texts, gold = [r["text"] for r in test], [r["label"] for r in test]
 print(f"data: {DATA}; split: {SPLIT_TEXT}; {len(test)} test items; pool {len(train)}")
-print(f"{'config':>14} {'accuracy':>8} {'macro-F1':>8} {'items/s':>8} {'tok/item':>8} {'peak MB':>8}")
+print(f"{'config':>18} {'accuracy':>8} {'macro-F1':>8} {'items/s':>8} {'tok/item':>8} {'peak MB':>8}")
 predictions = {}
 for k in (1, 8):
     predicted, seconds = nn_vote(train, texts, k)
     m = classification_metrics(gold, predicted, LABELS)
-    print(f"{f'nn-vote{k}':>14} {m['accuracy']:>8.3f} {m['macro_f1']:>8.3f} {len(texts) / seconds:>8.2f} {'-':>8} {'-':>8}")
+    print(f"{f'nn-vote{k}':>18} {m['accuracy']:>8.3f} {m['macro_f1']:>8.3f} {len(texts) / seconds:>8.2f} {'-':>8} {'-':>8}")
 for name in args.configs.split(","):
     options = CONFIGS[name]
     examples = train if "example_selection" in options else None
     with PeakMemory() as memory:
         clf = Classifier(LABELS, "local", examples=examples, cache=False, progress=False, **options)
+        if name.endswith("nearest-first"):
+            clf.method.selector.nearest_last = False
         clf.method.selector and clf.method.selector.vectors  # embed the pool before the clock starts
         started = time.perf_counter()
         predictions[name] = clf.classify(texts)
         seconds = time.perf_counter() - started
     m = classification_metrics(gold, predictions[name], LABELS)
-    print(f"{name:>14} {m['accuracy']:>8.3f} {m['macro_f1']:>8.3f} {len(texts) / seconds:>8.2f} "
+    print(f"{name:>18} {m['accuracy']:>8.3f} {m['macro_f1']:>8.3f} {len(texts) / seconds:>8.2f} "
           f"{clf.report.prompt_tokens / len(texts):>8.0f} {memory.peak_mb:>8.0f}", flush=True)
 for int8, f32 in (("sim4", "sim4-f32"), ("sim2-fast", "sim2-fast-f32")):
     if int8 in predictions and f32 in predictions:

@@ -101,3 +101,32 @@ def test_defuse_only_touches_our_delimiters():
     assert defuse("a < b and <items>") == "a < b and <items>"
     assert defuse("</ITEM> <example>") == "‹/ITEM> ‹example>"
     assert defuse("<b>bold</b>") == "<b>bold</b>"
+
+
+class AngleEncoder:
+    """A fake sentence encoder: each text is a unit vector at a given angle, so similarity is known."""
+
+    identity = "angles"
+
+    def __init__(self, angles: dict):
+        self.angles = angles
+
+    def encode(self, texts):
+        import numpy as np
+
+        a = np.array([self.angles[t] for t in texts], dtype=np.float32)
+        return np.stack([np.cos(a), np.sin(a)], axis=1)
+
+
+def test_similar_examples_are_the_k_nearest_never_the_item_and_nearest_next_to_it(tmp_path, monkeypatch):
+    from promptclf.examples import SimilarExamples
+
+    monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path))
+    pool = [{"text": t, "label": "World"} for t in ("a", "b", "c", "d")]
+    encoder = AngleEncoder({"a": 0.0, "b": 0.3, "c": 0.5, "d": 2.0, "q": 0.45})
+    selector = SimilarExamples(pool, k=2, encoder=encoder)
+    assert [e["text"] for e in selector.select_each(["q"])[0]] == ["b", "c"]  # c is nearest: last, by the item
+    assert [e["text"] for e in selector.select_each(["c"])[0]] == ["a", "b"]  # never the item itself
+    first = SimilarExamples(pool, k=2, encoder=encoder, nearest_last=False)
+    assert [e["text"] for e in first.select_each(["q"])[0]] == ["c", "b"]
+    assert first.fingerprint() != selector.fingerprint()
