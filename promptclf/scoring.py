@@ -9,6 +9,7 @@ out the label prior the prompt itself induces (the scores of content-free inputs
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -173,7 +174,7 @@ class CausalLMScorer:
 
         self.model, self.tokenizer, self.name, self.max_length = model.eval(), tokenizer, name, max_length
         self.quantize = quantize
-        self.tokenizer.padding_side = "left"
+        self._pad = tokenizer.pad_token_id or 0  # prompts are left-padded by _left_pad, not the tokenizer
         self._torch = torch
         self._label_ids: dict[tuple[str, ...], list[list[int]]] = {}
         self.min_shared_prefix = min_shared_prefix
@@ -235,10 +236,7 @@ class CausalLMScorer:
 
     def _shared_prefix(self, ids: list[list[int]]) -> int:
         """Tokens every prompt starts with (fixed demonstrations), where reusing their KV cache pays."""
-        shortest = min(map(len, ids))
-        shared = 0
-        while shared < shortest - 1 and all(row[shared] == ids[0][shared] for row in ids):
-            shared += 1
+        shared = min(len(os.path.commonprefix(ids)), min(map(len, ids)) - 1)  # each prompt keeps a token to run
         window = getattr(self.model.config, "sliding_window", None) or self.max_length
         if shared < self.min_shared_prefix or max(map(len, ids)) > window:
             return 0  # short prefixes save too little; past a sliding window the cache is cropped
@@ -260,7 +258,7 @@ class CausalLMScorer:
     def _left_pad(self, rows: list[list[int]]):
         torch = self._torch
         width = max(map(len, rows))
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, width - len(row):] = torch.tensor(row)
@@ -273,9 +271,8 @@ class CausalLMScorer:
         torch = self._torch
         n = mask.shape[0]
         multi = [j for j, ids_ in enumerate(label_ids) if len(ids_) > 1]
-        pad = self.tokenizer.pad_token_id or 0
         steps = longest - 1
-        inputs = torch.full((len(multi), steps), pad, dtype=torch.long)
+        inputs = torch.full((len(multi), steps), self._pad, dtype=torch.long)
         targets = torch.full((len(multi), steps), -1, dtype=torch.long)
         for row, j in enumerate(multi):
             ids_ = label_ids[j]
