@@ -16,7 +16,9 @@ from tenacity import (
 )
 
 PROVIDERS = {
-    "local": "the embedded Gemma 3 270M (default), or local:/path/to/a/transformers/causal-lm",
+    "offline": "offline (default): the embedded LLM, embeddings and, with examples, SetFit, combined",
+    "embed": "embed: embedding similarity to the labels (packaged MiniLM), or embed:/path/to/an/encoder",
+    "local": "the embedded Gemma 3 270M, or local:/path/to/a/transformers/causal-lm",
     "together": "together:<model>, key in TOGETHER_API_KEY",
     "openai": "openai:<model>, key in OPENAI_API_KEY, base URL from OPENAI_BASE_URL if set",
     "openai-compatible": "openai-compatible:<model>@<base-url> (vLLM, Ollama, llama.cpp, ...)",
@@ -57,8 +59,8 @@ class ModelSpec:
     @property
     def id(self) -> str:
         """The model string as reports and cache keys show it (no credentials)."""
-        if self.provider == "local" and self.name == "gemma3-270m":
-            return "local"
+        if (self.provider, self.name) in (("local", "gemma3-270m"), ("offline", "default"), ("embed", "minilm")):
+            return self.provider
         suffix = f"@{redact_url(self.base_url)}" if self.base_url and self.provider != "openai" else ""
         return f"{self.provider}:{self.name}{suffix}"
 
@@ -69,8 +71,12 @@ class ModelSpec:
 
 def parse_model(model: str | None) -> ModelSpec:
     """Parse a model string such as "openai:gpt-4o-mini" or "openai-compatible:llama3@http://host:8000/v1"."""
-    if model is None or model == "local":
+    if model is None or model == "offline":
+        return ModelSpec("offline", "default")
+    if model == "local":
         return ModelSpec("local", "gemma3-270m")
+    if model == "embed":
+        return ModelSpec("embed", "minilm")
     if not isinstance(model, str) or ":" not in model:
         raise UnknownModelError(_unknown(model))
     provider, _, name = model.partition(":")

@@ -49,9 +49,19 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
     elif pool and options["example_selection"] == "per-class":
         fixed = sample_per_class(pool, labels, options["k"], options["seed"])
     if spec.provider == "finetuned":
-        from .finetune import FineTunedMethod
+        from .finetune import load_finetuned
 
-        return FineTunedMethod.load(spec.name, labels)
+        return load_finetuned(spec.name, labels)
+    if spec.provider == "embed":
+        from .label_similarity import LabelSimilarity
+
+        encoder = None if spec.name == "minilm" else _encoder(spec.name)
+        return LabelSimilarity(labels, encoder=encoder)
+    if spec.provider == "offline":
+        from .offline import OfflineClassifier
+
+        progress = options["progress"] if options["progress"] is not None else sys.stderr.isatty()
+        return OfflineClassifier(labels, pool, options["offline"], progress=progress)
     if spec.provider in ("local", "completions"):
         from .scoring import LabelScorer, ScoringPrompt
 
@@ -69,6 +79,14 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
                        batch_size=options["batch_size"], concurrency=options["concurrency"],
                        max_attempts=options["max_attempts"], max_wait=options["max_wait"],
                        structured=options["structured"])
+
+
+def _encoder(path: str):
+    from .embeddings import Encoder
+
+    if not Path(path).expanduser().is_dir():
+        raise ConfigError(f"embed:{path}: no such encoder directory")
+    return Encoder(path)
 
 
 def _scorer(spec: ModelSpec, options: dict):
@@ -92,7 +110,7 @@ class Classifier:
     >>> clf.report.summary()                # calls, tokens, cost, retries, wall time
     """
 
-    def __init__(self, labels, model: str | None = "local", *, descriptions=None, aliases=None,
+    def __init__(self, labels, model: str | None = "offline", *, descriptions=None, aliases=None,
                  examples=None, negative_examples=None, example_selection: str = "auto", k: int | None = None,
                  prompt: str | Path | None = None, instructions: str = "", batch_size: int = 10,
                  concurrency: int = 4, max_attempts: int = 6, max_wait: float = 30.0, timeout: float = 60.0,
@@ -101,7 +119,7 @@ class Classifier:
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
                  calibrate: str = "auto", demo_words: int | None = 12, item_words: int | None = None,
                  threads: int | None = None, quantize: str | None = "auto", max_length: int = 1024,
-                 local_batch_size: int = 16, llm=None, method: Method | None = None):
+                 local_batch_size: int = 16, llm=None, method: Method | None = None, offline=None):
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
         if example_selection not in ("auto", "all", "per-class", "similar"):
@@ -134,7 +152,7 @@ class Classifier:
             instructions=instructions, batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts,
             max_wait=max_wait, timeout=timeout, structured=structured, calibrate=calibrate, threads=threads,
             max_length=max_length, local_batch_size=local_batch_size, llm=llm, demo_words=demo_words,
-            item_words=item_words, quantize=quantize,
+            item_words=item_words, quantize=quantize, progress=progress, offline=_offline_config(offline, seed),
         )
         self.method = method or build_method(self.spec, self.labels, self.options)
         self.cache = _open_cache(cache)
@@ -157,6 +175,8 @@ class Classifier:
             answers.update(self._fall_back(list(failures)))
             failures = {t: why for t, why in failures.items() if t not in answers}
         self.report.add(failed=len(failures), wall_s=time.perf_counter() - started)
+        if getattr(self.method, "estimate", None) is not None:
+            self.report.estimate = self.method.estimate.describe()
         predictions = [answers.get(t) if t is not None else None for t in prepared]
         if failures:
             positions = {i: failures[t] for i, t in enumerate(prepared) if t in failures}
@@ -261,6 +281,15 @@ class Classifier:
         return n >= 20 and sys.stderr.isatty()
 
 
+def _offline_config(offline, seed: int):
+    """OfflineConfig, or a dict of its options (components, folds, choose, setfit, ...)."""
+    from .offline import OfflineConfig
+
+    if isinstance(offline, OfflineConfig):
+        return offline
+    return OfflineConfig(**{"seed": seed, **(offline or {})})
+
+
 def _open_cache(cache) -> AnswerCache | None:
     if cache is False or cache is None:
         return None
@@ -272,14 +301,14 @@ def _open_cache(cache) -> AnswerCache | None:
 def _fallback(fallback, labels: LabelSet) -> Method | None:
     if fallback is None or isinstance(fallback, Method):
         return fallback
-    from .finetune import FineTunedMethod
+    from .finetune import load_finetuned
 
     path = str(fallback)
     path = path[len("finetuned:"):] if path.startswith("finetuned:") else path
-    return FineTunedMethod.load(path, labels)
+    return load_finetuned(path, labels)
 
 
-def classify(texts: Sequence[str], labels, model: str | None = "local", **options) -> list[str | None]:
+def classify(texts: Sequence[str], labels, model: str | None = "offline", **options) -> list[str | None]:
     """Label each text with one label from `labels`, in input order. Options are Classifier's."""
     if not isinstance(texts, str) and len(texts) == 0:
         return []

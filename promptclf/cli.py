@@ -12,7 +12,7 @@ from .backends import ConfigError
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="local", help="local (default), together:<m>, openai:<m>, "
+    p.add_argument("--model", default="offline", help="offline (default), embed, local, together:<m>, openai:<m>, "
                    "openai-compatible:<m>@<url>, completions:<m>@<url>, finetuned:<dir>")
     p.add_argument("--labels", help="comma-separated label names (default for evaluate: the gold labels seen)")
     p.add_argument("--examples", help="few-shot examples file with text and label columns")
@@ -117,11 +117,15 @@ def cmd_quickstart(args) -> int:
     from .metrics import classification_metrics
 
     rows = load_ag_news(args.data)
+    from .examples import sample_per_class
+    from .labels import LabelSet
+
+    labels = LabelSet.of(list(AG_NEWS_LABELS.values()), aliases=AG_NEWS_ALIASES)
     pool, test = split(rows, [args.pool, args.n], seed=args.seed)
-    print(f"AG News {args.data or 'test.csv'}: {args.n} items to label, few-shot pool of {len(pool)} "
+    examples = sample_per_class(pool, labels, args.per_class, args.seed) if args.per_class else pool
+    print(f"AG News {args.data or 'test.csv'}: {args.n} items to label, {len(examples)} labelled examples "
           f"(seed {args.seed}), model {args.model}", file=sys.stderr)
-    clf = Classifier(list(AG_NEWS_LABELS.values()), args.model, aliases=AG_NEWS_ALIASES, examples=pool,
-                     progress=False if args.no_progress else None)
+    clf = Classifier(labels, args.model, examples=examples, progress=False if args.no_progress else None)
     predictions = clf.predict([r["text"] for r in test])
     metrics = classification_metrics([r["label"] for r in test], [p.label for p in predictions], clf.labels.names)
     out = write_table(pd.DataFrame({"text": [r["text"] for r in test], "label": [r["label"] for r in test],
@@ -157,9 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quickstart", help="label a slice of AG News with the embedded model and score it")
     p.add_argument("--data", help="AG News test.csv (default: ../shared/data/ag_news/test.csv)")
     p.add_argument("--n", type=int, default=200)
-    p.add_argument("--pool", type=int, default=4000)
+    p.add_argument("--pool", type=int, default=4000, help="rows the examples are drawn from")
+    p.add_argument("--per-class", type=int, default=8, help="labelled examples per class (0: the whole pool)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default="local")
+    p.add_argument("--model", default="offline")
     p.add_argument("--output", default="reports/quickstart/predictions.csv")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_quickstart)

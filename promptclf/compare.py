@@ -16,7 +16,8 @@ from .classifier import Classifier
 from .labels import LabelSet
 from .metrics import classification_metrics
 
-METHODS = ("zero-shot", "few-shot", "optimized", "lora-4bit", "lora", "emb-lr", "tfidf-lr")
+METHODS = ("offline", "offline-zero-shot", "embed", "setfit", "zero-shot", "few-shot", "optimized", "lora-4bit",
+           "lora", "emb-lr", "tfidf-lr")
 
 
 @dataclass
@@ -36,8 +37,8 @@ class Context:
 
 
 def _llm(ctx: Context, **extra) -> Classifier:
-    return Classifier(ctx.labels, ctx.model, cache=ctx.cache, progress=False, seed=ctx.seed,
-                      **{**ctx.classifier_options, **extra})
+    options = {"model": ctx.model, **ctx.classifier_options, **extra}
+    return Classifier(ctx.labels, cache=ctx.cache, progress=False, seed=ctx.seed, **options)
 
 
 def _optimized(ctx: Context) -> Classifier:
@@ -58,6 +59,24 @@ def _lora(quantize: str):
     return build
 
 
+def _setfit(ctx: Context) -> Classifier:
+    from .finetune import finetune
+
+    method = finetune(ctx.train, ctx.labels, out=ctx.out / "setfit", method="setfit", progress=False,
+                      seed=ctx.seed)
+    return Classifier(ctx.labels, method=method, cache=False, progress=False)
+
+
+def _offline(with_examples: bool):
+    def build(ctx: Context) -> Classifier:
+        from .offline import OfflineClassifier, OfflineConfig
+
+        method = OfflineClassifier(ctx.labels, ctx.train if with_examples else (), OfflineConfig(seed=ctx.seed)).fit()
+        return Classifier(ctx.labels, method=method, cache=False, progress=False)
+
+    return build
+
+
 def _sklearn(cls):
     def build(ctx: Context) -> Classifier:
         method = cls(ctx.labels, seed=ctx.seed).fit([r["text"] for r in ctx.train], [r["label"] for r in ctx.train])
@@ -70,6 +89,10 @@ def _factories() -> dict[str, Callable[[Context], Classifier]]:
     from .baselines import EmbeddingLR, TfidfLR
 
     return {
+        "offline": _offline(True),
+        "offline-zero-shot": _offline(False),
+        "embed": lambda ctx: _llm(ctx, model="embed"),
+        "setfit": _setfit,
         "zero-shot": lambda ctx: _llm(ctx),
         "few-shot": lambda ctx: _llm(ctx, examples=ctx.train),
         "optimized": _optimized,

@@ -167,8 +167,12 @@ def _split_dev(texts, label_ids, fraction, seed):
 
 
 def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: Sequence[dict] | None = None,
-             progress: bool = True, init_from: str | Path | None = None, **options) -> "FineTunedMethod":
+             progress: bool = True, init_from: str | Path | None = None, method: str = "lora",
+             **options) -> "FineTunedMethod":
     """Train a LoRA classifier on [{"text", "label"}] rows and save it to `out`; returns the loaded method.
+
+    method="setfit": SetFit on a sentence-transformers encoder instead (options are SetFitConfig's: base,
+    iterations, max_pairs, batch_size, body_learning_rate, head_c, max_length, seed); it needs no dev rows.
 
     Options are FineTuneConfig's (base, quantize, lora_r, lora_alpha, lora_dropout, target_modules, epochs,
     learning_rate, batch_size, max_length, early_stopping_patience, seed, dev_fraction). Without dev rows,
@@ -179,6 +183,12 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments,
                               set_seed)
 
+    if method == "setfit":
+        from .setfit_method import train_setfit
+
+        return train_setfit(train_rows, labels, out=out, progress=progress, **options)
+    if method != "lora":
+        raise ConfigError(f"method={method!r}: choose lora or setfit")
     config = FineTuneConfig(**options)
     labels = LabelSet.of(labels)
     if not train_rows:
@@ -220,6 +230,23 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     method.save(out, {"train_seconds": train_s, "train_rows": len(texts), "dev_rows": len(dev_texts),
                       "dev": {k: v for k, v in dev_metrics.items() if isinstance(v, (int, float))}})
     return method
+
+
+def load_finetuned(path: str | Path, labels=None):
+    """The method saved in a `finetuned:<dir>` directory: a LoRA classifier or a SetFit model."""
+    path = Path(path)
+    if not (path / META).exists():
+        raise ConfigError(f"{str(path)!r} is not a promptclf fine-tuned model directory (no {META})")
+    meta = json.loads((path / META).read_text())
+    saved = LabelSet.from_json(meta["labels"])
+    if labels is not None and LabelSet.of(labels).names != saved.names:
+        raise ConfigError(f"fine-tuned model {str(path)!r} was trained on labels {saved.names}, "
+                          f"not {LabelSet.of(labels).names}")
+    if meta.get("method") == "setfit":
+        from .setfit_method import SetFitMethod
+
+        return SetFitMethod.load(path, meta)
+    return FineTunedMethod.load(path, labels)
 
 
 class FineTunedMethod:
@@ -333,9 +360,13 @@ def _rows_from_file(path, text_column, label_column=None):
 
 
 def _finetune_options(args) -> dict:
-    return dict(base=args.base, quantize=args.quantize, epochs=args.epochs, learning_rate=args.learning_rate,
-                lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
+    if args.method == "setfit":
+        given = dict(base=args.base, batch_size=args.batch_size, max_length=args.max_length)
+        return dict(method="setfit", seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    return dict(base=args.base or "minilm", quantize=args.quantize, epochs=args.epochs,
+                learning_rate=args.learning_rate, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                lora_dropout=args.lora_dropout, batch_size=args.batch_size or 32, max_length=args.max_length or 128,
+                seed=args.seed)
 
 
 def cmd_finetune(args) -> int:
@@ -343,6 +374,10 @@ def cmd_finetune(args) -> int:
     dev = _rows_from_file(args.dev, args.text_column, args.label_column) if args.dev else None
     labels = args.labels or sorted({r["label"] for r in rows})
     method = finetune(rows, labels, out=args.out, dev_rows=dev, **_finetune_options(args))
+    if args.method == "setfit":
+        print(f"saved to {args.out}: SetFit trained {method.metrics['steps']} steps on {len(rows)} rows "
+              f"in {method.metrics['train_seconds']:.0f}s")
+        return 0
     dev_metrics = method.metrics["dev"]
     print(f"saved to {args.out}: dev accuracy {dev_metrics.get('eval_accuracy', float('nan')):.4f}, "
           f"macro-F1 {dev_metrics.get('eval_macro_f1', float('nan')):.4f}, "
@@ -365,15 +400,17 @@ def _add_training_options(p) -> None:
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
     p.add_argument("--labels", help="comma-separated label set (default: the labels in the training file)")
-    p.add_argument("--base", default="minilm", help="minilm (default), gemma-270m, or a local model directory")
+    p.add_argument("--method", default="lora", choices=["lora", "setfit"],
+                   help="lora (quantised LoRA, default) or setfit (few labelled rows)")
+    p.add_argument("--base", help="minilm (default), gemma-270m (lora), or a local model directory")
     p.add_argument("--quantize", default="4bit", choices=["4bit", "8bit", "none"])
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument("--lora-dropout", type=float, default=0.1)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, help="default 32 (lora), 16 (setfit)")
+    p.add_argument("--max-length", type=int, help="default 128 tokens")
     p.add_argument("--seed", type=int, default=0)
 
 

@@ -52,6 +52,7 @@ class Usage:
     failed: int = 0
     compute_s: float = 0.0
     wall_s: float = 0.0
+    estimate: str = ""  # what an offline classifier chose, and its cross-validated accuracy
     prices: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -88,7 +89,7 @@ class Usage:
             f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | cost {cost} | "
             f"{self.cache_hits} from cache, {self.fallback} by fallback, {self.failed} failed | "
             f"wall {self.wall_s:.1f}s"
-        )
+        ) + (f"\n{self.estimate}" if self.estimate else "")
 
 
 class Stopwatch:

@@ -68,7 +68,7 @@ def test_shared_prefix_is_computed_once_and_scores_the_same(scorer, sample_rows)
 
 def test_default_model_labels_ag_news_well_above_chance(sample_rows, cache_dir):
     pool, test = sample_rows[:90], sample_rows[90:]
-    clf = Classifier(LABELS, examples=pool, cache=cache_dir)  # model="local" is the default
+    clf = Classifier(LABELS, "local", examples=pool, cache=cache_dir)
     assert clf.method.selector.k == 1 and clf.method.scorer.quantize == "int8"  # the defaults with examples
     preds = clf.predict([r["text"] for r in test])
     metrics = classification_metrics([r["label"] for r in test], [p.label for p in preds], LABELS)
@@ -81,9 +81,9 @@ def test_default_model_labels_ag_news_well_above_chance(sample_rows, cache_dir):
 
 def test_zero_shot_default_runs_through_classify(sample_rows, cache_dir):
     texts = [r["text"] for r in sample_rows[:8]]
-    labels = classify(texts, labels=LABELS, cache=cache_dir)
+    labels = classify(texts, labels=LABELS, model="local", cache=cache_dir)
     assert len(labels) == 8 and set(labels) <= set(LABELS)
-    assert Classifier(LABELS, cache=False).method.scorer.quantize is None  # zero-shot stays in float32
+    assert Classifier(LABELS, "local", cache=False).method.scorer.quantize is None  # zero-shot stays in float32
 
 
 def test_missing_model_package_names_the_install_command(monkeypatch, tmp_path):

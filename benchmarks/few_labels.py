@@ -1,0 +1,192 @@
+"""Few labels or none: every offline method, their combination and the automatic choice, on every shared
+data set, with 0, 2, 8 and 64 examples per class, over seeds; mean and spread; plus the cross-validated
+estimate the automatic choice reports, next to its measured test accuracy.
+
+Data (benchmarks/_datasets.py): AG News (pool = seed-0 rows 0-3,999, test = the last 3,000), TREC (its
+train / test files), IMDb (train / test), SMS Spam (seeded stratified 70/30), GoEmotions Ekman (single-label
+rows of train / test). Test rows: the same seeded sample of --n-test rows of each test set for every seed
+and budget. Examples: --per-class rows of each label drawn from the pool with the seed
+(promptclf.examples.sample_per_class). Each cell (data set, budget, seed) is stored in --out as JSON and
+skipped when present, so an interrupted run resumes; the table is printed from whatever cells exist.
+
+    python benchmarks/few_labels.py                      # everything (hours on 2 CPU cores)
+    python benchmarks/few_labels.py --data ag_news,trec --budgets 0,8 --seeds 0
+    python benchmarks/few_labels.py --table-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import ROOT  # noqa: F401 - puts the repository on sys.path
+from _datasets import NAMES, load
+from promptclf.examples import sample_per_class
+from promptclf.labels import LabelSet
+from promptclf.offline import (COMPONENTS, DEFAULT_WEIGHTS, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS, OfflineConfig,
+                               choose, combine, cross_validate)
+
+METHODS = ("llm", "labels", "examples", "setfit", "combination", "auto")
+
+
+def test_sample(test: list[dict], n: int) -> list[dict]:
+    order = np.random.default_rng(0).permutation(len(test))[:n]
+    return [test[i] for i in order]
+
+
+def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dict) -> dict:
+    pool, test, label_names = load(name)
+    labels = LabelSet.of(label_names)
+    test = test_sample(test, n_test)
+    texts = [r["text"] for r in test]
+    y_test = np.array([labels.index(r["label"]) for r in test])
+    config = OfflineConfig(seed=seed)
+    examples = sample_per_class(pool, labels, budget, seed) if budget else []
+    cell = {"data": name, "budget": budget, "seed": seed, "n_test": len(test), "n_examples": len(examples)}
+    names = WITH_EXAMPLES if examples else ZERO_SHOT
+    probs, seconds = {}, {}
+    for component in names:
+        started = time.perf_counter()
+        if component in zero_shot_memo and not (examples and COMPONENTS[component].trains):
+            probs[component] = zero_shot_memo[component]
+        else:
+            probs[component] = COMPONENTS[component](labels, config).fit(examples).probabilities(texts)
+            if not examples or not COMPONENTS[component].trains:
+                zero_shot_memo[component] = probs[component]
+        seconds[component] = time.perf_counter() - started
+    cell["seconds"] = seconds
+    accuracy = lambda p: float((p.argmax(1) == y_test).mean())  # noqa: E731
+    cell["accuracy"] = {c: accuracy(p) for c, p in probs.items()}
+    if examples and min(np.bincount([labels.index(r["label"]) for r in examples])) >= 2:
+        y = np.array([labels.index(r["label"]) for r in examples])
+        started = time.perf_counter()
+        oof, folds = cross_validate({c: COMPONENTS[c](labels, config) for c in names}, examples, y, config, None)
+        estimate = choose(oof, y, folds, OfflineConfig(seed=seed, choose="combination"))
+        cell["cv_seconds"] = time.perf_counter() - started
+        cell["weights"] = estimate.weights
+        cell["accuracy"]["combination"] = accuracy(combine(probs, estimate.weights))
+        cell["candidates_cv"] = estimate.candidates
+        auto = max(estimate.candidates, key=lambda n: (round(estimate.candidates[n], 6), n == "combination"))
+        cell["auto"] = auto
+        cell["accuracy"]["auto"] = cell["accuracy"][auto]
+        cell["estimate"] = estimate.candidates[auto]
+    else:
+        weights = {c: (DEFAULT_WEIGHTS if examples else ZERO_SHOT_WEIGHTS).get(c, 1.0) for c in names}
+        cell["weights"] = weights
+        cell["accuracy"]["combination"] = cell["accuracy"]["auto"] = accuracy(combine(probs, weights))
+        cell["auto"] = "combination"
+    cell["probs"] = {c: p.round(5).tolist() for c, p in probs.items()}  # for choosing default weights offline
+    cell["y_test"] = y_test.tolist()
+    return cell
+
+
+def refresh(cell: dict) -> dict:
+    """A cell without cross-validation, combined with today's default weights from its stored probabilities."""
+    if "estimate" in cell:
+        return cell
+    probs = {n: np.array(p) for n, p in cell["probs"].items()}
+    weights = {c: (DEFAULT_WEIGHTS if cell["n_examples"] else ZERO_SHOT_WEIGHTS).get(c, 1.0) for c in probs}
+    accuracy = float((combine(probs, weights).argmax(1) == np.array(cell["y_test"])).mean())
+    cell["weights"] = weights
+    cell["accuracy"].update(combination=accuracy, auto=accuracy)
+    return cell
+
+
+def table(cells: list[dict]) -> str:
+    cells = [refresh(c) for c in cells]
+    lines = ["| data | per class | seeds | " + " | ".join(METHODS) + " | auto picks | CV estimate | estimate − test |",
+             "|---" * (len(METHODS) + 6) + "|"]
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["data"], c["budget"]), []).append(c)
+    gaps = []
+    for (name, budget), group in sorted(groups.items(), key=lambda kv: (NAMES.index(kv[0][0]), kv[0][1])):
+        row = [name, str(budget), str(len(group))]
+        for m in METHODS:
+            values = [c["accuracy"][m] for c in group if m in c["accuracy"]]
+            row.append(f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "–")
+        row.append(", ".join(sorted({c["auto"] for c in group})))
+        estimates = [(c["estimate"], c["accuracy"]["auto"]) for c in group if "estimate" in c]
+        if estimates:
+            gap = [e - t for e, t in estimates]
+            gaps += gap
+            row += [f"{np.mean([e for e, _ in estimates]):.3f}", f"{np.mean(gap):+.3f} (|mean| {np.mean(np.abs(gap)):.3f})"]
+        else:
+            row += ["–", "–"]
+        lines.append("| " + " | ".join(row) + " |")
+    if gaps:
+        lines.append(f"\nMean |CV estimate − test accuracy| over {len(gaps)} cells with examples: "
+                     f"{np.mean(np.abs(gaps)):.3f} (mean signed {np.mean(gaps):+.3f}).")
+    return "\n".join(lines)
+
+
+def fit_defaults(cells: list[dict], budget: int) -> str:
+    """Grid over the zero-shot components' weights on the stored test probabilities of the cells with this
+    budget: each data set's accuracy minus the better single component's, worst case and mean. This is how
+    DEFAULT_WEIGHTS were chosen; it looks at test rows, so the no-example rows of the table are in-sample
+    for these two numbers (the data sets you do not have are what keeps them honest)."""
+    cells = [c for c in cells if c["budget"] == budget]
+    if not cells:
+        return f"no cells with {budget} examples per class"
+    grid = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0]
+    names = list(cells[0]["probs"])
+    results = []
+    for weights in np.array(np.meshgrid(*[grid] * len(names))).T.reshape(-1, len(names)):
+        if not weights.any() or weights.max() != 1.0:
+            continue  # only ratios matter for the argmax; fix the largest weight at 1
+        margins = []
+        for c in cells:
+            probs = {n: np.array(c["probs"][n]) for n in names}
+            y = np.array(c["y_test"])
+            combined = float((combine(probs, dict(zip(names, weights))).argmax(1) == y).mean())
+            margins.append(combined - max(c["accuracy"][n] for n in names))
+        results.append((min(margins), float(np.mean(margins)), dict(zip(names, weights.tolist()))))
+    results.sort(key=lambda r: (r[0], r[1]), reverse=True)
+    lines = [f"weights for {budget} examples per class over {len(cells)} cells: worst and mean margin over the "
+             f"better single component"]
+    lines += [f"  {w}: worst {lo:+.3f}, mean {mean:+.3f}" for lo, mean, w in results[:8]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=",".join(NAMES))
+    parser.add_argument("--budgets", default="0,2,8,64", help="examples per class")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--n-test", type=int, default=200)
+    parser.add_argument("--out", default=str(ROOT / "reports" / "few_labels"))
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--fit-defaults", type=int, metavar="BUDGET", help="grid the default weights on the cells "
+                        "with this many examples per class (0: the zero-shot components)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.fit_defaults is not None:
+        print(fit_defaults([json.loads(p.read_text()) for p in sorted(out.glob("*.json"))], args.fit_defaults))
+        return
+    if not args.table_only:
+        for name in args.data.split(","):
+            memo: dict = {}
+            for budget in map(int, args.budgets.split(",")):
+                for seed in map(int, args.seeds.split(",")):
+                    path = out / f"{name}-{budget}-{seed}.json"
+                    if path.exists():
+                        continue
+                    started = time.perf_counter()
+                    cell = run_cell(name, budget, seed, args.n_test, memo)
+                    path.write_text(json.dumps(cell))
+                    print(f"{name} {budget}/class seed {seed}: " + ", ".join(
+                        f"{k} {v:.3f}" for k, v in cell["accuracy"].items()) + f"  ({time.perf_counter() - started:.0f}s)",
+                        flush=True)
+    cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    print(f"\nFew labels: accuracy on {args.n_test} seeded test rows per data set, mean ± std over seeds "
+          f"(examples per class drawn with each seed). auto = the choice cross-validated on the examples.\n")
+    print(table(cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""One offline classifier that combines what it has (model string `offline`, the default).
+
+Components, each giving per-label probabilities: the embedded LLM's label scoring (`llm`), embedding
+similarity to the labels (`labels`), logistic regression on the examples' embeddings (`examples`) and
+SetFit trained on the examples (`setfit`). The combination is a weighted sum of their log-probabilities.
+
+With examples, every component is cross-validated on them (stratified folds, each component trained on
+the other folds), the weights are fitted to the out-of-fold probabilities, and the automatic choice is
+whichever of the single components and the combination has the best cross-validated accuracy (the
+combination's with weights fitted on the other folds, so its estimate is not fitted to itself). That
+accuracy, mean ± spread over the folds, is reported before anything is labelled. Without examples the
+combination of `llm` and `labels` uses weights measured across the shared data sets.
+
+The trained state (SetFit model, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
+fingerprint of the labels, examples and settings, so a second run with the same examples starts at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .labels import LabelSet
+from .methods import Failure, Outcome, Prediction
+from .prompts import fingerprint
+from .setfit_method import SetFitConfig
+from .usage import Usage
+
+log = logging.getLogger("promptclf")
+
+ZERO_SHOT = ("llm", "labels")
+WITH_EXAMPLES = ("labels", "examples", "setfit", "llm")
+# Weights of the components' log-probabilities where they cannot be fitted. Without examples: chosen on the
+# five shared data sets (benchmarks/few_labels.py --fit-defaults 0): the LLM at a quarter of the label
+# similarity's weight had the best worst case (-0.045 against the better single component; equal weights
+# -0.115, similarity alone -0.050). With fewer than two examples for some label nothing was measured: equal.
+ZERO_SHOT_WEIGHTS = {"llm": 0.25, "labels": 1.0}
+DEFAULT_WEIGHTS = {"llm": 1.0, "labels": 1.0, "examples": 1.0, "setfit": 1.0}
+STATE = "offline.json"
+
+
+@dataclass
+class OfflineConfig:
+    components: tuple | None = None  # None: ZERO_SHOT without examples, WITH_EXAMPLES with them
+    folds: int = 3
+    seed: int = 0
+    choose: str = "auto"  # auto (best cross-validated of singles and combination), combination, or a component
+    l2: float = 0.01  # pulls fitted weights towards zero: few examples must not buy extreme weights
+    setfit: dict = field(default_factory=dict)  # SetFitConfig options
+    llm_model: str = "gemma3-270m"
+
+
+# --- components -------------------------------------------------------------------------------------
+
+
+def method_probabilities(method, texts: Sequence[str], labels: LabelSet, usage: Usage | None = None) -> np.ndarray:
+    """[len(texts), len(labels)] from any Method's per-label scores; a failed item gets a uniform row."""
+    probs = np.full((len(texts), len(labels)), 1.0 / len(labels))
+    for pos, outcome in method.predict(list(texts), usage or Usage()):
+        if isinstance(outcome, Prediction) and outcome.scores:
+            probs[pos] = [outcome.scores.get(name, 0.0) for name in labels.names]
+    return probs
+
+
+class Component:
+    """fit(rows) -> self; probabilities(texts) -> array. `trains`: fitting on examples changes it."""
+
+    name = ""
+    trains = True
+
+    def __init__(self, labels: LabelSet, config: OfflineConfig):
+        self.labels, self.config = labels, config
+
+    def fit(self, rows: Sequence[dict], workdir: Path | None = None) -> "Component":
+        return self
+
+    def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LabelsComponent(Component):
+    name, trains = "labels", False
+
+    def probabilities(self, texts, usage=None):
+        from .label_similarity import LabelSimilarity
+
+        return method_probabilities(LabelSimilarity(self.labels), texts, self.labels, usage)
+
+
+class ExamplesComponent(Component):
+    name = "examples"
+
+    def fit(self, rows, workdir=None):
+        from .baselines import EmbeddingLR
+
+        self.method = EmbeddingLR(self.labels, seed=self.config.seed).fit([r["text"] for r in rows],
+                                                                          [r["label"] for r in rows])
+        return self
+
+    def probabilities(self, texts, usage=None):
+        return method_probabilities(self.method, texts, self.labels, usage)
+
+
+class SetFitComponent(Component):
+    name = "setfit"
+
+    def fit(self, rows, workdir=None):
+        from .setfit_method import SetFitMethod, train_setfit
+
+        saved = workdir / "promptclf.json" if workdir else None
+        if saved is not None and saved.exists():  # trained by an earlier run with the same examples
+            self.method = SetFitMethod.load(workdir, json.loads(saved.read_text()))
+        else:
+            self.method = train_setfit(rows, self.labels, out=workdir, seed=self.config.seed, **self.config.setfit)
+        return self
+
+    def probabilities(self, texts, usage=None):
+        return method_probabilities(self.method, texts, self.labels, usage)
+
+
+class LLMComponent(Component):
+    """Label scoring by the embedded LLM: zero-shot (calibrated, float32) without examples, the nearest
+    example as the demonstration (int8) with them; the settings measured best for each (see local.py)."""
+
+    name = "llm"
+
+    def __init__(self, labels, config):
+        super().__init__(labels, config)
+        self.rows: list[dict] = []
+
+    def fit(self, rows, workdir=None):
+        self.rows = list(rows)
+        return self
+
+    def method(self):
+        from .examples import SimilarExamples
+        from .local import local_scorer
+        from .scoring import LabelScorer, ScoringPrompt
+
+        selector = SimilarExamples(self.rows, k=1) if self.rows else None
+        scorer = local_scorer(self.config.llm_model, quantize="int8" if self.rows else None)
+        return LabelScorer(scorer, self.labels, prompt=ScoringPrompt.build(demo_words=12), selector=selector)
+
+    def probabilities(self, texts, usage=None):
+        return method_probabilities(self.method(), texts, self.labels, usage)
+
+
+COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, ExamplesComponent, SetFitComponent)}
+
+
+# --- combining --------------------------------------------------------------------------------------
+
+
+def combine(probs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """softmax(sum_m w_m log p_m): the weighted geometric mean of the components, normalised."""
+    from .label_similarity import softmax
+
+    first = next(iter(probs.values()))
+    total = np.zeros_like(first)
+    for name, p in probs.items():
+        if weights.get(name, 0.0):
+            total += weights[name] * np.log(np.clip(p, 1e-6, 1.0))
+    return softmax(total)
+
+
+def fit_weights(probs: dict[str, np.ndarray], y: np.ndarray, l2: float) -> dict[str, float]:
+    """Non-negative weights minimising the log-loss of the combination on (out-of-fold) probabilities."""
+    from scipy.optimize import minimize
+
+    names = list(probs)
+    logs = np.stack([np.log(np.clip(probs[n], 1e-6, 1.0)) for n in names])  # [M, n, L]
+    rows = np.arange(len(y))
+
+    def loss(w):
+        z = np.tensordot(w, logs, axes=1)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -logp[rows, y].mean() + l2 * float(w @ w)
+
+    start = np.full(len(names), 1.0 / len(names))
+    best = minimize(loss, start, method="L-BFGS-B", bounds=[(0.0, None)] * len(names))
+    return {n: float(w) for n, w in zip(names, best.x)}
+
+
+def folds_of(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import StratifiedKFold
+
+    smallest = int(np.bincount(y).min()) if len(y) else 0
+    splitter = StratifiedKFold(n_splits=min(n_folds, smallest), shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+@dataclass
+class Estimate:
+    """The cross-validated accuracy of what was chosen: mean and spread (std) over the folds."""
+
+    chosen: str
+    weights: dict
+    accuracy: float | None = None
+    spread: float | None = None
+    folds: int = 0
+    candidates: dict = field(default_factory=dict)  # every candidate's cross-validated accuracy
+
+    def describe(self) -> str:
+        used = "+".join(n for n, w in self.weights.items() if w) or self.chosen
+        if self.accuracy is None:
+            return f"offline: {used} (default weights; no estimate without 2+ examples per label)"
+        return (f"offline: {self.chosen} ({used}), cross-validated accuracy {self.accuracy:.3f} ± {self.spread:.3f} "
+                f"over {self.folds} folds of the examples")
+
+
+def cross_validate(components: dict[str, Component], rows: list[dict], y: np.ndarray, config: OfflineConfig,
+                   workdir: Path | None, progress: bool = False) -> tuple[dict[str, np.ndarray], list]:
+    """Out-of-fold probabilities of every component on the examples (a zero-shot one needs no folds)."""
+    folds = folds_of(y, config.folds, config.seed)
+    texts = [r["text"] for r in rows]
+    oof = {}
+    for name, component in components.items():
+        started = time.perf_counter()
+        if not component.trains:
+            oof[name] = component.probabilities(texts)
+        else:
+            oof[name] = np.zeros((len(rows), len(component.labels)))
+            for train, test in folds:
+                part = COMPONENTS[name](component.labels, config).fit([rows[i] for i in train])
+                oof[name][test] = part.probabilities([texts[i] for i in test])
+        if progress:
+            log.warning("promptclf: cross-validated %s on %d examples in %.0fs", name, len(rows),
+                        time.perf_counter() - started)
+    return oof, folds
+
+
+def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: OfflineConfig) -> Estimate:
+    """The best of the single components and the combination by cross-validated accuracy."""
+    per_fold: dict[str, list[float]] = {name: [] for name in [*oof, "combination"]}
+    for train, test in folds:
+        for name, p in oof.items():
+            per_fold[name].append(float((p[test].argmax(1) == y[test]).mean()))
+        weights = fit_weights({n: p[train] for n, p in oof.items()}, y[train], config.l2)
+        combined = combine({n: p[test] for n, p in oof.items()}, weights)
+        per_fold["combination"].append(float((combined.argmax(1) == y[test]).mean()))
+    means = {name: float(np.mean(accs)) for name, accs in per_fold.items()}
+    if config.choose == "auto":
+        chosen = max(means, key=lambda n: (round(means[n], 6), n == "combination"))
+    else:
+        chosen = config.choose
+    weights = fit_weights(oof, y, config.l2) if chosen == "combination" else {chosen: 1.0}
+    return Estimate(chosen, weights, means[chosen], float(np.std(per_fold[chosen])), len(folds), means)
+
+
+class OfflineClassifier:
+    """A labelling method: the components' probabilities, combined as chosen (see the module's docstring)."""
+
+    cacheable = True
+
+    def __init__(self, labels, examples: Sequence[dict] = (), config: OfflineConfig | None = None,
+                 progress: bool = False):
+        self.labels = LabelSet.of(labels)
+        self.examples = [{"text": r["text"], "label": self.labels.check(r["label"], f"example {i}")}
+                         for i, r in enumerate(examples or ())]
+        self.config = config or OfflineConfig()
+        self.progress = progress
+        self.estimate: Estimate | None = None
+        self.components: dict[str, Component] = {}
+
+    @property
+    def names(self) -> tuple:
+        return tuple(self.config.components or (WITH_EXAMPLES if self.examples else ZERO_SHOT))
+
+    @property
+    def identity(self) -> str:
+        if not hasattr(self, "_identity"):
+            from .embeddings import default_encoder
+
+            self._identity = fingerprint("offline", 1, asdict(self.config), self.names, self.labels.fingerprint(),
+                                         default_encoder().identity, [[r["text"], r["label"]] for r in self.examples])
+        return self._identity
+
+    def workdir(self) -> Path:
+        from .cache import home
+
+        return home() / "offline" / self.identity[:24]
+
+    def fit(self) -> "OfflineClassifier":
+        """Cross-validate and choose (or read the choice an earlier run made), then train what is used."""
+        y = np.array([self.labels.index(r["label"]) for r in self.examples], dtype=int)
+        workdir = self.workdir()
+        state = workdir / STATE
+        if state.exists():
+            self.estimate = Estimate(**json.loads(state.read_text()))
+        elif len(y) and np.bincount(y, minlength=len(self.labels)).min() >= 2:
+            if self.progress:
+                log.warning("promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
+                            ", ".join(self.names), len(y), self.config.folds)
+            candidates = {n: COMPONENTS[n](self.labels, self.config) for n in self.names}
+            oof, folds = cross_validate(candidates, self.examples, y, self.config, workdir, self.progress)
+            self.estimate = choose(oof, y, folds, self.config)
+        else:
+            defaults = DEFAULT_WEIGHTS if self.examples else ZERO_SHOT_WEIGHTS
+            self.estimate = Estimate("combination", {n: defaults.get(n, 1.0) for n in self.names})
+        used = [n for n, w in self.estimate.weights.items() if w > 0]
+        if self.progress and "setfit" in used and not (workdir / "setfit" / "promptclf.json").exists():
+            log.warning("promptclf: training SetFit on %d examples (%d steps)", len(self.examples),
+                        SetFitConfig(**self.config.setfit).steps(len(self.examples)))
+        self.components = {n: COMPONENTS[n](self.labels, self.config).fit(self.examples, workdir / n) for n in used}
+        workdir.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(asdict(self.estimate), indent=2))
+        (log.warning if self.progress else log.info)("promptclf: %s", self.estimate.describe())
+        return self
+
+    def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
+        if self.estimate is None:
+            self.fit()
+        probs = {n: c.probabilities(texts, usage) for n, c in self.components.items()}
+        return combine(probs, self.estimate.weights)
+
+    def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
+        try:
+            probs = self.probabilities(texts, usage)  # each component adds its compute time and tokens
+        except Exception as exc:  # noqa: BLE001 - reported per item, like any method's failure
+            yield from ((i, Failure(f"offline classifier failed: {exc}")) for i in range(len(texts)))
+            return
+        for i, row in enumerate(probs):
+            best = int(row.argmax())
+            yield i, Prediction(self.labels.names[best], float(row[best]),
+                                scores=dict(zip(self.labels.names, map(float, row))))
