@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,9 +63,15 @@ class FineTuneConfig:
     learning_rate: float = 2e-3
     batch_size: int = 32
     max_length: int = 128
-    early_stopping_patience: int = 2
+    early_stopping_patience: int = 2  # in evaluations
     seed: int = 0
     dev_fraction: float = 0.1
+    # Small data: at least this many optimiser steps (smaller batches, then more epochs; about 5 evaluations in
+    # all); 0 keeps the plain epochs x batches schedule.
+    min_steps: int = 40
+    # Without dev rows, hold out dev_fraction only if that gives at least this many rows; else train on all
+    # rows, with no evaluation, early stopping or checkpoint choice (a 3-row dev set is noise).
+    min_dev_rows: int = 20
 
     def __post_init__(self):
         if self.quantize not in ("4bit", "8bit", "none"):
@@ -166,6 +173,32 @@ def _split_dev(texts, label_ids, fraction, seed):
     return pick(train, texts), pick(train, label_ids), pick(dev, texts), pick(dev, label_ids)
 
 
+@dataclass
+class Schedule:
+    batch_size: int
+    epochs: float
+    steps: int  # optimiser steps planned
+    eval_steps: int | None  # None: evaluate (and save) each epoch; 0: no evaluation
+    warmup_steps: int = 0
+
+
+def plan_schedule(n_train: int, config: FineTuneConfig, evaluate: bool = True) -> Schedule:
+    """The configured epochs x batches when that reaches `min_steps`. Otherwise (few rows: 32 rows in one
+    batch of 32 gave 3 steps in 3 epochs, a head barely trained): smaller batches (not below 8) until the
+    configured epochs reach `min_steps`, then more epochs if still short; 10% warmup; and evaluation every
+    ~1/5 of the steps rather than every tiny epoch (early stopping patience counts evaluations)."""
+    batch = config.batch_size
+    steps = math.ceil(math.ceil(n_train / batch) * config.epochs)
+    if not config.min_steps or steps >= config.min_steps:
+        return Schedule(batch, config.epochs, steps, None if evaluate else 0)
+    batch = max(8, min(batch, int(n_train * config.epochs // config.min_steps)))
+    per_epoch = math.ceil(n_train / batch)
+    epochs = max(config.epochs, math.ceil(config.min_steps / per_epoch))
+    steps = math.ceil(per_epoch * epochs)
+    return Schedule(batch, epochs, steps, math.ceil(steps / 5) if evaluate else 0,
+                    warmup_steps=math.ceil(steps / 10))
+
+
 def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: Sequence[dict] | None = None,
              progress: bool = True, init_from: str | Path | None = None, method: str = "lora",
              **options) -> "FineTunedMethod":
@@ -175,8 +208,10 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     iterations, max_pairs, batch_size, body_learning_rate, head_c, max_length, seed); it needs no dev rows.
 
     Options are FineTuneConfig's (base, quantize, lora_r, lora_alpha, lora_dropout, target_modules, epochs,
-    learning_rate, batch_size, max_length, early_stopping_patience, seed, dev_fraction). Without dev rows,
-    a seeded `dev_fraction` of the training rows is held out for evaluation each epoch and early stopping.
+    learning_rate, batch_size, max_length, early_stopping_patience, seed, dev_fraction, min_steps, min_dev_rows).
+    Without dev rows, a seeded `dev_fraction` of the training rows is held out for evaluation and early stopping
+    when that is at least `min_dev_rows` rows; with fewer rows all train and the last model is kept. On small
+    data the schedule is raised to `min_steps` optimiser steps (see `plan_schedule`).
     `init_from`: continue training a saved model (same label set; its base and quantisation are kept).
     """
     import torch
@@ -198,8 +233,11 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     if dev_rows:
         dev_texts = [r["text"] for r in dev_rows]
         dev_ids = [labels.index(labels.check(r["label"], f"dev row {i}")) for i, r in enumerate(dev_rows)]
-    else:
+    elif int(len(texts) * config.dev_fraction) >= config.min_dev_rows:
         texts, label_ids, dev_texts, dev_ids = _split_dev(texts, label_ids, config.dev_fraction, config.seed)
+    else:
+        dev_texts, dev_ids = [], []
+    schedule = plan_schedule(len(texts), config, evaluate=bool(dev_texts))
     set_seed(config.seed)
     if init_from:
         previous = FineTunedMethod.load(init_from, labels, trainable=True)
@@ -210,24 +248,33 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
         model, tokenizer, arch = load_base(config, labels)
         model = with_lora(model, config, arch)
     out = Path(out)
+    if schedule.eval_steps is None:
+        every = dict(eval_strategy="epoch", save_strategy="epoch")
+    elif schedule.eval_steps == 0:  # no dev rows: train on all, keep the last model
+        every = dict(eval_strategy="no", save_strategy="no")
+    else:
+        every = dict(eval_strategy="steps", save_strategy="steps", eval_steps=schedule.eval_steps,
+                     save_steps=schedule.eval_steps)
     args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=64, eval_strategy="epoch",
-        save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="accuracy",
+        output_dir=str(out / "checkpoints"), num_train_epochs=schedule.epochs, learning_rate=config.learning_rate,
+        per_device_train_batch_size=schedule.batch_size, per_device_eval_batch_size=64, **every,
+        save_total_limit=1, load_best_model_at_end=bool(dev_texts), metric_for_best_model="accuracy",
+        warmup_steps=schedule.warmup_steps,
         seed=config.seed, data_seed=config.seed, report_to=[], logging_strategy="epoch",
         disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
         bf16=torch.cuda.is_available(), dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=args, train_dataset=_dataset(tokenizer, texts, label_ids, config.max_length),
-                      eval_dataset=_dataset(tokenizer, dev_texts, dev_ids, config.max_length),
+                      eval_dataset=_dataset(tokenizer, dev_texts, dev_ids, config.max_length) if dev_texts else None,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_metrics,
-                      callbacks=[EarlyStoppingCallback(config.early_stopping_patience)])
+                      callbacks=[EarlyStoppingCallback(config.early_stopping_patience)] if dev_texts else [])
     started = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - started
-    dev_metrics = trainer.evaluate()
+    dev_metrics = trainer.evaluate() if dev_texts else {}
     method = FineTunedMethod(trainer.model, tokenizer, labels, config, path=out)
     method.save(out, {"train_seconds": train_s, "train_rows": len(texts), "dev_rows": len(dev_texts),
+                      "steps": trainer.state.global_step, "schedule": asdict(schedule),
                       "dev": {k: v for k, v in dev_metrics.items() if isinstance(v, (int, float))}})
     return method
 
@@ -366,7 +413,7 @@ def _finetune_options(args) -> dict:
     return dict(base=args.base or "minilm", quantize=args.quantize, epochs=args.epochs,
                 learning_rate=args.learning_rate, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                 lora_dropout=args.lora_dropout, batch_size=args.batch_size or 32, max_length=args.max_length or 128,
-                seed=args.seed)
+                seed=args.seed, min_steps=args.min_steps)
 
 
 def cmd_finetune(args) -> int:
@@ -379,8 +426,9 @@ def cmd_finetune(args) -> int:
               f"in {method.metrics['train_seconds']:.0f}s")
         return 0
     dev_metrics = method.metrics["dev"]
-    print(f"saved to {args.out}: dev accuracy {dev_metrics.get('eval_accuracy', float('nan')):.4f}, "
-          f"macro-F1 {dev_metrics.get('eval_macro_f1', float('nan')):.4f}, "
+    dev = (f"dev accuracy {dev_metrics['eval_accuracy']:.4f}, macro-F1 {dev_metrics['eval_macro_f1']:.4f}"
+           if dev_metrics else f"no dev rows (too few to hold out: trained on all {method.metrics['train_rows']})")
+    print(f"saved to {args.out}: {dev}, {method.metrics['steps']} steps, "
           f"trained in {method.metrics['train_seconds']:.0f}s")
     return 0
 
@@ -410,7 +458,9 @@ def _add_training_options(p) -> None:
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument("--lora-dropout", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, help="default 32 (lora), 16 (setfit)")
-    p.add_argument("--max-length", type=int, help="default 128 tokens")
+    p.add_argument("--min-steps", type=int, default=40,
+                   help="lora: on small data, smaller batches and more epochs up to this many optimiser steps (0: off)")
+    p.add_argument("--max-length", type=int, help="default 128 (lora), 64 (setfit) tokens")
     p.add_argument("--seed", type=int, default=0)
 
 
