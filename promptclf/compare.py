@@ -34,6 +34,7 @@ class Context:
     prompt: str | None = None
     classifier_options: dict = field(default_factory=dict)
     finetune_options: dict = field(default_factory=dict)
+    setfit_options: dict = field(default_factory=dict)
 
 
 def _llm(ctx: Context, **extra) -> Classifier:
@@ -63,7 +64,7 @@ def _setfit(ctx: Context) -> Classifier:
     from .finetune import finetune
 
     method = finetune(ctx.train, ctx.labels, out=ctx.out / "setfit", method="setfit", progress=False,
-                      seed=ctx.seed)
+                      **{"seed": ctx.seed, **ctx.setfit_options})
     return Classifier(ctx.labels, method=method, cache=False, progress=False)
 
 
@@ -183,7 +184,8 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
             out: str | Path = "reports/compare", data_name: str = "", chunk: int = 50, **options) -> list[dict]:
     """Train/dev/test split rows with the seed, run each method, write report.json, report.md, report.png.
 
-    `options`: prompt (artifact for "optimized"), cache, classifier_options, finetune_options.
+    `options`: prompt (artifact for "optimized"), cache, classifier_options, finetune_options (LoRA),
+    setfit_options (SetFitConfig's).
     """
     from .data import split as split_rows
 

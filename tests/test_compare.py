@@ -38,3 +38,12 @@ def test_compare_cli_maps_raw_labels_and_refuses_unknown_methods(tmp_path, capsy
     assert main(["compare", "--data", "tests/data/agnews_sample.csv", "--text-column", "title", "--methods", "magic",
                  "--split", "80/10/30", "--out", str(tmp_path)]) == 2
     assert "unknown method(s) ['magic']" in capsys.readouterr().err
+
+
+def test_compare_has_embedding_zero_shot_and_setfit_rows(tmp_path, sample_rows):
+    results = compare(sample_rows, LABELS, methods=["embed", "setfit"], split=(16, 4, 40), seed=0, out=tmp_path,
+                      setfit_options={"iterations": 2, "min_pairs": 32, "max_pairs": 32})
+    by = {r["method"]: r for r in results}
+    assert by["embed"]["accuracy"] > 0.45 and by["embed"]["train_s"] < 30  # chance 0.25; nothing to train
+    assert by["setfit"]["size_on_disk_mb"] > 1 and by["setfit"]["train_s"] > 0
+    assert json.loads((tmp_path / "setfit" / "promptclf.json").read_text())["metrics"]["steps"] == 2
