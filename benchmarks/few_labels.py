@@ -27,8 +27,8 @@ from _common import ROOT  # noqa: F401 - puts the repository on sys.path
 from _datasets import NAMES, load
 from promptclf.examples import sample_per_class
 from promptclf.labels import LabelSet
-from promptclf.offline import (COMPONENTS, DEFAULT_WEIGHTS, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS, OfflineConfig,
-                               choose, combine, cross_validate)
+from promptclf.offline import (COMPONENTS, DEFAULT_WEIGHTS, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS, FoldAverage,
+                               OfflineConfig, choose, combine, cross_validate)
 
 METHODS = ("llm", "labels", "examples", "setfit", "combination", "auto")
 
@@ -48,10 +48,21 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
     examples = sample_per_class(pool, labels, budget, seed) if budget else []
     cell = {"data": name, "budget": budget, "seed": seed, "n_test": len(test), "n_examples": len(examples)}
     names = WITH_EXAMPLES if examples else ZERO_SHOT
-    probs, seconds = {}, {}
-    for component in names:
+    accuracy = lambda p: float((p.argmax(1) == y_test).mean())  # noqa: E731
+    fold_models: dict = {}
+    if examples and min(np.bincount([labels.index(r["label"]) for r in examples])) >= 2:
+        y = np.array([labels.index(r["label"]) for r in examples])
         started = time.perf_counter()
-        if component in zero_shot_memo and not (examples and COMPONENTS[component].trains):
+        oof, folds, fold_models = cross_validate({c: COMPONENTS[c](labels, config) for c in names}, examples, y,
+                                                 config, None)
+        estimate = choose(oof, y, folds, OfflineConfig(seed=seed, choose="combination"))
+        cell["cv_seconds"] = time.perf_counter() - started
+    probs, seconds = {}, {}
+    for component in names:  # on the test rows, as OfflineClassifier labels them
+        started = time.perf_counter()
+        if component in fold_models:
+            probs[component] = FoldAverage(fold_models[component]).probabilities(texts)
+        elif component in zero_shot_memo and not (examples and COMPONENTS[component].trains):
             probs[component] = zero_shot_memo[component]
         else:
             probs[component] = COMPONENTS[component](labels, config).fit(examples).probabilities(texts)
@@ -59,14 +70,8 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
                 zero_shot_memo[component] = probs[component]
         seconds[component] = time.perf_counter() - started
     cell["seconds"] = seconds
-    accuracy = lambda p: float((p.argmax(1) == y_test).mean())  # noqa: E731
     cell["accuracy"] = {c: accuracy(p) for c, p in probs.items()}
-    if examples and min(np.bincount([labels.index(r["label"]) for r in examples])) >= 2:
-        y = np.array([labels.index(r["label"]) for r in examples])
-        started = time.perf_counter()
-        oof, folds = cross_validate({c: COMPONENTS[c](labels, config) for c in names}, examples, y, config, None)
-        estimate = choose(oof, y, folds, OfflineConfig(seed=seed, choose="combination"))
-        cell["cv_seconds"] = time.perf_counter() - started
+    if "cv_seconds" in cell:
         cell["weights"] = estimate.weights
         cell["accuracy"]["combination"] = accuracy(combine(probs, estimate.weights))
         cell["candidates_cv"] = estimate.candidates

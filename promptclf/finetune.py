@@ -19,7 +19,7 @@ import numpy as np
 
 from .backends import ConfigError
 from .labels import LabelSet
-from .methods import Outcome, Prediction
+from .methods import Outcome, from_probabilities
 from .usage import Usage
 
 log = logging.getLogger("promptclf")
@@ -279,9 +279,8 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     return method
 
 
-def load_finetuned(path: str | Path, labels=None):
-    """The method saved in a `finetuned:<dir>` directory: a LoRA classifier or a SetFit model."""
-    path = Path(path)
+def read_meta(path: Path, labels=None) -> dict:
+    """A saved model's promptclf.json, checked against the label set the caller expects."""
     if not (path / META).exists():
         raise ConfigError(f"{str(path)!r} is not a promptclf fine-tuned model directory (no {META})")
     meta = json.loads((path / META).read_text())
@@ -289,6 +288,12 @@ def load_finetuned(path: str | Path, labels=None):
     if labels is not None and LabelSet.of(labels).names != saved.names:
         raise ConfigError(f"fine-tuned model {str(path)!r} was trained on labels {saved.names}, "
                           f"not {LabelSet.of(labels).names}")
+    return meta
+
+
+def load_finetuned(path: str | Path, labels=None):
+    """The method saved in a `finetuned:<dir>` directory: a LoRA classifier or a SetFit model."""
+    meta = read_meta(Path(path), labels)
     if meta.get("method") == "setfit":
         from .setfit_method import SetFitMethod
 
@@ -330,13 +335,8 @@ class FineTunedMethod:
         from peft import PeftModel
 
         path = Path(path)
-        if not (path / META).exists():
-            raise ConfigError(f"{str(path)!r} is not a promptclf fine-tuned model directory (no {META})")
-        meta = json.loads((path / META).read_text())
+        meta = read_meta(path, labels)
         saved = LabelSet.from_json(meta["labels"])
-        if labels is not None and LabelSet.of(labels).names != saved.names:
-            raise ConfigError(f"fine-tuned model {str(path)!r} was trained on labels {saved.names}, "
-                              f"not {LabelSet.of(labels).names}")
         config = FineTuneConfig(**meta["config"])
         model, tokenizer, _ = load_base(config, saved)
         if trainable:
@@ -362,13 +362,7 @@ class FineTunedMethod:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
-        started = time.perf_counter()
-        probs = self.probabilities(texts)
-        usage.add(compute_s=time.perf_counter() - started)
-        for i, row in enumerate(probs):
-            best = int(row.argmax())
-            yield i, Prediction(self.labels.names[best], float(row[best]),
-                                scores=dict(zip(self.labels.names, map(float, row))))
+        return from_probabilities(self.labels, self.probabilities, texts, usage)
 
 
 def distill(pool_texts: Sequence[str], labels, *, model: str, out: str | Path, test_rows: Sequence[dict] = (),

@@ -4,13 +4,12 @@ cosine similarity to each label. No examples, no LLM: model string `embed` (or `
 
 from __future__ import annotations
 
-import time
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from .labels import LabelSet
-from .methods import Outcome, Prediction
+from .methods import Outcome, from_probabilities
 from .prompts import fingerprint
 from .usage import Usage
 
@@ -80,10 +79,4 @@ class LabelSimilarity:
         return softmax((self.similarities(texts) - self._bias) / self.temperature)
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
-        started = time.perf_counter()
-        probs = self.probabilities(texts)
-        usage.add(compute_s=time.perf_counter() - started)
-        for i, row in enumerate(probs):
-            best = int(row.argmax())
-            yield i, Prediction(self.labels.names[best], float(row[best]),
-                                scores=dict(zip(self.labels.names, map(float, row))))
+        return from_probabilities(self.labels, self.probabilities, texts, usage)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
 
 from .labels import LabelSet
 from .usage import Usage
@@ -47,3 +50,14 @@ class Method(Protocol):
 
 class FittableMethod(Method, Protocol):
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "FittableMethod": ...
+
+
+def from_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str],
+                       usage: Usage) -> Iterator[tuple[int, Outcome]]:
+    """`predict` for a method that computes per-label probabilities: timed, then one Prediction per row."""
+    started = time.perf_counter()
+    probs = probabilities(texts)
+    usage.add(compute_s=time.perf_counter() - started)
+    for i, row in enumerate(probs):
+        best = int(np.argmax(row))
+        yield i, Prediction(labels.names[best], float(row[best]), scores=dict(zip(labels.names, map(float, row))))

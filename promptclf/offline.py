@@ -5,7 +5,7 @@ similarity to the labels (`labels`), logistic regression on the examples' embedd
 SetFit trained on the examples (`setfit`). The combination is a weighted sum of their log-probabilities.
 
 With examples, every component is cross-validated on them (stratified folds, each component trained on
-the other folds), the weights are fitted to the out-of-fold probabilities, and the automatic choice is
+the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to the out-of-fold probabilities, and the automatic choice is
 whichever of the single components and the combination has the best cross-validated accuracy (the
 combination's with weights fitted on the other folds, so its estimate is not fitted to itself). That
 accuracy, mean ± spread over the folds, is reported before anything is labelled. Without examples the
@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .labels import LabelSet
-from .methods import Failure, Outcome, Prediction
+from .methods import Failure, Outcome, Prediction, from_probabilities
 from .prompts import fingerprint
 from .setfit_method import SetFitConfig
 from .usage import Usage
@@ -152,6 +152,26 @@ class LLMComponent(Component):
 
 
 COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, ExamplesComponent, SetFitComponent)}
+# Components whose cross-validation models are also the final model (their probabilities averaged): SetFit's
+# training is its costliest step, so it trains once per fold and never again on all the examples. Each fold
+# model saw (folds - 1) / folds of the examples, so the estimate is of one such model, and the average of
+# them is what labels.
+CROSS_FITTED = ("setfit",)
+
+
+class FoldAverage(Component):
+    """The mean of the fold models' probabilities."""
+
+    def __init__(self, members: list[Component]):
+        super().__init__(members[0].labels, members[0].config)
+        self.members = members
+
+    def probabilities(self, texts, usage=None):
+        return np.mean([m.probabilities(texts, usage) for m in self.members], axis=0)
+
+
+def fold_dir(workdir: Path | None, name: str, k: int) -> Path | None:
+    return workdir / name / f"fold-{k}" if workdir is not None and name in CROSS_FITTED else None
 
 
 # --- combining --------------------------------------------------------------------------------------
@@ -216,24 +236,28 @@ class Estimate:
 
 
 def cross_validate(components: dict[str, Component], rows: list[dict], y: np.ndarray, config: OfflineConfig,
-                   workdir: Path | None, progress: bool = False) -> tuple[dict[str, np.ndarray], list]:
-    """Out-of-fold probabilities of every component on the examples (a zero-shot one needs no folds)."""
+                   workdir: Path | None, progress: bool = False) -> tuple[dict[str, np.ndarray], list, dict]:
+    """Out-of-fold probabilities of every component on the examples (a zero-shot one needs no folds), the
+    folds, and the fold models of the cross-fitted components."""
     folds = folds_of(y, config.folds, config.seed)
     texts = [r["text"] for r in rows]
-    oof = {}
+    oof, fold_models = {}, {}
     for name, component in components.items():
         started = time.perf_counter()
         if not component.trains:
             oof[name] = component.probabilities(texts)
         else:
             oof[name] = np.zeros((len(rows), len(component.labels)))
-            for train, test in folds:
-                part = COMPONENTS[name](component.labels, config).fit([rows[i] for i in train])
+            for k, (train, test) in enumerate(folds):
+                part = COMPONENTS[name](component.labels, config).fit([rows[i] for i in train],
+                                                                      fold_dir(workdir, name, k))
                 oof[name][test] = part.probabilities([texts[i] for i in test])
+                if name in CROSS_FITTED:
+                    fold_models.setdefault(name, []).append(part)
         if progress:
             log.warning("promptclf: cross-validated %s on %d examples in %.0fs", name, len(rows),
                         time.perf_counter() - started)
-    return oof, folds
+    return oof, folds, fold_models
 
 
 def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: OfflineConfig) -> Estimate:
@@ -268,6 +292,7 @@ class OfflineClassifier:
         self.progress = progress
         self.estimate: Estimate | None = None
         self.components: dict[str, Component] = {}
+        self._fold_models: dict[str, list[Component]] = {}
 
     @property
     def names(self) -> tuple:
@@ -299,20 +324,30 @@ class OfflineClassifier:
                 log.warning("promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
                             ", ".join(self.names), len(y), self.config.folds)
             candidates = {n: COMPONENTS[n](self.labels, self.config) for n in self.names}
-            oof, folds = cross_validate(candidates, self.examples, y, self.config, workdir, self.progress)
+            oof, folds, self._fold_models = cross_validate(candidates, self.examples, y, self.config, workdir,
+                                                           self.progress)
             self.estimate = choose(oof, y, folds, self.config)
         else:
             defaults = DEFAULT_WEIGHTS if self.examples else ZERO_SHOT_WEIGHTS
             self.estimate = Estimate("combination", {n: defaults.get(n, 1.0) for n in self.names})
         used = [n for n, w in self.estimate.weights.items() if w > 0]
-        if self.progress and "setfit" in used and not (workdir / "setfit" / "promptclf.json").exists():
-            log.warning("promptclf: training SetFit on %d examples (%d steps)", len(self.examples),
-                        SetFitConfig(**self.config.setfit).steps(len(self.examples)))
-        self.components = {n: COMPONENTS[n](self.labels, self.config).fit(self.examples, workdir / n) for n in used}
+        self.components = {n: self._final(n, workdir) for n in used}
         workdir.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps(asdict(self.estimate), indent=2))
         (log.warning if self.progress else log.info)("promptclf: %s", self.estimate.describe())
         return self
+
+    def _final(self, name: str, workdir: Path) -> Component:
+        """The cross-fitted fold models where cross-validation made them, else one trained on all examples."""
+        if name in self._fold_models:
+            return FoldAverage(self._fold_models[name])
+        folds = [fold_dir(workdir, name, k) for k in range(self.estimate.folds)]
+        if folds and all(d is not None and (d / "promptclf.json").exists() for d in folds):
+            return FoldAverage([COMPONENTS[name](self.labels, self.config).fit([], d) for d in folds])
+        if self.progress and name == "setfit" and not (workdir / name / "promptclf.json").exists():
+            log.warning("promptclf: training SetFit on %d examples (%d steps)", len(self.examples),
+                        SetFitConfig(**self.config.setfit).steps(len(self.examples)))
+        return COMPONENTS[name](self.labels, self.config).fit(self.examples, workdir / name)
 
     def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
         if self.estimate is None:
@@ -321,12 +356,9 @@ class OfflineClassifier:
         return combine(probs, self.estimate.weights)
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
-        try:
-            probs = self.probabilities(texts, usage)  # each component adds its compute time and tokens
+        if self.estimate is None:
+            self.fit()  # outside the try: a training or configuration error is the caller's, not an item's
+        try:  # each component adds its own compute time and tokens to the usage
+            yield from from_probabilities(self.labels, lambda t: self.probabilities(t, usage), texts, Usage())
         except Exception as exc:  # noqa: BLE001 - reported per item, like any method's failure
             yield from ((i, Failure(f"offline classifier failed: {exc}")) for i in range(len(texts)))
-            return
-        for i, row in enumerate(probs):
-            best = int(row.argmax())
-            yield i, Prediction(self.labels.names[best], float(row[best]),
-                                scores=dict(zip(self.labels.names, map(float, row))))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .backends import ConfigError
 from .labels import LabelSet
-from .methods import Outcome, Prediction
+from .methods import Outcome, from_probabilities
 from .usage import Usage
 
 log = logging.getLogger("promptclf")
@@ -138,10 +138,4 @@ class SetFitMethod:
         return full
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
-        started = time.perf_counter()
-        probs = self.probabilities(texts)
-        usage.add(compute_s=time.perf_counter() - started)
-        for i, row in enumerate(probs):
-            best = int(row.argmax())
-            yield i, Prediction(self.labels.names[best], float(row[best]),
-                                scores=dict(zip(self.labels.names, map(float, row))))
+        return from_probabilities(self.labels, self.probabilities, texts, usage)
