@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -80,6 +81,38 @@ def signature(labels: LabelSet, instructions: str | None = None):
     )
 
 
+class FirstConfigError:
+    """The first configuration error a call meets (a refused key, a model the server lacks). DSPy counts a
+    failing example as one error among many and asks again; with this, later calls raise it without asking,
+    and `raised()` gives it to the caller whatever DSPy made of it."""
+
+    def __init__(self):
+        self.error: ConfigError | None = None
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def guard(self, request):
+        if self.error is not None:
+            raise self.error
+        try:
+            return request()
+        except ConfigError as exc:
+            self.error = exc
+            raise
+
+    @contextmanager
+    def raised(self):
+        try:
+            yield
+        except Exception:
+            if self.error is not None:
+                raise self.error from None
+            raise
+        if self.error is not None:
+            raise self.error
+
+
 # --- API models: DSPy calls through promptclf's backend, cache and usage -------------------------------
 
 class PromptclfEngine:
@@ -87,8 +120,10 @@ class PromptclfEngine:
     answer cache and usage accounting. It sends the request's own settings (temperature, max_tokens, top_p,
     seed, stop) and keys the cache on them as well as on the messages."""
 
-    def __init__(self, llm, model_id: str, usage: Usage, cache: AnswerCache | None, max_attempts: int = 6):
+    def __init__(self, llm, model_id: str, usage: Usage, cache: AnswerCache | None, max_attempts: int = 6,
+                 config_error: FirstConfigError | None = None):
         self.llm, self.model_id, self.usage, self.cache, self.max_attempts = llm, model_id, usage, cache, max_attempts
+        self.config_error = config_error or FirstConfigError()
         self._asked: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -129,8 +164,8 @@ class PromptclfEngine:
             self.usage.add(cache_hits=1)
             text, tokens_in, tokens_out = hit["text"], 0, 0
         else:
-            reply = call(lambda: self.llm.invoke(messages, **settings), self.usage, where=self.model_id,
-                         max_attempts=self.max_attempts)
+            reply = self.config_error.guard(lambda: call(lambda: self.llm.invoke(messages, **settings), self.usage,
+                                                         where=self.model_id, max_attempts=self.max_attempts))
             meta = reply.usage_metadata or {}
             text, tokens_in, tokens_out = str(reply.content), meta.get("input_tokens", 0), meta.get("output_tokens", 0)
             self.usage.add(prompt_tokens=tokens_in, completion_tokens=tokens_out)
@@ -149,7 +184,8 @@ class PromptclfEngine:
         pass
 
 
-def dspy_lm(model: str, usage: Usage, cache: AnswerCache | None, llm=None, timeout: float = 60.0):
+def dspy_lm(model: str, usage: Usage, cache: AnswerCache | None, llm=None, timeout: float = 60.0,
+            config_error: FirstConfigError | None = None):
     """A dspy.LM for a promptclf model string (together:, openai:, openai-compatible:)."""
     import dspy
 
@@ -159,7 +195,8 @@ def dspy_lm(model: str, usage: Usage, cache: AnswerCache | None, llm=None, timeo
     if spec.provider not in ("together", "openai", "openai-compatible"):
         raise ConfigError(f"model {spec.id!r} cannot generate DSPy answers; for the embedded model use "
                           f"optimizer='bootstrap' (label scoring) or an OpenAI-compatible server")
-    engine = PromptclfEngine(llm or chat_model(spec, timeout=timeout), spec.id, usage, cache)
+    engine = PromptclfEngine(llm or chat_model(spec, timeout=timeout), spec.id, usage, cache,
+                             config_error=config_error)
     return dspy.LM(f"openai/{spec.name}", engine=engine, cache=False, temperature=0.0, max_tokens=200)
 
 
@@ -172,13 +209,14 @@ def deployed_predict_class():
         """dspy.Predict that labels with the Classifier `classify(prompt=artifact)` would build from its current
         instructions and demos, so the optimiser scores the prompt that is deployed."""
 
-        def __init__(self, sig, build: "DeployedClassifiers", usage: Usage):
+        def __init__(self, sig, build: "DeployedClassifiers", usage: Usage, config_error: FirstConfigError):
             super().__init__(sig)
-            self.build, self.usage = build, usage
+            self.build, self.usage, self.config_error = build, usage, config_error
 
         def forward(self, **kwargs):
-            clf = self.build(self.signature.instructions, [{"text": d.text, "label": d.label} for d in self.demos])
-            (prediction,) = clf.predict([kwargs["text"]])
+            demos = [{"text": d.text, "label": d.label} for d in self.demos]
+            clf = self.config_error.guard(lambda: self.build(self.signature.instructions, demos))
+            (prediction,) = self.config_error.guard(lambda: clf.predict([kwargs["text"]]))
             self.usage.absorb(clf.report)
             pred = dspy.Prediction(label=prediction.label)
             if dspy.settings.trace is not None:  # as dspy.Predict does: BootstrapFewShot takes its demos from it
@@ -263,10 +301,11 @@ def optimize(train_rows: Sequence[dict], dev_rows: Sequence[dict], labels, model
     if spec.provider == "local" and optimizer != "bootstrap":
         raise ConfigError(f"optimizer {optimizer!r} needs a generative model; the embedded model supports "
                           f"optimizer='bootstrap' (demo selection by label scoring)")
-    lm = None if spec.provider == "local" else dspy_lm(model, usage, answer_cache, llm)
+    config_error = FirstConfigError()
+    lm = None if spec.provider == "local" else dspy_lm(model, usage, answer_cache, llm, config_error=config_error)
     build = DeployedClassifiers(labels, model, answer_cache if answer_cache is not None else False, llm)
-    program = deployed_predict_class()(signature(labels), build, usage)
-    with dspy.context(lm=lm):
+    program = deployed_predict_class()(signature(labels), build, usage, config_error)
+    with dspy.context(lm=lm), config_error.raised():
         compiled = _compile(program, train, optimizer, max_demos, seed, lm)
     predictor = compiled.predictors()[0]
     instructions = predictor.signature.instructions

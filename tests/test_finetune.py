@@ -88,7 +88,7 @@ def test_fine_tuned_model_string_works_in_classify(trained, ag_split):
     rows = test[:40]
     clf = Classifier(LABELS, f"finetuned:{trained / 'model'}")
     labels = clf.classify([r["text"] for r in rows])
-    assert sum(label == r["label"] for label, r in zip(labels, rows)) >= 24  # chance 10; measured 35
+    assert sum(label == r["label"] for label, r in zip(labels, rows)) >= 24  # chance 10; 0.855 of 200 above
     assert clf.report.compute_s > 0
 
 

@@ -85,7 +85,7 @@ def test_zero_shot_default_runs_through_classify(sample_rows, cache_dir):
     rows = sample_rows[:24]
     labels = classify([r["text"] for r in rows], labels=LABELS, cache=cache_dir)
     accuracy = np.mean([label == r["label"] for label, r in zip(labels, rows)])
-    assert accuracy >= 0.45, accuracy  # chance 0.25; measured 0.583 on these 24 (0.61 on 1,000 AG News items)
+    assert accuracy >= 0.5, accuracy  # chance 0.25; measured 0.75 on these 24 (0.61 on 1,000 AG News items)
     assert Classifier(LABELS, cache=False).method.scorer.quantize is None  # zero-shot stays in float32
 
 

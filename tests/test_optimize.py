@@ -105,3 +105,15 @@ def test_mipro_runs_through_the_engine_and_counts_its_calls(uneven_server, sampl
     assert len(sampled) >= 2  # MIPROv2's proposals are sampled as it asks, not answered at temperature 0
     predicted = Classifier(LABELS, model, prompt=tmp_path / "m.json", cache=False).classify([r["text"] for r in dev])
     assert classification_metrics([r["label"] for r in dev], predicted, LABELS)["accuracy"] == artifact.dev_score
+
+
+@pytest.mark.parametrize("optimizer", ["bootstrap", "mipro"])
+def test_a_refused_key_stops_optimisation_at_once(server_factory, tmp_path, capsys, optimizer):
+    server = server_factory(api_key="another-key")
+    data = "tests/data/agnews_sample.csv"
+    code = main(["optimize", "--train", data, "--dev", data, "--labels", "1,2,3,4", "--text-column", "title",
+                 "--optimizer", optimizer, "--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache",
+                 "--out", str(tmp_path / "a.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "401" in err[-1] and err[-1].startswith("promptclf: error:")
+    assert server.log.requests == 1  # DSPy's own error budget is not spent asking again
