@@ -125,8 +125,15 @@ def key_variable(model_id: str) -> str:
     provider, _, rest = model_id.partition(":")
     if provider in API_KEY_VARS:
         return API_KEY_VARS[provider]
-    url = rest.rpartition("@")[2]
-    return "OPENAI_API_KEY" if url.startswith(f"https://{OPENAI_HOST}/") else SERVER_KEY_VAR
+    return "OPENAI_API_KEY" if is_openai(rest.rpartition("@")[2]) else SERVER_KEY_VAR
+
+
+def is_openai(url: str | None) -> bool:
+    try:
+        parts = urlsplit(url or "")
+        return parts.scheme == "https" and parts.hostname == OPENAI_HOST
+    except ValueError:
+        return False
 
 
 def api_key(spec: ModelSpec, given: str | None = None) -> str:
@@ -146,7 +153,7 @@ def speaks_json_schema(llm) -> bool:
     from langchain_openai import ChatOpenAI
 
     base = getattr(llm, "openai_api_base", None)
-    return type(llm) is ChatOpenAI and (base is None or base.startswith(f"https://{OPENAI_HOST}/"))
+    return type(llm) is ChatOpenAI and (base is None or is_openai(base))
 
 
 def llm_fingerprint(llm) -> str:
