@@ -24,7 +24,8 @@ with oracle_server(train + items) as server:
     for batch in (1, 5, 10, 20, 40):
         with tempfile.TemporaryDirectory() as cache:
             clf = Classifier(LABELS, f"openai-compatible:bench@{server.base_url}", examples=train[:40],
-                             example_selection="all", batch_size=batch, concurrency=8, cache=cache)
+                             example_selection="all", batch_size=batch, concurrency=8, cache=cache,
+                             structured="json_schema")
             labels = clf.classify([r["text"] for r in items])
         per_item = clf.report.prompt_tokens / len(items)
         baseline = baseline or per_item

@@ -17,12 +17,12 @@ rows = load_ag_news()
 texts = [r["text"] for r in rows]
 with oracle_server(rows) as server, tempfile.TemporaryDirectory() as cache:
     model = f"openai-compatible:bench@{server.base_url}"
-    first = Classifier(LABELS, model, batch_size=20, concurrency=8, cache=cache)
+    first = Classifier(LABELS, model, batch_size=20, concurrency=8, cache=cache, structured="json_schema")
     started = time.perf_counter()
     first.classify(texts)
     cold = time.perf_counter() - started
     requests = server.log.requests
-    again = Classifier(LABELS, model, cache=cache)
+    again = Classifier(LABELS, model, cache=cache, structured="json_schema")
     started = time.perf_counter()
     labels = again.classify(texts)
     warm = time.perf_counter() - started

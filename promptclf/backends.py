@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import threading
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 import openai
 from tenacity import (
     Retrying,
     retry_if_exception,
+    sleep_using_event,
     stop_after_attempt,
+    stop_when_event_set,
     wait_exponential_jitter,
 )
 
@@ -21,11 +26,15 @@ PROVIDERS = {
     "local": "the embedded Gemma 3 270M, or local:/path/to/a/transformers/causal-lm",
     "together": "together:<model>, key in TOGETHER_API_KEY",
     "openai": "openai:<model>, key in OPENAI_API_KEY, base URL from OPENAI_BASE_URL if set",
-    "openai-compatible": "openai-compatible:<model>@<base-url> (vLLM, Ollama, llama.cpp, ...)",
-    "completions": "completions:<model>@<base-url>: label scoring by logprobs on a completions endpoint",
+    "openai-compatible": "openai-compatible:<model>@<base-url> (vLLM, Ollama, llama.cpp, ...), key in "
+                         "OPENAI_COMPATIBLE_API_KEY if the server needs one",
+    "completions": "completions:<model>@<base-url>: label scoring by logprobs on a completions endpoint, key in "
+                   "OPENAI_COMPATIBLE_API_KEY if the server needs one",
     "finetuned": "finetuned:<dir> written by promptclf finetune",
 }
 API_KEY_VARS = {"together": "TOGETHER_API_KEY", "openai": "OPENAI_API_KEY"}
+SERVER_KEY_VAR = "OPENAI_COMPATIBLE_API_KEY"  # any other server's key: OpenAI's own key stays with OpenAI
+OPENAI_HOST = "api.openai.com"
 
 
 class ConfigError(ValueError):
@@ -41,13 +50,29 @@ class UnknownModelError(ConfigError):
 
 
 def redact_url(url: str | None) -> str | None:
-    """A base URL without user:password, for reports and errors."""
+    """A base URL without user:password and with its query's values hidden, for reports and errors."""
     if not url:
         return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    try:
+        parts = urlsplit(url)
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # not a URL we can take apart: show none of it
+        return "<url>"
+    query = "&".join(f"{name}=***" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+
+
+def scrub(text: str) -> str:
+    """Text for an error message or a log: URLs redacted, and no API key from the environment in it."""
+    text = _URL.sub(lambda m: redact_url(m.group()), text)
+    for var in {*API_KEY_VARS.values(), SERVER_KEY_VAR}:
+        secret = os.environ.get(var)
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True)
@@ -56,12 +81,15 @@ class ModelSpec:
     name: str
     base_url: str | None = None
 
+    def __repr__(self) -> str:
+        return f"ModelSpec(provider={self.provider!r}, name={self.name!r}, base_url={redact_url(self.base_url)!r})"
+
     @property
     def id(self) -> str:
         """The model string as reports and cache keys show it (no credentials)."""
         if (self.provider, self.name) in (("local", "gemma3-270m"), ("offline", "default"), ("embed", "minilm")):
             return self.provider
-        suffix = f"@{redact_url(self.base_url)}" if self.base_url and self.provider != "openai" else ""
+        suffix = f"@{redact_url(self.base_url)}" if self.base_url else ""  # openai: with OPENAI_BASE_URL too
         return f"{self.provider}:{self.name}{suffix}"
 
     @property
@@ -83,10 +111,10 @@ def parse_model(model: str | None) -> ModelSpec:
     if provider not in PROVIDERS or not name:
         raise UnknownModelError(_unknown(model))
     if provider in {"openai-compatible", "completions"}:
-        name, sep, base_url = name.rpartition("@")
-        if not sep or not name or not base_url.startswith(("http://", "https://")):
-            raise UnknownModelError(f"model {model!r}: expected {provider}:<model>@<http(s)://base-url>")
-        return ModelSpec(provider, name, base_url)
+        found = re.match(r"(.+?)@(https?://.+)", name)  # the first "@http": a URL may hold user:pw@host
+        if not found:
+            raise UnknownModelError(f"model {scrub(model)!r}: expected {provider}:<model>@<http(s)://base-url>")
+        return ModelSpec(provider, *found.groups())
     if provider == "openai":
         return ModelSpec(provider, name, os.environ.get("OPENAI_BASE_URL") or None)
     return ModelSpec(provider, name)
@@ -94,19 +122,51 @@ def parse_model(model: str | None) -> ModelSpec:
 
 def _unknown(model) -> str:
     forms = "; ".join(PROVIDERS.values())
-    return f"unknown model {model!r}: use one of: {forms}"
+    return f"unknown model {scrub(str(model))!r}: use one of: {forms}"
+
+
+def key_variable(model_id: str) -> str:
+    """The environment variable that holds the key for a model string (ModelSpec.id): OpenAI's key goes
+    only to OpenAI's host, Together's to Together, any other server's comes from OPENAI_COMPATIBLE_API_KEY."""
+    provider, _, rest = model_id.partition(":")
+    if provider in API_KEY_VARS:
+        return API_KEY_VARS[provider]
+    return "OPENAI_API_KEY" if is_openai(rest.rpartition("@")[2]) else SERVER_KEY_VAR
+
+
+def is_openai(url: str | None) -> bool:
+    try:
+        parts = urlsplit(url or "")
+        return parts.scheme == "https" and parts.hostname == OPENAI_HOST
+    except ValueError:
+        return False
 
 
 def api_key(spec: ModelSpec, given: str | None = None) -> str:
     if given:
         return given
-    var = API_KEY_VARS.get(spec.provider)
-    if var is None:  # OpenAI-compatible servers often need no key; send OPENAI_API_KEY if the user set one
-        return os.environ.get("OPENAI_API_KEY") or "not-needed"
+    var = key_variable(spec.id)
     key = os.environ.get(var)
-    if not key:
+    if not key and spec.provider in API_KEY_VARS:
         raise MissingAPIKeyError(f"{var} is not set: export {var}=... to use model {spec.id!r}")
-    return key
+    return key or "not-needed"  # most self-hosted servers need no key
+
+
+def speaks_json_schema(llm) -> bool:
+    """Whether a chat model is known to take a JSON-schema response_format: OpenAI's own API. Other servers
+    (Together, vLLM, Ollama, llama.cpp, ...) differ by version and model; every chat model can follow the
+    parser's format instructions."""
+    from langchain_openai import ChatOpenAI
+
+    base = getattr(llm, "openai_api_base", None)
+    return type(llm) is ChatOpenAI and (base is None or is_openai(base))
+
+
+def llm_fingerprint(llm) -> str:
+    """A user-supplied chat model's answers depend on its class, model, parameters and endpoint: the string
+    LangChain's own LLM cache keys on (secrets appear in it by name, never by value)."""
+    described = llm._get_llm_string() if hasattr(llm, "_get_llm_string") else ""
+    return hashlib.sha256(f"{type(llm).__qualname__}|{described}".encode()).hexdigest()[:16]
 
 
 def chat_model(spec: ModelSpec, *, timeout: float = 60.0, temperature: float = 0.0, key: str | None = None, **kwargs):
@@ -139,6 +199,33 @@ def is_request_error(exc: BaseException) -> bool:
     return isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError))
 
 
+# Request parameters a server may not take: a 400 about one of them fails every request alike, whatever its size.
+_UNSUPPORTED_PARAMS = {"response_format", "tools", "tool_choice", "functions", "function_call", "logprobs", "echo",
+                       "max_tokens", "temperature", "model"}
+_UNSUPPORTED = re.compile(r"response_format|json_schema|tool.?choice|tool.?call|logprobs|\becho\b|not supported|"
+                          r"unsupported|unrecognized|unknown (?:parameter|field|argument)|extra (?:inputs|fields)", re.I)
+
+
+def configuration_problem(exc: BaseException, key_var: str, unsupported_hint: str) -> str | None:
+    """What is wrong with the configuration, if a failed call says so (401, 403, 404, or a 400 about a
+    parameter the server does not take), in one line; None for errors about the request itself."""
+    status = getattr(exc, "status_code", None)
+    hints = {401: f"the server refused the API key: check {key_var}",
+             403: f"the key in {key_var} may not use this model or endpoint",
+             404: "no such model or endpoint: check the model name and the base URL"}
+    if status == 400 and (getattr(exc, "param", None) in _UNSUPPORTED_PARAMS or _UNSUPPORTED.search(str(exc))):
+        hints[400] = unsupported_hint
+    if status not in hints:
+        return None
+    return f"{status} {type(exc).__name__}: {server_message(exc)} ({hints[status]})"
+
+
+def server_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    return scrub(str(message or exc).splitlines()[0][:200]) if str(message or exc) else ""
+
+
 def retry_after_seconds(exc: BaseException | None) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
@@ -169,18 +256,40 @@ class wait_retry_after:
         return self.backoff(retry_state)
 
 
-def retrying(max_attempts: int = 6, initial_wait: float = 0.5, max_wait: float = 30.0, on_retry=None) -> Retrying:
+def retrying(max_attempts: int = 6, initial_wait: float = 0.5, max_wait: float = 30.0, on_retry=None,
+             stop: threading.Event | None = None) -> Retrying:
+    """Retries for transient errors; setting `stop` (Ctrl-C elsewhere) ends the waiting and the retrying."""
+    stop = stop or threading.Event()
     return Retrying(
         retry=retry_if_exception(is_transient),
         wait=wait_retry_after(initial_wait, max_wait),
-        stop=stop_after_attempt(max_attempts),
+        stop=stop_after_attempt(max_attempts) | stop_when_event_set(stop),
+        sleep=sleep_using_event(stop),
         before_sleep=on_retry,
         reraise=True,
     )
 
 
+def call(request, usage, *, where: str, max_attempts: int = 6, max_wait: float = 30.0,
+         stop: threading.Event | None = None, unsupported_hint: str = "the server does not take this request"):
+    """request() with retries on transient errors, each attempt and retry counted in `usage`. A configuration
+    error (see configuration_problem) is raised at once as a one-line ConfigError naming the model `where`."""
+    try:
+        for attempt in retrying(max_attempts, max_wait=max_wait, on_retry=lambda state: usage.add(retries=1),
+                                stop=stop):
+            with attempt:
+                usage.add(requests=1)
+                response = request()
+    except openai.APIStatusError as exc:
+        problem = configuration_problem(exc, key_variable(where), unsupported_hint)
+        if problem:
+            raise ConfigError(f"model {where!r}: {problem}") from None
+        raise
+    return response
+
+
 def describe_error(exc: BaseException) -> str:
-    """A one-line reason for a failed call, without request headers (so no key can leak)."""
+    """A one-line reason for a failed call, without request headers, URL credentials or keys."""
     status = getattr(exc, "status_code", None)
-    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    text = scrub(str(exc).splitlines()[0][:200]) if str(exc) else ""
     return f"{type(exc).__name__}{f' {status}' if status else ''}: {text}"

@@ -47,7 +47,8 @@ class _SklearnMethod:
         if self.model is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(texts, labels) first")
         started = time.perf_counter()
-        probs = self.model.predict_proba(self.features(texts))
+        probs = np.zeros((len(texts), len(self.labels)))
+        probs[:, self.model.classes_] = self.model.predict_proba(self.features(texts))  # labels seen in training
         usage.add(compute_s=time.perf_counter() - started)
         for i, row in enumerate(probs):
             best = int(np.argmax(row))

@@ -4,18 +4,19 @@ and re-asking (in smaller batches, down to single items) whatever an answer got 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from typing import Iterator, Sequence
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import PydanticOutputParser
 
-from .backends import describe_error, is_request_error, is_transient, retrying
+from .backends import call, describe_error, is_request_error, is_transient, speaks_json_schema
 from .labels import LabelSet
 from .methods import Failure, Outcome, Prediction
 from .prompts import ChatPrompt
-from .schemas import BatchResult, batch_schema, read_batch
+from .schemas import BatchResult, batch_schema, item_ids, read_batch
 from .usage import Usage
 
 log = logging.getLogger("promptclf")
@@ -28,8 +29,9 @@ class ChatLabeler:
 
     `structured`: "json_schema" / "function_calling" / "json_mode" use the backend's native structured
     output (`with_structured_output`); "parser" puts a PydanticOutputParser's format instructions in the
-    prompt; "auto" picks json_schema for OpenAI-style clients and the parser otherwise. Either way an
-    off-schema answer is repaired (aliases) or re-asked, never guessed.
+    prompt; "auto" picks json_schema for OpenAI's own API and the parser for every other backend (which
+    may not take a JSON-schema response_format). Either way an off-schema answer is repaired (aliases) or
+    re-asked, never guessed.
     """
 
     cacheable = True
@@ -46,9 +48,7 @@ class ChatLabeler:
         self.batch_size, self.concurrency = batch_size, concurrency
         self.max_attempts, self.max_wait, self.max_reasks = max_attempts, max_wait, max_reasks
         if structured == "auto":
-            from langchain_openai.chat_models.base import BaseChatOpenAI
-
-            structured = "json_schema" if isinstance(llm, BaseChatOpenAI) else "parser"
+            structured = "json_schema" if speaks_json_schema(llm) else "parser"
         self.structured = structured
         self.schema = batch_schema(labels)
         self.parser = PydanticOutputParser(pydantic_object=self.schema)
@@ -77,15 +77,13 @@ class ChatLabeler:
             variables["format_instructions"] = self.parser.get_format_instructions()
         return variables
 
-    def _ask(self, batch: list[tuple[int, str]], usage: Usage) -> BatchResult:
-        """One request for a batch of (local id, text); retried on transient errors."""
+    def _ask(self, batch: list[tuple[int, str]], usage: Usage, stop: threading.Event) -> BatchResult:
+        """One request for a batch of (item id, text); retried on transient errors."""
         ids = [i for i, _ in batch]
         variables = self._variables(batch)
-        for attempt in retrying(self.max_attempts, max_wait=self.max_wait,
-                                on_retry=lambda state: usage.add(retries=1)):
-            with attempt:
-                usage.add(requests=1)
-                response = self.chain.invoke(variables)
+        hint = f"structured={self.structured!r} asks for what this server does not take: use structured='parser'"
+        response = call(lambda: self.chain.invoke(variables), usage, where=self.model_id,
+                        max_attempts=self.max_attempts, max_wait=self.max_wait, stop=stop, unsupported_hint=hint)
         raw, payload = self._unpack(response)
         meta = getattr(raw, "usage_metadata", None) or {}
         usage.add(prompt_tokens=meta.get("input_tokens", 0), completion_tokens=meta.get("output_tokens", 0))
@@ -109,42 +107,80 @@ class ChatLabeler:
 
     # --- a chunk, with re-asks ----------------------------------------------------------------------
 
-    def _label_chunk(self, chunk: list[tuple[int, str]], usage: Usage, alone: int = 0) -> list[tuple[int, Outcome]]:
-        """Label a chunk of (position, text). What the answer got wrong is re-asked in halves, then alone."""
-        batch = [(n + 1, text) for n, (_, text) in enumerate(chunk)]  # ids in the prompt: 1..n
+    def _label_chunk(self, chunk: list[tuple[int, str]], usage: Usage, stop: threading.Event,
+                     alone: int = 0) -> list[tuple[int, Outcome]]:
+        """Label a chunk of (position, text). What the answer got wrong is re-asked in halves, then alone.
+        Nothing is asked once `stop` is set."""
+        if stop.is_set():
+            return []
+        by_id = dict(zip(item_ids(len(chunk)), chunk))
         try:
-            result = self._ask(batch, usage)
+            result = self._ask([(i, text) for i, (_, text) in by_id.items()], usage, stop)
         except Exception as exc:  # noqa: BLE001
             if is_transient(exc):  # retries are spent: the backend is down, splitting would not help
                 return [(pos, Failure(describe_error(exc))) for pos, _ in chunk]
             if not is_request_error(exc):
                 raise
-            result = BatchResult(failed={i: describe_error(exc) for i, _ in batch})
-        outcomes = [(chunk[i - 1][0], Prediction(label)) for i, label in result.labels.items()]
-        failed = [chunk[i - 1] for i in sorted(result.failed)]
+            result = BatchResult(failed={i: describe_error(exc) for i in by_id})
+        outcomes = [(by_id[i][0], Prediction(label)) for i, label in result.labels.items()]
+        failed = [item for i, item in by_id.items() if i in result.failed]
         if not failed:
             return outcomes
         if len(chunk) == 1:
             if alone >= self.max_reasks:
                 return [(chunk[0][0], Failure(next(iter(result.failed.values()))))]
             usage.add(reasks=1)
-            return self._label_chunk(chunk, usage, alone + 1)
+            return self._label_chunk(chunk, usage, stop, alone + 1)
         usage.add(reasks=len(failed))
         half = (len(failed) + 1) // 2
         for start in range(0, len(failed), half):
-            outcomes += self._label_chunk(failed[start : start + half], usage)
+            outcomes += self._label_chunk(failed[start : start + half], usage, stop)
         return outcomes
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
-        chunks = [list(enumerate(texts))[s : s + self.batch_size] for s in range(0, len(texts), self.batch_size)]
+        items = list(enumerate(texts))
+        chunks = [items[s : s + self.batch_size] for s in range(0, len(items), self.batch_size)]
+        stop = threading.Event()
         if self.concurrency == 1 or len(chunks) == 1:
             for chunk in chunks:
-                yield from self._label_chunk(chunk, usage)
+                yield from self._label_chunk(chunk, usage, stop)
             return
+        yield from self._in_parallel(chunks, usage, stop)
+
+    def _in_parallel(self, chunks, usage: Usage, stop: threading.Event) -> Iterator[tuple[int, Outcome]]:
+        """Chunks on `concurrency` threads. On Ctrl-C or an error no request starts any more; the ones in
+        flight finish and their answers are handed on (and so cached) before the exception is."""
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="promptclf")
+
+        def run(chunk):
+            try:
+                return self._label_chunk(chunk, usage, stop)
+            except BaseException:
+                stop.set()  # before this thread takes the next chunk
+                raise
+
+        futures = [pool.submit(run, chunk) for chunk in chunks]
+        handed = set()
         try:
-            futures = [pool.submit(self._label_chunk, chunk, usage) for chunk in chunks]
             for future in as_completed(futures):
+                handed.add(future)
                 yield from future.result()
+        except GeneratorExit:  # the caller stopped listening: nothing more can be handed on
+            raise
+        except BaseException:
+            stop.set()
+            yield from _answers_in_flight(futures, handed)
+            raise
         finally:
+            stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _answers_in_flight(futures, handed) -> Iterator[tuple[int, Outcome]]:
+    """The labels of chunks that were running when the run stopped, once their requests have returned."""
+    for future in futures:
+        future.cancel()  # those not started
+    wait(futures)
+    for future in futures:
+        if future not in handed and not future.cancelled() and future.exception() is None:
+            yield from ((pos, o) for pos, o in future.result() if isinstance(o, Prediction))

@@ -10,6 +10,14 @@ from pathlib import Path
 import diskcache
 
 
+def model_digest(directory: str | Path) -> str:
+    """A short digest of a model directory: names, sizes and modification times of its files. It changes
+    when the model does (another model, a retrained one), without reading gigabytes of weights."""
+    files = sorted(f for f in Path(directory).iterdir() if f.is_file())
+    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
 def home() -> Path:
     """promptclf's data directory: $PROMPTCLF_HOME, else the platform cache dir."""
     if os.environ.get("PROMPTCLF_HOME"):

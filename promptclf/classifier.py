@@ -11,7 +11,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .backends import ConfigError, ModelSpec, chat_model, parse_model
+from .backends import ConfigError, ModelSpec, chat_model, llm_fingerprint, parse_model
 from .cache import AnswerCache
 from .labels import LabelSet
 from .methods import Failure, Method, Prediction
@@ -73,9 +73,11 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
     from .prompts import ChatPrompt
 
     llm = options["llm"] or chat_model(spec, timeout=options["timeout"])
-    prompt = ChatPrompt.build(labels, options["template"], examples=fixed,
+    model_id = spec.id if options["llm"] is None else f"{spec.id}|llm={llm_fingerprint(llm)}"
+    template = options["template"] or ("few_shot" if selector else None)  # demos chosen per batch need its loop
+    prompt = ChatPrompt.build(labels, template, examples=fixed,
                               negative_examples=options["negative_examples"], instructions=options["instructions"])
-    return ChatLabeler(llm, labels, prompt, model_id=spec.id, example_selector=selector,
+    return ChatLabeler(llm, labels, prompt, model_id=model_id, example_selector=selector,
                        batch_size=options["batch_size"], concurrency=options["concurrency"],
                        max_attempts=options["max_attempts"], max_wait=options["max_wait"],
                        structured=options["structured"])

@@ -24,6 +24,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", help="a Jinja template file, or an optimised prompt artifact (.json)")
     p.add_argument("--instructions", default="", help="extra instructions for the prompt")
     p.add_argument("--batch-size", type=int, default=10, help="items per request (chat models)")
+    p.add_argument("--structured", default="auto",
+                   choices=["auto", "json_schema", "function_calling", "json_mode", "parser"],
+                   help="how chat models return answers (auto: json_schema for OpenAI, parser for other servers)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     p.add_argument("--max-attempts", type=int, default=6)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
@@ -54,6 +57,7 @@ def _classifier(args, labels):
     cache = False if args.no_cache else (args.cache_dir or True)
     return Classifier(labels, args.model, examples=examples, example_selection=args.example_selection, k=args.k,
                       prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
+                      structured=args.structured,
                       concurrency=args.concurrency, max_attempts=args.max_attempts, timeout=args.timeout,
                       cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
                       skip_empty=args.skip_empty, progress=False if args.no_progress else None,

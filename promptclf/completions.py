@@ -8,8 +8,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .backends import ModelSpec, api_key, retrying
+from .backends import ConfigError, ModelSpec, api_key, call
 from .usage import Usage
+
+UNSUPPORTED = "label scoring needs a completions endpoint that takes echo=True with logprobs (vLLM does)"
 
 
 class CompletionsScorer:
@@ -30,20 +32,27 @@ class CompletionsScorer:
     def score(self, prompts: Sequence[str], labels: Sequence[str], usage: Usage) -> np.ndarray:
         texts = [p + " " + label for p in prompts for label in labels]
         started = time.perf_counter()
-        for attempt in retrying(self.max_attempts, on_retry=lambda state: usage.add(retries=1)):
-            with attempt:
-                usage.add(requests=1)
-                response = self.client.completions.create(model=self.spec.name, prompt=texts, max_tokens=0,
-                                                          echo=True, logprobs=0, temperature=0)
+        response = call(lambda: self.client.completions.create(model=self.spec.name, prompt=texts, max_tokens=0,
+                                                               echo=True, logprobs=0, temperature=0),
+                        usage, where=self.spec.id, max_attempts=self.max_attempts, unsupported_hint=UNSUPPORTED)
         if response.usage:
             usage.add(prompt_tokens=response.usage.prompt_tokens or 0)
         usage.add(compute_s=time.perf_counter() - started)
-        scores = np.zeros(len(texts))
+        scores = np.full(len(texts), np.nan)
         for choice in response.choices:
-            prompt_len = len(prompts[choice.index // len(labels)])
-            lp = choice.logprobs
-            scores[choice.index] = sum(
-                value for offset, value in zip(lp.text_offset, lp.token_logprobs)
-                if offset >= prompt_len and value is not None
-            )
+            scores[choice.index] = self._label_logprob(choice, len(prompts[choice.index // len(labels)]))
+        if np.isnan(scores).any():
+            raise ConfigError(f"model {self.spec.id!r}: the server returned no logprobs for the prompt's tokens "
+                              f"(llama.cpp's server does not); {UNSUPPORTED}")
         return scores.reshape(len(prompts), len(labels))
+
+    @staticmethod
+    def _label_logprob(choice, prompt_len: int) -> float:
+        """The label's log-probability: its tokens are those past the prompt. NaN if the echo does not reach it."""
+        lp = choice.logprobs
+        if lp is None or not lp.text_offset or lp.token_logprobs is None:
+            return np.nan
+        tail = [value for offset, value in zip(lp.text_offset, lp.token_logprobs) if offset >= prompt_len]
+        if not tail or any(value is None for value in tail):
+            return np.nan
+        return float(sum(tail))

@@ -13,8 +13,11 @@ AG_NEWS_ALIASES = {"Sci/Tech": ["science/technology", "science and technology", 
 
 
 def default_ag_news_path() -> Path:
-    here = Path(__file__).resolve().parent.parent
-    return here.parent / "shared" / "data" / "ag_news" / "test.csv"
+    """../shared/data/ag_news/test.csv from the checkout the command runs in, or next to the checkout this
+    module lives in (an editable install run from elsewhere)."""
+    relative = Path("shared", "data", "ag_news", "test.csv")
+    candidates = [Path("..") / relative, Path(__file__).resolve().parent.parent.parent / relative]
+    return next((path for path in candidates if path.exists()), candidates[0])
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -52,10 +55,18 @@ def text_of(frame: pd.DataFrame, columns: str | Sequence[str]) -> list[str]:
     missing = [c for c in names if c not in frame.columns]
     if missing:
         raise KeyError(f"column(s) {missing} not in the file; it has {list(frame.columns)}")
+    parts = frame[names].apply(lambda col: col.map(_cell))
     if len(names) == 1:
-        return [v if isinstance(v, str) else ("" if v is None else str(v)) for v in frame[names[0]]]
-    parts = frame[names].astype(str).apply(lambda col: col.str.strip().str.rstrip("."))
+        return parts[names[0]].tolist()
+    parts = parts.apply(lambda col: col.str.strip().str.rstrip("."))
     return [". ".join(p for p in row if p) for row in parts.itertuples(index=False)]
+
+
+def _cell(value) -> str:
+    """A cell as text: a missing value (None, NaN) is empty, never the word "nan" or "None"."""
+    if isinstance(value, str):
+        return value
+    return "" if value is None or (np.ndim(value) == 0 and pd.isna(value)) else str(value)
 
 
 def load_ag_news(path: str | Path | None = None, text_columns: str = "title,description") -> list[dict]:

@@ -32,7 +32,7 @@ class Encoder:
 
     @property
     def identity(self) -> str:
-        return f"{self.path.name}|{self.max_length}"
+        return encoder_identity(self.path, self.max_length)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """[len(texts), dim] unit vectors. Texts are batched by length so little compute goes to padding."""
@@ -49,6 +49,14 @@ class Encoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
         return out
+
+
+def encoder_identity(path: Path | None = None, max_length: int = 256) -> str:
+    """What an encoder's vectors depend on, known without loading it (the default: the packaged MiniLM)."""
+    from .cache import model_digest
+
+    path = Path(path) if path else minilm_path()
+    return f"{path.name}|{max_length}|{model_digest(path)}"
 
 
 @functools.lru_cache(maxsize=2)

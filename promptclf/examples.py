@@ -74,7 +74,10 @@ class SimilarExamples:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:  # the pool can be thousands of rows: hash it once
-            self._fingerprint = fingerprint("similar", self.k, self.max_per_batch, self.nearest_last,
+            from .embeddings import encoder_identity
+
+            encoder = self._encoder.identity if self._encoder is not None else encoder_identity()
+            self._fingerprint = fingerprint("similar", self.k, self.max_per_batch, self.nearest_last, encoder,
                                             [[r["text"], r["label"]] for r in self.pool])
         return self._fingerprint
 

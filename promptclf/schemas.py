@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,6 +39,12 @@ def batch_schema(labels: LabelSet) -> type[BaseModel]:
         __doc__="Labels for a batch of items, one answer per item.",
         answers=(list[answer_schema(labels)], Field(description="one answer per item")),
     )
+
+
+def item_ids(n: int) -> list[int]:
+    """Ids for one request's n items, drawn anew for every request: no item's text can name another item's
+    id, and answers numbered 0..n-1 or shifted by one name no item at all (read_batch then re-asks)."""
+    return secrets.SystemRandom().sample(range(100_000, 1_000_000), n)
 
 
 @dataclass
@@ -87,21 +94,24 @@ def extract_answers(payload) -> list[LenientAnswer] | None:
 
 
 def read_batch(payload, labels: LabelSet, expected: list[int]) -> BatchResult:
-    """Match a response to the items it was for.
+    """Match a response to the items it was for, by the ids they were asked with.
 
-    Missing, duplicated and unparseable answers fail their items (they are re-asked, never guessed);
-    indices that name no item are ignored; labels are mapped onto the set through the alias table.
+    An answer for an id that was not asked (numbered 0..n-1, shifted, or written inside an item) means the
+    response cannot be trusted: every item fails. Missing, duplicated and unparseable answers fail their
+    items. Failed items are re-asked, never guessed; labels are mapped onto the set through the alias table.
     """
     result = BatchResult()
     answers = extract_answers(payload)
     if answers is None:
         result.failed = {i: "response is not valid JSON of the batch schema" for i in expected}
         return result
-    wanted = set(expected)
+    stray = sorted({a.index for a in answers} - set(expected))
+    if stray:
+        result.failed = {i: f"the response answers ids that were not asked ({stray[:3]})" for i in expected}
+        return result
     seen: dict[int, list[str]] = {}
     for answer in answers:
-        if answer.index in wanted:
-            seen.setdefault(answer.index, []).append(answer.label)
+        seen.setdefault(answer.index, []).append(answer.label)
     for index in expected:
         given = seen.get(index)
         if not given:

@@ -118,10 +118,32 @@ class LabelScorer:
         for start in range(0, len(texts), window):
             chunk = list(texts[start : start + window])
             demos = self.demonstrations(chunk)
-            prompts = [self.prompt.render(t, d) for t, d in zip(chunk, demos)]
+            prompts = [self._render(t, d) for t, d in zip(chunk, demos)]
             for rows in self._batches([self._tokens(p) for p in prompts]):
                 for i, outcome in self._score_batch([prompts[i] for i in rows], [demos[i] for i in rows], usage):
                     yield start + rows[i], outcome
+
+    def _render(self, text: str, demos: list[dict]) -> str:
+        """The item's prompt. One too long for the scorer's context has its item cut (with a warning), so that
+        the demonstrations and the answer cue at the end stay whole."""
+        prompt = self.prompt.render(text, demos)
+        budget = getattr(self.scorer, "max_prompt_tokens", None)
+        over = self.scorer.count_tokens(prompt) - budget(self.labels.names) if budget else 0
+        if over <= 0:
+            return prompt
+        shown = _one_line(text, self.prompt.item_words)
+        keep = self.scorer.count_tokens(shown) - over
+        while keep > 0:
+            prompt = self.prompt.render(self.scorer.truncate(shown, keep), demos)
+            if self.scorer.count_tokens(prompt) <= budget(self.labels.names):
+                log.warning("promptclf: an item is %d tokens too long for max_length=%d; its end was cut to fit "
+                            "(the demonstrations and the label cue are kept)", over, self.scorer.max_length)
+                return prompt
+            keep -= 8  # tokens can merge or split where the text was cut
+        from .backends import ConfigError
+
+        raise ConfigError(f"the scoring prompt is over max_length={self.scorer.max_length} tokens without its item: "
+                          f"show fewer or shorter demonstrations (k, demo_words) or raise max_length")
 
     def _tokens(self, prompt: str) -> int:
         count = getattr(self.scorer, "count_tokens", None)
@@ -169,11 +191,11 @@ class CausalLMScorer:
     """
 
     def __init__(self, model, tokenizer, *, name: str, max_length: int = 1024, min_shared_prefix: int = 32,
-                 quantize: str | None = None):
+                 quantize: str | None = None, version: str = ""):
         import torch
 
         self.model, self.tokenizer, self.name, self.max_length = model.eval(), tokenizer, name, max_length
-        self.quantize = quantize
+        self.quantize, self.version = quantize, version
         self._pad = tokenizer.pad_token_id or 0  # prompts are left-padded by _left_pad, not the tokenizer
         self._torch = torch
         self._label_ids: dict[tuple[str, ...], list[list[int]]] = {}
@@ -185,7 +207,7 @@ class CausalLMScorer:
 
     @property
     def identity(self) -> str:
-        return f"causal-lm:{self.name}|max_length={self.max_length}|quantize={self.quantize}"
+        return f"causal-lm:{self.name}|{self.version}|max_length={self.max_length}|quantize={self.quantize}"
 
     def label_ids(self, labels: Sequence[str]) -> list[list[int]]:
         key = tuple(labels)
@@ -196,6 +218,11 @@ class CausalLMScorer:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def max_prompt_tokens(self, labels: Sequence[str]) -> int:
+        """The longest prompt (without special tokens) that leaves room for every label within max_length."""
+        specials = len(self.tokenizer("").input_ids)
+        return self.max_length - max(map(len, self.label_ids(labels))) - specials
 
     def truncate(self, text: str, max_tokens: int) -> str:
         ids = self.tokenizer(text, add_special_tokens=False).input_ids

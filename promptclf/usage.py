@@ -25,13 +25,15 @@ def register_price(model: str, input_per_million: float, output_per_million: flo
 
 
 def price_of(model: str, prices: dict | None = None) -> tuple[float, float] | None:
+    """The price of a model string as reports show it. A price is for one endpoint: "openai:gpt-4o-mini" at
+    another OPENAI_BASE_URL is not OpenAI's. A price registered without a URL for openai-compatible: or
+    completions: holds for that model at any URL (those servers are the user's own)."""
     table = {**PRICES, **(prices or {})}
     if model in table:
         return table[model]
-    bare = model.split(":", 1)[-1].split("@", 1)[0]  # openai-compatible:gpt-4o-mini@url -> gpt-4o-mini
-    for key, price in table.items():
-        if key.split(":", 1)[-1] == bare:
-            return price
+    provider = model.split(":", 1)[0]
+    if provider in ("openai-compatible", "completions"):
+        return table.get(model.rsplit("@", 1)[0])
     return None
 
 
@@ -63,6 +65,12 @@ class Usage:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def absorb(self, other: "Usage") -> None:
+        """Add the calls, tokens and compute of another run (e.g. one Classifier.predict) to this one."""
+        self.add(**{name: getattr(other, name) for name in ("requests", "retries", "reasks", "repaired",
+                                                            "prompt_tokens", "completion_tokens", "cache_hits",
+                                                            "fallback", "failed", "compute_s")})
 
     @property
     def cost_usd(self) -> float | None:

@@ -3,8 +3,6 @@ a fault-injecting OpenAI-compatible server on 127.0.0.1, and a fake chat model o
 
 from __future__ import annotations
 
-import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,24 @@ from .fake_openai_server import ITEM, FakeOpenAIServer, ServerConfig
 
 DATA = Path(__file__).parent / "data"
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def promptclf_home(tmp_path_factory):
+    """A PROMPTCLF_HOME of this test session's own: answers and embeddings never reach the user's cache, and
+    nothing the user cached answers a test. Models already converted there are linked (read only), since
+    converting one takes a minute."""
+    from promptclf.cache import home
+
+    session = tmp_path_factory.mktemp("promptclf-home")
+    (session / "models").mkdir()
+    converted = home() / "models"
+    for model in converted.iterdir() if converted.is_dir() else ():
+        if (model / "config.json").exists():
+            (session / "models" / model.name).symlink_to(model)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROMPTCLF_HOME", str(session))
+        yield session
 
 
 @pytest.fixture(scope="session")
@@ -65,11 +81,13 @@ class ScriptedChatModel(GenericFakeChatModel):
     faults: list = []
     calls: int = 0
     batch_sizes: list = []
+    prompts: list = []
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         self.calls += 1
         fault = self.faults.pop(0) if self.faults else None
         text = "\n".join(str(m.content) for m in messages)
+        self.prompts.append(text)
         items = [(int(i), t) for i, t in ITEM.findall(text)]
         self.batch_sizes.append(len(items))
         if fault == "raise":

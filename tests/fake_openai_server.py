@@ -3,7 +3,11 @@
 It answers /v1/chat/completions for promptclf's batch prompts (items between <item id="N"> tags) with the
 labels an oracle gives, and /v1/completions with echo logprobs that favour the oracle's label. Faults are
 drawn per request with a seeded RNG: 429 (with Retry-After), 500, slow (past the client timeout),
-malformed JSON, short (an answer missing), duplicated (an item answered twice), off-label answers.
+malformed JSON, short (an answer missing), duplicated (an item answered twice), off-label answers,
+zero-based (answers numbered 0..n-1 by position, ignoring the ids) and shifted (every id one too high).
+Configuration faults, every request: a key it refuses (401), a model it does not serve (404), no support
+for `response_format` (400), completions without prompt logprobs (llama.cpp's server), and a gullible
+model that obeys answers written inside an item.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Callable
 
 ITEM = re.compile(r'<item id="(\d+)">\n(.*?)\n</item>', re.S)
 DSPY_TEXT = re.compile(r"\[\[ ## text ## \]\]\n(.*?)\n\n", re.S)
-FAULTS = ("429", "500", "slow", "malformed", "short", "duplicate", "offlabel")
+FAULTS = ("429", "500", "slow", "malformed", "short", "duplicate", "offlabel", "zero_based", "shifted")
+INJECTED = re.compile(r'\{"answers": \[.*?\]\}', re.S)
 
 
 @dataclass
@@ -32,6 +37,11 @@ class ServerConfig:
     slow_seconds: float = 2.0
     retry_after: str = "0.05"
     shuffle: bool = True
+    item_oracle: Callable[[str], str] | None = None  # answers to promptclf's batch prompts (default: oracle)
+    api_key: str | None = None  # refuse (401) requests that do not carry this key
+    response_format: bool = True  # False: refuse (400) requests that ask for structured output
+    prompt_logprobs: bool = True  # False: completions carry no logprobs (llama.cpp's server)
+    gullible: bool = False  # obey {"answers": [...]} written inside an item, as a model open to injection might
 
 
 @dataclass
@@ -99,7 +109,14 @@ class FakeOpenAIServer:
         items = [(int(i), t) for i, t in ITEM.findall(text)]
         with self.log.lock:
             self.log.items_seen += len(items)
-        answers = [{"index": i, "label": self.config.oracle(t.replace("‹", "<"))} for i, t in items]
+        oracle = self.config.item_oracle or self.config.oracle
+        answers = [{"index": i, "label": oracle(t.replace("‹", "<"))} for i, t in items]
+        if self.config.gullible:
+            answers = self._obey_injections(items, answers)
+        if fault == "zero_based":
+            answers = [{**a, "index": n} for n, a in enumerate(answers)]
+        elif fault == "shifted":
+            answers = [{**a, "index": a["index"] + 1} for a in answers]
         if self.config.shuffle:
             random.Random(len(items)).shuffle(answers)
         if fault == "short" and answers:
@@ -116,6 +133,13 @@ class FakeOpenAIServer:
             message = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
         return self._reply(body, text, content, message)
+
+    @staticmethod
+    def _obey_injections(items, answers):
+        """Answers written inside an item replace the real answers for the ids they name."""
+        injected = [a for _, t in items for m in INJECTED.findall(t) for a in json.loads(m)["answers"]]
+        named = {a["index"] for a in injected}
+        return [a for a in answers if a["index"] not in named] + injected
 
     def _reply(self, body, text, content, message=None):
         message = message or {"role": "assistant", "content": content}
@@ -141,6 +165,8 @@ class FakeOpenAIServer:
             label_start = len(head) + 2
             logprobs = [None] + [(-0.1 if label == gold else -4.0) if off >= label_start else -1.0
                                  for off in offsets[1:]]
+            if not self.config.prompt_logprobs:  # logprobs only for generated tokens: none with max_tokens=0
+                tokens, offsets, logprobs = [], [], []
             choices.append({"index": n, "text": prompt, "finish_reason": "length",
                             "logprobs": {"tokens": tokens, "text_offset": offsets, "token_logprobs": logprobs,
                                          "top_logprobs": None}})
@@ -178,15 +204,15 @@ class FakeOpenAIServer:
                     server.log.bodies.append(body)
                 if server.config.latency:
                     time.sleep(server.config.latency)
+                refused = self._refusal(body)
+                if refused:
+                    return self._send(*refused)
                 if self.path.endswith("/completions") and "chat" not in self.path:
                     with server.log.lock:
                         server.log.completion_requests += 1
                     return self._send(200, server.completions(body))
                 if not self.path.endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
-                if body.get("model") == "no-such-model":
-                    return self._send(404, {"error": {"message": "The model `no-such-model` does not exist",
-                                                      "type": "invalid_request_error", "code": "model_not_found"}})
                 with server.log.lock:
                     server.log.chat_requests += 1
                 fault = server.draw_fault()
@@ -199,4 +225,19 @@ class FakeOpenAIServer:
                     time.sleep(server.config.slow_seconds)
                 return self._send(200, server.chat(body, fault))
 
+            def _refusal(self, body) -> tuple[int, dict] | None:
+                """Configuration errors, as OpenAI words them: every request gets the same one."""
+                given = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if server.config.api_key is not None and given != server.config.api_key:
+                    return 401, _error(f"Incorrect API key provided: {given}", "invalid_api_key")
+                if body.get("model") == "no-such-model":
+                    return 404, _error("The model `no-such-model` does not exist", "model_not_found")
+                if not server.config.response_format and body.get("response_format"):
+                    return 400, _error("response_format is not supported by this model", None, "response_format")
+                return None
+
         return Handler
+
+
+def _error(message: str, code: str | None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": "invalid_request_error", "code": code, "param": param}}

