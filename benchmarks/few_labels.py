@@ -101,10 +101,16 @@ def refresh(cell: dict) -> dict:
     return cell
 
 
+def items_per_s(cell: dict) -> float:
+    """Labelling speed of the automatic choice: the test rows over the seconds of the components it runs."""
+    used = [n for n, w in cell["weights"].items() if w] if cell["auto"] == "combination" else [cell["auto"]]
+    return cell["n_test"] / sum(cell["seconds"][n] for n in used)
+
+
 def table(cells: list[dict]) -> str:
     cells = [refresh(c) for c in cells]
-    lines = ["| data | per class | seeds | " + " | ".join(METHODS) + " | auto picks | CV estimate | estimate − test |",
-             "|---" * (len(METHODS) + 6) + "|"]
+    lines = ["| data | per class | seeds | " + " | ".join(METHODS) + " | auto picks | CV estimate | estimate − test "
+             "| train s | auto items/s |", "|---" * (len(METHODS) + 8) + "|"]
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
         groups.setdefault((c["data"], c["budget"]), []).append(c)
@@ -122,6 +128,8 @@ def table(cells: list[dict]) -> str:
             row += [f"{np.mean([e for e, _ in estimates]):.3f}", f"{np.mean(gap):+.3f} (|mean| {np.mean(np.abs(gap)):.3f})"]
         else:
             row += ["–", "–"]
+        row.append(f"{np.mean([c['cv_seconds'] for c in group]):.0f}" if "cv_seconds" in group[0] else "0")
+        row.append(f"{np.mean([items_per_s(c) for c in group]):.1f}")
         lines.append("| " + " | ".join(row) + " |")
     if gaps:
         lines.append(f"\nMean |CV estimate − test accuracy| over {len(gaps)} cells with examples: "
@@ -189,7 +197,9 @@ def main() -> None:
                         flush=True)
     cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     print(f"\nFew labels: accuracy on {args.n_test} seeded test rows per data set, mean ± std over seeds "
-          f"(examples per class drawn with each seed). auto = the choice cross-validated on the examples.\n")
+          f"(examples per class drawn with each seed). auto = the choice cross-validated on the examples; "
+          f"train s = cross-validation, which is all the training (SetFit's fold models are its final model); "
+          f"items/s = labelling speed of what auto runs, on a 2-core CPU shared with other jobs.\n")
     print(table(cells))
 
 

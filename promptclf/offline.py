@@ -304,8 +304,16 @@ class OfflineClassifier:
             from .embeddings import default_encoder
 
             self._identity = fingerprint("offline", 1, asdict(self.config), self.names, self.labels.fingerprint(),
-                                         default_encoder().identity, [[r["text"], r["label"]] for r in self.examples])
+                                         default_encoder().identity, self._llm_version(),
+                                         [[r["text"], r["label"]] for r in self.examples])
         return self._identity
+
+    def _llm_version(self) -> str | None:
+        from .local import EMBEDDED, embedded_version
+
+        if "llm" not in self.names:
+            return None
+        return embedded_version() if self.config.llm_model == EMBEDDED else self.config.llm_model
 
     def workdir(self) -> Path:
         from .cache import home

@@ -74,7 +74,7 @@ def test_local_scoring_options_reach_the_classifier(tmp_path):
 
     args = build_parser().parse_args(["classify", "--input", "i.csv", "--output", "o.csv", "--labels", LABELS,
                                       "--quantize", "none", "--item-words", "20", "--demo-words", "8",
-                                      "--calibrate", "none", "--no-cache"])
+                                      "--calibrate", "none", "--no-cache", "--model", "local"])
     clf = _classifier(args, LABELS)
     assert clf.method.scorer.quantize is None and clf.method.calibrate == "none"
     assert (clf.method.prompt.item_words, clf.method.prompt.demo_words) == (20, 8)

@@ -123,12 +123,13 @@ def test_the_embedded_models_version_is_part_of_the_cache_key(monkeypatch):
     import promptclf.local as local
 
     current = local.embedded_model_dir()
-    before = Classifier(LABELS, cache=False).method.identity
+    before = {model: Classifier(LABELS, model, cache=False).method.identity for model in ("local", "offline")}
     monkeypatch.setattr(local, "embedded_version", lambda: "0.0-test")
     (home() / "models").mkdir(exist_ok=True)
     (home() / "models" / f"{local.EMBEDDED}-0.0-test").symlink_to(current)  # "converted" already
-    after = Classifier(LABELS, cache=False).method.identity
-    assert before != after and "0.0-test" in after
+    after = {model: Classifier(LABELS, model, cache=False).method.identity for model in ("local", "offline")}
+    assert before["local"] != after["local"] and "0.0-test" in after["local"]
+    assert before["offline"] != after["offline"]  # the default combines the embedded LLM's answers
 
 
 def test_int8_that_fell_back_to_float32_is_keyed_as_float32(sample_rows, monkeypatch):
