@@ -28,7 +28,7 @@ from _datasets import NAMES, load
 from promptclf.examples import sample_per_class
 from promptclf.labels import LabelSet
 from promptclf.offline import (COMPONENTS, DEFAULT_WEIGHTS, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS, FoldAverage,
-                               OfflineConfig, choose, combine, cross_validate)
+                               OfflineConfig, choose, combine, cross_validate, pick)
 
 METHODS = ("llm", "labels", "examples", "setfit", "combination", "auto")
 
@@ -75,7 +75,7 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
         cell["weights"] = estimate.weights
         cell["accuracy"]["combination"] = accuracy(combine(probs, estimate.weights))
         cell["candidates_cv"] = estimate.candidates
-        auto = max(estimate.candidates, key=lambda n: (round(estimate.candidates[n], 6), n == "combination"))
+        auto = pick(estimate.candidates, config.switch_margin)
         cell["auto"] = auto
         cell["accuracy"]["auto"] = cell["accuracy"][auto]
         cell["estimate"] = estimate.candidates[auto]
@@ -91,7 +91,10 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
 
 def refresh(cell: dict) -> dict:
     """A cell without cross-validation, combined with today's default weights from its stored probabilities."""
-    if "estimate" in cell:
+    if "candidates_cv" in cell:  # today's rule for the automatic choice, on the stored cross-validation
+        cell["auto"] = pick(cell["candidates_cv"], OfflineConfig().switch_margin)
+        cell["accuracy"]["auto"] = cell["accuracy"][cell["auto"]]
+        cell["estimate"] = cell["candidates_cv"][cell["auto"]]
         return cell
     probs = {n: np.array(p) for n, p in cell["probs"].items()}
     weights = {c: (DEFAULT_WEIGHTS if cell["n_examples"] else ZERO_SHOT_WEIGHTS).get(c, 1.0) for c in probs}

@@ -50,7 +50,8 @@ class OfflineConfig:
     components: tuple | None = None  # None: ZERO_SHOT without examples, WITH_EXAMPLES with them
     folds: int = 3
     seed: int = 0
-    choose: str = "auto"  # auto (best cross-validated of singles and combination), combination, or a component
+    choose: str = "auto"  # auto (see pick), combination, or a component
+    switch_margin: float = 0.10  # how far another candidate must lead SetFit in cross-validation to be chosen
     l2: float = 0.01  # pulls fitted weights towards zero: few examples must not buy extreme weights
     setfit: dict = field(default_factory=dict)  # SetFitConfig options
     llm_model: str = "gemma3-270m"
@@ -260,6 +261,16 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
     return oof, folds, fold_models
 
 
+def pick(means: dict[str, float], margin: float) -> str:
+    """SetFit where it ran (else the combination), unless another candidate's cross-validated accuracy leads
+    it by more than `margin`. With a few examples per fold that accuracy is noisy: on the shared data sets
+    (benchmarks/few_labels.py, 8 and 2 per class) taking the plain best picked the LLM on SMS Spam at 0.575
+    where SetFit scored 0.905; SetFit was the best single method in 4 of 5 data sets at 8 per class."""
+    prior = "setfit" if "setfit" in means else "combination"
+    best = max(means, key=lambda n: (means[n], n == prior))
+    return best if means[best] - means[prior] > margin else prior
+
+
 def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: OfflineConfig) -> Estimate:
     """The best of the single components and the combination by cross-validated accuracy."""
     per_fold: dict[str, list[float]] = {name: [] for name in [*oof, "combination"]}
@@ -270,10 +281,7 @@ def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: Offli
         combined = combine({n: p[test] for n, p in oof.items()}, weights)
         per_fold["combination"].append(float((combined.argmax(1) == y[test]).mean()))
     means = {name: float(np.mean(accs)) for name, accs in per_fold.items()}
-    if config.choose == "auto":
-        chosen = max(means, key=lambda n: (round(means[n], 6), n == "combination"))
-    else:
-        chosen = config.choose
+    chosen = pick(means, config.switch_margin) if config.choose == "auto" else config.choose
     weights = fit_weights(oof, y, config.l2) if chosen == "combination" else {chosen: 1.0}
     return Estimate(chosen, weights, means[chosen], float(np.std(per_fold[chosen])), len(folds), means)
 

@@ -69,6 +69,8 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
         raise ConfigError("SetFit needs training rows: got none")
     y = [labels.index(labels.check(r["label"], f"training row {i}")) for i, r in enumerate(train_rows)]
     set_seed(config.seed)
+    if not progress:  # "model_head.pkl not found", "Running training": expected here, noise to a user
+        logging.getLogger("setfit").setLevel(logging.ERROR)
     model = SetFitModel.from_pretrained(_body_path(config.base), local_files_only=True,
                                         head_params={"C": config.head_c, "max_iter": 2000})
     steps = config.steps(len(train_rows))
@@ -76,6 +78,7 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
                              num_iterations=config.iterations, body_learning_rate=config.body_learning_rate,
                              max_length=config.max_length, seed=config.seed, report_to="none",
                              show_progress_bar=progress, save_strategy="no", logging_strategy="no",
+                             logging_first_step=False,
                              output_dir=str(Path(out) / "checkpoints") if out else "/tmp/promptclf-setfit")
     data = Dataset.from_dict({"text": [r["text"] for r in train_rows], "label": y})
     trainer = Trainer(model=model, args=args, train_dataset=data, metric=_accuracy)

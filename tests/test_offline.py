@@ -197,3 +197,12 @@ def test_default_without_examples_is_the_measured_zero_shot_combination(sample_r
     config, labelset = OfflineConfig(), LabelSet.of(LABELS)
     probs = {n: COMPONENTS[n](labelset, config).probabilities(texts) for n in ZERO_SHOT}
     assert labels == [LABELS[i] for i in combine(probs, ZERO_SHOT_WEIGHTS).argmax(1)]
+
+
+def test_pick_keeps_setfit_unless_another_leads_it_clearly():
+    from promptclf.offline import pick
+
+    assert pick({"setfit": 0.80, "llm": 0.87, "combination": 0.81}, margin=0.10) == "setfit"  # a noisy lead
+    assert pick({"setfit": 0.50, "labels": 0.65, "combination": 0.55}, margin=0.10) == "labels"
+    assert pick({"labels": 0.6, "examples": 0.62, "combination": 0.61}, margin=0.10) == "combination"  # no SetFit
+    assert pick({"setfit": 0.50, "labels": 0.65}, margin=0.0) == "labels"
