@@ -13,11 +13,13 @@ from .methods import Outcome, from_probabilities
 from .prompts import fingerprint
 from .usage import Usage
 
-# Chosen across the shared data sets (benchmarks/few_labels.py --zero-shot-templates): the plain label
-# name did best on average; a description, where the user gives one, follows it.
+# Chosen on the five shared data sets (300 seeded test rows each, mean accuracy): the plain label name 0.527,
+# "It is {label}." 0.520, "This text is about {label}." 0.517, "{label} text" 0.517. A description, where
+# the user gives one, follows the name.
 TEMPLATE = "{label}"
 DESCRIBED = "{label}: {description}"
-# A cosine-similarity gap of 0.05 between two labels is an odds ratio of e (fitted across the data sets).
+# A cosine-similarity gap of 0.05 between two labels is an odds ratio of e. Not tuned: it only sets how
+# sure the probabilities sound, and the offline combination's fitted weights rescale it.
 TEMPERATURE = 0.05
 
 
