@@ -28,7 +28,7 @@ from _datasets import NAMES, load
 from promptclf.examples import sample_per_class
 from promptclf.labels import LabelSet
 from promptclf.offline import (COMPONENTS, DEFAULT_WEIGHTS, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS, FoldAverage,
-                               OfflineConfig, choose, combine, cross_validate, pick)
+                               OfflineConfig, can_cross_validate, choose, combine, cross_validate, pick)
 
 METHODS = ("llm", "labels", "examples", "setfit", "combination", "auto")
 
@@ -50,8 +50,8 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
     names = WITH_EXAMPLES if examples else ZERO_SHOT
     accuracy = lambda p: float((p.argmax(1) == y_test).mean())  # noqa: E731
     fold_models: dict = {}
-    if examples and min(np.bincount([labels.index(r["label"]) for r in examples])) >= 2:
-        y = np.array([labels.index(r["label"]) for r in examples])
+    y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
+    if can_cross_validate(y, len(labels)):
         started = time.perf_counter()
         oof, folds, fold_models = cross_validate({c: COMPONENTS[c](labels, config) for c in names}, examples, y,
                                                  config, None)

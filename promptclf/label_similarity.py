@@ -11,6 +11,7 @@ import numpy as np
 from .labels import LabelSet
 from .methods import Outcome, from_probabilities
 from .prompts import fingerprint
+from .scoring import softmax
 from .usage import Usage
 
 # Chosen on the five shared data sets (300 seeded test rows each, mean accuracy): the plain label name 0.527,
@@ -21,11 +22,6 @@ DESCRIBED = "{label}: {description}"
 # A cosine-similarity gap of 0.05 between two labels is an odds ratio of e. Not tuned: it only sets how
 # sure the probabilities sound, and the offline combination's fitted weights rescale it.
 TEMPERATURE = 0.05
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    z = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 class LabelSimilarity:

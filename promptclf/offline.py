@@ -5,13 +5,14 @@ similarity to the labels (`labels`), logistic regression on the examples' embedd
 SetFit trained on the examples (`setfit`). The combination is a weighted sum of their log-probabilities.
 
 With examples, every component is cross-validated on them (stratified folds, each component trained on
-the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to the out-of-fold probabilities, and the automatic choice is
-whichever of the single components and the combination has the best cross-validated accuracy (the
-combination's with weights fitted on the other folds, so its estimate is not fitted to itself). That
-accuracy, mean ± spread over the folds, is reported before anything is labelled. Without examples the
+the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to
+the out-of-fold probabilities, and the automatic choice (`pick`) is SetFit unless another single component
+or the combination leads it clearly in cross-validated accuracy (the combination's with weights fitted on
+the other folds, so its estimate is not fitted to itself). That accuracy, mean ± spread over the folds, is
+reported before anything is labelled. Without examples the
 combination of `llm` and `labels` uses weights measured across the shared data sets.
 
-The trained state (SetFit model, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
+The trained state (SetFit fold models, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
 fingerprint of the labels, examples and settings, so a second run with the same examples starts at once.
 """
 
@@ -88,10 +89,14 @@ class Component:
 class LabelsComponent(Component):
     name, trains = "labels", False
 
-    def probabilities(self, texts, usage=None):
+    def __init__(self, labels, config):
         from .label_similarity import LabelSimilarity
 
-        return method_probabilities(LabelSimilarity(self.labels), texts, self.labels, usage)
+        super().__init__(labels, config)
+        self.method = LabelSimilarity(labels)  # embeds the labels once, on first use
+
+    def probabilities(self, texts, usage=None):
+        return method_probabilities(self.method, texts, self.labels, usage)
 
 
 class ExamplesComponent(Component):
@@ -134,22 +139,28 @@ class LLMComponent(Component):
     def __init__(self, labels, config):
         super().__init__(labels, config)
         self.rows: list[dict] = []
+        self._method = None
 
     def fit(self, rows, workdir=None):
-        self.rows = list(rows)
+        self.rows, self._method = list(rows), None
         return self
 
+    @property
     def method(self):
-        from .examples import SimilarExamples
-        from .local import local_scorer
-        from .scoring import LabelScorer, ScoringPrompt
+        """Built once per fit: it keeps the calibration prior and the example pool's embeddings."""
+        if self._method is None:
+            from .examples import SimilarExamples
+            from .local import local_scorer
+            from .scoring import LabelScorer, ScoringPrompt
 
-        selector = SimilarExamples(self.rows, k=1) if self.rows else None
-        scorer = local_scorer(self.config.llm_model, quantize="int8" if self.rows else None)
-        return LabelScorer(scorer, self.labels, prompt=ScoringPrompt.build(demo_words=12), selector=selector)
+            selector = SimilarExamples(self.rows, k=1) if self.rows else None
+            scorer = local_scorer(self.config.llm_model, quantize="int8" if self.rows else None)
+            self._method = LabelScorer(scorer, self.labels, prompt=ScoringPrompt.build(demo_words=12),
+                                       selector=selector)
+        return self._method
 
     def probabilities(self, texts, usage=None):
-        return method_probabilities(self.method(), texts, self.labels, usage)
+        return method_probabilities(self.method, texts, self.labels, usage)
 
 
 COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, ExamplesComponent, SetFitComponent)}
@@ -180,7 +191,7 @@ def fold_dir(workdir: Path | None, name: str, k: int) -> Path | None:
 
 def combine(probs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """softmax(sum_m w_m log p_m): the weighted geometric mean of the components, normalised."""
-    from .label_similarity import softmax
+    from .scoring import softmax
 
     first = next(iter(probs.values()))
     total = np.zeros_like(first)
@@ -207,6 +218,11 @@ def fit_weights(probs: dict[str, np.ndarray], y: np.ndarray, l2: float) -> dict[
     start = np.full(len(names), 1.0 / len(names))
     best = minimize(loss, start, method="L-BFGS-B", bounds=[(0.0, None)] * len(names))
     return {n: float(w) for n, w in zip(names, best.x)}
+
+
+def can_cross_validate(y: np.ndarray, n_labels: int) -> bool:
+    """Stratified folds need at least two examples of every label."""
+    return len(y) > 0 and int(np.bincount(y, minlength=n_labels).min()) >= 2
 
 
 def folds_of(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -272,7 +288,7 @@ def pick(means: dict[str, float], margin: float) -> str:
 
 
 def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: OfflineConfig) -> Estimate:
-    """The best of the single components and the combination by cross-validated accuracy."""
+    """Cross-validated accuracy of every single component and of the combination, and the choice among them."""
     per_fold: dict[str, list[float]] = {name: [] for name in [*oof, "combination"]}
     for train, test in folds:
         for name, p in oof.items():
@@ -335,7 +351,7 @@ class OfflineClassifier:
         state = workdir / STATE
         if state.exists():
             self.estimate = Estimate(**json.loads(state.read_text()))
-        elif len(y) and np.bincount(y, minlength=len(self.labels)).min() >= 2:
+        elif can_cross_validate(y, len(self.labels)):
             if self.progress:
                 log.warning("promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
                             ", ".join(self.names), len(y), self.config.folds)
