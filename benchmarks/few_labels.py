@@ -27,10 +27,14 @@ from _common import ROOT  # noqa: F401 - puts the repository on sys.path
 from _datasets import NAMES, load
 from promptclf.examples import sample_per_class
 from promptclf.labels import LabelSet
-from promptclf.offline import (COMPONENTS, DEFAULT_WEIGHTS, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS, FoldAverage,
-                               OfflineConfig, can_cross_validate, choose, combine, cross_validate, pick)
+from promptclf.offline import (COMPONENTS, DEFAULT_WEIGHTS, SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS,
+                               FoldAverage, OfflineConfig, SelfTrainedComponent, can_cross_validate, choose, combine,
+                               cross_validate, pick)
 
-METHODS = ("llm", "labels", "examples", "setfit", "combination", "auto")
+METHODS = ("llm", "labels", SELF_TRAINED, "examples", "setfit", "combination", "auto")
+# The texts a user labels: the first UNLABELED rows of the seeded test sample, of which the first --n-test are
+# scored. classify() passes them as the unlabelled texts the self-trained component learns from.
+UNLABELED = 800
 
 
 def test_sample(test: list[dict], n: int) -> list[dict]:
@@ -41,20 +45,22 @@ def test_sample(test: list[dict], n: int) -> list[dict]:
 def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dict) -> dict:
     pool, test, label_names = load(name)
     labels = LabelSet.of(label_names)
+    unlabeled = [r["text"] for r in test_sample(test, max(UNLABELED, n_test))]
     test = test_sample(test, n_test)
     texts = [r["text"] for r in test]
     y_test = np.array([labels.index(r["label"]) for r in test])
     config = OfflineConfig(seed=seed)
     examples = sample_per_class(pool, labels, budget, seed) if budget else []
     cell = {"data": name, "budget": budget, "seed": seed, "n_test": len(test), "n_examples": len(examples)}
-    names = WITH_EXAMPLES if examples else ZERO_SHOT
+    names = WITH_EXAMPLES + (SELF_TRAINED,) if examples else ZERO_SHOT
+    make = lambda c: (SelfTrainedComponent(labels, config, unlabeled) if c == SELF_TRAINED  # noqa: E731
+                      else COMPONENTS[c](labels, config))
     accuracy = lambda p: float((p.argmax(1) == y_test).mean())  # noqa: E731
     fold_models: dict = {}
     y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
     if can_cross_validate(y, len(labels)):
         started = time.perf_counter()
-        oof, folds, fold_models = cross_validate({c: COMPONENTS[c](labels, config) for c in names}, examples, y,
-                                                 config, None)
+        oof, folds, fold_models = cross_validate({c: make(c) for c in names}, examples, y, config, None)
         estimate = choose(oof, y, folds, OfflineConfig(seed=seed, choose="combination"))
         cell["cv_seconds"] = time.perf_counter() - started
     probs, seconds = {}, {}
@@ -65,7 +71,7 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
         elif component in zero_shot_memo and not (examples and COMPONENTS[component].trains):
             probs[component] = zero_shot_memo[component]
         else:
-            probs[component] = COMPONENTS[component](labels, config).fit(examples).probabilities(texts)
+            probs[component] = make(component).fit(examples).probabilities(texts)
             if not examples or not COMPONENTS[component].trains:
                 zero_shot_memo[component] = probs[component]
         seconds[component] = time.perf_counter() - started
@@ -84,9 +90,32 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
         cell["weights"] = weights
         cell["accuracy"]["combination"] = cell["accuracy"]["auto"] = accuracy(combine(probs, weights))
         cell["auto"] = "combination"
+    if not examples:  # what classify(texts, labels) runs: the label similarity self-trained on the texts
+        add_self_trained(cell, labels, unlabeled, y_test)
     cell["probs"] = {c: p.round(5).tolist() for c, p in probs.items()}  # for choosing default weights offline
     cell["y_test"] = y_test.tolist()
     return cell
+
+
+def add_self_trained(cell: dict, labels: LabelSet, unlabeled: list[str], y_test: np.ndarray) -> dict:
+    """The no-example default: self-trained on all the unlabelled texts, scored on the first n_test of them."""
+    started = time.perf_counter()
+    probs = SelfTrainedComponent(labels, OfflineConfig(), unlabeled).probabilities(unlabeled[: len(y_test)])
+    cell["seconds"][SELF_TRAINED] = time.perf_counter() - started
+    cell["accuracy"][SELF_TRAINED] = float((probs.argmax(1) == y_test).mean())
+    cell["unlabeled"] = len(unlabeled)
+    return cell
+
+
+def update_zero_shot(path: Path) -> None:
+    """A no-example cell stored before self-training existed gains its self-trained column."""
+    cell = json.loads(path.read_text())
+    if cell["budget"] or cell.get("unlabeled") == UNLABELED:
+        return
+    _, test, label_names = load(cell["data"])
+    unlabeled = [r["text"] for r in test_sample(test, max(UNLABELED, cell["n_test"]))]
+    add_self_trained(cell, LabelSet.of(label_names), unlabeled, np.array(cell["y_test"]))
+    path.write_text(json.dumps(cell))
 
 
 def refresh(cell: dict) -> dict:
@@ -101,6 +130,9 @@ def refresh(cell: dict) -> dict:
     accuracy = float((combine(probs, weights).argmax(1) == np.array(cell["y_test"])).mean())
     cell["weights"] = weights
     cell["accuracy"].update(combination=accuracy, auto=accuracy)
+    if SELF_TRAINED in cell["accuracy"]:  # the default without examples (OfflineClassifier)
+        cell["auto"], cell["weights"] = SELF_TRAINED, {SELF_TRAINED: 1.0}
+        cell["accuracy"]["auto"] = cell["accuracy"][SELF_TRAINED]
     return cell
 
 
@@ -198,6 +230,8 @@ def main() -> None:
                     print(f"{name} {budget}/class seed {seed}: " + ", ".join(
                         f"{k} {v:.3f}" for k, v in cell["accuracy"].items()) + f"  ({time.perf_counter() - started:.0f}s)",
                         flush=True)
+    for path in sorted(out.glob("*-0-*.json")):
+        update_zero_shot(path)
     cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     print(f"\nFew labels: accuracy on {args.n_test} seeded test rows per data set, mean ± std over seeds "
           f"(examples per class drawn with each seed). auto = the choice cross-validated on the examples; "

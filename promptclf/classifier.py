@@ -56,12 +56,12 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
         from .label_similarity import LabelSimilarity
 
         encoder = None if spec.name == "minilm" else _encoder(spec.name)
-        return LabelSimilarity(labels, encoder=encoder)
+        return LabelSimilarity(labels, encoder=encoder, unlabeled=options["unlabeled"])
     if spec.provider == "offline":
         from .offline import OfflineClassifier
 
         progress = options["progress"] if options["progress"] is not None else sys.stderr.isatty()
-        return OfflineClassifier(labels, pool, options["offline"], progress=progress)
+        return OfflineClassifier(labels, pool, options["offline"], progress=progress, unlabeled=options["unlabeled"])
     if spec.provider in ("local", "completions"):
         from .scoring import LabelScorer, ScoringPrompt
 
@@ -121,7 +121,8 @@ class Classifier:
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
                  calibrate: str = "auto", demo_words: int | None = 12, item_words: int | None = None,
                  threads: int | None = None, quantize: str | None = "auto", max_length: int = 1024,
-                 local_batch_size: int = 16, llm=None, method: Method | None = None, offline=None):
+                 local_batch_size: int = 16, llm=None, method: Method | None = None, offline=None,
+                 unlabeled: Sequence[str] | None = None):
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
         if example_selection not in ("auto", "all", "per-class", "similar"):
@@ -155,6 +156,7 @@ class Classifier:
             max_wait=max_wait, timeout=timeout, structured=structured, calibrate=calibrate, threads=threads,
             max_length=max_length, local_batch_size=local_batch_size, llm=llm, demo_words=demo_words,
             item_words=item_words, quantize=quantize, progress=progress, offline=_offline_config(offline, seed),
+            unlabeled=_unlabeled(unlabeled),
         )
         self.method = method or build_method(self.spec, self.labels, self.options)
         self.cache = _open_cache(cache)
@@ -292,6 +294,18 @@ def _offline_config(offline, seed: int):
     return OfflineConfig(**{"seed": seed, **(offline or {})})
 
 
+def _unlabeled(texts) -> list[str]:
+    """Unlabelled texts the `embed` and `offline` methods self-train on without examples; others ignore them."""
+    if texts is None:
+        return []
+    if isinstance(texts, str):
+        raise InputError("unlabeled must be a list of strings, not one string")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InputError(f"unlabeled text {bad} is {type(texts[bad]).__name__}, not a string")
+    return [t for t in texts if t.strip()]
+
+
 def _open_cache(cache) -> AnswerCache | None:
     if cache is False or cache is None:
         return None
@@ -311,7 +325,10 @@ def _fallback(fallback, labels: LabelSet) -> Method | None:
 
 
 def classify(texts: Sequence[str], labels, model: str | None = "offline", **options) -> list[str | None]:
-    """Label each text with one label from `labels`, in input order. Options are Classifier's."""
+    """Label each text with one label from `labels`, in input order. Options are Classifier's; without
+    examples, `embed` and the offline default self-train on the texts themselves (pass unlabeled=[] not to)."""
     if not isinstance(texts, str) and len(texts) == 0:
         return []
+    if not isinstance(texts, str) and all(isinstance(t, str) for t in texts):
+        options.setdefault("unlabeled", texts)  # the texts themselves teach the label vectors (label_similarity.py)
     return Classifier(labels, model, **options).classify(texts)

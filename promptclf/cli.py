@@ -45,7 +45,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     local.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
 
-def _classifier(args, labels):
+def _classifier(args, labels, texts=None):
+    """The Classifier the flags describe; `texts`, the input, are what `embed` and `offline` self-train on."""
     from .classifier import Classifier
     from .data import read_table, text_of
 
@@ -62,7 +63,8 @@ def _classifier(args, labels):
                       cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
                       skip_empty=args.skip_empty, progress=False if args.no_progress else None,
                       calibrate=args.calibrate, demo_words=args.demo_words, item_words=args.item_words,
-                      quantize=None if args.quantize == "none" else args.quantize, threads=args.threads)
+                      quantize=None if args.quantize == "none" else args.quantize, threads=args.threads,
+                      unlabeled=texts)
 
 
 def cmd_classify(args) -> int:
@@ -72,7 +74,7 @@ def cmd_classify(args) -> int:
         raise ConfigError("--labels is required: a comma-separated list such as World,Sports,Business,Sci/Tech")
     frame = read_table(args.input)
     texts = text_of(frame, args.text_column)
-    clf = _classifier(args, args.labels)
+    clf = _classifier(args, args.labels, texts)
     predictions = clf.predict(texts)
     frame = frame.copy()
     frame["predicted_label"] = [p.label if p else None for p in predictions]
@@ -93,7 +95,7 @@ def cmd_evaluate(args) -> int:
     gold = frame[args.label_column].astype(str).tolist()
     labels = args.labels or _saved_labels(args.model) or sorted(set(gold))
     texts = text_of(frame, args.text_column)
-    clf = _classifier(args, labels)
+    clf = _classifier(args, labels, texts)
     metrics = clf.score(texts, gold)
     metrics.update(model=clf.spec.id, report=clf.report.as_dict())
     print(f"{clf.spec.id}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})")

@@ -1,16 +1,20 @@
 """One offline classifier that combines what it has (model string `offline`, the default).
 
 Components, each giving per-label probabilities: the embedded LLM's label scoring (`llm`), embedding
-similarity to the labels (`labels`), logistic regression on the examples' embeddings (`examples`) and
-SetFit trained on the examples (`setfit`). The combination is a weighted sum of their log-probabilities.
+similarity to the labels (`labels`), the label similarity self-trained on unlabelled texts (`self-trained`,
+label_similarity.py; `classify` passes the texts it labels), logistic regression on the examples' embeddings
+(`examples`) and SetFit trained on the examples (`setfit`). The combination is a weighted sum of their
+log-probabilities.
 
 With examples, every component is cross-validated on them (stratified folds, each component trained on
 the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to
 the out-of-fold probabilities, and the automatic choice (`pick`) is SetFit unless another single component
 or the combination leads it clearly in cross-validated accuracy (the combination's with weights fitted on
 the other folds, so its estimate is not fitted to itself). That accuracy, mean ± spread over the folds, is
-reported before anything is labelled. Without examples the
-combination of `llm` and `labels` uses weights measured across the shared data sets.
+reported before anything is labelled. Without examples, given enough unlabelled texts, the self-trained
+similarity is used alone: it beat the LLM and the plain similarity on all five shared data sets, at
+embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the
+shared data sets.
 
 The trained state (SetFit fold models, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
 fingerprint of the labels, examples and settings, so a second run with the same examples starts at once.
@@ -36,7 +40,11 @@ from .usage import Usage
 log = logging.getLogger("promptclf")
 
 ZERO_SHOT = ("llm", "labels")
-WITH_EXAMPLES = ("labels", "examples", "setfit", "llm")
+SELF_TRAINED = "self-trained"  # a component wherever there are enough unlabelled texts
+# The LLM is not among the defaults with examples: in benchmarks/few_labels.py (reports/few_labels_v1) it was
+# never the best single component at 2 or 8 per class on any of the five data sets, and its scoring of the
+# examples was most of the cross-validation time (IMDb, 2 per class: 969 s). `components=` can add it.
+WITH_EXAMPLES = ("labels", "examples", "setfit")
 # Weights of the components' log-probabilities where they cannot be fitted. Without examples: chosen on the
 # five shared data sets (benchmarks/few_labels.py --fit-defaults 0): the LLM at a quarter of the label
 # similarity's weight had the best worst case (-0.045 against the better single component; equal weights
@@ -48,7 +56,7 @@ STATE = "offline.json"
 
 @dataclass
 class OfflineConfig:
-    components: tuple | None = None  # None: ZERO_SHOT without examples, WITH_EXAMPLES with them
+    components: tuple | None = None  # None: see OfflineClassifier.names
     folds: int = 3
     seed: int = 0
     choose: str = "auto"  # auto (see pick), combination, or a component
@@ -82,6 +90,10 @@ class Component:
     def fit(self, rows: Sequence[dict], workdir: Path | None = None) -> "Component":
         return self
 
+    def fresh(self) -> "Component":
+        """An untrained copy with the same settings (for a cross-validation fold)."""
+        return type(self)(self.labels, self.config)
+
     def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
         raise NotImplementedError
 
@@ -94,6 +106,30 @@ class LabelsComponent(Component):
 
         super().__init__(labels, config)
         self.method = LabelSimilarity(labels)  # embeds the labels once, on first use
+
+    def probabilities(self, texts, usage=None):
+        return method_probabilities(self.method, texts, self.labels, usage)
+
+
+class SelfTrainedComponent(Component):
+    """Label similarity self-trained on unlabelled texts, starting from the labels moved towards their
+    examples where there are any (label_similarity.py)."""
+
+    name = SELF_TRAINED
+
+    def __init__(self, labels, config, unlabeled: Sequence[str] = ()):
+        super().__init__(labels, config)
+        self.unlabeled = unlabeled
+        self.fit([])
+
+    def fresh(self):
+        return type(self)(self.labels, self.config, self.unlabeled)
+
+    def fit(self, rows, workdir=None):
+        from .label_similarity import LabelSimilarity
+
+        self.method = LabelSimilarity(self.labels, unlabeled=self.unlabeled, examples=rows)
+        return self
 
     def probabilities(self, texts, usage=None):
         return method_probabilities(self.method, texts, self.labels, usage)
@@ -163,7 +199,8 @@ class LLMComponent(Component):
         return method_probabilities(self.method, texts, self.labels, usage)
 
 
-COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, ExamplesComponent, SetFitComponent)}
+COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, SelfTrainedComponent, ExamplesComponent,
+                                  SetFitComponent)}
 # Components whose cross-validation models are also the final model (their probabilities averaged): SetFit's
 # training is its costliest step, so it trains once per fold and never again on all the examples. Each fold
 # model saw (folds - 1) / folds of the examples, so the estimate is of one such model, and the average of
@@ -247,7 +284,8 @@ class Estimate:
     def describe(self) -> str:
         used = "+".join(n for n, w in self.weights.items() if w) or self.chosen
         if self.accuracy is None:
-            return f"offline: {used} (default weights; no estimate without 2+ examples per label)"
+            how = self.chosen if self.chosen != "combination" else f"{used}, default weights"
+            return f"offline: {how} (no estimate without 2+ examples per label)"
         return (f"offline: {self.chosen} ({used}), cross-validated accuracy {self.accuracy:.3f} ± {self.spread:.3f} "
                 f"over {self.folds} folds of the examples")
 
@@ -266,8 +304,7 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
         else:
             oof[name] = np.zeros((len(rows), len(component.labels)))
             for k, (train, test) in enumerate(folds):
-                part = COMPONENTS[name](component.labels, config).fit([rows[i] for i in train],
-                                                                      fold_dir(workdir, name, k))
+                part = component.fresh().fit([rows[i] for i in train], fold_dir(workdir, name, k))
                 oof[name][test] = part.probabilities([texts[i] for i in test])
                 if name in CROSS_FITTED:
                     fold_models.setdefault(name, []).append(part)
@@ -308,19 +345,25 @@ class OfflineClassifier:
     cacheable = True
 
     def __init__(self, labels, examples: Sequence[dict] = (), config: OfflineConfig | None = None,
-                 progress: bool = False):
+                 progress: bool = False, unlabeled: Sequence[str] = ()):
+        from .label_similarity import MIN_UNLABELED, SAMPLE, stable_sample
+
         self.labels = LabelSet.of(labels)
         self.examples = [{"text": r["text"], "label": self.labels.check(r["label"], f"example {i}")}
                          for i, r in enumerate(examples or ())]
         self.config = config or OfflineConfig()
         self.progress = progress
+        self.unlabeled = stable_sample(unlabeled, SAMPLE) if len(set(unlabeled)) >= MIN_UNLABELED else []
         self.estimate: Estimate | None = None
         self.components: dict[str, Component] = {}
         self._fold_models: dict[str, list[Component]] = {}
 
     @property
     def names(self) -> tuple:
-        return tuple(self.config.components or (WITH_EXAMPLES if self.examples else ZERO_SHOT))
+        if self.config.components:
+            return tuple(self.config.components)
+        self_trained = (SELF_TRAINED,) if self.unlabeled else ()
+        return WITH_EXAMPLES + self_trained if self.examples else self_trained or ZERO_SHOT
 
     @property
     def identity(self) -> str:
@@ -329,7 +372,8 @@ class OfflineClassifier:
 
             self._identity = fingerprint("offline", 1, asdict(self.config), self.names, self.labels.fingerprint(),
                                          default_encoder().identity, self._llm_version(),
-                                         [[r["text"], r["label"]] for r in self.examples])
+                                         [[r["text"], r["label"]] for r in self.examples],
+                                         fingerprint(self.unlabeled) if self.unlabeled else None)
         return self._identity
 
     def _llm_version(self) -> str | None:
@@ -355,13 +399,14 @@ class OfflineClassifier:
             if self.progress:
                 log.warning("promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
                             ", ".join(self.names), len(y), self.config.folds)
-            candidates = {n: COMPONENTS[n](self.labels, self.config) for n in self.names}
+            candidates = {n: self._component(n) for n in self.names}
             oof, folds, self._fold_models = cross_validate(candidates, self.examples, y, self.config, workdir,
                                                            self.progress)
             self.estimate = choose(oof, y, folds, self.config)
         else:
             defaults = DEFAULT_WEIGHTS if self.examples else ZERO_SHOT_WEIGHTS
-            self.estimate = Estimate("combination", {n: defaults.get(n, 1.0) for n in self.names})
+            chosen = f"self-trained on {len(self.unlabeled)} unlabelled texts" if self.unlabeled else "combination"
+            self.estimate = Estimate(chosen, {n: defaults.get(n, 1.0) for n in self.names})
         used = [n for n, w in self.estimate.weights.items() if w > 0]
         self.components = {n: self._final(n, workdir) for n in used}
         workdir.mkdir(parents=True, exist_ok=True)
@@ -375,11 +420,21 @@ class OfflineClassifier:
             return FoldAverage(self._fold_models[name])
         folds = [fold_dir(workdir, name, k) for k in range(self.estimate.folds)]
         if folds and all(d is not None and (d / "promptclf.json").exists() for d in folds):
-            return FoldAverage([COMPONENTS[name](self.labels, self.config).fit([], d) for d in folds])
+            return FoldAverage([self._component(name).fit([], d) for d in folds])
         if self.progress and name == "setfit" and not (workdir / name / "promptclf.json").exists():
             log.warning("promptclf: training SetFit on %d examples (%d steps)", len(self.examples),
                         SetFitConfig(**self.config.setfit).steps(len(self.examples)))
-        return COMPONENTS[name](self.labels, self.config).fit(self.examples, workdir / name)
+        return self._component(name).fit(self.examples, workdir / name)
+
+    def _component(self, name: str) -> Component:
+        if name == SELF_TRAINED:
+            if not self.unlabeled:
+                from .backends import ConfigError
+                from .label_similarity import MIN_UNLABELED
+
+                raise ConfigError(f"the {SELF_TRAINED} component needs {MIN_UNLABELED} or more unlabelled texts")
+            return SelfTrainedComponent(self.labels, self.config, self.unlabeled)
+        return COMPONENTS[name](self.labels, self.config)
 
     def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
         if self.estimate is None:
