@@ -202,9 +202,9 @@ def open_cache(cache) -> CacheBackend | None:
 
 
 class ChunkedWriter:
-    """Stores answers as they arrive, a small chunk per write (one round trip): at `size` answers or after
-    `seconds`, whichever comes first, and whatever is pending when the block ends, interrupted or not. A
-    process killed outright loses at most one chunk."""
+    """Stores answers as they arrive, a small chunk per write (one round trip): at `size` pending answers, or
+    with the next answer once `seconds` have passed since the last write, and whatever is pending when the
+    block ends, interrupted or not. A process killed outright loses at most the pending chunk."""
 
     def __init__(self, cache: CacheBackend | None, size: int = 100, seconds: float = 1.0):
         self.cache, self.size, self.seconds = cache, size, seconds
