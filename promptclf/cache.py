@@ -122,6 +122,9 @@ class SQLiteCache(OneByOne):
                         "its answers will be asked again. Delete it to free the space.",
                         self.directory / OLD_DISKCACHE_FILE)
 
+    def __reduce__(self):  # to another process (multiprocessing, Ray): it opens the same file there
+        return SQLiteCache, (self.directory,)
+
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None or self._local.pid != os.getpid():  # a forked child must not share its parent's handle

@@ -23,13 +23,16 @@ class RedisCache(OneByOne):
         except ImportError as exc:
             raise ConfigError(f"cache {redact_url(url)}: the redis client is missing; "
                               "pip install 'promptclf[redis]'") from exc
-        self.url = redact_url(url)
+        self.url, self._address = redact_url(url), url
         self._errors = redis.RedisError
         try:
             self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
             self._redis.ping()
         except (redis.RedisError, ValueError) as exc:
             raise ConfigError(f"cache {self.url}: cannot use it: {self._reason(exc)}") from None
+
+    def __reduce__(self):  # to another worker (multiprocessing, Ray), which connects to the same server
+        return RedisCache, (self._address,)
 
     def _reason(self, exc: Exception) -> str:
         return redact_url(str(exc)) if "://" in str(exc) else str(exc)

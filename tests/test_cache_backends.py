@@ -134,6 +134,26 @@ def test_cache_flag_and_its_exclusive_partners(server_factory, sample_rows, tmp_
     assert both.value.code == 2 and "not allowed with" in capsys.readouterr().err
 
 
+def test_a_backend_travels_to_another_process_and_opens_the_same_store(tmp_path):
+    import pickle
+
+    cache = open_cache(f"sqlite://{tmp_path}")
+    cache.set_many({"k": {"label": "World"}})
+    assert pickle.loads(pickle.dumps(cache)).get_many(["k"]) == {"k": {"label": "World"}}
+
+
+def test_a_redis_backend_travels_with_its_password_and_reconnects():
+    if missing():
+        pytest.skip(f"Redis tests skipped: {missing()}")
+    import pickle
+
+    with RedisServer(password="pw") as url:
+        cache = open_cache(url)
+        cache.set_many({"k": {"label": "World"}})
+        assert pickle.loads(pickle.dumps(cache)).get_many(["k"]) == {"k": {"label": "World"}}
+        assert "pw" not in cache.url
+
+
 # --- SQLite: JSON, never a pickle ----------------------------------------------------------------------
 
 def test_sqlite_stores_json_text_and_the_first_answer_wins(tmp_path):
@@ -306,8 +326,9 @@ def test_export_and_import_merge_workers_caches_through_the_cli(server_factory, 
     rows = sample_rows[:20]
     texts = [r["text"] for r in rows]
     for worker, part in (("w1", texts[:10]), ("w2", texts[10:])):  # two workers, each with its own cache
-        Classifier(LABELS, model_at(server), cache=f"sqlite://{tmp_path}/{worker}").classify(part)
-        assert main(["cache", "export", str(tmp_path / f"{worker}.parquet"), "--cache", f"sqlite://{tmp_path}/{worker}"]) == 0
+        url = f"sqlite://{tmp_path}/{worker}"
+        Classifier(LABELS, model_at(server), cache=url).classify(part)
+        assert main(["cache", "export", str(tmp_path / f"{worker}.parquet"), "--cache", url]) == 0
     assert "exported 10 answers" in capsys.readouterr().out
     merged = f"sqlite://{tmp_path}/merged"
     assert main(["cache", "import", str(tmp_path / "w1.parquet"), str(tmp_path / "w2.parquet"), "--cache", merged]) == 0
