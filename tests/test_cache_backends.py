@@ -142,9 +142,8 @@ def test_a_backend_travels_to_another_process_and_opens_the_same_store(tmp_path)
     assert pickle.loads(pickle.dumps(cache)).get_many(["k"]) == {"k": {"label": "World"}}
 
 
+@needs_redis
 def test_a_redis_backend_travels_with_its_password_and_reconnects():
-    if missing():
-        pytest.skip(f"Redis tests skipped: {missing()}")
     import pickle
 
     with RedisServer(password="pw") as url:
@@ -305,9 +304,8 @@ def test_a_second_worker_is_answered_from_the_shared_redis_cache(redis_url, serv
     assert list(result["predicted_label"]) == [r["label"] for r in rows] and set(result["source"]) == {"cache"}
 
 
+@needs_redis
 def test_a_redis_that_goes_away_mid_run_is_a_clear_error(tmp_path):
-    if missing():
-        pytest.skip(f"Redis tests skipped: {missing()}")
     from promptclf.cache import CacheError
 
     server = RedisServer(password="pw-SECRET")
