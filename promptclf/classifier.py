@@ -12,7 +12,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from .backends import ConfigError, ModelSpec, chat_model, llm_fingerprint, parse_model
-from .cache import AnswerCache
+from .cache import CacheBackend, ChunkedWriter, answer_key, open_cache
 from .labels import LabelSet
 from .methods import Failure, Method, Prediction
 from .usage import Usage
@@ -116,7 +116,7 @@ class Classifier:
                  examples=None, negative_examples=None, example_selection: str = "auto", k: int | None = None,
                  prompt: str | Path | None = None, instructions: str = "", batch_size: int = 10,
                  concurrency: int = 4, max_attempts: int = 6, max_wait: float = 30.0, timeout: float = 60.0,
-                 structured: str = "auto", cache: bool | str | Path | AnswerCache = True, fallback=None,
+                 structured: str = "auto", cache: bool | str | Path | CacheBackend = True, fallback=None,
                  fallback_below: float | None = None, skip_empty: bool = False, max_item_tokens: int = 2000,
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
                  calibrate: str = "auto", demo_words: int | None = 12, item_words: int | None = None,
@@ -159,7 +159,7 @@ class Classifier:
             unlabeled=_unlabeled(unlabeled),
         )
         self.method = method or build_method(self.spec, self.labels, self.options)
-        self.cache = _open_cache(cache)
+        self.cache = open_cache(cache)
         self.fallback = _fallback(fallback, self.labels)
         self.fallback_below = fallback_below
         self.skip_empty, self.max_item_tokens, self.truncate = skip_empty, max_item_tokens, truncate
@@ -238,31 +238,26 @@ class Classifier:
         return cut()
 
     def _answer(self, unique: list[str]) -> tuple[dict[str, Prediction], dict[str, str]]:
-        """Cache first; the method answers the rest, each answer cached the moment it arrives."""
-        answers: dict[str, Prediction] = {}
-        misses = []
+        """Cache first (one lookup per chunk of keys); the method answers the rest, each answer stored as it
+        arrives, a small chunk per write (see ChunkedWriter)."""
         identity, labels = self.method.identity, self.labels.fingerprint()  # once: they hash the whole prompt
-        keys = {}
-        for text in unique:
-            keys[text] = AnswerCache.key(identity, labels, text)
-            hit = self.cache.get(keys[text]) if self.cache is not None and self.method.cacheable else None
-            if hit is not None:
-                answers[text] = Prediction(hit["label"], hit.get("confidence"), "cache", hit.get("scores"))
-            else:
-                misses.append(text)
-        self.report.add(cache_hits=len(unique) - len(misses))
+        keys = {text: answer_key(identity, labels, text) for text in unique}
+        cache = self.cache if self.method.cacheable else None
+        hits = cache.get_many(keys.values()) if cache is not None else {}
+        answers = {t: p for t in unique if (p := self._cached(hits.get(keys[t]))) is not None}
+        misses = [t for t in unique if t not in answers]
+        self.report.add(cache_hits=len(answers))
         failures: dict[str, str] = {}
         with tqdm(total=len(misses), disable=not self._show_progress(len(misses)), unit="item",
-                  desc=f"labelling with {self.spec.id}") as bar:
+                  desc=f"labelling with {self.spec.id}") as bar, ChunkedWriter(cache) as store:
             for pos, outcome in self.method.predict(misses, self.report):
                 text = misses[pos]
                 if isinstance(outcome, Failure):
                     failures[text] = outcome.reason
                 else:
                     answers[text] = outcome
-                    if self.cache is not None and self.method.cacheable:
-                        self.cache.set(keys[text], {"label": outcome.label, "confidence": outcome.confidence,
-                                                    "scores": outcome.scores})
+                    store.add(keys[text], {"label": outcome.label, "confidence": outcome.confidence,
+                                           "scores": outcome.scores})
                 bar.update(1)
         if self.fallback_below is not None:
             for text, pred in list(answers.items()):
@@ -270,6 +265,18 @@ class Classifier:
                     failures[text] = f"confidence {pred.confidence:.2f} below {self.fallback_below}"
                     del answers[text]
         return answers, failures
+
+    def _cached(self, hit: dict | None) -> Prediction | None:
+        """A stored answer, unless it names no label of this set (a shared cache written by something else)."""
+        if hit is None:
+            return None
+        confidence, scores = hit.get("confidence"), hit.get("scores")
+        if hit.get("label") not in self.labels.names or not isinstance(confidence, (int, float, type(None))) \
+                or not isinstance(scores, (dict, type(None))):
+            log.warning("promptclf: a cached answer (label %.40r) does not fit this label set; asked again "
+                        "(clear the cache to replace it)", hit.get("label"))
+            return None
+        return Prediction(hit["label"], hit.get("confidence"), "cache", hit.get("scores"))
 
     def _fall_back(self, texts: list[str]) -> dict[str, Prediction]:
         routed = {}
@@ -295,7 +302,7 @@ def _offline_config(offline, seed: int):
 
 
 def _unlabeled(texts) -> list[str]:
-    """Unlabelled texts the `embed` and `offline` methods self-train on without examples; others ignore them."""
+    """Unlabelled texts the `embed` and `offline` methods self-train on; other methods ignore them."""
     if texts is None:
         return []
     if isinstance(texts, str):
@@ -304,14 +311,6 @@ def _unlabeled(texts) -> list[str]:
     if bad is not None:
         raise InputError(f"unlabeled text {bad} is {type(texts[bad]).__name__}, not a string")
     return [t for t in texts if t.strip()]
-
-
-def _open_cache(cache) -> AnswerCache | None:
-    if cache is False or cache is None:
-        return None
-    if isinstance(cache, AnswerCache):
-        return cache
-    return AnswerCache(None if cache is True else cache)
 
 
 def _fallback(fallback, labels: LabelSet) -> Method | None:

@@ -30,8 +30,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     p.add_argument("--max-attempts", type=int, default=6)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
-    p.add_argument("--cache-dir", help="answer cache directory (default: $PROMPTCLF_HOME/answers)")
-    p.add_argument("--no-cache", action="store_true")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--cache", help="answer cache: sqlite://<directory> (default: $PROMPTCLF_HOME/answers), "
+                       "redis://[:password@]host:port/db (shared by several machines), or none")
+    cache.add_argument("--cache-dir", help="answer cache directory (the same as --cache sqlite://<directory>)")
+    cache.add_argument("--no-cache", action="store_true")
     p.add_argument("--fallback", help="a fine-tuned model directory that labels what the LLM could not")
     p.add_argument("--fallback-below", type=float, help="also route answers below this confidence to the fallback")
     p.add_argument("--skip-empty", action="store_true", help="leave empty texts unlabelled instead of failing")
@@ -55,7 +58,7 @@ def _classifier(args, labels, texts=None):
         frame = read_table(args.examples)
         texts = text_of(frame, args.examples_text_column)
         examples = [{"text": t, "label": l} for t, l in zip(texts, frame[args.examples_label_column].astype(str))]
-    cache = False if args.no_cache else (args.cache_dir or True)
+    cache = False if args.no_cache else (args.cache or args.cache_dir or True)
     return Classifier(labels, args.model, examples=examples, example_selection=args.example_selection, k=args.k,
                       prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
                       structured=args.structured,
@@ -181,10 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Sub-commands that live with their modules (finetune, optimize, compare), when present."""
+    """Sub-commands that live with their modules (finetune, optimize, compare, cache), when present."""
     import importlib
 
-    for name in ("finetune", "optimize", "compare"):
+    for name in ("finetune", "optimize", "compare", "cache_io"):
         try:
             module = importlib.import_module(f"promptclf.{name}")
         except ImportError:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 from typing import Sequence
 
+import diskcache
 import numpy as np
+from diskcache.core import MODE_PICKLE
 
 
 def minilm_path() -> Path:
@@ -65,16 +68,43 @@ def default_encoder() -> Encoder:
 
 
 def cached_encode(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
-    """encoder.encode(texts), stored on disk under the hash of (encoder, texts): a pool is embedded once."""
-    import diskcache
-
+    """encoder.encode(texts), stored on disk under the hash of (encoder, texts): a pool is embedded once.
+    Vectors are stored as .npy bytes and read without pickle (see VectorDisk)."""
     from .cache import home
     from .prompts import fingerprint
 
     key = fingerprint(encoder.identity, list(texts))
-    with diskcache.Cache(str(home() / "embeddings"), size_limit=2**31) as store:
-        vectors = store.get(key)
-        if vectors is None:
+    with diskcache.Cache(str(home() / "embeddings"), size_limit=2**31, disk=VectorDisk) as store:
+        vectors = from_npy(store.get(key))
+        if vectors is None or vectors.ndim != 2 or len(vectors) != len(texts):
             vectors = encoder.encode(texts)
-            store.set(key, vectors)
+            store.set(key, to_npy(vectors))
     return vectors
+
+
+def to_npy(vectors: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, vectors, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def from_npy(data: bytes | None) -> np.ndarray | None:
+    """Vectors stored by to_npy; None for anything else (object arrays would need pickle: refused)."""
+    if not isinstance(data, bytes):
+        return None
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return None
+
+
+class VectorDisk(diskcache.Disk):
+    """diskcache's storage, except that nothing is ever unpickled (diskcache 5.6.3 unpickles values and keys
+    stored as pickles, CVE-2025-69872): such entries, from an older promptclf or from whoever could write the
+    directory, read as missing. Keys are str and values bytes, which diskcache stores without pickle."""
+
+    def get(self, key, raw):
+        return super().get(key, raw) if raw else None
+
+    def fetch(self, mode, filename, value, read):
+        return None if mode == MODE_PICKLE else super().fetch(mode, filename, value, read)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from .backends import ConfigError, call, parse_model
-from .cache import AnswerCache
+from .cache import AnswerCache, open_cache
 from .labels import LabelSet
 from .metrics import classification_metrics
 from .prompts import fingerprint
@@ -296,7 +296,7 @@ def optimize(train_rows: Sequence[dict], dev_rows: Sequence[dict], labels, model
     train, dev = _examples(train_rows, labels, "train"), _examples(dev_rows, labels, "dev")
     spec = parse_model(model)
     usage = Usage(model=spec.id)
-    answer_cache = None if cache is False else AnswerCache(None if cache is True else cache)
+    answer_cache = open_cache(cache)
     started = time.perf_counter()
     if spec.provider == "local" and optimizer != "bootstrap":
         raise ConfigError(f"optimizer {optimizer!r} needs a generative model; the embedded model supports "
