@@ -35,18 +35,21 @@ class BatchLabeller:
     >>> labeller = BatchLabeller(Classifier(labels, "openai:gpt-4o-mini"), text_column="text")
     >>> labelled = labeller(frame)        # frame plus predicted_label, confidence, source, error
     >>> labeller.usage.summary()          # calls, tokens, cost over every batch so far
+    >>> labeller.rows_with_error          # rows so far with an error instead of a label
     """
 
     def __init__(self, classifier: Classifier, text_column: str = "text"):
         self.classifier = classifier
         self.text_column = text_column
         self.usage = Usage(model=classifier.spec.id, prices=classifier.prices)
+        self.rows_with_error = 0
 
     @classmethod
     def build(cls, labels, model: str | None = "offline", *, text_column: str = "text",
               **classifier_options) -> "BatchLabeller":
         """Build the Classifier once (per process or actor) from the same arguments Classifier takes."""
-        classifier_options.setdefault("progress", False)  # the engine shows progress over all batches
+        if classifier_options.get("progress") is None:  # the engine shows progress over all batches
+            classifier_options["progress"] = False
         return cls(Classifier(labels, model, **classifier_options), text_column)
 
     def __call__(self, batch):
@@ -94,6 +97,7 @@ class BatchLabeller:
         for n, row in enumerate(rows):
             results[row] = _row(predictions[n]) if n not in failures else RowResult(
                 error=f"not labelled: {failures[n]}")
+        self.rows_with_error += sum(r.error is not None for r in results)
         self.usage.absorb(self.classifier.report)
         self.usage.add(items=len(texts), wall_s=time.perf_counter() - started)
         return results
