@@ -98,7 +98,7 @@ class _Counts:
 
 
 def label_dataset(ds, labels, model: str | None = "offline", *, text_column: str = "text",
-                  actors: int | tuple[int, int] = 1, rows_per_batch: int = 256, num_cpus: float | None = None,
+                  actors: int | tuple[int, int] = 1, rows_per_batch: int | None = None, num_cpus: float | None = None,
                   tally: UsageTally | None = None, map_options: dict | None = None, **classifier_options):
     """`ds` with predicted_label, confidence, source and error columns appended, labelled by a pool of
     `actors` (a number, or (min, max) to autoscale), each holding one Classifier built from `labels`, `model`
@@ -106,18 +106,30 @@ def label_dataset(ds, labels, model: str | None = "offline", *, text_column: str
 
     Lazy, like every Ray Data transform: nothing runs until the dataset is consumed (write_parquet, iter_rows).
     Rows keep their other columns; their order follows Ray's `DataContext.execution_options.preserve_order`.
-    `num_cpus` is what each actor reserves: 1 for models that compute here, 0.25 for API models, which wait
-    on the network. `map_options` go to `map_batches` as they are (e.g. runtime_env, memory, num_gpus).
+    `rows_per_batch` is the rows each call labels (default: 8 waves of requests for API models, 256 rows for
+    others); an actor finishes one batch before it starts the next. `num_cpus` is what each actor reserves: 1
+    for models that compute here, 0.25 for API models, which wait on the network. `map_options` go to
+    `map_batches` as they are (e.g. runtime_env, memory, num_gpus).
     """
     ray = require_ray()
     spec = _check_configuration(labels, model, classifier_options)
     if num_cpus is None:
         num_cpus = 0.25 if spec.is_api else 1
+    if rows_per_batch is None:
+        rows_per_batch = default_rows_per_batch(spec.is_api, classifier_options)
     size = dict(min_size=actors[0], max_size=actors[1]) if isinstance(actors, tuple) else dict(size=actors)
     constructor = dict(labels=labels, model=model, text_column=text_column, tally=tally, **classifier_options)
     return ds.map_batches(RayLabeller, fn_constructor_kwargs=constructor, batch_format="pandas",
                           batch_size=rows_per_batch, compute=ray.data.ActorPoolStrategy(**size), num_cpus=num_cpus,
                           **(map_options or {}))
+
+
+def default_rows_per_batch(is_api: bool, classifier_options: dict) -> int:
+    """A batch is a barrier: its last wave of requests may be part-full while the actor waits. Eight full waves
+    (items per request x requests in flight) keep that tail to an eighth at most."""
+    if not is_api:
+        return 256
+    return 8 * classifier_options.get("batch_size", 10) * classifier_options.get("concurrency", 4)
 
 
 def _check_configuration(labels, model, classifier_options: dict):
@@ -132,7 +144,7 @@ def _check_configuration(labels, model, classifier_options: dict):
 
 
 def label_parquet(source, destination, labels, model: str | None = "offline", *, text_column: str = "text",
-                  actors: int | tuple[int, int] = 2, rows_per_batch: int = 256, progress: bool = True,
+                  actors: int | tuple[int, int] = 2, rows_per_batch: int | None = None, progress: bool = True,
                   **classifier_options) -> tuple[Usage, int]:
     """Label a Parquet file (or a directory of them) into `destination`, a new directory of Parquet parts whose
     rows, read back in file-name order, are in input order. Starts a local Ray cluster unless one is running
@@ -157,6 +169,9 @@ def label_parquet(source, destination, labels, model: str | None = "offline", *,
     try:
         context.execution_options.preserve_order, context.enable_progress_bars = True, progress
         tally = UsageTally.start(model, classifier_options.get("prices"))
+        if rows_per_batch is None:
+            rows_per_batch = default_rows_per_batch(parse_model(model).is_api, classifier_options)
+        # blocks of one batch each, so that every actor gets work even from a single file
         ds = ray.data.read_parquet(str(source)).repartition(target_num_rows_per_block=rows_per_batch)
         label_dataset(ds, labels, model, text_column=text_column, actors=actors, rows_per_batch=rows_per_batch,
                       tally=tally, **classifier_options).write_parquet(str(destination))
