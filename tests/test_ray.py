@@ -130,6 +130,15 @@ def test_cli_ray_engine_writes_a_directory_of_parquet_parts(cluster, ag_frame, s
 
 
 @pytest.mark.ray
+def test_a_local_model_loaded_once_per_actor_answers_as_one_process_does(cluster, ag_frame):
+    frame = ag_frame.head(20)
+    single = Classifier(LABELS, "embed", cache=False).predict(list(frame["text"]))
+    out = labelled(cluster, frame, "embed", actors=2, rows_per_batch=5, cache=False)
+    assert list(out["predicted_label"]) == [p.label for p in single]
+    assert list(out["confidence"]) == pytest.approx([p.confidence for p in single], rel=1e-4)
+
+
+@pytest.mark.ray
 def test_parquet_parts_read_back_in_input_order(cluster, ag_frame, server, tmp_path):
     from promptclf.integrations.ray import label_parquet
 
