@@ -21,7 +21,12 @@ log = logging.getLogger("promptclf")
 
 
 class InputError(ValueError):
-    """An input item cannot be labelled as given (not a string, empty): the message names the item."""
+    """An input item cannot be labelled as given (not a string, empty): the message names the item, `reason`
+    says what is wrong with it without the position (for a per-row error column)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class LabellingError(RuntimeError):
@@ -208,17 +213,20 @@ class Classifier:
     def _prepare(self, texts) -> list[str | None]:
         if isinstance(texts, str):
             raise InputError("texts must be a list of strings, not one string: wrap it as [text]")
-        prepared = []
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InputError(f"item {i} is {type(text).__name__} ({text!r:.40}), not a string")
-            if not text.strip():
-                if self.skip_empty:
-                    prepared.append(None)
-                    continue
-                raise InputError(f"item {i} is empty or whitespace-only (pass skip_empty=True to get None for it)")
-            prepared.append(self._limit(i, text))
-        return prepared
+        return [self.prepare_item(i, text) for i, text in enumerate(texts)]
+
+    def prepare_item(self, i: int, text) -> str | None:
+        """Item `i` as `predict` labels it (cut to max_item_tokens), None if empty under skip_empty; an item
+        that cannot be labelled raises InputError. Batch labellers check each row with it."""
+        if not isinstance(text, str):
+            reason = f"{type(text).__name__} ({text!r:.40}), not a string"
+            raise InputError(f"item {i} is {reason}", reason)
+        if not text.strip():
+            if self.skip_empty:
+                return None
+            reason = "empty or whitespace-only (pass skip_empty=True to get None for it)"
+            raise InputError(f"item {i} is {reason}", reason)
+        return self._limit(i, text)
 
     def _limit(self, i: int, text: str) -> str:
         """Texts over max_item_tokens are cut (by the model's tokenizer where it has one, else ~4 chars a token)."""
@@ -232,7 +240,8 @@ class Classifier:
         if not over:
             return text
         if self.truncate == "error":
-            raise InputError(f"item {i} is longer than max_item_tokens={self.max_item_tokens}")
+            reason = f"longer than max_item_tokens={self.max_item_tokens}"
+            raise InputError(f"item {i} is {reason}", reason)
         if self.truncate == "warn":
             log.warning("promptclf: item %d is longer than %d tokens; truncated", i, self.max_item_tokens)
         return cut()

@@ -51,6 +51,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _classifier(args, labels, texts=None):
     """The Classifier the flags describe; `texts`, the input, are what `embed` and `offline` self-train on."""
     from .classifier import Classifier
+
+    return Classifier(labels, args.model, unlabeled=texts, **_classifier_options(args))
+
+
+def _classifier_options(args) -> dict:
+    """Classifier's keyword arguments from the model options (the Ray engine sends them to every actor)."""
     from .data import read_table, text_of
 
     examples = None
@@ -59,15 +65,14 @@ def _classifier(args, labels, texts=None):
         texts = text_of(frame, args.examples_text_column)
         examples = [{"text": t, "label": l} for t, l in zip(texts, frame[args.examples_label_column].astype(str))]
     cache = False if args.no_cache else (args.cache or args.cache_dir or True)
-    return Classifier(labels, args.model, examples=examples, example_selection=args.example_selection, k=args.k,
-                      prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
-                      structured=args.structured,
-                      concurrency=args.concurrency, max_attempts=args.max_attempts, timeout=args.timeout,
-                      cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
-                      skip_empty=args.skip_empty, progress=False if args.no_progress else None,
-                      calibrate=args.calibrate, demo_words=args.demo_words, item_words=args.item_words,
-                      quantize=None if args.quantize == "none" else args.quantize, threads=args.threads,
-                      unlabeled=texts)
+    return dict(examples=examples, example_selection=args.example_selection, k=args.k,
+                prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
+                structured=args.structured,
+                concurrency=args.concurrency, max_attempts=args.max_attempts, timeout=args.timeout,
+                cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
+                skip_empty=args.skip_empty, progress=False if args.no_progress else None,
+                calibrate=args.calibrate, demo_words=args.demo_words, item_words=args.item_words,
+                quantize=None if args.quantize == "none" else args.quantize, threads=args.threads)
 
 
 def cmd_classify(args) -> int:
@@ -75,6 +80,8 @@ def cmd_classify(args) -> int:
 
     if not args.labels:
         raise ConfigError("--labels is required: a comma-separated list such as World,Sports,Business,Sci/Tech")
+    if args.engine == "ray":
+        return _classify_with_ray(args)
     frame = read_table(args.input)
     texts = text_of(frame, args.text_column)
     clf = _classifier(args, args.labels, texts)
@@ -86,6 +93,23 @@ def cmd_classify(args) -> int:
     path = write_table(frame, args.output)
     print(f"wrote {len(frame)} rows to {path}", file=sys.stderr)
     print(clf.report.summary(), file=sys.stderr)
+    return 0
+
+
+def _classify_with_ray(args) -> int:
+    from .integrations.ray import label_parquet
+
+    options = _classifier_options(args)
+    progress = options.pop("progress") is not False
+    usage, rows_with_error = label_parquet(args.input, args.output, args.labels, args.model,
+                                           text_column=args.text_column, actors=args.actors, progress=progress,
+                                           **options)
+    print(f"wrote {usage.items} rows to {args.output}/ (Parquet parts)", file=sys.stderr)
+    print(usage.summary(), file=sys.stderr)
+    if rows_with_error:
+        print(f"promptclf: error: {rows_with_error} rows could not be labelled: see their `error` column in "
+              f"{args.output}/ (what was answered is cached)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -153,9 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("classify", help="label a file's text column")
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--input", required=True, help="a CSV, JSONL or Parquet file (--engine ray: Parquet, a file "
+                   "or a directory of them)")
+    p.add_argument("--output", required=True, help="a file (.csv, .jsonl, .parquet); --engine ray: a new directory "
+                   "of Parquet parts")
     p.add_argument("--text-column", default="text", help="a column, or several joined: title,description")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (default): this process; ray: Ray Data actors on a local cluster, or on the one "
+                   "RAY_ADDRESS names (pip install \"promptclf[ray]\")")
+    p.add_argument("--actors", type=int, default=2, help="--engine ray: labelling actors, each with one model "
+                   "or one API client (default 2)")
     _add_model_options(p)
     p.set_defaults(func=cmd_classify)
 
