@@ -158,8 +158,10 @@ def cmd_quickstart(args) -> int:
     examples = sample_per_class(pool, labels, args.per_class, args.seed) if args.per_class else pool
     print(f"AG News {args.data or 'test.csv'}: {args.n} items to label, {len(examples)} labelled examples "
           f"(seed {args.seed}), model {args.model}", file=sys.stderr)
-    clf = Classifier(labels, args.model, examples=examples, progress=False if args.no_progress else None)
-    predictions = clf.predict([r["text"] for r in test])
+    texts = [r["text"] for r in test]
+    clf = Classifier(labels, args.model, examples=examples, unlabeled=texts,
+                     progress=False if args.no_progress else None)
+    predictions = clf.predict(texts)
     metrics = classification_metrics([r["label"] for r in test], [p.label for p in predictions], clf.labels.names)
     out = write_table(pd.DataFrame({"text": [r["text"] for r in test], "label": [r["label"] for r in test],
                                     "predicted_label": [p.label for p in predictions],
