@@ -50,7 +50,7 @@ WITH_EXAMPLES = ("labels", "examples", "setfit")
 # similarity's weight had the best worst case (-0.045 against the better single component; equal weights
 # -0.115, similarity alone -0.050). With fewer than two examples for some label nothing was measured: equal.
 ZERO_SHOT_WEIGHTS = {"llm": 0.25, "labels": 1.0}
-DEFAULT_WEIGHTS = {"llm": 1.0, "labels": 1.0, "examples": 1.0, "setfit": 1.0}
+DEFAULT_WEIGHTS = {"llm": 1.0, "labels": 1.0, "self-trained": 1.0, "examples": 1.0, "setfit": 1.0}
 STATE = "offline.json"
 
 
