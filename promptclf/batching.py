@@ -100,8 +100,8 @@ class ChatLabeler:
         self.schema = batch_schema(labels)
         self.parser = PydanticOutputParser(pydantic_object=self.schema)
         self._chains: dict = {}
-        if structured != "auto":
-            self._chain(structured, False)  # a mode this chat model cannot take is an error now, not mid-run
+        if structured not in ("auto", "parser"):  # a mode this chat model cannot take is an error now, not mid-run
+            llm.with_structured_output(self.schema.model_json_schema(), method=structured, include_raw=True)
 
     @property
     def structured(self) -> str:
@@ -119,12 +119,17 @@ class ChatLabeler:
     def _has_no_system_role(self) -> bool:
         """Known by the model's name, or on a self-hosted server by the ids it lists at /models (a llama.cpp
         server answers to any model name; its listing names the GGUF file)."""
+        from langchain_openai import ChatOpenAI
+
         names = [str(getattr(self.llm, "model_name", None) or getattr(self.llm, "model", None) or "")]
         base = getattr(self.llm, "openai_api_base", None)
-        if _openai_family(self.llm) and base and not is_openai(base):
+        if type(self.llm) is ChatOpenAI and base and not is_openai(base):
             secret = getattr(self.llm, "openai_api_key", None)
             key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else None
-            names += served_models(base, key, self.endpoint)
+            served = served_models(base, key, self.endpoint)
+            # One model listed is the one that answers (llama.cpp serves one, whatever name is asked for);
+            # a server listing many (vLLM, Ollama) answers only to the name asked, checked above.
+            names += served if len(served) == 1 else []
         return any(NO_SYSTEM_ROLE.search(name) for name in names)
 
     def _chain(self, mode: str, logprobs: bool):
@@ -192,7 +197,6 @@ class ChatLabeler:
                 if not self._adapt(refused.refusal, mode, logprobs):
                     raise
         with self.endpoint.lock:
-            self.endpoint.refused_modes.discard(mode)
             self.endpoint.settled = True
         raw, payload = self._unpack(response, mode)
         meta = getattr(raw, "usage_metadata", None) or {}

@@ -53,7 +53,7 @@ class ServerConfig:
     gullible: bool = False  # obey {"answers": [...]} written inside an item, as a model open to injection might
     chat_logprobs: str = "yes"  # "omit": never return them; "refuse": 400 when asked for them
     label_probability: Callable[[str], float] = lambda item: 0.9  # the model's probability for its answer
-    served_model: str = "fake-model"  # what GET /v1/models lists
+    served_model: str = "fake-model"  # what GET /v1/models lists (comma-separated: several)
     json_schema_500: bool = False  # a JSON-schema response_format is a 500 validation error (llama-cpp-python)
     drops_system: bool = False  # the chat template drops the system message (llama.cpp's gemma format)
     prompt_lists: bool = True  # False: a list of several prompts is a 500 with an empty message
@@ -290,8 +290,8 @@ class FakeOpenAIServer:
 
             def do_GET(self):
                 if self.path.endswith("/models"):
-                    return self._send(200, {"object": "list", "data": [{"id": server.config.served_model,
-                                                                        "object": "model"}]})
+                    served = server.config.served_model.split(",")
+                    return self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in served]})
                 return self._send(404, _error(f"no route {self.path}", "not_found"))
 
             def do_POST(self):

