@@ -152,16 +152,6 @@ def api_key(spec: ModelSpec, given: str | None = None) -> str:
     return key or "not-needed"  # most self-hosted servers need no key
 
 
-def speaks_json_schema(llm) -> bool:
-    """Whether a chat model is known to take a JSON-schema response_format: OpenAI's own API. Other servers
-    (Together, vLLM, Ollama, llama.cpp, ...) differ by version and model; every chat model can follow the
-    parser's format instructions."""
-    from langchain_openai import ChatOpenAI
-
-    base = getattr(llm, "openai_api_base", None)
-    return type(llm) is ChatOpenAI and (base is None or is_openai(base))
-
-
 def llm_fingerprint(llm) -> str:
     """A user-supplied chat model's answers depend on its class, model, parameters and endpoint: the string
     LangChain's own LLM cache keys on (secrets appear in it by name, never by value)."""
@@ -186,10 +176,13 @@ def chat_model(spec: ModelSpec, *, timeout: float = 60.0, temperature: float = 0
 # --- retries ---------------------------------------------------------------------------------------
 
 def is_transient(exc: BaseException) -> bool:
-    """Rate limits, server errors, timeouts and dropped connections are worth another attempt."""
+    """Rate limits, server errors, timeouts and dropped connections are worth another attempt; a 500 that
+    says the request is invalid (see refusal) is not."""
     if isinstance(exc, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError)):
         return True
     if isinstance(exc, openai.APIStatusError):
+        if refusal(exc) is not None:
+            return False
         return exc.status_code >= 500 or exc.status_code in (408, 409)
     return isinstance(exc, (httpx.TimeoutException, httpx.TransportError, TimeoutError, ConnectionError))
 
@@ -201,29 +194,97 @@ def is_request_error(exc: BaseException) -> bool:
 
 # Request parameters a server may not take: a 400 about one of them fails every request alike, whatever its size.
 _UNSUPPORTED_PARAMS = {"response_format", "tools", "tool_choice", "functions", "function_call", "logprobs", "echo",
-                       "max_tokens", "temperature", "model"}
+                       "max_tokens", "temperature", "model", "top_logprobs", "prompt"}
 _UNSUPPORTED = re.compile(r"response_format|json_schema|tool.?choice|tool.?call|logprobs|\becho\b|not supported|"
                           r"unsupported|unrecognized|unknown (?:parameter|field|argument)|extra (?:inputs|fields)", re.I)
+# How a server says the request itself is malformed (pydantic / FastAPI validation, a failed assertion): the
+# same request fails the same way every time. llama-cpp-python's server answers these with a 500.
+_INVALID = re.compile(r"validation error|literal_error|Input should be|Field required|AssertionError|"
+                      r"\bassert(?:ion)?\b|'loc':", re.I)
+_STRUCTURED_PARAMS = {"response_format", "tools", "tool_choice", "functions", "function_call"}
+_STRUCTURED = re.compile(r"response_format|json_schema|json_object|tool|function", re.I)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A server's refusal of a request's form: `feature` is "logprobs", "structured" or None (unknown)."""
+
+    status: int
+    reason: str
+    feature: str | None
+
+
+def refusal(exc: BaseException) -> Refusal | None:
+    """The refusal a failed call reports, if it is one: a 400/422 about a parameter the server does not take
+    or a malformed request, or a 500 whose body is a validation or assertion error. None for anything an
+    identical request might get through (rate limits, crashes, a context too long)."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    status, param, text = exc.status_code, getattr(exc, "param", None), _server_text(exc)
+    if status in (400, 422):
+        refused = param in _UNSUPPORTED_PARAMS or _UNSUPPORTED.search(text) or _INVALID.search(text)
+    else:
+        refused = status == 500 and (_INVALID.search(text) or _UNSUPPORTED.search(text))
+    if not refused:
+        return None
+    if param in ("logprobs", "top_logprobs") or re.search(r"logprob", text, re.I):
+        feature = "logprobs"
+    elif param in _STRUCTURED_PARAMS or _STRUCTURED.search(text):
+        feature = "structured"
+    else:
+        feature = None
+    return Refusal(status, server_message(exc), feature)
+
+
+class RefusedRequest(ConfigError):
+    """A server refused the form of a request (see `refusal`): sending it again would fail again."""
+
+    def __init__(self, message: str, refused: Refusal):
+        super().__init__(message)
+        self.refusal = refused
 
 
 def configuration_problem(exc: BaseException, key_var: str, unsupported_hint: str) -> str | None:
-    """What is wrong with the configuration, if a failed call says so (401, 403, 404, or a 400 about a
-    parameter the server does not take), in one line; None for errors about the request itself."""
+    """What is wrong with the configuration, if a failed call says so (401, 403, 404, or a refusal of the
+    request's form), in one line; None for errors about the request itself."""
     status = getattr(exc, "status_code", None)
     hints = {401: f"the server refused the API key: check {key_var}",
              403: f"the key in {key_var} may not use this model or endpoint",
              404: "no such model or endpoint: check the model name and the base URL"}
-    if status == 400 and (getattr(exc, "param", None) in _UNSUPPORTED_PARAMS or _UNSUPPORTED.search(str(exc))):
-        hints[400] = unsupported_hint
+    if refusal(exc) is not None:
+        hints[status] = unsupported_hint
     if status not in hints:
         return None
-    return f"{status} {type(exc).__name__}: {server_message(exc)} ({hints[status]})"
+    return f"{status} {_error_name(exc)}: {server_message(exc)} ({hints[status]})"
+
+
+def _error_name(exc: BaseException) -> str:
+    """The openai error's name (langchain-openai re-raises them as subclasses named OpenAI...)."""
+    for cls in type(exc).__mro__:
+        if cls.__module__.startswith("openai"):
+            return cls.__name__
+    return type(exc).__name__
+
+
+def _server_text(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message if message is not None else exc)
+
+
+_PYDANTIC_ERROR = re.compile(r"'loc': \(([^)]*)\), 'msg': (['\"])(.*?)\2")
 
 
 def server_message(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    message = body.get("message") if isinstance(body, dict) else None
-    return scrub(str(message or exc).splitlines()[0][:200]) if str(message or exc) else ""
+    """The server's reason in one line: a validation error as "where: what", an empty one said so."""
+    text = _server_text(exc)
+    found = _PYDANTIC_ERROR.search(text)
+    if found:
+        where = ".".join(part.strip(" '\"") for part in found.group(1).split(",") if part.strip(" '\"") != "body")
+        text = f"{where}: {found.group(3)}"
+    elif not text.strip():
+        return "(the server gave no reason)"
+    return scrub(text.strip().splitlines()[0][:200])
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:
@@ -273,7 +334,8 @@ def retrying(max_attempts: int = 6, initial_wait: float = 0.5, max_wait: float =
 def call(request, usage, *, where: str, max_attempts: int = 6, max_wait: float = 30.0,
          stop: threading.Event | None = None, unsupported_hint: str = "the server does not take this request"):
     """request() with retries on transient errors, each attempt and retry counted in `usage`. A configuration
-    error (see configuration_problem) is raised at once as a one-line ConfigError naming the model `where`."""
+    error (see configuration_problem) is raised at once as a one-line ConfigError naming the model `where`,
+    a refusal of the request's form as its subclass RefusedRequest."""
     try:
         for attempt in retrying(max_attempts, max_wait=max_wait, on_retry=lambda state: usage.add(retries=1),
                                 stop=stop):
@@ -282,6 +344,9 @@ def call(request, usage, *, where: str, max_attempts: int = 6, max_wait: float =
                 response = request()
     except openai.APIStatusError as exc:
         problem = configuration_problem(exc, key_variable(where), unsupported_hint)
+        refused = refusal(exc)
+        if problem and refused:
+            raise RefusedRequest(f"model {where!r}: {problem}", refused) from None
         if problem:
             raise ConfigError(f"model {where!r}: {problem}") from None
         raise
@@ -292,4 +357,4 @@ def describe_error(exc: BaseException) -> str:
     """A one-line reason for a failed call, without request headers, URL credentials or keys."""
     status = getattr(exc, "status_code", None)
     text = scrub(str(exc).splitlines()[0][:200]) if str(exc) else ""
-    return f"{type(exc).__name__}{f' {status}' if status else ''}: {text}"
+    return f"{_error_name(exc)}{f' {status}' if status else ''}: {text}"

@@ -85,7 +85,7 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
     return ChatLabeler(llm, labels, prompt, model_id=model_id, example_selector=selector,
                        batch_size=options["batch_size"], concurrency=options["concurrency"],
                        max_attempts=options["max_attempts"], max_wait=options["max_wait"],
-                       structured=options["structured"])
+                       structured=options["structured"], system_in_user=options["system_in_user"])
 
 
 def _encoder(path: str):
@@ -121,7 +121,8 @@ class Classifier:
                  examples=None, negative_examples=None, example_selection: str = "auto", k: int | None = None,
                  prompt: str | Path | None = None, instructions: str = "", batch_size: int = 10,
                  concurrency: int = 4, max_attempts: int = 6, max_wait: float = 30.0, timeout: float = 60.0,
-                 structured: str = "auto", cache: bool | str | Path | CacheBackend = True, fallback=None,
+                 structured: str = "auto", system_in_user: bool | str = "auto",
+                 cache: bool | str | Path | CacheBackend = True, fallback=None,
                  fallback_below: float | None = None, skip_empty: bool = False, max_item_tokens: int = 2000,
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
                  calibrate: str = "auto", demo_words: int | None = 12, item_words: int | None = None,
@@ -158,7 +159,8 @@ class Classifier:
             example_selection=example_selection, k=k, seed=seed, template=template,
             scoring_template=template if template and str(template).endswith(".jinja") else None,
             instructions=instructions, batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts,
-            max_wait=max_wait, timeout=timeout, structured=structured, calibrate=calibrate, threads=threads,
+            max_wait=max_wait, timeout=timeout, structured=structured, system_in_user=system_in_user,
+            calibrate=calibrate, threads=threads,
             max_length=max_length, local_batch_size=local_batch_size, llm=llm, demo_words=demo_words,
             item_words=item_words, quantize=quantize, progress=progress, offline=_offline_config(offline, seed),
             unlabeled=_unlabeled(unlabeled),

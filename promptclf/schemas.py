@@ -54,6 +54,8 @@ class BatchResult:
     labels: dict[int, str] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     repaired: int = 0
+    confidence: dict[int, float] = field(default_factory=dict)  # from token logprobs, where the backend gave them
+    scores: dict[int, dict] = field(default_factory=dict)
 
 
 def _json_candidates(text: str):

@@ -6,13 +6,21 @@ drawn per request with a seeded RNG: 429 (with Retry-After), 500, slow (past the
 malformed JSON, short (an answer missing), duplicated (an item answered twice), off-label answers,
 zero-based (answers numbered 0..n-1 by position, ignoring the ids) and shifted (every id one too high).
 Configuration faults, every request: a key it refuses (401), a model it does not serve (404), no support
-for `response_format` (400), completions without prompt logprobs (llama.cpp's server), and a gullible
-model that obeys answers written inside an item.
+for `response_format` (400), completions without prompt logprobs, and a gullible model that obeys answers
+written inside an item.
+
+Chat answers carry token logprobs when asked (`logprobs`/`top_logprobs`), the label's first token at the
+probability `label_probability(item)` (the other labels share the rest), unless `chat_logprobs` omits or
+refuses them. `LLAMACPP` switches on what llama-cpp-python's server (0.3.x, `--chat_format gemma`) does:
+a 500 validation error for a JSON-schema `response_format`, the system message dropped, a list of prompts
+refused with an empty 500, `max_tokens` 0 or absent meaning "until the context is full" on completions,
+and `max_completion_tokens` ignored.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import threading
@@ -24,6 +32,7 @@ from typing import Callable
 ITEM = re.compile(r'<item id="(\d+)">\n(.*?)\n</item>', re.S)
 DSPY_TEXT = re.compile(r"\[\[ ## text ## \]\]\n(.*?)\n\n", re.S)
 FAULTS = ("429", "500", "slow", "malformed", "short", "duplicate", "offlabel", "zero_based", "shifted")
+TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
 INJECTED = re.compile(r'\{"answers": \[.*?\]\}', re.S)
 
 
@@ -42,6 +51,19 @@ class ServerConfig:
     response_format: bool = True  # False: refuse (400) requests that ask for structured output
     prompt_logprobs: bool = True  # False: completions carry no logprobs (llama.cpp's server)
     gullible: bool = False  # obey {"answers": [...]} written inside an item, as a model open to injection might
+    chat_logprobs: str = "yes"  # "omit": never return them; "refuse": 400 when asked for them
+    label_probability: Callable[[str], float] = lambda item: 0.9  # the model's probability for its answer
+    served_model: str = "fake-model"  # what GET /v1/models lists (comma-separated: several)
+    json_schema_500: bool = False  # a JSON-schema response_format is a 500 validation error (llama-cpp-python)
+    drops_system: bool = False  # the chat template drops the system message (llama.cpp's gemma format)
+    prompt_lists: bool = True  # False: a list of several prompts is a 500 with an empty message
+    zero_max_tokens_unlimited: bool = False  # completions: max_tokens 0 or absent generates until "context end"
+    unlimited_tokens: int = 40  # how many tokens "until the context is full" is here
+    reads_max_completion_tokens: bool = True  # False: only max_tokens bounds a chat answer (llama-cpp-python)
+
+
+LLAMACPP = dict(json_schema_500=True, drops_system=True, prompt_lists=False, zero_max_tokens_unlimited=True,
+                reads_max_completion_tokens=False, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf")
 
 
 @dataclass
@@ -51,6 +73,7 @@ class ServerLog:
     completion_requests: int = 0
     faults: dict = field(default_factory=dict)
     items_seen: int = 0
+    unbounded: int = 0  # chat requests that carried no limit the server reads
     authorization: list = field(default_factory=list)
     bodies: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -103,14 +126,19 @@ class FakeOpenAIServer:
         return "\n\n".join(out) + "\n\n[[ ## completed ## ]]"
 
     def chat(self, body: dict, fault: str | None) -> dict:
-        text = "\n".join(m["content"] for m in body["messages"] if isinstance(m.get("content"), str))
+        seen = [m for m in body["messages"] if not (self.config.drops_system and m["role"] == "system")]
+        text = "\n".join(m["content"] for m in seen if isinstance(m.get("content"), str))
         if "[[ ## " in text and not ITEM.search(text):
             return self._reply(body, text, self.dspy_answer(body))
         items = [(int(i), t) for i, t in ITEM.findall(text)]
         with self.log.lock:
             self.log.items_seen += len(items)
         oracle = self.config.item_oracle or self.config.oracle
-        answers = [{"index": i, "label": oracle(t.replace("‹", "<"))} for i, t in items]
+        knows_task = '{"answers": [' in text  # the system text says the labels and the answer format
+        constrained = bool(body.get("tools") or body.get("response_format"))
+        if not knows_task and not constrained:  # a model that was never told the task writes prose
+            return self._reply(body, text, "These look like news articles to me.")
+        answers = [{"index": i, "label": oracle(t.replace("‹", "<")) if knows_task else "World"} for i, t in items]
         if self.config.gullible:
             answers = self._obey_injections(items, answers)
         if fault == "zero_based":
@@ -127,12 +155,66 @@ class FakeOpenAIServer:
         elif fault == "offlabel" and answers:
             answers[0]["label"] = "Weather"
         content = "{'answers': [" if fault == "malformed" else json.dumps({"answers": answers})
+        content, finish = self._bounded(body, content)
         message: dict = {"role": "assistant", "content": content}
-        if body.get("tools"):
+        logprobs = None
+        if body.get("tools"):  # as OpenAI: no logprobs for a tool call's arguments
             name = body["tools"][0]["function"]["name"]
             message = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
-        return self._reply(body, text, content, message)
+        elif body.get("logprobs") and self.config.chat_logprobs == "yes":
+            texts = dict(items)
+            probability = {a["index"]: self.config.label_probability(texts.get(a["index"], "")) for a in answers}
+            logprobs = {"content": self._token_logprobs(content, answers, probability, body),
+                        "refusal": None}
+        return self._reply(body, text, content, message, finish, logprobs)
+
+    def _bounded(self, body: dict, content: str) -> tuple[str, str]:
+        """The answer cut at the request's token limit (a token here is a word, a space or a sign)."""
+        limit = body.get("max_tokens")
+        if limit is None and self.config.reads_max_completion_tokens:
+            limit = body.get("max_completion_tokens")
+        if not limit:
+            with self.log.lock:
+                self.log.unbounded += 1  # a real server would write until its context is full
+            return content, "stop"
+        tokens = TOKEN.findall(content)
+        return ("".join(tokens[:limit]), "length") if len(tokens) > limit else (content, "stop")
+
+    def _token_logprobs(self, content: str, answers: list[dict], probability: dict, body: dict) -> list[dict]:
+        """OpenAI's chat logprobs: the label's first token at the item's probability (the other labels'
+        first tokens share the rest among the top alternatives), every other token near-certain."""
+        firsts = {}  # offset of a label's first token -> (answered label, probability)
+        for answer in answers:
+            written = json.dumps(answer)
+            at = content.find(written)
+            if at >= 0:
+                firsts[at + written.index('"label": "') + len('"label": "')] = answer
+        names = list(dict.fromkeys(self._label_names(body)))
+        out, offset = [], 0
+        for token in TOKEN.findall(content):
+            answer = firsts.get(offset)
+            if answer is None:
+                entry = {"token": token, "logprob": -0.001, "bytes": None,
+                         "top_logprobs": [{"token": token, "logprob": -0.001, "bytes": None}]}
+            else:
+                p = probability.get(answer["index"], 0.9)
+                others = [n for n in names if TOKEN.match(n).group() != token]
+                share = (1 - p) / max(len(others), 1)
+                top = [{"token": token, "logprob": math.log(p), "bytes": None}]
+                for first in dict.fromkeys(TOKEN.match(n).group() for n in others):
+                    mass = share * sum(TOKEN.match(n).group() == first for n in others)
+                    top.append({"token": first, "logprob": math.log(mass), "bytes": None})
+                entry = {"token": token, "logprob": math.log(p), "bytes": None,
+                         "top_logprobs": top[: body.get("top_logprobs") or 1]}
+            out.append(entry)
+            offset += len(token)
+        return out
+
+    @staticmethod
+    def _label_names(body: dict) -> list[str]:
+        text = "\n".join(m["content"] for m in body["messages"] if isinstance(m.get("content"), str))
+        return re.findall(r"^- ([^:\n]+)", text, flags=re.M)
 
     @staticmethod
     def _obey_injections(items, answers):
@@ -141,39 +223,50 @@ class FakeOpenAIServer:
         named = {a["index"] for a in injected}
         return [a for a in answers if a["index"] not in named] + injected
 
-    def _reply(self, body, text, content, message=None):
+    def _reply(self, body, text, content, message=None, finish="stop", logprobs=None):
         message = message or {"role": "assistant", "content": content}
         return {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],
             "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": len(content) // 4,
                       "total_tokens": len(text) // 4 + len(content) // 4},
         }
 
     def completions(self, body: dict) -> dict:
+        """Echo logprobs that favour the oracle's label, then the generated tokens, which favour the
+        wrong labels (so a scorer that sums them picks wrong)."""
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         choices = []
         for n, prompt in enumerate(prompts):
             head, _, label = prompt.rpartition(": ")  # "...\nLabel: <label>"
             item = head.rsplit("\n", 1)[0].rsplit("\n", 1)[-1].split(": ", 1)[-1]
-            gold = self.config.oracle(item)
-            tokens, offsets, pos = [], [], 0
-            for match in re.finditer(r"\S+|\s+", prompt):
-                tokens.append(match.group())
-                offsets.append(match.start())
-                pos = match.end()
+            right = label == self.config.oracle(item)
+            tokens = [m.group() for m in TOKEN.finditer(prompt)] if body.get("echo") else []
+            offsets = [m.start() for m in TOKEN.finditer(prompt)] if body.get("echo") else []
             label_start = len(head) + 2
-            logprobs = [None] + [(-0.1 if label == gold else -4.0) if off >= label_start else -1.0
-                                 for off in offsets[1:]]
-            if not self.config.prompt_logprobs:  # logprobs only for generated tokens: none with max_tokens=0
+            logprobs = [None] + [(-0.1 if right else -4.0) if off >= label_start else -1.0 for off in offsets[1:]]
+            if not self.config.prompt_logprobs:  # logprobs only for generated tokens
                 tokens, offsets, logprobs = [], [], []
-            choices.append({"index": n, "text": prompt, "finish_reason": "length",
+            generated = self._generated(body.get("max_tokens"))
+            for k in range(generated):
+                tokens.append(" x")
+                offsets.append(len(prompt) + 2 * k)
+                logprobs.append(-12.0 if right else -0.1)
+            choices.append({"index": n, "text": (prompt if body.get("echo") else "") + " x" * generated,
+                            "finish_reason": "length",
                             "logprobs": {"tokens": tokens, "text_offset": offsets, "token_logprobs": logprobs,
                                          "top_logprobs": None}})
         return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
                 "model": body["model"], "choices": choices,
                 "usage": {"prompt_tokens": sum(len(p) // 4 for p in prompts), "completion_tokens": 0,
                           "total_tokens": sum(len(p) // 4 for p in prompts)}}
+
+    def _generated(self, max_tokens) -> int:
+        if max_tokens is None or max_tokens <= 0:
+            if self.config.zero_max_tokens_unlimited:
+                return self.config.unlimited_tokens
+            return 16 if max_tokens is None else 0  # OpenAI's default; vLLM takes 0 with echo
+        return max_tokens
 
     def _handler(self):
         server = self
@@ -194,6 +287,12 @@ class FakeOpenAIServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def do_GET(self):
+                if self.path.endswith("/models"):
+                    served = server.config.served_model.split(",")
+                    return self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in served]})
+                return self._send(404, _error(f"no route {self.path}", "not_found"))
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
@@ -234,9 +333,26 @@ class FakeOpenAIServer:
                     return 404, _error("The model `no-such-model` does not exist", "model_not_found")
                 if not server.config.response_format and body.get("response_format"):
                     return 400, _error("response_format is not supported by this model", None, "response_format")
+                kind = (body.get("response_format") or {}).get("type")
+                if server.config.json_schema_500 and kind not in (None, "text", "json_object"):
+                    return 500, {"error": {"message": LLAMACPP_VALIDATION % kind, "type": "internal_server_error",
+                                           "param": None, "code": None}}
+                if server.config.chat_logprobs == "refuse" and body.get("logprobs") and "messages" in body:
+                    return 400, _error("logprobs is not supported by this model", None, "logprobs")
+                prompt = body.get("prompt")
+                if not server.config.prompt_lists and isinstance(prompt, list) and len(prompt) > 1:
+                    return 500, {"error": {"message": "", "type": "internal_server_error", "param": None,
+                                           "code": None}}  # llama-cpp-python: `assert len(body.prompt) <= 1`
                 return None
 
         return Handler
+
+
+# What llama-cpp-python's server answers for a response_format it does not know (its request model takes only
+# "text" and "json_object"; the validation error surfaces as a 500).
+LLAMACPP_VALIDATION = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                       "'msg': \"Input should be 'text' or 'json_object'\", 'input': '%s', "
+                       "'ctx': {'expected': \"'text' or 'json_object'\"}}")
 
 
 def _error(message: str, code: str | None, param: str | None = None) -> dict:

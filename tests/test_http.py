@@ -99,14 +99,6 @@ def test_configuration_errors_fail_fast(server_factory, sample_rows, cache_dir, 
     assert server.log.requests <= 4  # the requests already in flight, not a re-ask per item
 
 
-def test_auto_structured_mode_asks_an_unknown_server_for_no_response_format(server_factory, sample_rows, cache_dir):
-    server = server_factory(response_format=False)
-    rows = sample_rows[:20]
-    assert classify([r["text"] for r in rows], labels=LABELS, model=model_at(server), cache=cache_dir) == \
-        [r["label"] for r in rows]
-    assert not any("response_format" in body for body in server.log.bodies)
-
-
 def test_ctrl_c_with_concurrency_4_stops_at_once_and_keeps_every_answer_paid_for(server_factory, sample_rows,
                                                                                   cache_dir):
     server = server_factory(latency=0.3)

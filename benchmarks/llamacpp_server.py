@@ -1,0 +1,87 @@
+"""promptclf against a real llama.cpp server: llama-cpp-python's OpenAI-compatible server (PyPI
+llama-cpp-python[server], `pip install "promptclf[server-tests]"`) serving the embedded Gemma 3 270M GGUF
+with `--chat_format gemma` on 127.0.0.1, started and stopped by this script (tests/llamacpp_server.py).
+
+Every structured-output mode labels the first --chat-items rows of the test split (batch_size --batch-size,
+one request at a time); the `completions:` scorer labels the first --score-items rows and is compared with
+the local scorer (`local`, the same model de-quantised, the same prompts). Printed: a table of mode,
+works / fails (and why), requests per item, accuracy, items/s; and the completions/local agreement.
+
+Data: AG News test.csv, the seed-0 split of benchmarks/_common.py (SPLIT_TEXT), test rows from the start.
+Run it `nice`d, with 1-2 server threads: it is CPU-bound for minutes.
+
+    nice python benchmarks/llamacpp_server.py --threads 2 --chat-items 4 --score-items 50
+"""
+
+import argparse
+import logging
+import signal
+import sys
+import time
+
+from _common import LABELS, SPLIT_TEXT, ag_split
+
+from promptclf import Classifier, ConfigError, LabellingError
+from promptclf.batching import STRUCTURED_MODES
+from tests.llamacpp_server import llamacpp_server
+
+
+def run(model: str, rows: list[dict], **options) -> dict:
+    """Label rows; failed items count as wrong. Returns the row of the table."""
+    clf = Classifier(LABELS, model, cache=False, **options)
+    texts, gold = [r["text"] for r in rows], [r["label"] for r in rows]
+    started = time.perf_counter()
+    status = "works"
+    try:
+        preds = clf.predict(texts)
+    except LabellingError as err:
+        preds, status = err.predictions, f"works; {len(err.failures)} items unanswered after re-asks"
+    except ConfigError as err:
+        preds, status = [None] * len(rows), f"fails: {err}"
+    wall = time.perf_counter() - started
+    labels = [p.label if p else None for p in preds]
+    confident = [p.confidence for p in preds if p and p.confidence is not None]
+    return {"status": status, "labels": labels, "requests": clf.report.requests / len(rows),
+            "accuracy": sum(a == b for a, b in zip(labels, gold)) / len(rows), "items_s": len(rows) / wall,
+            "confidence": f"{len(confident)}/{len(rows)}"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--chat-items", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--score-items", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--modes", default=",".join(STRUCTURED_MODES))
+    parser.add_argument("--log", default=None, help="write the server's output here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    test = ag_split()[2]
+    print(f"Data: {SPLIT_TEXT}; test rows 0-{args.chat_items - 1} (chat), 0-{args.score_items - 1} (scoring)",
+          flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server is stopped on `kill`
+    score_rows = test[: args.score_items]
+    with llamacpp_server(threads=args.threads, log_path=args.log) as url:
+        print(f"| path | works / fails | requests per item | accuracy | items/s | with confidence |\n"
+              f"|---|---|---|---|---|---|", flush=True)
+        served = run(f"completions:gemma-3-270m@{url}", score_rows, timeout=args.timeout)
+        print(f"| `completions:` ({len(score_rows)} items) | {served['status'][:160]} | {served['requests']:.2f} | "
+              f"{served['accuracy']:.3f} | {served['items_s']:.3f} | {served['confidence']} |", flush=True)
+        for mode in [m for m in args.modes.split(",") if m]:
+            row = run(f"openai-compatible:gemma-3-270m@{url}", test[: args.chat_items], structured=mode,
+                      batch_size=args.batch_size, concurrency=1, timeout=args.timeout)
+            print(f"| chat, `structured={mode!r}` ({args.chat_items} items) | {row['status'][:160]} | "
+                  f"{row['requests']:.2f} | {row['accuracy']:.3f} | {row['items_s']:.3f} | {row['confidence']} |",
+                  flush=True)
+    local = run("local", score_rows)
+    print(f"| `local`, same prompts, in this process ({len(score_rows)} items) | {local['status'][:160]} | - | "
+          f"{local['accuracy']:.3f} | {local['items_s']:.3f} | {local['confidence']} |", flush=True)
+    same = sum(a == b for a, b in zip(served["labels"], local["labels"]))
+    print(f"\ncompletions: picks the local scorer's label for {same} of {len(score_rows)} items "
+          f"({same / len(score_rows):.0%})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
