@@ -116,7 +116,8 @@ class RequestBuilder:
         variables = self.labeler._variables(batch)  # the demos, items and format instructions of this batch
         messages = self.labeler.chain.first.invoke(variables).to_messages()  # the chain's prompt step
         payload = self.labeler.llm._get_request_payload(messages, **self.kwargs)
-        return {k: v for k, v in payload.items() if k != "stream" and not k.startswith("ls_")}
+        # LangChain strips its ls_* tracing keys before sending; a batch line cannot stream
+        return {k: v for k, v in payload.items() if not k.startswith("ls_") and not (k == "stream" and v)}
 
 
 def response_payload(body: dict):

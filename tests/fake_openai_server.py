@@ -268,6 +268,7 @@ class BatchConfig:
     expire_after: int | None = None  # answer this many lines, then expire: the others are never answered
     fail_lines: int = 0  # this many lines (the file's first) go to the error file (500)
     fail_batch: bool = False  # validation fails: status failed, no output at all
+    line_faults: dict = field(default_factory=dict)  # line number (0-based) -> a chat fault ("offlabel", ...)
     max_lines: int = 50_000
     max_bytes: int = 200 * 1024 * 1024
     shuffle: bool = True  # the output file does not keep the input's order
@@ -430,7 +431,7 @@ class BatchEndpoints:
         answered = lines if self.config.expire_after is None else lines[: self.config.expire_after]
         output, errors = [], []
         for n, line in enumerate(answered):
-            status, body = self._answer(line["body"], failing=n < self.config.fail_lines)
+            status, body = self._answer(line["body"], n < self.config.fail_lines, self.config.line_faults.get(n))
             record = {"id": f"batch_req_{n}", "custom_id": line["custom_id"],
                       "response": {"status_code": status, "request_id": f"req_{n}", "body": body}, "error": None}
             (output if status == 200 else errors).append(record)
@@ -455,10 +456,10 @@ class BatchEndpoints:
             return "custom_id values are not unique"
         return None
 
-    def _answer(self, body: dict, failing: bool) -> tuple[int, dict]:
+    def _answer(self, body: dict, failing: bool, fault: str | None) -> tuple[int, dict]:
         if failing:
             return 500, _error("the model failed on this request", "server_error")
-        fault = self.server.draw_fault()
+        fault = fault or self.server.draw_fault()
         if fault == "429":
             return 429, _error("rate limited", "rate_limit_exceeded")
         if fault == "500":
