@@ -33,7 +33,8 @@ def main():
         interactive = Classifier(LABELS, model, cache=f"{tmp}/i", prices=prices, progress=False)
         labels = interactive.classify(texts)
         print(f"interactive: {interactive.report.summary()}")
-        for name, config in (("batch, completed", BatchConfig()), ("batch, expired at 60", BatchConfig(expire_after=60))):
+        runs = (("batch, completed", BatchConfig()), ("batch, expired at 60", BatchConfig(expire_after=60)))
+        for name, config in runs:
             server.batches.config = config
             chat_before = server.log.chat_requests
             clf = Classifier(LABELS, model, cache=f"{tmp}/{len(name)}", prices=prices, progress=False)
@@ -41,10 +42,10 @@ def main():
             job = BatchJob.submit(clf, texts, Path(tmp) / f"{len(name)}.json")
             predictions = job.collect(clf)
             took = time.perf_counter() - started
-            agree = sum(p.label == l for p, l in zip(predictions, labels))
+            agree = sum(p.label == label for p, label in zip(predictions, labels))
+            right = sum(p.label == g for p, g in zip(predictions, gold))
             print(f"{name}: {job.report.summary()}\n  {server.log.chat_requests - chat_before} interactive requests; "
-                  f"{agree}/{N} labels equal the interactive path's, {sum(p.label == g for p, g in zip(predictions, gold))}"
-                  f"/{N} gold; {took:.1f}s")
+                  f"{agree}/{N} labels equal the interactive path's, {right}/{N} gold; {took:.1f}s")
 
 
 if __name__ == "__main__":

@@ -339,7 +339,8 @@ class BatchEndpoints:
         purpose = parts["purpose"].get_content().strip()
         wanted = "batch-api" if self.config.dialect == "together" else "batch"
         if purpose != wanted:
-            return 400, _error(f"purpose {purpose!r}: this server takes {wanted!r} for batches", "invalid_purpose", "purpose")
+            return 400, _error(f"purpose {purpose!r}: this server takes {wanted!r} for batches", "invalid_purpose",
+                               "purpose")
         data = parts["file"].get_payload(decode=True)
         file_id = self._id("file")
         with self.lock:
@@ -380,7 +381,8 @@ class BatchEndpoints:
         if self.config.dialect == "openai" and body.get("completion_window") != "24h":
             return 400, _error("completion_window must be 24h", "invalid_value", "completion_window")
         batch_id = self._id("batch")
-        batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "input_file_id": body["input_file_id"],
+        batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"],
+                 "input_file_id": body["input_file_id"],
                  "completion_window": body.get("completion_window", "24h"), "status": "validating",
                  "output_file_id": None, "error_file_id": None, "errors": None, "created_at": int(time.time()),
                  "request_counts": {"total": 0, "completed": 0, "failed": 0}, "polls": 0}
