@@ -76,24 +76,132 @@ def _classifier_options(args) -> dict:
 
 
 def cmd_classify(args) -> int:
-    from .data import read_table, text_of, write_table
+    from .data import read_table, text_of
 
     if not args.labels:
         raise ConfigError("--labels is required: a comma-separated list such as World,Sports,Business,Sci/Tech")
     if args.engine == "ray":
         return _classify_with_ray(args)
+    if args.batch_api:
+        return _classify_with_batch_api(args)
     frame = read_table(args.input)
     texts = text_of(frame, args.text_column)
     clf = _classifier(args, args.labels, texts)
     predictions = clf.predict(texts)
+    _write_predictions(frame, predictions, args.output)
+    print(clf.report.summary(), file=sys.stderr)
+    return 0
+
+
+def _write_predictions(frame, predictions, output) -> None:
+    from .data import write_table
+
     frame = frame.copy()
     frame["predicted_label"] = [p.label if p else None for p in predictions]
     frame["confidence"] = [p.confidence if p else None for p in predictions]
     frame["source"] = [p.source if p else "skipped" for p in predictions]
-    path = write_table(frame, args.output)
+    path = write_table(frame, output)
     print(f"wrote {len(frame)} rows to {path}", file=sys.stderr)
-    print(clf.report.summary(), file=sys.stderr)
+
+
+# --- batch APIs: classify --batch-api, batch status / collect / cancel (promptclf/batch_api.py) ------------
+
+BATCH_ARGS = ("input", "output", "text_column", "labels", "model", "examples", "examples_text_column",
+              "examples_label_column", "example_selection", "k", "prompt", "instructions", "batch_size",
+              "structured", "concurrency", "max_attempts", "timeout", "cache", "cache_dir", "no_cache", "fallback",
+              "fallback_below", "skip_empty", "no_progress", "calibrate", "demo_words", "item_words", "quantize",
+              "threads")
+
+
+def _classify_with_batch_api(args) -> int:
+    """Submit (or resume: a manifest next to the output is picked up, so nothing is paid twice), then, unless
+    --batch-api submit, wait and collect."""
+    from .batch_api import BatchJob
+    from .data import read_table, text_of
+
+    if "@" in str(args.cache or ""):  # the manifest keeps the options; a cache password must not go there
+        raise ConfigError("--batch-api keeps its options in a manifest: use a cache URL without a password")
+    frame = read_table(args.input)
+    texts = text_of(frame, args.text_column)
+    clf = _classifier(args, args.labels, texts)
+    manifest = Path(f"{args.output}.batch.json")
+    if manifest.exists():
+        job = BatchJob.load(manifest)
+        if job.texts != list(texts):
+            raise ConfigError(f"{manifest} is a batch for other texts: collect it, or delete it to submit anew")
+        print(f"promptclf: resuming the batches in {manifest}", file=sys.stderr)
+    else:
+        job = BatchJob.submit(clf, texts, manifest, extra={name: getattr(args, name) for name in BATCH_ARGS})
+        print(f"submitted {len(job.data['requests'])} requests in {len(job.data['batches'])} batches; manifest "
+              f"{manifest} (resume with: promptclf batch collect {manifest})", file=sys.stderr)
+    if args.batch_api == "submit":
+        return 0
+    return _collect(job, clf, frame, args.output, progress=not args.no_progress)
+
+
+def _collect(job, clf, frame, output, progress: bool) -> int:
+    try:
+        predictions = job.collect(clf, progress=progress)
+    except KeyboardInterrupt:
+        print(f"promptclf: interrupted; the batches go on: promptclf batch collect {job.path}", file=sys.stderr)
+        return 130
+    _write_predictions(frame, predictions, output)
+    print(job.report.summary(), file=sys.stderr)
     return 0
+
+
+def _batch_job(args):
+    from .batch_api import BatchJob
+
+    return BatchJob.load(args.manifest)
+
+
+def cmd_batch_status(args) -> int:
+    job = _batch_job(args)
+    for batch in job.status():
+        counts = f" {batch['counts']}" if batch["counts"] else ""
+        print(f"{batch['id']}: {batch['status']} ({batch['requests']} requests){counts}")
+    print(f"{'all finished: promptclf batch collect ' + str(job.path) if job.finished() else 'not finished yet'}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_batch_collect(args) -> int:
+    from .data import read_table, text_of
+
+    job = _batch_job(args)
+    saved = job.extra
+    if not saved.get("output"):
+        raise ConfigError(f"{job.path} was submitted from Python, not the CLI: collect it with BatchJob.collect")
+    options = argparse.Namespace(**saved)
+    if args.no_progress:
+        options.no_progress = True
+    frame = read_table(options.input)
+    texts = text_of(frame, options.text_column)
+    if list(texts) != job.texts:
+        raise ConfigError(f"{options.input} changed since the batch was submitted: its texts are not the batch's")
+    clf = _classifier(options, options.labels, texts)
+    return _collect(job, clf, frame, options.output, progress=not options.no_progress)
+
+
+def cmd_batch_cancel(args) -> int:
+    for batch in _batch_job(args).cancel():
+        print(f"{batch['id']}: {batch['status']}")
+    return 0
+
+
+def _add_batch_commands(sub) -> None:
+    p = sub.add_parser("batch", help="batches submitted with classify --batch-api: status, collect, cancel")
+    verbs = p.add_subparsers(dest="batch_command", required=True)
+    for name, func, text in (("status", cmd_batch_status, "each batch's status, as the provider reports it"),
+                             ("collect", cmd_batch_collect, "wait, load the answers into the cache, re-ask what "
+                              "the batches did not answer, write the output"),
+                             ("cancel", cmd_batch_cancel, "cancel the batches that have not finished")):
+        verb = verbs.add_parser(name, help=text)
+        verb.add_argument("manifest", help="the manifest classify --batch-api wrote (<output>.batch.json)")
+        if name == "collect":
+            verb.add_argument("--no-progress", action="store_true")
+        verb.set_defaults(func=func)
 
 
 def _classify_with_ray(args) -> int:
@@ -189,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "RAY_ADDRESS names (pip install \"promptclf[ray]\")")
     p.add_argument("--actors", type=int, default=2, help="--engine ray: labelling actors, each with one model "
                    "or one API client (default 2)")
+    p.add_argument("--batch-api", nargs="?", const="wait", choices=["wait", "submit"],
+                   help="label through the provider's batch API at half price (openai:, together:, "
+                   "openai-compatible:): submit, write <output>.batch.json, then wait and collect; "
+                   "`--batch-api submit` stops after submitting (promptclf batch collect <manifest> resumes)")
     _add_model_options(p)
     p.set_defaults(func=cmd_classify)
 
@@ -211,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
+    _add_batch_commands(sub)
     for register in _extensions():
         register(sub)
     return parser

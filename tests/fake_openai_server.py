@@ -83,7 +83,8 @@ class FakeOpenAIServer:
     def __init__(self, config: ServerConfig):
         self.config, self.log = config, ServerLog()
         self.rng = random.Random(config.seed)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.batches = BatchEndpoints(self)  # /v1/files and /v1/batches: see the section at the end
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), with_batch_routes(self._handler(), self))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -357,3 +358,246 @@ LLAMACPP_VALIDATION = ("1 validation error:\n  {'type': 'literal_error', 'loc': 
 
 def _error(message: str, code: str | None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": "invalid_request_error", "code": code, "param": param}}
+
+
+# ==================================================================================================
+# Batch API: /v1/files (upload, retrieve, content) and /v1/batches (create, retrieve, cancel).
+# Each line of a batch is answered by the chat-completions logic above (FakeOpenAIServer.chat), with
+# the server's injected faults: 429/500 become lines of the error file, the others off-schema answers.
+# BatchConfig adds what only batches do: expiry (lines never answered), failed lines, a failed batch,
+# and Together's dialect (purpose "batch-api", lines {custom_id, body}, UPPERCASE statuses, create's
+# answer wrapped in {"job": ...}).
+# ==================================================================================================
+
+import email.parser
+import email.policy
+import itertools
+
+OPENAI_STATUSES = ("validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling",
+                   "cancelled")
+
+
+@dataclass
+class BatchConfig:
+    dialect: str = "openai"  # or "together"
+    polls_to_finish: int = 1  # retrieves that see "in_progress" before the batch ends
+    expire_after: int | None = None  # answer this many lines, then expire: the others are never answered
+    fail_lines: int = 0  # this many lines (the file's first) go to the error file (500)
+    fail_batch: bool = False  # validation fails: status failed, no output at all
+    line_faults: dict = field(default_factory=dict)  # line number (0-based) -> a chat fault ("offlabel", ...)
+    max_lines: int = 50_000
+    max_bytes: int = 200 * 1024 * 1024
+    shuffle: bool = True  # the output file does not keep the input's order
+
+
+@dataclass
+class BatchLog:
+    uploads: int = 0
+    batches_created: int = 0
+    lines_answered: int = 0  # lines with a 200 in an output file: what a provider bills
+    lines_failed: int = 0
+    retrieves: int = 0
+    downloads: int = 0
+    cancels: int = 0
+    answered_ids: list = field(default_factory=list)  # custom_ids of billed lines, every batch
+    purposes: list = field(default_factory=list)
+    authorization: list = field(default_factory=list)
+
+
+class BatchEndpoints:
+    def __init__(self, server: FakeOpenAIServer, config: BatchConfig | None = None):
+        self.server, self.config, self.log = server, config or BatchConfig(), BatchLog()
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    def _status(self, status: str) -> str:
+        return status.upper() if self.config.dialect == "together" else status
+
+    # --- routing ------------------------------------------------------------------------------------
+
+    def handle(self, handler, method: str) -> bool:
+        """Answer a /files or /batches request; False for any other path (the chat handler takes it)."""
+        path = handler.path.split("?", 1)[0]
+        match = re.match(r".*/v1/(files|batches)(?:/([^/]+))?(?:/(content|cancel))?$", path)
+        if not match:
+            return False
+        kind, ident, action = match.groups()
+        with self.lock:
+            self.log.authorization.append(handler.headers.get("Authorization", ""))
+        given = handler.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.server.config.api_key is not None and given != self.server.config.api_key:
+            handler._send(401, _error("Incorrect API key provided", "invalid_api_key"))
+            return True
+        length = int(handler.headers.get("Content-Length", 0))
+        raw = handler.rfile.read(length) if length else b""
+        route = {("POST", "files", False): lambda: self.upload(handler.headers.get("Content-Type", ""), raw),
+                 ("GET", "files", True): lambda: self.file(ident, action),
+                 ("POST", "batches", False): lambda: self.create(json.loads(raw or b"{}")),
+                 ("GET", "batches", True): lambda: self.retrieve(ident),
+                 ("POST", "batches", True): lambda: self.cancel(ident)}.get((method, kind, ident is not None))
+        status, payload = route() if route else (404, _error(f"no route {method} {path}", "not_found"))
+        handler._send(status, payload)
+        return True
+
+    # --- files --------------------------------------------------------------------------------------
+
+    def upload(self, content_type: str, raw: bytes):
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+        if "file" not in parts or "purpose" not in parts:
+            return 400, _error("multipart upload needs `file` and `purpose`", "invalid_request")
+        purpose = parts["purpose"].get_content().strip()
+        wanted = "batch-api" if self.config.dialect == "together" else "batch"
+        if purpose != wanted:
+            return 400, _error(f"purpose {purpose!r}: this server takes {wanted!r} for batches", "invalid_purpose",
+                               "purpose")
+        data = parts["file"].get_payload(decode=True)
+        file_id = self._id("file")
+        with self.lock:
+            self.log.uploads += 1
+            self.log.purposes.append(purpose)
+            self.files[file_id] = {"data": data, "purpose": purpose, "filename": parts["file"].get_filename()}
+        return 200, self._file_object(file_id)
+
+    def _file_object(self, file_id: str) -> dict:
+        f = self.files[file_id]
+        return {"id": file_id, "object": "file", "bytes": len(f["data"]), "created_at": int(time.time()),
+                "filename": f["filename"] or "upload.jsonl", "purpose": f["purpose"]}
+
+    def file(self, file_id: str, action: str | None):
+        if file_id not in self.files:
+            return 404, _error(f"no file {file_id}", "not_found")
+        if action != "content":
+            return 200, self._file_object(file_id)
+        with self.lock:
+            self.log.downloads += 1
+        return 200, self.files[file_id]["data"]
+
+    def _store(self, lines: list[dict], purpose: str) -> str | None:
+        if not lines:
+            return None
+        file_id = self._id("file")
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        self.files[file_id] = {"data": data, "purpose": purpose, "filename": f"{file_id}.jsonl"}
+        return file_id
+
+    # --- batches ------------------------------------------------------------------------------------
+
+    def create(self, body: dict):
+        if body.get("input_file_id") not in self.files:
+            return 400, _error(f"no input file {body.get('input_file_id')!r}", "invalid_file", "input_file_id")
+        if body.get("endpoint") != "/v1/chat/completions":
+            return 400, _error(f"endpoint {body.get('endpoint')!r} not supported", "invalid_endpoint", "endpoint")
+        if self.config.dialect == "openai" and body.get("completion_window") != "24h":
+            return 400, _error("completion_window must be 24h", "invalid_value", "completion_window")
+        batch_id = self._id("batch")
+        batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"],
+                 "input_file_id": body["input_file_id"],
+                 "completion_window": body.get("completion_window", "24h"), "status": "validating",
+                 "output_file_id": None, "error_file_id": None, "errors": None, "created_at": int(time.time()),
+                 "request_counts": {"total": 0, "completed": 0, "failed": 0}, "polls": 0}
+        with self.lock:
+            self.log.batches_created += 1
+            self.batches[batch_id] = batch
+        shown = self._shown(batch)
+        return 200, {"job": shown, "warning": ""} if self.config.dialect == "together" else shown
+
+    def _shown(self, batch: dict) -> dict:
+        return {**{k: v for k, v in batch.items() if k != "polls"}, "status": self._status(batch["status"])}
+
+    def retrieve(self, batch_id: str):
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return 404, _error(f"no batch {batch_id}", "not_found")
+        with self.lock:
+            self.log.retrieves += 1
+            if batch["status"] in ("validating", "in_progress"):
+                batch["status"] = "in_progress"
+                batch["polls"] += 1
+                if batch["polls"] > self.config.polls_to_finish:
+                    self._run(batch)
+            elif batch["status"] == "cancelling":
+                batch["status"] = "cancelled"
+        return 200, self._shown(batch)
+
+    def cancel(self, batch_id: str):
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return 404, _error(f"no batch {batch_id}", "not_found")
+        with self.lock:
+            self.log.cancels += 1
+            if batch["status"] in ("validating", "in_progress"):
+                batch["status"] = "cancelling"
+        return 200, self._shown(batch)
+
+    def _run(self, batch: dict) -> None:
+        """Answer the batch's lines (under self.lock): the output and error files, and the final status."""
+        data = self.files[batch["input_file_id"]]["data"]
+        lines = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        problem = self._invalid(data, lines)
+        if problem or self.config.fail_batch:
+            batch["status"] = "failed"
+            batch["errors"] = {"object": "list", "data": [{"code": "invalid_file", "message": problem or "failed"}]}
+            return
+        batch["request_counts"]["total"] = len(lines)
+        answered = lines if self.config.expire_after is None else lines[: self.config.expire_after]
+        output, errors = [], []
+        for n, line in enumerate(answered):
+            status, body = self._answer(line["body"], n < self.config.fail_lines, self.config.line_faults.get(n))
+            record = {"id": f"batch_req_{n}", "custom_id": line["custom_id"],
+                      "response": {"status_code": status, "request_id": f"req_{n}", "body": body}, "error": None}
+            (output if status == 200 else errors).append(record)
+        if self.config.shuffle:
+            random.Random(len(lines)).shuffle(output)
+        self.log.lines_answered += len(output)
+        self.log.lines_failed += len(errors)
+        self.log.answered_ids += [r["custom_id"] for r in output]
+        batch["request_counts"].update(completed=len(output), failed=len(errors))
+        batch["output_file_id"] = self._store(output, "batch_output")
+        batch["error_file_id"] = self._store(errors, "batch_output")
+        batch["status"] = "completed" if self.config.expire_after is None else "expired"
+
+    def _invalid(self, data: bytes, lines: list[dict]) -> str | None:
+        if len(lines) > self.config.max_lines or len(data) > self.config.max_bytes:
+            return f"{len(lines)} lines, {len(data)} bytes: over this server's limits"
+        keys = {"custom_id", "body"} if self.config.dialect == "together" else {"custom_id", "method", "url", "body"}
+        bad = next((n for n, line in enumerate(lines) if set(line) != keys), None)
+        if bad is not None:
+            return f"line {bad + 1} has fields {sorted(lines[bad])}, expected {sorted(keys)}"
+        if len({line["custom_id"] for line in lines}) != len(lines):
+            return "custom_id values are not unique"
+        return None
+
+    def _answer(self, body: dict, failing: bool, fault: str | None) -> tuple[int, dict]:
+        if failing:
+            return 500, _error("the model failed on this request", "server_error")
+        fault = fault or self.server.draw_fault()
+        if fault == "429":
+            return 429, _error("rate limited", "rate_limit_exceeded")
+        if fault == "500":
+            return 500, _error("boom", "server_error")
+        refused = None
+        if body.get("model") == "no-such-model":
+            refused = 404, _error("The model `no-such-model` does not exist", "model_not_found")
+        return refused or (200, self.server.chat(body, None if fault == "slow" else fault))
+
+
+def with_batch_routes(handler_class, server: FakeOpenAIServer):
+    """The chat handler, with /v1/files and /v1/batches answered by `server.batches` first."""
+
+    class BatchRoutes(handler_class):
+        def do_POST(self):
+            if not server.batches.handle(self, "POST"):
+                super().do_POST()
+
+        def do_GET(self):
+            if not server.batches.handle(self, "GET"):
+                self._send(404, _error(f"no route {self.path}", "not_found"))
+
+    return BatchRoutes
