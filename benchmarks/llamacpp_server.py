@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server is stopped on `kill`
     score_rows = test[: args.score_items]
     with llamacpp_server(threads=args.threads, log_path=args.log) as url:
-        print(f"| path | works / fails | requests per item | accuracy | items/s | with confidence |\n"
+        print("| path | works / fails | requests per item | accuracy | items/s | with confidence |\n"
               f"|---|---|---|---|---|---|", flush=True)
         served = run(f"completions:gemma-3-270m@{url}", score_rows, timeout=args.timeout)
         print(f"| `completions:` ({len(score_rows)} items) | {served['status'][:160]} | {served['requests']:.2f} | "

@@ -10,7 +10,6 @@ from promptclf import Classifier, ConfigError
 from promptclf.cli import main
 from promptclf.data import load_ag_news, split
 from promptclf.finetune import FineTuneConfig, FineTunedMethod, finetune, plan_schedule
-from promptclf.usage import Usage
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from promptclf.labels import LabelError, LabelSet, normalize
+from promptclf.labels import LabelError, LabelSet
 from promptclf.prompts import ChatPrompt, defuse
 from promptclf.schemas import batch_schema, read_batch
 
