@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     score_rows = test[: args.score_items]
     with llamacpp_server(threads=args.threads, log_path=args.log) as url:
         print("| path | works / fails | requests per item | accuracy | items/s | with confidence |\n"
-              f"|---|---|---|---|---|---|", flush=True)
+              "|---|---|---|---|---|---|", flush=True)
         served = run(f"completions:gemma-3-270m@{url}", score_rows, timeout=args.timeout)
         print(f"| `completions:` ({len(score_rows)} items) | {served['status'][:160]} | {served['requests']:.2f} | "
               f"{served['accuracy']:.3f} | {served['items_s']:.3f} | {served['confidence']} |", flush=True)

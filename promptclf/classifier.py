@@ -138,7 +138,7 @@ class Classifier:
         from .examples import check_examples
 
         pool = check_examples(examples, self.labels)
-        template, artifact_labels = prompt, None
+        template = prompt
         if prompt is not None and str(prompt).endswith(".json"):
             from .optimize import PromptArtifact
 
