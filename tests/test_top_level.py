@@ -1,5 +1,5 @@
 """`promptclf.finetune`, `promptclf.optimize` and `promptclf.compare` are the functions, while the modules of
-the same names stay importable in either order (checked in fresh interpreters)."""
+the same names stay importable in either order (checked in fresh interpreters), and load only when used."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def test_the_top_level_name_is_the_function_of_its_module(name):
 
 
 MODULES_FIRST = """
+import sys
+import promptclf
+assert not [name for name in ("finetune", "optimize", "compare") if f"promptclf.{name}" in sys.modules]
 from promptclf.finetune import FineTuneConfig, finetune as from_module
 from promptclf.optimize import PromptArtifact
 import promptclf.compare
