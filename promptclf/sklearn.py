@@ -20,6 +20,10 @@ X is one text per row: a list, a 1-D array or a pandas Series of strings, or a 2
 column. y may hold strings or any other values (`cross_val_predict` passes integers); a label is shown to the
 model as its `str()`.
 
+Pickling keeps the parameters, classes and training rows; `classifier_` rebuilds the method from them on first
+use (models, HTTP clients and locks do not pickle).
+
+The class order (ClassifierMixin, BaseEstimator) is the one scikit-learn's check_mixin_order asks for.
 `sklearn.utils.estimator_checks.check_estimator` passes its API checks; the checks in `NOT_APPLICABLE` are
 expected to fail, each for the reason given there: they feed numeric feature matrices, and a text classifier
 rejects a row that is not a string (tests/test_sklearn.py runs all of them and checks that each listed one does

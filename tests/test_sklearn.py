@@ -47,7 +47,7 @@ def test_fit_learns_from_the_examples_and_predicts_classes(data):
     predicted = est.predict(X_test)
     assert set(predicted) <= set(est.classes_) and len(predicted) == len(X_test)
     proba = est.predict_proba(X_test)
-    assert proba.shape == (len(X_test), 4) and np.allclose(proba.sum(axis=1), 1.0)
+    assert proba.shape == (len(X_test), 4) and np.abs(proba.sum(axis=1) - 1.0).max() < 1e-12
     assert list(est.classes_[proba.argmax(axis=1)]) == list(predicted)
     accuracy = est.score(X_test, y_test)
     assert isinstance(accuracy, float) and accuracy == np.mean(predicted == np.array(y_test))
@@ -222,3 +222,19 @@ def test_offline_cross_validates_in_fit(data):
     assert estimate is not None and set(estimate.weights) == {"labels", "examples"}  # trained before predict
     proba = est.predict_proba(X_test)
     assert proba.shape == (len(X_test), 4) and est.score(X_test, y_test) > 0.5
+
+
+def test_a_finetuned_model_keeps_its_own_labels_and_order(data, tmp_path):
+    import promptclf
+
+    X, y, X_test, _ = data
+    tiny = {"iterations": 2, "min_pairs": 32, "max_pairs": 64, "batch_size": 16, "max_length": 64}
+    rows = [{"text": t, "label": label} for t, label in zip(X[:16], y[:16])]
+    trained = promptclf.finetune(rows, LABELS, out=tmp_path / "sf", method="setfit", progress=False, **tiny)
+    est = PromptClassifier(f"finetuned:{tmp_path / 'sf'}", cache=False).fit(X[:8], y[:8])
+    assert list(est.classes_) == LABELS  # the model's order, not sorted, and labels y[:8] may lack
+    direct = Classifier(LABELS, method=trained, cache=False).predict(X_test[:6])
+    assert np.allclose(est.predict_proba(X_test[:6]), [[p.scores[name] for name in LABELS] for p in direct],
+                       atol=1e-6)
+    with pytest.raises(ValueError, match=r"y\[0\] = 'Weather' is not one of labels"):
+        est.fit(X[:2], ["Weather", "World"])
