@@ -61,7 +61,7 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
         from .label_similarity import LabelSimilarity
 
         encoder = None if spec.name == "minilm" else _encoder(spec.name)
-        return LabelSimilarity(labels, encoder=encoder, unlabeled=options["unlabeled"])
+        return LabelSimilarity(labels, encoder=encoder, unlabeled=options["unlabeled"], examples=pool)
     if spec.provider == "offline":
         from .offline import OfflineClassifier
 

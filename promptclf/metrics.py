@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-
 
 def classification_metrics(gold: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]) -> dict:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score  # here: importing it costs ~2 s
+
     pred = [p if p is not None else "<none>" for p in predicted]
     per_class = f1_score(gold, pred, labels=list(labels), average=None, zero_division=0)
     return {

@@ -1,0 +1,287 @@
+"""A scikit-learn estimator over promptclf: `PromptClassifier(model=...)`, usable with `clone`, `Pipeline`,
+`cross_val_score` and `GridSearchCV`.
+
+`__init__` only stores its parameters. `fit(X, y)` sets `classes_` (the sorted distinct labels of y; or
+`labels=`, in the order given, which may name labels y lacks; or, for `finetuned:<dir>`, the saved model's
+labels) and builds the promptclf `Classifier` with (X, y) as its examples:
+
+- `offline`: the examples are cross-validated and the chosen components trained (SetFit too, unless
+  `offline={"components": ...}` leaves it out), in `fit`;
+- `embed`: each label's vector moves towards its examples' centroid (label_similarity.py);
+- chat models (`openai:...`, `openai-compatible:...`, `together:...`), `local` and `completions:...`: the
+  examples are the few-shot pool (`example_selection`, `k` choose from it);
+- `finetuned:<dir>` is trained already: fit checks that y uses its labels and nothing else.
+
+`predict_proba` gives the method's per-label scores, columns in `classes_` order. Chat models answer a label
+without scores, so for them `predict_proba` does not exist (`hasattr(est, "predict_proba")` is False, as for
+scikit-learn's SVC without probability=True) rather than returning a made-up one-hot.
+
+X is one text per row: a list, a 1-D array or a pandas Series of strings, or a 2-D array / DataFrame with one
+column. y may hold strings or any other values (`cross_val_predict` passes integers); a label is shown to the
+model as its `str()`.
+
+Pickling keeps the parameters, classes and training rows; `classifier_` rebuilds the method from them on first
+use (models, HTTP clients and locks do not pickle).
+
+The class order (ClassifierMixin, BaseEstimator) is the one scikit-learn's check_mixin_order asks for.
+`sklearn.utils.estimator_checks.check_estimator` passes its API checks; the checks in `NOT_APPLICABLE` are
+expected to fail, each for the reason given there: they feed numeric feature matrices, and a text classifier
+rejects a row that is not a string (tests/test_sklearn.py runs all of them and checks that each listed one does
+fail and every other passes).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from .backends import ConfigError, parse_model
+
+# Methods whose predictions carry a probability per label (Prediction.scores).
+SCORED = ("offline", "embed", "local", "completions", "finetuned")
+
+# check_estimator's checks that cannot apply to a text classifier, and why; all its others pass. Their text
+# counterparts (fit returns self, parameters untouched, refit idempotent, order and subset invariance, pickling,
+# is_fitted) are in tests/test_sklearn.py.
+_MATRIX = "it fits on a numeric matrix of several columns; the input is one text per row"
+NOT_APPLICABLE = {name: _MATRIX for name in (
+    "check_classifier_data_not_an_array", "check_classifiers_classes", "check_classifiers_train",
+    "check_dict_unchanged", "check_dont_overwrite_parameters", "check_dtype_object", "check_estimators_dtypes",
+    "check_estimators_fit_returns_self", "check_estimators_overwrite_params", "check_estimators_pickle",
+    "check_f_contiguous_array_estimator", "check_fit2d_predict1d", "check_fit_check_is_fitted",
+    "check_fit_idempotent", "check_fit_score_takes_y", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_pipeline_consistency", "check_readonly_memmap_input",
+    "check_supervised_y_2d")}
+NOT_APPLICABLE.update({
+    "check_n_features_in": "n_features_in_ counts numeric columns: a text has none",
+    "check_n_features_in_after_fitting": "n_features_in_ counts numeric columns: a text has none",
+    "check_estimators_nan_inf": "NaN and inf are numbers; a row that is not a string is rejected as such",
+    "check_positive_only_tag_during_fit": "negative numbers: a row that is not a string is rejected as such",
+    "check_fit2d_1feature": "one numeric column: one column is accepted, but its rows must be strings",
+})
+# Classifier options with a parameter of their own here, and those fit sets; `options` may hold any other.
+_OWN = ("descriptions", "aliases", "instructions", "example_selection", "k", "prompt", "batch_size", "concurrency",
+        "max_attempts", "timeout", "structured", "calibrate", "offline", "cache", "progress", "seed")
+_SET_BY_FIT = ("labels", "model", "examples", "method")
+
+
+class PromptClassifier(ClassifierMixin, BaseEstimator):
+    """promptclf as a scikit-learn classifier (see the module's docstring for what `fit` does per method).
+
+    >>> est = PromptClassifier(model="embed").fit(texts, labels)
+    >>> est.predict(new_texts), est.predict_proba(new_texts), est.score(test_texts, test_labels)
+
+    The parameters are `Classifier`'s of the same names; `options` passes any other Classifier option
+    (quantize, threads, fallback, max_item_tokens, unlabeled, ...). `cache` takes True/False, a directory or a
+    cache URL (a string clones; an open backend object may not). Progress bars are off by default: a grid
+    search fits many times.
+    """
+
+    def __init__(self, model: str = "offline", *, labels: Sequence | None = None, descriptions: dict | None = None,
+                 aliases: dict | None = None, instructions: str = "", example_selection: str = "auto",
+                 k: int | None = None, prompt: str | None = None, batch_size: int = 10, concurrency: int = 4,
+                 max_attempts: int = 6, timeout: float = 60.0, structured: str = "auto", calibrate: str = "auto",
+                 offline: dict | None = None, cache=True, progress: bool = False, seed: int = 0,
+                 options: dict | None = None):
+        self.model = model
+        self.labels = labels
+        self.descriptions = descriptions
+        self.aliases = aliases
+        self.instructions = instructions
+        self.example_selection = example_selection
+        self.k = k
+        self.prompt = prompt
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.structured = structured
+        self.calibrate = calibrate
+        self.offline = offline
+        self.cache = cache
+        self.progress = progress
+        self.seed = seed
+        self.options = options
+
+    # --- scikit-learn's verbs -------------------------------------------------------------------------
+
+    def fit(self, X, y):
+        y = _targets(y)
+        classes = self._classes(y)
+        texts = as_texts(X)
+        if len(texts) != len(y):
+            raise ValueError(f"X has {len(texts)} rows but y has {len(y)}")
+        self.classes_, self._names = classes, _names(classes)
+        position = {c: i for i, c in enumerate(self._names)}
+        for i, value in enumerate(y):
+            if str(value) not in position:
+                raise ValueError(f"y[{i}] = {_plain(value)!r} is not one of labels={self.classes_.tolist()}")
+        self._rows = [{"text": t, "label": str(v)} for t, v in zip(texts, y)]
+        self._classifier = self._build(self._rows)
+        return self
+
+    @property
+    def classifier_(self):
+        """The fitted promptclf Classifier (its `report`: calls, tokens, cost and time of the last predict)."""
+        check_is_fitted(self)
+        if self.__dict__.get("_classifier") is None:  # unpickled: rebuilt from the rows it was fitted on
+            self._classifier = self._build(self._rows)
+        return self._classifier
+
+    def __getstate__(self):
+        """Parameters, classes and training rows: a method's models, clients and locks do not pickle, and
+        `classifier_` rebuilds them (offline: from its saved state under PROMPTCLF_HOME, else it trains again)."""
+        state = dict(super().__getstate__())
+        state.pop("_classifier", None)
+        return state
+
+    def predict(self, X) -> np.ndarray:
+        predictions = self._predictions(X)
+        index = {name: i for i, name in enumerate(self._names)}
+        return self.classes_[[index[p.label] for p in predictions]]
+
+    def _gives_scores(self) -> bool:
+        try:
+            return parse_model(self.model).provider in SCORED
+        except ConfigError:
+            return False
+
+    @available_if(_gives_scores)
+    def predict_proba(self, X) -> np.ndarray:
+        """Per-label probabilities, columns in `classes_` order (only for methods that score every label)."""
+        predictions = self._predictions(X)
+        proba = np.zeros((len(predictions), len(self._names)))
+        for i, p in enumerate(predictions):
+            if not p.scores:
+                raise ValueError(f"item {i}: the answer (source {p.source!r}) has no per-label scores")
+            proba[i] = [p.scores.get(name, 0.0) for name in self._names]
+        return proba / proba.sum(axis=1, keepdims=True)  # scores computed in float32 sum to 1 +- 1e-7
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        # Not one_d_array, like scikit-learn's own CountVectorizer: with it check_estimator slices X[:, 0] and
+        # then indexes it in 2-D; two_d_array (one column is accepted) or check_estimator runs no check at all.
+        tags.input_tags.two_d_array = True
+        return tags
+
+    # --- the steps ------------------------------------------------------------------------------------
+
+    def _classes(self, y: np.ndarray) -> np.ndarray:
+        if self.labels is not None:
+            if isinstance(self.labels, str):
+                raise ValueError("labels must be a list of labels, not one string")
+            classes = np.asarray(list(self.labels))
+        else:
+            saved = self._saved_labels()
+            classes = np.asarray(saved) if saved is not None else np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y has one class ({_plain(classes[0])!r}): a classifier needs two or more to choose "
+                             f"between; name the others with labels=")
+        return classes
+
+    def _saved_labels(self) -> list[str] | None:
+        """A `finetuned:<dir>` model's own labels, in its order (it answers only those)."""
+        if not self._is_finetuned():
+            return None
+        from pathlib import Path
+
+        from .finetune import read_meta
+        from .labels import LabelSet
+
+        return LabelSet.from_json(read_meta(Path(parse_model(self.model).name))["labels"]).names
+
+    def _is_finetuned(self) -> bool:
+        return isinstance(self.model, str) and parse_model(self.model).provider == "finetuned"
+
+    def _classifier_options(self) -> dict:
+        extra = dict(self.options or {})
+        clash = sorted(set(extra) & set(_OWN + _SET_BY_FIT))
+        if clash:
+            raise ValueError(f"options {clash}: pass them as PromptClassifier parameters, not in options= "
+                             f"({', '.join(_SET_BY_FIT)} are set by fit)")
+        return {**{name: getattr(self, name) for name in _OWN}, **extra}
+
+    def _build(self, rows: list[dict]):
+        from .classifier import Classifier
+
+        options = self._classifier_options()
+        provider = parse_model(self.model).provider
+        if provider == "finetuned":
+            return Classifier(self._names, self.model, **options)  # trained already: the examples teach it nothing
+        classifier = Classifier(self._names, self.model, examples=rows, **options)
+        if provider == "offline":
+            classifier.method.fit()  # cross-validation and training belong to fit, not to the first predict
+        return classifier
+
+    def _predictions(self, X) -> list:
+        predictions = self.classifier_.predict(as_texts(X))
+        for i, p in enumerate(predictions):
+            if p is None:
+                raise ValueError(f"item {i} got no label (empty, with skip_empty=True); predict needs one per row")
+        return predictions
+
+
+def as_texts(X) -> list[str]:
+    """One string per row from a list, 1-D array, Series, or a one-column 2-D array / DataFrame."""
+    from scipy.sparse import issparse
+
+    if isinstance(X, str):
+        raise ValueError("X must be a sequence of texts, not one string: wrap it as [text]")
+    if issparse(X):
+        raise TypeError("X is a sparse matrix: sparse input is not supported; give one text per row")
+    if hasattr(X, "columns"):  # a DataFrame
+        _one_column(X.shape)
+        X = X.iloc[:, 0]
+    if not hasattr(X, "tolist") and not hasattr(X, "__iter__") and hasattr(X, "__array__"):
+        X = np.asarray(X)
+    values = X.tolist() if hasattr(X, "tolist") else list(X)
+    if values and isinstance(values[0], (list, tuple)):  # 2-D
+        _one_column((len(values), len(values[0])))
+        if any(len(row) != 1 for row in values):
+            raise ValueError("X rows have different lengths; give one text per row")
+        values = [row[0] for row in values]
+    for i, text in enumerate(values):
+        if not isinstance(text, str):
+            raise ValueError(f"X row {i} is {type(text).__name__} ({_plain(text)!r:.40}), not a string: "
+                             f"PromptClassifier labels texts")
+    return values
+
+
+def _one_column(shape: tuple) -> None:
+    if shape[1] == 0:  # worded as scikit-learn words it, which its checks look for
+        raise ValueError(f"X has 0 feature(s) (shape={shape}) while a minimum of 1 is required: one column of texts")
+    if shape[1] > 1:
+        raise ValueError(f"X has {shape[1]} columns (shape={shape}); give one text per row (one column)")
+
+
+def _targets(y) -> np.ndarray:
+    from sklearn.utils.multiclass import check_classification_targets
+
+    if y is None:
+        raise ValueError("PromptClassifier requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y must be one label per row (1-D); got shape {y.shape}")
+    if len(y) == 0:
+        raise ValueError("fit needs at least one labelled row; got 0 sample(s)")
+    check_classification_targets(y)  # a continuous y is an error, not thousands of classes
+    return y
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, for messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _names(classes: np.ndarray) -> list[str]:
+    names = [str(c) for c in classes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"labels {classes.tolist()} are not distinct as text")
+    return names
