@@ -200,6 +200,32 @@ def fit_defaults(cells: list[dict], budget: int) -> str:
     return "\n".join(lines)
 
 
+def compare_rules(cells: list[dict]) -> str:
+    """The automatic choice under other priors and margins, replayed on the stored cross-validation: per rule,
+    the cells where it lands within a point of the best single component, and its mean shortfall, on seed 0
+    (where rules were looked at) and on the other seeds (not looked at when the rule was set)."""
+    import promptclf.offline as offline
+
+    cells = [c for c in cells if "candidates_cv" in c]
+    singles = ("labels", SELF_TRAINED, "examples", "setfit")
+    lines = ["| prior | margin | seed 0: within 1 pt | mean shortfall | seeds 1+: within 1 pt | mean shortfall |",
+             "|---|---|---|---|---|---|"]
+    saved = offline.PRIORS
+    try:
+        for prior in ("setfit", SELF_TRAINED, "combination"):
+            offline.PRIORS = (prior, "combination")
+            for margin in (0.0, 0.05, 0.10):
+                row = [prior, f"{margin:.2f}"]
+                for group in ([c for c in cells if c["seed"] == 0], [c for c in cells if c["seed"] != 0]):
+                    gaps = [max(c["accuracy"][n] for n in singles if n in c["accuracy"])
+                            - c["accuracy"][pick(c["candidates_cv"], margin)] for c in group]
+                    row += [f"{sum(g <= 0.01 for g in gaps)}/{len(gaps)}", f"{np.mean(gaps):.3f}" if gaps else "–"]
+                lines.append("| " + " | ".join(row) + " |")
+    finally:
+        offline.PRIORS = saved
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=",".join(NAMES))
@@ -208,11 +234,16 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--out", default=str(ROOT / "reports" / "few_labels"))
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--rules", action="store_true", help="replay the automatic choice under other priors and "
+                        "margins on the stored cells")
     parser.add_argument("--fit-defaults", type=int, metavar="BUDGET", help="grid the default weights on the cells "
                         "with this many examples per class (0: the zero-shot components)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.rules:
+        print(compare_rules([json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]))
+        return
     if args.fit_defaults is not None:
         print(fit_defaults([json.loads(p.read_text()) for p in sorted(out.glob("*.json"))], args.fit_defaults))
         return
