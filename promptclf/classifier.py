@@ -121,7 +121,8 @@ class Classifier:
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
                  calibrate: str = "auto", demo_words: int | None = 12, item_words: int | None = None,
                  threads: int | None = None, quantize: str | None = "auto", max_length: int = 1024,
-                 local_batch_size: int = 16, llm=None, method: Method | None = None, offline=None):
+                 local_batch_size: int = 16, llm=None, method: Method | None = None, offline=None,
+                 cascade_from: str | Method | None = None, cascade_below: float | None = None):
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
         if example_selection not in ("auto", "all", "per-class", "similar"):
@@ -158,11 +159,24 @@ class Classifier:
         )
         self.method = method or build_method(self.spec, self.labels, self.options)
         self.cache = _open_cache(cache)
+        if cascade_from is not None or cascade_below is not None:
+            self.method = self._cascade(cascade_from, cascade_below)
         self.fallback = _fallback(fallback, self.labels)
         self.fallback_below = fallback_below
         self.skip_empty, self.max_item_tokens, self.truncate = skip_empty, max_item_tokens, truncate
         self.progress, self.prices = progress, prices or {}
         self.report = Usage(model=self.spec.id, prices=self.prices)
+
+    def _cascade(self, local, below):
+        """The configured method as the API stage behind a local first stage (promptclf.cascade)."""
+        from .cascade import Cascade
+
+        if local is None or below is None:
+            raise ConfigError("a cascade needs both cascade_from (the local model) and cascade_below (its "
+                              "confidence threshold, e.g. chosen with promptclf.cascade.choose_threshold)")
+        if not isinstance(local, Method):
+            local = build_method(parse_model(local), self.labels, self.options)
+        return Cascade(local, self.method, below, cache=self.cache)
 
     # --- the verbs ------------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ malformed JSON, short (an answer missing), duplicated (an item answered twice), 
 zero-based (answers numbered 0..n-1 by position, ignoring the ids) and shifted (every id one too high).
 Configuration faults, every request: a key it refuses (401), a model it does not serve (404), no support
 for `response_format` (400), completions without prompt logprobs (llama.cpp's server), and a gullible
-model that obeys answers written inside an item.
+model that obeys answers written inside an item. `noisy_oracle` makes an oracle of a set error rate (a
+simulated model of known accuracy).
 """
 
 from __future__ import annotations
@@ -241,3 +242,22 @@ class FakeOpenAIServer:
 
 def _error(message: str, code: str | None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": "invalid_request_error", "code": code, "param": param}}
+
+
+def noisy_oracle(oracle: Callable[[str], str], labels, error_rate: float, seed: int = 0) -> Callable[[str], str]:
+    """The oracle, answering a wrong label for a seeded `error_rate` share of items: a SIMULATED model of
+    known accuracy (about 1 - error_rate). Which items get a wrong answer, and which wrong label, depends only
+    on the item's text (whitespace-insensitive) and the seed, so every request and rerun answers an item alike."""
+    import hashlib
+
+    labels = list(labels)
+
+    def answer(text: str) -> str:
+        right = oracle(text)
+        digest = hashlib.sha256(f"{seed}|{' '.join(text.split())}".encode()).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= error_rate:
+            return right
+        others = [label for label in labels if label != right]
+        return others[int.from_bytes(digest[8:16], "big") % len(others)]
+
+    return answer
