@@ -10,6 +10,7 @@ already paid for. `frontier` and `choose_threshold` are pure functions on the de
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
@@ -36,7 +37,7 @@ class Cascade:
     cacheable = False  # each stage caches its own answers (see _stage); the cascade adds nothing to cache
 
     def __init__(self, local: Method, api: Method, below: float, *, cache: AnswerCache | None = None):
-        if isinstance(below, bool) or not isinstance(below, (int, float)) or not below >= 0:
+        if isinstance(below, bool) or not isinstance(below, numbers.Real) or not below >= 0:
             raise ConfigError(f"cascade threshold {below!r}: give a confidence of 0 or more (0.8 sends the items "
                               "the local method is less than 80% sure of to the API)")
         if local.labels.names != api.labels.names:
@@ -60,9 +61,9 @@ class Cascade:
         unsure_why: list[str] = []
         for pos, outcome in _stage(self.local, texts, local_usage, self.cache):
             if isinstance(outcome, Prediction) and outcome.confidence is None:
-                raise ConfigError(f"cascade: the local stage ({type(self.local).__name__}) answered item {pos} "
-                                  "without a confidence; cascade from a method that gives one (finetuned:<dir>, "
-                                  "embed, offline, local, a fitted baseline)")
+                raise ConfigError(f"cascade: the local stage ({type(self.local).__name__}) answers without a "
+                                  "confidence; cascade from a method that gives one (finetuned:<dir>, embed, "
+                                  "offline, local, a fitted baseline)")
             if isinstance(outcome, Prediction) and outcome.confidence >= self.below:
                 usage.add(answered_locally=1, cache_hits=int(outcome.source == "cache"))
                 yield pos, outcome if outcome.source == "cache" else replace(outcome, source="local")
@@ -160,7 +161,8 @@ class FrontierPoint:
 
 
 def candidate_thresholds(confidence: np.ndarray) -> np.ndarray:
-    """0 (only the items the local stage failed go to the API), every distinct confidence, and a threshold above them all (every item)."""
+    """0 (only the items the local stage failed go to the API), every distinct confidence, and a threshold
+    above them all (every item)."""
     finite = np.unique(confidence[np.isfinite(confidence)])
     top = np.nextafter(max(1.0, float(finite.max()) if finite.size else 1.0), math.inf)
     return np.concatenate([[0.0], finite[finite > 0], [top]])
@@ -199,7 +201,7 @@ class Goal:
     def __post_init__(self):
         if self.kind not in GOALS:
             raise ConfigError(f"cascade goal {self.kind!r}: choose one of {', '.join(GOALS)}")
-        if not (isinstance(self.value, (int, float)) and self.value >= 0):
+        if isinstance(self.value, bool) or not (isinstance(self.value, numbers.Real) and self.value >= 0):
             raise ConfigError(f"cascade goal {self.kind}:{self.value!r}: the value must be a number, 0 or more")
 
     @classmethod
@@ -235,7 +237,9 @@ def choose_threshold(points: Sequence[FrontierPoint], goal: Goal | str) -> Front
         floor = goal.value if goal.kind == "accuracy" else api_only - goal.value
         feasible = [p for p in points if p.accuracy >= floor - 1e-12]
         best = min(feasible, key=lambda p: (p.api_share, -p.accuracy, p.threshold), default=None)
-        wanted = f"accuracy {floor:.4f}" + (f" (API alone {api_only:.4f}, less {goal.value:g})" if goal.kind == "drop" else "")
+        wanted = f"accuracy {floor:.4f}"
+        if goal.kind == "drop":
+            wanted += f" (API alone {api_only:.4f}, less {goal.value:g})"
     else:
         spent = (lambda p: p.api_share) if goal.kind == "share" else (lambda p: p.cost_per_1k_items)
         feasible = [p for p in points if spent(p) <= goal.value + 1e-12]

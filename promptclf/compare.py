@@ -162,17 +162,27 @@ def _label(clf: Classifier, test: list[dict], chunk: int) -> tuple[list, list, l
     return predicted, latencies, usage, time.perf_counter() - started
 
 
+def _cascade_options(ctx: Context) -> tuple[dict, object]:
+    """The cascade row's settings and its Goal, checked before any row runs."""
+    from .cascade import Goal
+
+    options = {**CASCADE_DEFAULTS, **ctx.cascade}
+    if options["from"] not in CASCADE_LOCAL or options["api"] not in CASCADE_API:
+        raise ValueError(f"cascade from {options['from']!r} to {options['api']!r}: the local stage is one of "
+                         f"{list(CASCADE_LOCAL)}, the API stage one of {list(CASCADE_API)}")
+    if not ctx.dev:
+        raise ValueError("the cascade row chooses its threshold on the dev rows: give a split with some "
+                         "(train/dev/test, e.g. 4000/600/3000)")
+    return options, Goal.parse(options["goal"])
+
+
 def _run_cascade(ctx: Context, test: list[dict], chunk: int) -> dict:
     """The cascade row: its threshold chosen on the dev rows for the goal, then the cascade run on the test
     rows (its calls are real). Both stages are also run on every dev and test row, for the frontier: the
     accuracy and cost at every threshold."""
-    from .cascade import Goal, choose_threshold, frontier, measure
+    from .cascade import choose_threshold, frontier, measure
 
-    options = {**CASCADE_DEFAULTS, **ctx.cascade}
-    goal = Goal.parse(options["goal"])
-    if options["from"] not in CASCADE_LOCAL or options["api"] not in CASCADE_API:
-        raise ValueError(f"cascade from {options['from']!r} to {options['api']!r}: the local stage is one of "
-                         f"{list(CASCADE_LOCAL)}, the API stage one of {list(CASCADE_API)}")
+    options, goal = _cascade_options(ctx)
     factories = _factories()
     with PeakMemory() as memory:
         started = time.perf_counter()  # "train s": the local stage's training and both stages on the dev rows
@@ -253,6 +263,8 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(labels, train, dev, model, out, seed, **options)
     factories = _factories()
+    if "cascade" in methods:
+        _cascade_options(ctx)
     results = []
     for name in methods:
         results.append(_run_cascade(ctx, test, chunk) if name == "cascade" else

@@ -80,7 +80,8 @@ def test_frontier_matches_a_direct_count():
 
 def _points():
     # threshold, accuracy, share: more to the API is more accurate up to 0.8, then no better
-    table = [(0.0, 0.80, 0.0), (0.6, 0.85, 0.2), (0.7, 0.88, 0.35), (0.8, 0.895, 0.5), (0.9, 0.90, 0.7), (1.1, 0.90, 1.0)]
+    table = [(0.0, 0.80, 0.0), (0.6, 0.85, 0.2), (0.7, 0.88, 0.35), (0.8, 0.895, 0.5), (0.9, 0.90, 0.7),
+             (1.1, 0.90, 1.0)]
     return [FrontierPoint(t, a, s, int(100 * s), 0.1 * s) for t, a, s in table]
 
 
@@ -183,7 +184,7 @@ class _NoConfidence:
 
 def test_configuration_errors_come_before_any_call(server_factory, local, items):
     server = server_factory()
-    with pytest.raises(ConfigError, match="answered item 0 without a confidence"):
+    with pytest.raises(ConfigError, match=r"local stage \(_NoConfidence\) answers without a confidence"):
         _classifier(server, _NoConfidence(), 0.5, cache=False).predict(items)
     with pytest.raises(ConfigError, match="needs both cascade_from"):
         Classifier(LABELS, f"openai-compatible:gpt-test@{server.base_url}", cascade_below=0.5)
@@ -245,3 +246,14 @@ def test_compare_has_a_cascade_row_and_its_frontier(tmp_path, sample_rows, serve
     assert (tmp_path / "frontier.png").stat().st_size > 10_000
     assert len(list(csv.DictReader(open(tmp_path / "frontier.csv")))) == len(dev) + len(test_points)
     assert json.loads((tmp_path / "report.json").read_text())[1]["threshold"] == cascade["threshold"]
+
+
+def test_compare_cli_refuses_a_cascade_it_cannot_tune(tmp_path, capsys):
+    base = ["compare", "--data", "tests/data/agnews_sample.csv", "--text-column", "title,description",
+            "--label-names", "1=World,2=Sports,3=Business,4=Sci/Tech", "--methods", "cascade", "--out", str(tmp_path)]
+    assert main(base + ["--split", "80/0/30"]) == 2
+    assert "chooses its threshold on the dev rows" in capsys.readouterr().err
+    assert main(base + ["--split", "80/10/30", "--cascade-goal", "speed:3"]) == 2
+    assert "cascade goal 'speed'" in capsys.readouterr().err
+    assert main(base + ["--split", "80/10/30", "--cascade-from", "zero-shot"]) == 2
+    assert "the local stage is one of" in capsys.readouterr().err
