@@ -12,7 +12,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from .backends import ConfigError, ModelSpec, chat_model, llm_fingerprint, parse_model
-from .cache import CacheBackend, ChunkedWriter, answer_key, open_cache
+from .cache import CacheBackend, open_cache
 from .labels import LabelSet
 from .methods import Failure, Method, Prediction
 from .usage import Usage
@@ -128,7 +128,8 @@ class Classifier:
                  calibrate: str = "auto", demo_words: int | None = 12, item_words: int | None = None,
                  threads: int | None = None, quantize: str | None = "auto", max_length: int = 1024,
                  local_batch_size: int = 16, llm=None, method: Method | None = None, offline=None,
-                 unlabeled: Sequence[str] | None = None):
+                 unlabeled: Sequence[str] | None = None, cascade_from: str | Method | None = None,
+                 cascade_below: float | None = None):
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
         if example_selection not in ("auto", "all", "per-class", "similar"):
@@ -167,11 +168,24 @@ class Classifier:
         )
         self.method = method or build_method(self.spec, self.labels, self.options)
         self.cache = open_cache(cache)
+        if cascade_from is not None or cascade_below is not None:
+            self.method = self._cascade(cascade_from, cascade_below)
         self.fallback = _fallback(fallback, self.labels)
         self.fallback_below = fallback_below
         self.skip_empty, self.max_item_tokens, self.truncate = skip_empty, max_item_tokens, truncate
         self.progress, self.prices = progress, prices or {}
         self.report = Usage(model=self.spec.id, prices=self.prices)
+
+    def _cascade(self, local, below):
+        """The configured method as the API stage behind a local first stage (promptclf.cascade)."""
+        from .cascade import Cascade
+
+        if local is None or below is None:
+            raise ConfigError("a cascade needs both cascade_from (the local model) and cascade_below (its "
+                              "confidence threshold, e.g. chosen with promptclf.cascade.choose_threshold)")
+        if not isinstance(local, Method):
+            local = build_method(parse_model(local), self.labels, self.options)
+        return Cascade(local, self.method, below, cache=self.cache)
 
     # --- the verbs ------------------------------------------------------------------------------------
 
@@ -249,26 +263,18 @@ class Classifier:
         return cut()
 
     def _answer(self, unique: list[str]) -> tuple[dict[str, Prediction], dict[str, str]]:
-        """Cache first (one lookup per chunk of keys); the method answers the rest, each answer stored as it
-        arrives, a small chunk per write (see ChunkedWriter)."""
-        identity, labels = self.method.identity, self.labels.fingerprint()  # once: they hash the whole prompt
-        keys = {text: answer_key(identity, labels, text) for text in unique}
-        cache = self.cache if self.method.cacheable else None
-        hits = cache.get_many(keys.values()) if cache is not None else {}
-        answers = {t: p for t in unique if (p := self._cached(hits.get(keys[t]))) is not None}
-        misses = [t for t in unique if t not in answers]
-        self.report.add(cache_hits=len(answers))
+        """Cache first, the method for the rest (answering.answer); answers below fallback_below fail."""
+        from .answering import answer
+
+        answers: dict[str, Prediction] = {}
         failures: dict[str, str] = {}
-        with tqdm(total=len(misses), disable=not self._show_progress(len(misses)), unit="item",
-                  desc=f"labelling with {self.spec.id}") as bar, ChunkedWriter(cache) as store:
-            for pos, outcome in self.method.predict(misses, self.report):
-                text = misses[pos]
+        with tqdm(total=len(unique), disable=not self._show_progress(len(unique)), unit="item",
+                  desc=f"labelling with {self.spec.id}") as bar:
+            for pos, outcome in answer(self.method, unique, self.report, self.cache, self.labels):
                 if isinstance(outcome, Failure):
-                    failures[text] = outcome.reason
+                    failures[unique[pos]] = outcome.reason
                 else:
-                    answers[text] = outcome
-                    store.add(keys[text], {"label": outcome.label, "confidence": outcome.confidence,
-                                           "scores": outcome.scores})
+                    answers[unique[pos]] = outcome
                 bar.update(1)
         if self.fallback_below is not None:
             for text, pred in list(answers.items()):
@@ -276,18 +282,6 @@ class Classifier:
                     failures[text] = f"confidence {pred.confidence:.2f} below {self.fallback_below}"
                     del answers[text]
         return answers, failures
-
-    def _cached(self, hit: dict | None) -> Prediction | None:
-        """A stored answer, unless it names no label of this set (a shared cache written by something else)."""
-        if hit is None:
-            return None
-        confidence, scores = hit.get("confidence"), hit.get("scores")
-        if hit.get("label") not in self.labels.names or not isinstance(confidence, (int, float, type(None))) \
-                or not isinstance(scores, (dict, type(None))):
-            log.warning("promptclf: a cached answer (label %.40r) does not fit this label set; asked again "
-                        "(clear the cache to replace it)", hit.get("label"))
-            return None
-        return Prediction(hit["label"], hit.get("confidence"), "cache", hit.get("scores"))
 
     def _fall_back(self, texts: list[str]) -> dict[str, Prediction]:
         routed = {}

@@ -37,6 +37,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     cache.add_argument("--no-cache", action="store_true")
     p.add_argument("--fallback", help="a fine-tuned model directory that labels what the LLM could not")
     p.add_argument("--fallback-below", type=float, help="also route answers below this confidence to the fallback")
+    p.add_argument("--cascade-from", help="a local model (finetuned:<dir>, embed, offline, local) that answers "
+                   "first; only items it is less sure of than --cascade-below go to --model")
+    p.add_argument("--cascade-below", type=float, help="the cascade's confidence threshold (0-1)")
     p.add_argument("--skip-empty", action="store_true", help="leave empty texts unlabelled instead of failing")
     p.add_argument("--no-progress", action="store_true")
     local = p.add_argument_group("local and completions models (label scoring)")
@@ -72,7 +75,8 @@ def _classifier_options(args) -> dict:
                 cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
                 skip_empty=args.skip_empty, progress=False if args.no_progress else None,
                 calibrate=args.calibrate, demo_words=args.demo_words, item_words=args.item_words,
-                quantize=None if args.quantize == "none" else args.quantize, threads=args.threads)
+                quantize=None if args.quantize == "none" else args.quantize, threads=args.threads,
+                cascade_from=getattr(args, "cascade_from", None), cascade_below=getattr(args, "cascade_below", None))
 
 
 def cmd_classify(args) -> int:

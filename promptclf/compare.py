@@ -6,7 +6,7 @@ import json
 import platform
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -17,7 +17,12 @@ from .labels import LabelSet
 from .metrics import classification_metrics
 
 METHODS = ("offline", "offline-zero-shot", "embed", "setfit", "zero-shot", "few-shot", "optimized", "lora-4bit",
-           "lora", "emb-lr", "tfidf-lr")
+           "lora", "emb-lr", "tfidf-lr", "cascade")
+# The cascade row: which method answers first, which API method takes the rest, and the goal its threshold
+# is chosen for on the dev rows (promptclf.cascade.Goal).
+CASCADE_DEFAULTS = {"from": "emb-lr", "api": "zero-shot", "goal": "drop:0.01"}
+CASCADE_LOCAL = ("offline", "offline-zero-shot", "embed", "setfit", "lora-4bit", "lora", "emb-lr", "tfidf-lr")
+CASCADE_API = ("zero-shot", "few-shot", "optimized")
 
 
 @dataclass
@@ -35,11 +40,19 @@ class Context:
     classifier_options: dict = field(default_factory=dict)
     finetune_options: dict = field(default_factory=dict)
     setfit_options: dict = field(default_factory=dict)
+    cascade: dict = field(default_factory=dict)
 
 
 def _llm(ctx: Context, **extra) -> Classifier:
     options = {"model": ctx.model, **ctx.classifier_options, **extra}
     return Classifier(ctx.labels, cache=ctx.cache, progress=False, seed=ctx.seed, **options)
+
+
+def _api_options(ctx: Context, name: str) -> dict:
+    """The Classifier options of an API method row: zero-shot, few-shot (the train rows) or optimized."""
+    if name == "optimized" and not ctx.prompt:
+        raise ValueError("method 'optimized' needs an optimised prompt artifact: pass prompt= (promptclf optimize)")
+    return {"zero-shot": {}, "few-shot": {"examples": ctx.train}, "optimized": {"prompt": ctx.prompt}}[name]
 
 
 def _optimized(ctx: Context) -> Classifier:
@@ -128,23 +141,75 @@ class PeakMemory:
 
 
 def _run_method(name: str, build, ctx: Context, test: list[dict], chunk: int) -> dict:
-    texts, gold = [r["text"] for r in test], [r["label"] for r in test]
     with PeakMemory() as memory:
         started = time.perf_counter()
         clf = build(ctx)
         train_s = time.perf_counter() - started
-        predicted, latencies, usage = [], [], []
-        started = time.perf_counter()
-        for start in range(0, len(texts), chunk):
-            batch_started = time.perf_counter()
-            predicted += clf.classify(texts[start : start + chunk])
-            latencies += [time.perf_counter() - batch_started] * len(texts[start : start + chunk])
-            usage.append(clf.report.as_dict())
-        infer_s = time.perf_counter() - started
-    return _row(name, clf, gold, predicted, latencies, usage, train_s, infer_s, memory.peak_mb)
+        labelled = _label(clf, test, chunk)
+    return _row(name, clf, [r["label"] for r in test], *labelled, train_s, memory.peak_mb)
 
 
-def _row(name, clf, gold, predicted, latencies, usage, train_s, infer_s, peak_mb) -> dict:
+def _label(clf: Classifier, test: list[dict], chunk: int) -> tuple[list, list, list, float]:
+    """The test rows labelled in chunks: predicted labels, per-item latency, each chunk's report, seconds."""
+    texts = [r["text"] for r in test]
+    predicted, latencies, usage = [], [], []
+    started = time.perf_counter()
+    for start in range(0, len(texts), chunk):
+        batch_started = time.perf_counter()
+        predicted += clf.classify(texts[start : start + chunk])
+        latencies += [time.perf_counter() - batch_started] * len(texts[start : start + chunk])
+        usage.append(clf.report.as_dict())
+    return predicted, latencies, usage, time.perf_counter() - started
+
+
+def _cascade_options(ctx: Context) -> tuple[dict, object]:
+    """The cascade row's settings and its Goal, checked before any row runs."""
+    from .cascade import Goal
+
+    options = {**CASCADE_DEFAULTS, **ctx.cascade}
+    if options["from"] not in CASCADE_LOCAL or options["api"] not in CASCADE_API:
+        raise ValueError(f"cascade from {options['from']!r} to {options['api']!r}: the local stage is one of "
+                         f"{list(CASCADE_LOCAL)}, the API stage one of {list(CASCADE_API)}")
+    if not ctx.dev:
+        raise ValueError("the cascade row chooses its threshold on the dev rows: give a split with some "
+                         "(train/dev/test, e.g. 4000/600/3000)")
+    return options, Goal.parse(options["goal"])
+
+
+def _run_cascade(ctx: Context, test: list[dict], chunk: int) -> dict:
+    """The cascade row: its threshold chosen on the dev rows for the goal, then the cascade run on the test
+    rows (its calls are real). Both stages are also run on every dev and test row, for the frontier: the
+    accuracy and cost at every threshold."""
+    from .cascade import choose_threshold, frontier, measure
+
+    options, goal = _cascade_options(ctx)
+    factories = _factories()
+    with PeakMemory() as memory:
+        started = time.perf_counter()  # "train s": the local stage's training and both stages on the dev rows
+        local = factories[options["from"]](ctx).method
+        api_options = _api_options(ctx, options["api"])
+        api = _llm(ctx, **api_options)
+        dev = measure(local, api.method, ctx.dev, cache=api.cache, api_usage=api.report)
+        dev_points = frontier(dev.confidence, dev.local_correct, dev.api_correct, dev.api_cost_per_item)
+        chosen = choose_threshold(dev_points, goal)
+        train_s = time.perf_counter() - started
+        clf = _llm(ctx, **api_options, cascade_from=local, cascade_below=chosen.threshold)
+        labelled = _label(clf, test, chunk)
+    row = _row("cascade", clf, [r["label"] for r in test], *labelled, train_s, memory.peak_mb)
+    record = measure(local, api.method, test, cache=api.cache, api_usage=api.report)
+    test_points = frontier(record.confidence, record.local_correct, record.api_correct, record.api_cost_per_item)
+    at_chosen = frontier(record.confidence, record.local_correct, record.api_correct, record.api_cost_per_item,
+                         thresholds=[chosen.threshold])[0]
+    escalated = sum(u["escalated"] for u in labelled[2])
+    row.update(model=f"{options['from']} → {options['api']} ({api.spec.id})", stages=f"{options['from']} → "
+               f"{options['api']}", threshold=chosen.threshold,
+               goal=str(goal), api_share=escalated / len(test), dev_point=asdict(chosen),
+               test_point=asdict(at_chosen), frontier={"dev": [asdict(p) for p in dev_points],
+                                                       "test": [asdict(p) for p in test_points]})
+    return row
+
+
+def _row(name, clf, gold, predicted, latencies, usage, infer_s, train_s, peak_mb) -> dict:
     n = len(gold)
     total = {k: sum(u[k] or 0 for u in usage) for k in ("requests", "prompt_tokens", "completion_tokens",
                                                          "compute_s", "cache_hits")}
@@ -185,7 +250,7 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
     """Train/dev/test split rows with the seed, run each method, write report.json, report.md, report.png.
 
     `options`: prompt (artifact for "optimized"), cache, classifier_options, finetune_options (LoRA),
-    setfit_options (SetFitConfig's).
+    setfit_options (SetFitConfig's), cascade ({"from": local method, "api": API method, "goal": "drop:0.01"}).
     """
     from .data import split as split_rows
 
@@ -198,9 +263,12 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(labels, train, dev, model, out, seed, **options)
     factories = _factories()
+    if "cascade" in methods:
+        _cascade_options(ctx)
     results = []
     for name in methods:
-        results.append(_run_method(name, factories[name], ctx, test, chunk))
+        results.append(_run_cascade(ctx, test, chunk) if name == "cascade" else
+                       _run_method(name, factories[name], ctx, test, chunk))
         _write(out, results, dict(data=data_name, split=list(split), seed=seed, model=model))
     return results
 
@@ -209,6 +277,10 @@ def _write(out: Path, results: list[dict], setup: dict) -> None:
     (out / "report.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(markdown(results, setup))
     plot(results, out / "report.png")
+    cascade = next((r for r in results if "frontier" in r), None)
+    if cascade is not None:
+        write_frontier_csv(cascade["frontier"], out / "frontier.csv")
+        plot_frontier(cascade, out / "frontier.png", others=[r for r in results if r is not cascade])
 
 
 def _fmt(value, spec: str) -> str:
@@ -239,7 +311,84 @@ def markdown(results: list[dict], setup: dict) -> str:
         lines.append(f"| {r['method']} | " + " | ".join(f"{r['per_class_f1'][l]:.3f}" for l in labels) + " |")
     lines += ["", "Local methods cost no dollars: their price is the compute time shown. Peak MB is the "
               "process's resident memory while the method trained and ran (it never goes down)."]
+    for r in results:
+        if "frontier" in r:
+            lines += [""] + frontier_markdown(r)
     return "\n".join(lines) + "\n"
+
+
+def frontier_markdown(row: dict) -> list[str]:
+    """The cascade's accuracy / cost frontier on the test rows at a few thresholds, the chosen one marked."""
+    from .cascade import FrontierPoint, thin
+
+    points = [FrontierPoint(**p) for p in row["frontier"]["test"]]
+    chosen = FrontierPoint(**row["test_point"])
+    shown = sorted(set(thin(points)) | {chosen}, key=lambda p: (p.threshold, p.api_share))
+    dev = row["dev_point"]
+    lines = [f"## Cascade: {row['model']}", "",
+             f"Threshold {row['threshold']:.4f}, chosen on the dev rows for goal `{row['goal']}` (dev: accuracy "
+             f"{dev['accuracy']:.3f}, {dev['api_share']:.1%} of items to the API). On the test rows, both stages "
+             "answered every item; the cascade at each threshold:", "",
+             "| threshold | items to the API | API calls saved vs API only | accuracy | $ / 1k items |",
+             "|---|---|---|---|---|"]
+    for p in shown:
+        mark = " (chosen)" if p == chosen else ""
+        threshold = "above all" if p.threshold > 1 else f"{p.threshold:.4f}"
+        lines.append(f"| {threshold}{mark} | {p.api_items} ({p.api_share:.1%}) | {1 - p.api_share:.1%} | "
+                     f"{p.accuracy:.3f} | {_fmt(p.cost_per_1k_items, '.4f')} |")
+    lines += ["", "The first row is the local method alone (no item below its threshold), the last sends every "
+              "item to the API. Calls saved "
+              "counts items (the API is asked in batches, so requests fall in proportion). The full frontier is in "
+              "frontier.csv, drawn in frontier.png."]
+    return lines
+
+
+def write_frontier_csv(frontier: dict, path: Path) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["split", "threshold", "accuracy", "api_share", "api_items", "cost_per_1k_items"])
+        for split_name, points in frontier.items():
+            for p in points:
+                writer.writerow([split_name, p["threshold"], p["accuracy"], p["api_share"], p["api_items"],
+                                 "" if p["cost_per_1k_items"] is None else p["cost_per_1k_items"]])
+
+
+def plot_frontier(row: dict, path: Path, others: Sequence[dict] = ()) -> None:
+    """Accuracy against $ per 1,000 items (left; the API share where the API has no price) and against the
+    share of items sent to the API (right), across thresholds, for the dev and test rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    priced = all(p["cost_per_1k_items"] is not None for points in row["frontier"].values() for p in points)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for split_name, points in row["frontier"].items():
+        accuracy = [p["accuracy"] for p in points]
+        share = [100 * p["api_share"] for p in points]
+        left.plot([p["cost_per_1k_items"] for p in points] if priced else share, accuracy, label=split_name,
+                  drawstyle="steps-post", alpha=0.8)
+        right.plot(share, accuracy, label=split_name, drawstyle="steps-post", alpha=0.8)
+    chosen = row["test_point"]
+    left.scatter(chosen["cost_per_1k_items"] if priced else 100 * chosen["api_share"], chosen["accuracy"],
+                 color="black", zorder=3, label=f"chosen on dev, t={chosen['threshold']:.3f} (test)")
+    right.scatter(100 * chosen["api_share"], chosen["accuracy"], color="black", zorder=3)
+    for other in others if priced else ():
+        cost = other["cost_per_1k_items"]
+        if cost is not None:
+            left.scatter(cost, other["accuracy"], marker="x")
+            left.annotate(other["method"], (cost, other["accuracy"]), textcoords="offset points", xytext=(5, -10))
+    left.set(xlabel="$ per 1,000 items" if priced else "% of items sent to the API (no price known)",
+             ylabel="accuracy", title=f"cascade {row['stages']}: accuracy against cost")
+    right.set(xlabel="% of items sent to the API", ylabel="accuracy", title="accuracy against API share")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -279,7 +428,8 @@ def cmd_compare(args) -> int:
     sizes = [int(x) for x in args.split.split("/")]
     results = compare(rows, labels, methods=args.methods.split(","), split=sizes, seed=args.seed, model=args.model,
                       out=args.out, data_name=f"{args.data} ({args.text_column})", prompt=args.prompt,
-                      cache=not args.no_cache)
+                      cache=not args.no_cache,
+                      cascade={"from": args.cascade_from, "api": args.cascade_api, "goal": args.cascade_goal})
     print(markdown(results, dict(data=args.data, split=sizes, seed=args.seed, model=args.model)))
     print(f"wrote {args.out}/report.md, report.json, report.png")
     return 0
@@ -298,5 +448,12 @@ def register_cli(sub) -> None:
     p.add_argument("--model", default="local")
     p.add_argument("--prompt", help="optimised prompt artifact for the 'optimized' method")
     p.add_argument("--no-cache", action="store_true", help="measure real calls even where answers are cached")
+    p.add_argument("--cascade-from", default=CASCADE_DEFAULTS["from"], help="the cascade's local method: "
+                   + ",".join(CASCADE_LOCAL))
+    p.add_argument("--cascade-api", default=CASCADE_DEFAULTS["api"], help="the cascade's API method: "
+                   + ",".join(CASCADE_API))
+    p.add_argument("--cascade-goal", default=CASCADE_DEFAULTS["goal"], help="what the threshold is chosen for on "
+                   "the dev rows: drop:0.01 (at most 1 point below the API alone), accuracy:0.9, share:0.4 "
+                   "(API share), cost:0.05 ($ per 1,000 items)")
     p.add_argument("--out", default="reports/compare")
     p.set_defaults(func=cmd_compare)

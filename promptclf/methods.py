@@ -14,7 +14,8 @@ from .usage import Usage
 
 @dataclass(frozen=True)
 class Prediction:
-    """One item's label. `source` is "llm" (the configured method answered), "cache" or "fallback"."""
+    """One item's label. `source` is "llm" (the configured method answered), "cache" or "fallback"; in a
+    cascade, "local" or "api" (the stage that answered)."""
 
     label: str
     confidence: float | None = None

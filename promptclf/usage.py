@@ -52,6 +52,8 @@ class Usage:
     cache_hits: int = 0
     fallback: int = 0
     failed: int = 0
+    answered_locally: int = 0  # a cascade's items its local stage answered
+    escalated: int = 0  # a cascade's items sent on to its API stage
     compute_s: float = 0.0
     wall_s: float = 0.0
     estimate: str = ""  # what an offline classifier chose, and its cross-validated accuracy
@@ -70,7 +72,8 @@ class Usage:
         """Add the calls, tokens and compute of another run (e.g. one Classifier.predict) to this one."""
         self.add(**{name: getattr(other, name) for name in ("requests", "retries", "reasks", "repaired",
                                                             "prompt_tokens", "completion_tokens", "cache_hits",
-                                                            "fallback", "failed", "compute_s")})
+                                                            "fallback", "failed", "answered_locally", "escalated",
+                                                            "compute_s")})
 
     @property
     def cost_usd(self) -> float | None:
@@ -97,7 +100,12 @@ class Usage:
             f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | cost {cost} | "
             f"{self.cache_hits} from cache, {self.fallback} by fallback, {self.failed} failed | "
             f"wall {self.wall_s:.1f}s"
-        ) + (f"\n{self.estimate}" if self.estimate else "")
+        ) + self._cascade() + (f"\n{self.estimate}" if self.estimate else "")
+
+    def _cascade(self) -> str:
+        if not (self.answered_locally or self.escalated):
+            return ""
+        return f" | cascade: {self.answered_locally} answered locally, {self.escalated} sent to the API"
 
 
 class Stopwatch:

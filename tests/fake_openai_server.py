@@ -14,7 +14,8 @@ probability `label_probability(item)` (the other labels share the rest), unless 
 refuses them. `LLAMACPP` switches on what llama-cpp-python's server (0.3.x, `--chat_format gemma`) does:
 a 500 validation error for a JSON-schema `response_format`, the system message dropped, a list of prompts
 refused with an empty 500, `max_tokens` 0 or absent meaning "until the context is full" on completions,
-and `max_completion_tokens` ignored.
+and `max_completion_tokens` ignored. `noisy_oracle`
+makes an oracle of a set error rate (a simulated model of known accuracy).
 """
 
 from __future__ import annotations
@@ -360,7 +361,6 @@ def _error(message: str, code: str | None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": "invalid_request_error", "code": code, "param": param}}
 
 
-# ==================================================================================================
 # Batch API: /v1/files (upload, retrieve, content) and /v1/batches (create, retrieve, cancel).
 # Each line of a batch is answered by the chat-completions logic above (FakeOpenAIServer.chat), with
 # the server's injected faults: 429/500 become lines of the error file, the others off-schema answers.
@@ -601,3 +601,23 @@ def with_batch_routes(handler_class, server: FakeOpenAIServer):
                 self._send(404, _error(f"no route {self.path}", "not_found"))
 
     return BatchRoutes
+def noisy_oracle(oracle: Callable[[str], str], labels, error_rate: float, seed: int = 0) -> Callable[[str], str]:
+    """The oracle, answering a wrong label for a seeded `error_rate` share of items: a SIMULATED model of
+    known accuracy (about 1 - error_rate). Which items get a wrong answer, and which wrong label, depends only
+    on the item's text (whitespace-insensitive) and the seed, so every request and rerun answers an item alike."""
+    import hashlib
+
+    labels = list(labels)
+
+    def answer(text: str) -> str:
+        right = oracle(text)
+        digest = hashlib.sha256(f"{seed}|{' '.join(text.split())}".encode()).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= error_rate:
+            return right
+        others = [label for label in labels if label != right]
+        return others[int.from_bytes(digest[8:16], "big") % len(others)]
+
+    return answer
+
+
+# ===========================================================================================
