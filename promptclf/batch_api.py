@@ -88,34 +88,43 @@ def chat_labeler(classifier):
     return classifier.method
 
 
-def _bound_kwargs(runnable, llm) -> dict | None:
-    """The request parameters (response_format, tools, ...) that the chain binds to `llm`."""
-    if getattr(runnable, "bound", None) is llm:
-        return dict(runnable.kwargs)
+def _chat_model(runnable) -> tuple[object, dict] | None:
+    """The chat model a chain sends to, and the request parameters (response_format, tools, ...) bound to it."""
+    from langchain_core.language_models import BaseChatModel
+
+    if isinstance(runnable, BaseChatModel):
+        return runnable, {}
+    if isinstance(getattr(runnable, "bound", None), BaseChatModel):
+        return runnable.bound, dict(runnable.kwargs)
     children = list(getattr(runnable, "steps", None) or [])
     children += list((getattr(runnable, "steps__", None) or {}).values())
     children += [getattr(runnable, name, None) for name in ("bound", "runnable")]
     for child in children:
         if child is not None and child is not runnable:
-            found = _bound_kwargs(child, llm)
+            found = _chat_model(child)
             if found is not None:
                 return found
     return None
 
 
 class RequestBuilder:
-    """Request bodies for batches of (item id, text), as the labeler's chain would send them."""
+    """Request bodies for batches of (item id, text), as the labeler's chain would send them now (its current
+    structured mode, logprobs, answer bound and system-text placement)."""
 
     def __init__(self, labeler):
-        self.labeler = labeler
-        self.kwargs = {} if labeler.structured == "parser" else _bound_kwargs(labeler.chain, labeler.llm)
-        if self.kwargs is None:
-            raise ConfigError(f"structured={labeler.structured!r}: cannot find the request parameters it sets")
+        self.labeler, self.mode = labeler, labeler.structured
+        logprobs = labeler.logprobs and not labeler.endpoint.logprobs_refused
+        self.chain = labeler._chain(self.mode, logprobs)
+        found = _chat_model(self.chain.last if self.mode == "parser" else self.chain)
+        if found is None:
+            raise ConfigError(f"structured={self.mode!r}: cannot find the request parameters it sets")
+        self.llm, self.kwargs = found
 
     def body(self, batch: list[tuple[int, str]]) -> dict:
-        variables = self.labeler._variables(batch)  # the demos, items and format instructions of this batch
-        messages = self.labeler.chain.first.invoke(variables).to_messages()  # the chain's prompt step
-        payload = self.labeler.llm._get_request_payload(messages, **self.kwargs)
+        variables = self.labeler._variables(batch, self.mode)  # the demos, items and format instructions
+        messages = self.chain.first.invoke(variables).to_messages()  # the chain's prompt step
+        payload = self.llm._get_request_payload(messages, **self.kwargs)
+        payload.update(payload.pop("extra_body", None) or {})  # the client merges extra_body into the body
         # LangChain strips its ls_* tracing keys before sending; a batch line cannot stream
         return {k: v for k, v in payload.items() if not k.startswith("ls_") and not (k == "stream" and v)}
 
