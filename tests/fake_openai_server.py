@@ -598,9 +598,11 @@ def with_batch_routes(handler_class, server: FakeOpenAIServer):
 
         def do_GET(self):
             if not server.batches.handle(self, "GET"):
-                self._send(404, _error(f"no route {self.path}", "not_found"))
+                super().do_GET()  # /v1/models
 
     return BatchRoutes
+
+
 def noisy_oracle(oracle: Callable[[str], str], labels, error_rate: float, seed: int = 0) -> Callable[[str], str]:
     """The oracle, answering a wrong label for a seeded `error_rate` share of items: a SIMULATED model of
     known accuracy (about 1 - error_rate). Which items get a wrong answer, and which wrong label, depends only
