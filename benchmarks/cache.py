@@ -19,7 +19,8 @@ from pathlib import Path
 from _common import LABELS, oracle_server
 
 from promptclf import Classifier
-from promptclf.cache import SQLiteCache, open_cache
+from promptclf.cache import SQLiteCache
+from promptclf.cache_url import open_cache
 from promptclf.cache_io import export_cache, import_cache
 from promptclf.data import load_ag_news
 from tests.redis_server import RedisServer, missing

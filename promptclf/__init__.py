@@ -1,7 +1,7 @@
 """promptclf: label text with LLMs (zero-/few-shot, optimised prompts, label scoring) and a self-trained
 LoRA fallback, with cache, retries and one measured comparison table.
 
-`promptclf.finetune`, `promptclf.optimize` and `promptclf.compare` are the functions of the same names, and
+`promptclf.finetune`, `promptclf.distill`, `promptclf.optimize` and `promptclf.compare` are the functions of the same names, and
 `from promptclf.finetune import FineTuneConfig` (any order) still reaches the modules. The modules load on first
 use (importing them all costs about 0.6 s), and whenever Python binds a loaded module to its name in this
 package, `_Package.__setattr__` binds the function instead. `import promptclf.finetune as m` gives the function
@@ -20,7 +20,7 @@ from .usage import Usage, register_price
 
 __version__ = "0.1.0"
 
-WORKFLOWS = ("finetune", "optimize", "compare")  # module promptclf.<name> defines the function <name>
+WORKFLOWS = ("finetune", "distill", "optimize", "compare")  # module promptclf.<name> defines the function <name>
 
 __all__ = [
     "Classifier", "classify", "LabelSet", "Label", "Prediction", "Failure", "Method", "Usage", "register_price",

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol, runtime_checkable
 
-from .backends import ConfigError
-
 log = logging.getLogger("promptclf")
 
 SQLITE_FILE = "answers.sqlite3"
@@ -176,32 +174,6 @@ class SQLiteCache(OneByOne):
 
 
 AnswerCache = SQLiteCache  # the name callers used before backends could be chosen
-
-
-def open_cache(cache) -> CacheBackend | None:
-    """The backend `cache` names: True (the default SQLite directory), False/None/"none" (no cache), a
-    directory, a URL (`sqlite://dir`, `redis://[:password@]host:port/db`, `rediss://…`), or a backend."""
-    if cache is True:
-        return SQLiteCache()
-    if cache is False or cache is None:
-        return None
-    if isinstance(cache, CacheBackend):
-        return cache
-    text = str(cache)
-    if text == "none":
-        return None
-    if text.startswith("sqlite://"):
-        return SQLiteCache(text[len("sqlite://"):] or None)
-    if text.startswith(("redis://", "rediss://", "unix://")):
-        from .cache_redis import RedisCache
-
-        return RedisCache(text)
-    if "://" in text:
-        from .backends import redact_url
-
-        raise ConfigError(f"cache {redact_url(text)!r}: unknown kind; use sqlite://<directory>, "
-                          "redis://host:port/db or none")
-    return SQLiteCache(text)  # a plain path: a directory, as before URLs
 
 
 class ChunkedWriter:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Iterator
 
 from .backends import ConfigError
-from .cache import CacheBackend, open_cache
+from .cache import CacheBackend
+from .cache_url import open_cache
 
 ROWS_PER_BATCH = 50_000
 _KEY = re.compile(r"[0-9a-f]{64}")

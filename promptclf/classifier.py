@@ -12,7 +12,8 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from .backends import ConfigError, ModelSpec, chat_model, llm_fingerprint, parse_model
-from .cache import CacheBackend, open_cache
+from .cache import CacheBackend
+from .cache_url import open_cache
 from .labels import LabelSet
 from .methods import Failure, Method, Prediction
 from .usage import Usage
@@ -141,7 +142,7 @@ class Classifier:
         pool = check_examples(examples, self.labels)
         template = prompt
         if prompt is not None and str(prompt).endswith(".json"):
-            from .optimize import PromptArtifact
+            from .artifacts import PromptArtifact
 
             artifact = PromptArtifact.load(prompt, self.labels)
             template, instructions, pool = "few_shot", artifact.instructions, artifact.demos

@@ -334,10 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Sub-commands that live with their modules (finetune, optimize, compare, cache), when present."""
+    """Sub-commands that live with their modules (finetune, distill, optimize, compare, cache), when present."""
     import importlib
 
-    for name in ("finetune", "optimize", "compare", "cache_io"):
+    for name in ("finetune", "distill", "optimize", "compare", "cache_io"):
         try:
             module = importlib.import_module(f"promptclf.{name}")
         except ImportError:

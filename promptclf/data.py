@@ -104,3 +104,14 @@ def serialize_rows(rows, columns: Sequence[str] | None = None, question: str = "
         lines = [f"- {name}: {show(value)}" for name, value in zip(columns, record)]
         texts.append("\n".join(lines + ([question] if question else [])))
     return texts
+
+
+def rows_from_file(path, text_column: str, label_column: str | None = None):
+    """A file's texts, or its rows of text and label where a label column is named."""
+    frame = read_table(path)
+    texts = text_of(frame, text_column)
+    if label_column is None:
+        return texts
+    if label_column not in frame.columns:
+        raise KeyError(f"column {label_column!r} not in {path}; it has {list(frame.columns)}")
+    return [{"text": t, "label": str(l)} for t, l in zip(texts, frame[label_column])]

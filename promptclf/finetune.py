@@ -365,41 +365,6 @@ class FineTunedMethod:
         return from_probabilities(self.labels, self.probabilities, texts, usage)
 
 
-def distill(pool_texts: Sequence[str], labels, *, model: str, out: str | Path, test_rows: Sequence[dict] = (),
-            classifier_options: dict | None = None, **finetune_options) -> dict:
-    """Label an unlabelled pool with an LLM (cached), fine-tune the local model on those labels, and report
-    its agreement with the LLM and, given gold test rows, both models' accuracy on them."""
-    from .classifier import Classifier
-    from .metrics import classification_metrics
-
-    teacher = Classifier(labels, model, **(classifier_options or {}))
-    taught = [{"text": t, "label": label} for t, label in zip(pool_texts, teacher.classify(list(pool_texts)))]
-    report = {"teacher": model, "pool": len(taught), "teacher_usage": teacher.report.as_dict()}
-    student = finetune(taught, teacher.labels, out=out, **finetune_options)
-    if test_rows:
-        texts, gold = [r["text"] for r in test_rows], [teacher.labels.check(r["label"]) for r in test_rows]
-        teacher_says = teacher.classify(texts)
-        student_says = [p.label for _, p in sorted(student.predict(texts, Usage()))]
-        names = teacher.labels.names
-        report.update(agreement=float(np.mean([a == b for a, b in zip(teacher_says, student_says)])),
-                      teacher_accuracy=classification_metrics(gold, teacher_says, names)["accuracy"],
-                      student_accuracy=classification_metrics(gold, student_says, names)["accuracy"])
-    Path(out, "distill.json").write_text(json.dumps(report, indent=2))
-    return report
-
-
-def _rows_from_file(path, text_column, label_column=None):
-    from .data import read_table, text_of
-
-    frame = read_table(path)
-    texts = text_of(frame, text_column)
-    if label_column is None:
-        return texts
-    if label_column not in frame.columns:
-        raise KeyError(f"column {label_column!r} not in {path}; it has {list(frame.columns)}")
-    return [{"text": t, "label": str(l)} for t, l in zip(texts, frame[label_column])]
-
-
 def _finetune_options(args) -> dict:
     if args.method == "setfit":
         given = dict(base=args.base, batch_size=args.batch_size, max_length=args.max_length)
@@ -411,8 +376,10 @@ def _finetune_options(args) -> dict:
 
 
 def cmd_finetune(args) -> int:
-    rows = _rows_from_file(args.train, args.text_column, args.label_column)
-    dev = _rows_from_file(args.dev, args.text_column, args.label_column) if args.dev else None
+    from .data import rows_from_file
+
+    rows = rows_from_file(args.train, args.text_column, args.label_column)
+    dev = rows_from_file(args.dev, args.text_column, args.label_column) if args.dev else None
     labels = args.labels or sorted({r["label"] for r in rows})
     method = finetune(rows, labels, out=args.out, dev_rows=dev, **_finetune_options(args))
     if args.method == "setfit":
@@ -424,16 +391,6 @@ def cmd_finetune(args) -> int:
            if dev_metrics else f"no dev rows (too few to hold out: trained on all {method.metrics['train_rows']})")
     print(f"saved to {args.out}: {dev}, {method.metrics['steps']} steps, "
           f"trained in {method.metrics['train_seconds']:.0f}s")
-    return 0
-
-
-def cmd_distill(args) -> int:
-    if not args.labels:
-        raise ConfigError("--labels is required for distill")
-    texts = _rows_from_file(args.pool, args.text_column)
-    test = _rows_from_file(args.test, args.text_column, args.label_column) if args.test else ()
-    report = distill(texts, args.labels, model=args.model, out=args.out, test_rows=test, **_finetune_options(args))
-    print(json.dumps({k: v for k, v in report.items() if k != "teacher_usage"}, indent=2))
     return 0
 
 
@@ -464,10 +421,3 @@ def register_cli(sub) -> None:
     p.add_argument("--dev", help="labelled dev file (default: a seeded 10%% of --train)")
     _add_training_options(p)
     p.set_defaults(func=cmd_finetune)
-
-    p = sub.add_parser("distill", help="label a pool with an LLM, then fine-tune the local model on it")
-    p.add_argument("--pool", required=True, help="unlabelled texts")
-    p.add_argument("--test", help="gold-labelled test file for accuracy and agreement")
-    p.add_argument("--model", required=True, help="the teacher model string")
-    _add_training_options(p)
-    p.set_defaults(func=cmd_distill)

@@ -14,57 +14,17 @@ import json
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
 from .backends import ConfigError, call, parse_model
-from .cache import AnswerCache, open_cache
+from .cache import AnswerCache
+from .cache_url import open_cache
+from .artifacts import PromptArtifact  # noqa: F401 - optimize writes it; still importable from here
 from .labels import LabelSet
 from .metrics import classification_metrics
 from .prompts import fingerprint
 from .usage import Usage
-
-ARTIFACT_VERSION = 1
-
-
-@dataclass
-class PromptArtifact:
-    """An optimised prompt: instruction text + demonstrations for the Jinja few-shot template."""
-
-    instructions: str
-    demos: list[dict]
-    labels: list[dict]
-    model: str
-    optimizer: str
-    metric: str
-    dev_score: float
-    dspy_version: str
-    usage: dict = field(default_factory=dict)
-    version: int = ARTIFACT_VERSION
-    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, labels: LabelSet | None = None) -> "PromptArtifact":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"prompt artifact {str(path)!r} does not exist")
-        data = json.loads(path.read_text())
-        if data.get("version") != ARTIFACT_VERSION:
-            raise ConfigError(f"prompt artifact {str(path)!r} has version {data.get('version')}, "
-                              f"this promptclf reads version {ARTIFACT_VERSION}")
-        artifact = cls(**data)
-        saved = LabelSet.from_json(artifact.labels).names
-        if labels is not None and saved != labels.names:
-            raise ConfigError(f"prompt artifact {str(path)!r} was optimised for labels {saved}, not {labels.names}")
-        return artifact
-
 
 def signature(labels: LabelSet, instructions: str | None = None):
     """The task as data: text -> label, the label typed as a Literal of the set."""
@@ -321,12 +281,12 @@ def optimize(train_rows: Sequence[dict], dev_rows: Sequence[dict], labels, model
 
 
 def cmd_optimize(args) -> int:
-    from .finetune import _rows_from_file
+    from .data import rows_from_file
 
     if not args.labels:
         raise ConfigError("--labels is required for optimize")
-    train = _rows_from_file(args.train, args.text_column, args.label_column)
-    dev = _rows_from_file(args.dev, args.text_column, args.label_column)
+    train = rows_from_file(args.train, args.text_column, args.label_column)
+    dev = rows_from_file(args.dev, args.text_column, args.label_column)
     artifact = optimize(train, dev, args.labels, args.model, optimizer=args.optimizer, metric=args.metric,
                         max_demos=args.max_demos, seed=args.seed, out=args.out, cache=not args.no_cache)
     u = artifact.usage

@@ -17,7 +17,8 @@ import pytest
 
 from promptclf import Classifier
 from promptclf.backends import ConfigError
-from promptclf.cache import SQLITE_FILE, ChunkedWriter, SQLiteCache, answer_key, home, open_cache
+from promptclf.cache import SQLITE_FILE, ChunkedWriter, SQLiteCache, answer_key, home
+from promptclf.cache_url import open_cache
 from promptclf.cli import main
 from promptclf.methods import Prediction
 
