@@ -16,6 +16,7 @@ from .backends import ConfigError, MissingAPIKeyError, UnknownModelError
 from .classifier import Classifier, InputError, LabellingError, classify
 from .labels import Label, LabelError, LabelSet
 from .methods import Failure, Method, Prediction
+from .task import Task, TaskLabel
 from .usage import Usage, register_price
 
 __version__ = "0.1.0"
@@ -23,7 +24,7 @@ __version__ = "0.1.0"
 WORKFLOWS = ("finetune", "distill", "optimize", "compare")  # module promptclf.<name> defines the function <name>
 
 __all__ = [
-    "Classifier", "classify", "LabelSet", "Label", "Prediction", "Failure", "Method", "Usage", "register_price",
+    "Classifier", "classify", "Task", "TaskLabel", "LabelSet", "Label", "Prediction", "Failure", "Method", "Usage", "register_price",
     "ConfigError", "MissingAPIKeyError", "UnknownModelError", "InputError", "LabellingError", "LabelError",
     *WORKFLOWS,
 ]

@@ -116,6 +116,9 @@ class Classifier:
     >>> clf = Classifier(labels=["World", "Sports", "Business", "Sci/Tech"], model="openai:gpt-4o-mini")
     >>> preds = clf.predict(texts)          # [Prediction(label, confidence, source), ...]
     >>> clf.report.summary()                # calls, tokens, cost, retries, wall time
+
+    `labels` may instead be a `Task` (promptclf.task) or the path of its .json/.yaml file: the task keywords
+    (descriptions, aliases, examples, negative_examples, instructions) then come from it, not from options.
     """
 
     def __init__(self, labels, model: str | None = "offline", *, descriptions=None, aliases=None,
@@ -135,6 +138,16 @@ class Classifier:
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
         if example_selection not in ("auto", "all", "per-class", "similar"):
             raise ValueError(f"example_selection={example_selection!r}: choose auto, all, per-class or similar")
+        from .task import is_task
+
+        if is_task(labels):  # a Task, or its file: it stands for the task keywords (promptclf/task.py)
+            from .task import Task
+
+            given = dict(descriptions=descriptions, aliases=aliases, examples=examples,
+                         negative_examples=negative_examples, instructions=instructions)
+            task = Task.coerce(labels).keyword_options(given, prompt)
+            labels, examples, negative_examples = task["labels"], task["examples"], task["negative_examples"]
+            instructions, prompt = task["instructions"], task["prompt"]
         self.labels = LabelSet.of(labels, descriptions, aliases)
         self.spec = parse_model(model) if method is None else ModelSpec("custom", type(method).__name__)
         from .examples import check_examples

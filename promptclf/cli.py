@@ -15,6 +15,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="offline", help="offline (default), embed, local, together:<m>, openai:<m>, "
                    "openai-compatible:<m>@<url>, completions:<m>@<url>, finetuned:<dir>")
     p.add_argument("--labels", help="comma-separated label names (default for evaluate: the gold labels seen)")
+    p.add_argument("--task", help="a task file (.yaml, .yml or .json: labels with descriptions, aliases and "
+                   "examples, instructions, template), instead of --labels")
     p.add_argument("--examples", help="few-shot examples file with text and label columns")
     p.add_argument("--examples-text-column", default="text")
     p.add_argument("--examples-label-column", default="label")
@@ -58,6 +60,17 @@ def _classifier(args, labels, texts=None):
     return Classifier(labels, args.model, unlabeled=texts, **_classifier_options(args))
 
 
+def _labels_or_task(args, required: bool = True):
+    """--labels or --task (one of them; with required=False, possibly neither)."""
+    labels, task = args.labels, getattr(args, "task", None)
+    if labels and task:
+        raise ConfigError("--labels and --task both given: the task file names the labels; give one of them")
+    if required and not (labels or task):
+        raise ConfigError("--labels or --task is required: a comma-separated list such as "
+                          "World,Sports,Business,Sci/Tech, or a task file (.yaml/.json)")
+    return task or labels
+
+
 def _classifier_options(args) -> dict:
     """Classifier's keyword arguments from the model options (the Ray engine sends them to every actor)."""
     from .data import read_table, text_of
@@ -82,15 +95,14 @@ def _classifier_options(args) -> dict:
 def cmd_classify(args) -> int:
     from .data import read_table, text_of
 
-    if not args.labels:
-        raise ConfigError("--labels is required: a comma-separated list such as World,Sports,Business,Sci/Tech")
+    labels = _labels_or_task(args)
     if args.engine == "ray":
         return _classify_with_ray(args)
     if args.batch_api:
         return _classify_with_batch_api(args)
     frame = read_table(args.input)
     texts = text_of(frame, args.text_column)
-    clf = _classifier(args, args.labels, texts)
+    clf = _classifier(args, labels, texts)
     predictions = clf.predict(texts)
     _write_predictions(frame, predictions, args.output)
     print(clf.report.summary(), file=sys.stderr)
@@ -110,7 +122,7 @@ def _write_predictions(frame, predictions, output) -> None:
 
 # --- batch APIs: classify --batch-api, batch status / collect / cancel (promptclf/batch_api.py) ------------
 
-BATCH_ARGS = ("input", "output", "text_column", "labels", "model", "examples", "examples_text_column",
+BATCH_ARGS = ("input", "output", "text_column", "labels", "task", "model", "examples", "examples_text_column",
               "examples_label_column", "example_selection", "k", "prompt", "instructions", "batch_size",
               "structured", "concurrency", "max_attempts", "timeout", "cache", "cache_dir", "no_cache", "fallback",
               "fallback_below", "skip_empty", "no_progress", "calibrate", "demo_words", "item_words", "quantize",
@@ -127,7 +139,7 @@ def _classify_with_batch_api(args) -> int:
         raise ConfigError("--batch-api keeps its options in a manifest: use a cache URL without a password")
     frame = read_table(args.input)
     texts = text_of(frame, args.text_column)
-    clf = _classifier(args, args.labels, texts)
+    clf = _classifier(args, _labels_or_task(args), texts)
     manifest = Path(f"{args.output}.batch.json")
     if manifest.exists():
         job = BatchJob.load(manifest)
@@ -184,7 +196,7 @@ def cmd_batch_collect(args) -> int:
     texts = text_of(frame, options.text_column)
     if list(texts) != job.texts:
         raise ConfigError(f"{options.input} changed since the batch was submitted: its texts are not the batch's")
-    clf = _classifier(options, options.labels, texts)
+    clf = _classifier(options, _labels_or_task(options), texts)
     return _collect(job, clf, frame, options.output, progress=not options.no_progress)
 
 
@@ -213,7 +225,7 @@ def _classify_with_ray(args) -> int:
 
     options = _classifier_options(args)
     progress = options.pop("progress") is not False
-    usage, rows_with_error = label_parquet(args.input, args.output, args.labels, args.model,
+    usage, rows_with_error = label_parquet(args.input, args.output, _labels_or_task(args), args.model,
                                            text_column=args.text_column, actors=args.actors, progress=progress,
                                            **options)
     print(f"wrote {usage.items} rows to {args.output}/ (Parquet parts)", file=sys.stderr)
@@ -232,7 +244,7 @@ def cmd_evaluate(args) -> int:
     if args.label_column not in frame.columns:
         raise KeyError(f"column {args.label_column!r} not in {args.data}; it has {list(frame.columns)}")
     gold = frame[args.label_column].astype(str).tolist()
-    labels = args.labels or _saved_labels(args.model) or sorted(set(gold))
+    labels = _labels_or_task(args, required=False) or _saved_labels(args.model) or sorted(set(gold))
     texts = text_of(frame, args.text_column)
     clf = _classifier(args, labels, texts)
     metrics = clf.score(texts, gold)
