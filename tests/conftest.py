@@ -113,3 +113,13 @@ def scripted_model(oracle):
         return ScriptedChatModel(messages=iter([]), oracle=oracle, faults=list(faults))
 
     return make
+
+
+def scripted_classifier(scripted_model, cache_dir, faults=(), **options):
+    """A Classifier over the scripted chat model (one request at a time, 5 items a request unless given)."""
+    from promptclf import Classifier
+
+    model = scripted_model(faults)
+    options = {"batch_size": 5, "concurrency": 1, **options}
+    return Classifier(LABELS, "openai-compatible:fake@http://127.0.0.1:9", llm=model, cache=cache_dir,
+                      **options), model

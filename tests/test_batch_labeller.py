@@ -5,17 +5,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from promptclf import Classifier
 from promptclf.batch_labeller import OUTPUT_COLUMNS, BatchLabeller
+
+from .conftest import scripted_classifier
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
 def make(scripted_model, cache_dir, faults=(), **kw):
-    model = scripted_model(faults)
-    kw.setdefault("batch_size", 4)
-    kw.setdefault("concurrency", 1)
-    clf = Classifier(LABELS, "openai-compatible:fake@http://127.0.0.1:9", llm=model, cache=cache_dir, **kw)
+    clf, model = scripted_classifier(scripted_model, cache_dir, faults, **{"batch_size": 4, **kw})
     return BatchLabeller(clf, text_column="text"), model
 
 

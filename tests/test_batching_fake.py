@@ -6,20 +6,17 @@ from collections.abc import Sequence
 
 import pytest
 
-from promptclf import Classifier, InputError, LabellingError, classify
+from promptclf import InputError, LabellingError, classify
 from promptclf.labels import LabelError, LabelSet
 from promptclf.prompts import defuse
 from promptclf.usage import Usage
 
+from .conftest import scripted_classifier
+
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
-def make(scripted_model, cache_dir, faults=(), **kw):
-    model = scripted_model(faults)
-    kw.setdefault("batch_size", 5)
-    kw.setdefault("concurrency", 1)
-    clf = Classifier(LABELS, "openai-compatible:fake@http://127.0.0.1:9", llm=model, cache=cache_dir, **kw)
-    return clf, model
+make = scripted_classifier
 
 
 def test_batches_are_answered_in_input_order(scripted_model, cache_dir, sample_rows):
