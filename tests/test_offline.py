@@ -199,8 +199,12 @@ def test_default_without_examples_is_the_measured_zero_shot_combination(sample_r
     assert labels == [LABELS[i] for i in combine(probs, ZERO_SHOT_WEIGHTS).argmax(1)]
 
 
-def test_pick_keeps_setfit_unless_another_leads_it_clearly():
+def test_pick_keeps_the_prior_unless_another_leads_it_clearly():
     from promptclf.offline import pick
+
+    # the self-trained similarity first where it ran, then SetFit, then the combination
+    assert pick({"self-trained": 0.80, "setfit": 0.88, "combination": 0.85}, margin=0.10) == "self-trained"
+    assert pick({"self-trained": 0.70, "setfit": 0.85, "combination": 0.78}, margin=0.10) == "setfit"
 
     assert pick({"setfit": 0.80, "llm": 0.87, "combination": 0.81}, margin=0.10) == "setfit"  # a noisy lead
     assert pick({"setfit": 0.50, "labels": 0.65, "combination": 0.55}, margin=0.10) == "labels"
