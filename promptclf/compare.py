@@ -41,6 +41,7 @@ class Context:
     finetune_options: dict = field(default_factory=dict)
     setfit_options: dict = field(default_factory=dict)
     cascade: dict = field(default_factory=dict)
+    unlabeled: list[str] = field(default_factory=list)  # the test texts: what classify() self-trains on
 
 
 def _llm(ctx: Context, **extra) -> Classifier:
@@ -85,7 +86,8 @@ def _offline(with_examples: bool):
     def build(ctx: Context) -> Classifier:
         from .offline import OfflineClassifier, OfflineConfig
 
-        method = OfflineClassifier(ctx.labels, ctx.train if with_examples else (), OfflineConfig(seed=ctx.seed)).fit()
+        method = OfflineClassifier(ctx.labels, ctx.train if with_examples else (), OfflineConfig(seed=ctx.seed),
+                                   unlabeled=ctx.unlabeled).fit()
         return Classifier(ctx.labels, method=method, cache=False, progress=False)
 
     return build
@@ -261,7 +263,7 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
     train, dev, test = split_rows(list(rows), split, seed=seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(labels, train, dev, model, out, seed, **options)
+    ctx = Context(labels, train, dev, model, out, seed, **options, unlabeled=[r["text"] for r in test])
     factories = _factories()
     if "cascade" in methods:
         _cascade_options(ctx)
