@@ -41,7 +41,7 @@ log = logging.getLogger("promptclf")
 
 ZERO_SHOT = ("llm", "labels")
 SELF_TRAINED = "self-trained"  # a component wherever there are enough unlabelled texts
-# The LLM is not among the defaults with examples: in benchmarks/few_labels.py (reports/few_labels_v1) it was
+# The LLM is not among the defaults with examples: in benchmarks/few_labels.py (its first run, figures in the README) it was
 # never the best single component at 2 or 8 per class on any of the five data sets, and its scoring of the
 # examples was most of the cross-validation time (IMDb, 2 per class: 969 s). `components=` can add it.
 WITH_EXAMPLES = ("labels", "examples", "setfit")
