@@ -41,8 +41,8 @@ log = logging.getLogger("promptclf")
 
 ZERO_SHOT = ("llm", "labels")
 SELF_TRAINED = "self-trained"  # a component wherever there are enough unlabelled texts
-# The LLM is not among the defaults with examples: in benchmarks/few_labels.py (its first run, figures in the README) it was
-# never the best single component at 2 or 8 per class on any of the five data sets, and its scoring of the
+# The LLM is not among the defaults with examples: in the first run of benchmarks/few_labels.py (figures in
+# the README) it was never the best single component at 2 or 8 per class on any of the five data sets, and its scoring of the
 # examples was most of the cross-validation time (IMDb, 2 per class: 969 s). `components=` can add it.
 WITH_EXAMPLES = ("labels", "examples", "setfit")
 # Weights of the components' log-probabilities where they cannot be fitted. Without examples: chosen on the
