@@ -53,7 +53,7 @@ class LabelSimilarity:
         self.template, self.temperature = template, temperature
         self._encoder = encoder
         self._label_vectors = None
-        self.unlabeled = stable_sample(unlabeled, SAMPLE) if len(set(unlabeled)) >= MIN_UNLABELED else []
+        self.unlabeled = unlabeled_sample(unlabeled)
         self.examples = [(r["text"], self.labels.index(r["label"])) for r in examples]
         self._seeds = self._centroids = None
 
@@ -126,6 +126,13 @@ class LabelSimilarity:
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
         return from_probabilities(self.labels, self.probabilities, texts, usage)
+
+
+def unlabeled_sample(texts: Sequence[str]) -> list[str]:
+    """The unlabelled texts self-training uses: at most SAMPLE of them (stable_sample), none below MIN_UNLABELED
+    distinct ones. Taking it again from its own result gives the same list."""
+    distinct = set(texts)
+    return stable_sample(distinct, SAMPLE) if len(distinct) >= MIN_UNLABELED else []
 
 
 def stable_sample(texts: Sequence[str], n: int) -> list[str]:

@@ -8,10 +8,11 @@ log-probabilities.
 
 With examples, every component is cross-validated on them (stratified folds, each component trained on
 the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to
-the out-of-fold probabilities, and the automatic choice (`pick`) is SetFit unless another single component
-or the combination leads it clearly in cross-validated accuracy (the combination's with weights fitted on
-the other folds, so its estimate is not fitted to itself). That accuracy, mean ± spread over the folds, is
-reported before anything is labelled. Without examples, given enough unlabelled texts, the self-trained
+the out-of-fold probabilities, and the automatic choice (`pick`) is the first of PRIORS that ran (the
+self-trained similarity, else SetFit) unless another single component or the combination leads it clearly
+in cross-validated accuracy (the combination's with weights fitted on the other folds, so its estimate is
+not fitted to itself). That accuracy, mean ± spread over the folds, is reported before anything is
+labelled. Without examples, given enough unlabelled texts, the self-trained
 similarity is used alone: it beat the LLM and the plain similarity on all five shared data sets, at
 embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the
 shared data sets.
@@ -42,8 +43,9 @@ log = logging.getLogger("promptclf")
 ZERO_SHOT = ("llm", "labels")
 SELF_TRAINED = "self-trained"  # a component wherever there are enough unlabelled texts
 # The LLM is not among the defaults with examples: in the first run of benchmarks/few_labels.py (figures in
-# the README) it was never the best single component at 2 or 8 per class on any of the five data sets, and its scoring of the
-# examples was most of the cross-validation time (IMDb, 2 per class: 969 s). `components=` can add it.
+# the README) it was never the best single component at 2 or 8 per class on any of the five data sets, and
+# its scoring of the examples was most of the cross-validation time (IMDb, 2 per class: 969 s).
+# `components=` can add it.
 WITH_EXAMPLES = ("labels", "examples", "setfit")
 # Weights of the components' log-probabilities where they cannot be fitted. Without examples: chosen on the
 # five shared data sets (benchmarks/few_labels.py --fit-defaults 0): the LLM at a quarter of the label
@@ -60,7 +62,7 @@ class OfflineConfig:
     folds: int = 3
     seed: int = 0
     choose: str = "auto"  # auto (see pick), combination, or a component
-    switch_margin: float = 0.10  # how far another candidate must lead SetFit in cross-validation to be chosen
+    switch_margin: float = 0.10  # how far another candidate must lead the prior (pick) in cross-validation
     l2: float = 0.01  # pulls fitted weights towards zero: few examples must not buy extreme weights
     setfit: dict = field(default_factory=dict)  # SetFitConfig options
     llm_model: str = "gemma3-270m"
@@ -95,7 +97,8 @@ class Component:
         return type(self)(self.labels, self.config)
 
     def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
-        raise NotImplementedError
+        """The per-label probabilities of the Method this component fitted (`self.method`)."""
+        return method_probabilities(self.method, texts, self.labels, usage)
 
 
 class LabelsComponent(Component):
@@ -106,9 +109,6 @@ class LabelsComponent(Component):
 
         super().__init__(labels, config)
         self.method = LabelSimilarity(labels)  # embeds the labels once, on first use
-
-    def probabilities(self, texts, usage=None):
-        return method_probabilities(self.method, texts, self.labels, usage)
 
 
 class SelfTrainedComponent(Component):
@@ -131,9 +131,6 @@ class SelfTrainedComponent(Component):
         self.method = LabelSimilarity(self.labels, unlabeled=self.unlabeled, examples=rows)
         return self
 
-    def probabilities(self, texts, usage=None):
-        return method_probabilities(self.method, texts, self.labels, usage)
-
 
 class ExamplesComponent(Component):
     name = "examples"
@@ -144,9 +141,6 @@ class ExamplesComponent(Component):
         self.method = EmbeddingLR(self.labels, seed=self.config.seed).fit([r["text"] for r in rows],
                                                                           [r["label"] for r in rows])
         return self
-
-    def probabilities(self, texts, usage=None):
-        return method_probabilities(self.method, texts, self.labels, usage)
 
 
 class SetFitComponent(Component):
@@ -161,9 +155,6 @@ class SetFitComponent(Component):
         else:
             self.method = train_setfit(rows, self.labels, out=workdir, seed=self.config.seed, **self.config.setfit)
         return self
-
-    def probabilities(self, texts, usage=None):
-        return method_probabilities(self.method, texts, self.labels, usage)
 
 
 class LLMComponent(Component):
@@ -194,9 +185,6 @@ class LLMComponent(Component):
             self._method = LabelScorer(scorer, self.labels, prompt=ScoringPrompt.build(demo_words=12),
                                        selector=selector)
         return self._method
-
-    def probabilities(self, texts, usage=None):
-        return method_probabilities(self.method, texts, self.labels, usage)
 
 
 COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, SelfTrainedComponent, ExamplesComponent,
@@ -286,8 +274,8 @@ class Estimate:
         if self.accuracy is None:
             how = self.chosen if self.chosen != "combination" else f"{used}, default weights"
             return f"offline: {how} (no estimate without 2+ examples per label)"
-        return (f"offline: {self.chosen} ({used}), cross-validated accuracy {self.accuracy:.3f} ± {self.spread:.3f} "
-                f"over {self.folds} folds of the examples")
+        return (f"offline: {self.chosen} ({used}), cross-validated accuracy {self.accuracy:.3f} "
+                f"± {self.spread:.3f} over {self.folds} folds of the examples")
 
 
 def cross_validate(components: dict[str, Component], rows: list[dict], y: np.ndarray, config: OfflineConfig,
@@ -352,14 +340,14 @@ class OfflineClassifier:
 
     def __init__(self, labels, examples: Sequence[dict] = (), config: OfflineConfig | None = None,
                  progress: bool = False, unlabeled: Sequence[str] = ()):
-        from .label_similarity import MIN_UNLABELED, SAMPLE, stable_sample
+        from .label_similarity import unlabeled_sample
 
         self.labels = LabelSet.of(labels)
         self.examples = [{"text": r["text"], "label": self.labels.check(r["label"], f"example {i}")}
                          for i, r in enumerate(examples or ())]
         self.config = config or OfflineConfig()
         self.progress = progress
-        self.unlabeled = stable_sample(unlabeled, SAMPLE) if len(set(unlabeled)) >= MIN_UNLABELED else []
+        self.unlabeled = unlabeled_sample(unlabeled)
         self.estimate: Estimate | None = None
         self.components: dict[str, Component] = {}
         self._fold_models: dict[str, list[Component]] = {}
