@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, Sequence
 
-from .backends import ConfigError, call, parse_model
+from .backends import ConfigError, call
+from .providers import parse_model
 from .cache import AnswerCache
 from .cache_url import open_cache
 from .artifacts import PromptArtifact  # noqa: F401 - optimize writes it; still importable from here
@@ -272,9 +273,11 @@ def optimize(train_rows: Sequence[dict], dev_rows: Sequence[dict], labels, model
     demos = [{"text": d.text, "label": labels.check(d.label)} for d in predictor.demos]
     dev_score = _score(build(instructions, demos), dev, labels, metric, usage)
     usage.add(wall_s=time.perf_counter() - started, items=len(train) + len(dev))
-    artifact = PromptArtifact(
-        instructions=instructions, labels=labels.to_json(), model=spec.id, optimizer=optimizer, demos=demos,
-        metric=metric, dev_score=dev_score, dspy_version=dspy.__version__, usage=usage.as_dict())
+    from . import __version__
+
+    artifact = PromptArtifact.of(instructions, demos, labels, model=spec.id, optimizer=optimizer, metric=metric,
+                                 dev_score=dev_score, versions={"promptclf": __version__, "dspy": dspy.__version__},
+                                 usage=usage.as_dict())
     if out:
         artifact.save(out)
     return artifact

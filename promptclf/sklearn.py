@@ -39,7 +39,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .backends import ConfigError, parse_model
+from .backends import ConfigError
+from .providers import parse_model
 
 # Methods whose predictions carry a probability per label (Prediction.scores).
 SCORED = ("offline", "embed", "local", "completions", "finetuned")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from promptclf import Classifier, LabellingError, UnknownModelError, classify
-from promptclf.backends import api_key, parse_model, redact_url
+from promptclf.backends import api_key, redact_url
+from promptclf.providers import parse_model
 from promptclf.cache import home
 from promptclf.cli import main
 
