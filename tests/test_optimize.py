@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from promptclf import Classifier, ConfigError
+from promptclf import Classifier, ConfigError, LabelSet
 from promptclf.cache import AnswerCache
 from promptclf.cli import main
 from promptclf.metrics import classification_metrics
@@ -28,7 +28,8 @@ def test_bootstrap_scores_the_deployed_prompt_and_rerun_is_cached(uneven_server,
     artifact = optimize(train, dev, LABELS, model, max_demos=4, out=tmp_path / "a.json", cache=tmp_path / "c")
     assert len(artifact.demos) == 4 and artifact.usage["requests"] > 0
     saved = json.loads((tmp_path / "a.json").read_text())
-    assert {"instructions", "demos", "labels", "model", "dev_score", "dspy_version", "version"} <= saved.keys()
+    assert {"task", "model", "optimizer", "metric", "dev_score", "versions", "version"} <= saved.keys()
+    assert saved["versions"]["dspy"] and saved["task"]["template"] == "few_shot"
     requests = server.log.requests
     again = optimize(train, dev, LABELS, model, max_demos=4, cache=tmp_path / "c")
     assert server.log.requests == requests and again.usage["cache_hits"] > 0  # the rerun made no calls
@@ -70,8 +71,8 @@ def test_engine_sends_the_requests_settings_and_samples_anew(server_factory, tmp
 
 
 def test_artifact_for_another_label_set_is_refused(tmp_path):
-    PromptArtifact("x", [], [{"name": "A"}, {"name": "B"}], "local", "bootstrap", "accuracy", 0.5, "3").save(
-        tmp_path / "a.json")
+    PromptArtifact.of("x", [], LabelSet.of(["A", "B"]), model="local", optimizer="bootstrap", metric="accuracy",
+                      dev_score=0.5).save(tmp_path / "a.json")
     with pytest.raises(ConfigError, match=r"optimised for labels \['A', 'B'\]"):
         Classifier(LABELS, "local", prompt=tmp_path / "a.json")
 
