@@ -281,6 +281,15 @@ def options_for(spec: ModelSpec, labels: LabelSet, values: dict) -> Options:
     return cls(**{k: v for k, v in values.items() if k in taken}).resolved(spec, labels)
 
 
+def generates(spec: ModelSpec) -> bool:
+    """Whether the backend writes answers (a chat model, which DSPy can drive) rather than scoring labels."""
+    return issubclass(provider_of(spec).options, ChatOptions)
+
+
+def scores_labels(spec: ModelSpec) -> bool:
+    return issubclass(provider_of(spec).options, ScoringOptions)
+
+
 def build(spec: ModelSpec, labels: LabelSet, options: Options) -> Method:
     return provider_of(spec).build(spec, labels, options)
 

@@ -86,6 +86,20 @@ def test_embedded_model_optimises_offline_and_classify_reproduces_the_dev_score(
     assert classification_metrics([r["label"] for r in dev], predicted, LABELS)["accuracy"] == artifact.dev_score
 
 
+def test_label_scoring_on_a_server_optimises_like_the_embedded_model(server_factory, sample_rows, tmp_path):
+    """completions: scores labels as `local` does, so the registry gives it the same bootstrap path."""
+    server = server_factory()
+    model = f"completions:tiny@{server.base_url}"
+    train, dev = sample_rows[:8], sample_rows[8:20]
+    artifact = optimize(train, dev, LABELS, model, max_demos=2, out=tmp_path / "c.json", cache=False)
+    assert len(artifact.demos) == 2 and server.log.requests > 0
+    clf = Classifier(LABELS, model, prompt=tmp_path / "c.json", cache=False)
+    predicted = clf.classify([r["text"] for r in dev])
+    assert classification_metrics([r["label"] for r in dev], predicted, LABELS)["accuracy"] == artifact.dev_score
+    with pytest.raises(ConfigError, match="scores labels and supports optimizer='bootstrap'"):
+        optimize(train, dev, LABELS, model, optimizer="mipro", cache=False)
+
+
 def test_cli_optimize_refuses_mipro_on_the_embedded_model(tmp_path, capsys):
     data = "tests/data/agnews_sample.csv"
     code = main(["optimize", "--train", data, "--dev", data, "--labels", "1,2,3,4", "--text-column", "title",
