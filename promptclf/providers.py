@@ -181,7 +181,8 @@ class FinetunedOptions(Options):
 class Provider:
     """One backend. `name` is the model-string prefix ("openai" in "openai:gpt-4o-mini"); `default` the model
     the bare prefix names ("local": the embedded Gemma), None where a name is required; `needs_url`: the form
-    is <prefix>:<model>@<base-url>; `base_url_env`: a variable that sets the base URL otherwise."""
+    is <prefix>:<model>@<base-url>; `base_url_env`: a variable that sets the base URL otherwise; `gives_scores`:
+    its answers carry a probability per label (Prediction.scores; the sklearn wrapper's predict_proba)."""
 
     name: str
     form: str
@@ -190,6 +191,7 @@ class Provider:
     default: str | None = None
     needs_url: bool = False
     base_url_env: str | None = None
+    gives_scores: bool = True
 
 
 REGISTRY: dict[str, Provider] = {}
@@ -373,11 +375,13 @@ register(Provider("embed", "embed: embedding similarity to the labels (packaged 
                   EmbedOptions, _build_embed, default="minilm"))
 register(Provider("local", "the embedded Gemma 3 270M, or local:/path/to/a/transformers/causal-lm",
                   LocalOptions, _build_scoring(_local_scorer), default="gemma3-270m"))
-register(Provider("together", "together:<model>, key in TOGETHER_API_KEY", ChatOptions, _build_chat))
+register(Provider("together", "together:<model>, key in TOGETHER_API_KEY", ChatOptions, _build_chat,
+                  gives_scores=False))
 register(Provider("openai", "openai:<model>, key in OPENAI_API_KEY, base URL from OPENAI_BASE_URL if set",
-                  ChatOptions, _build_chat, base_url_env="OPENAI_BASE_URL"))
+                  ChatOptions, _build_chat, base_url_env="OPENAI_BASE_URL", gives_scores=False))
 register(Provider("openai-compatible", "openai-compatible:<model>@<base-url> (vLLM, Ollama, llama.cpp, ...), key in "
-                  "OPENAI_COMPATIBLE_API_KEY if the server needs one", ChatOptions, _build_chat, needs_url=True))
+                  "OPENAI_COMPATIBLE_API_KEY if the server needs one", ChatOptions, _build_chat, needs_url=True,
+                  gives_scores=False))
 register(Provider("completions", "completions:<model>@<base-url>: label scoring by logprobs on a completions "
                   "endpoint, key in OPENAI_COMPATIBLE_API_KEY if the server needs one",
                   CompletionsOptions, _build_scoring(_completions_scorer), needs_url=True))

@@ -146,3 +146,15 @@ def test_unknown_artifact_versions_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="has version 9, this promptclf reads versions 1, 2"):
         PromptArtifact.load(path)
 
+
+
+def test_an_option_has_one_default_whichever_backend_takes_it():
+    """Whether an option counts as given is judged against its default; two backends must not disagree on it."""
+    from dataclasses import MISSING, fields
+
+    defaults: dict = {}
+    for provider in REGISTRY.values():
+        for f in fields(provider.options):
+            value = f.default_factory() if f.default_factory is not MISSING else f.default
+            defaults.setdefault(f.name, value)
+            assert defaults[f.name] == value, f"{provider.name} gives {f.name} another default"
