@@ -1,4 +1,5 @@
-"""Model strings -> backends (LangChain chat models, the embedded local model), and the retry policy."""
+"""Model specs, API keys and chat models for the API backends, and the retry policy. Which model strings
+exist, and what each backend takes and builds, is the provider registry's (promptclf.providers)."""
 
 from __future__ import annotations
 
@@ -20,18 +21,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-PROVIDERS = {
-    "offline": "offline (default): the embedded LLM, embeddings and, with examples, SetFit, combined",
-    "embed": "embed: embedding similarity to the labels (packaged MiniLM), or embed:/path/to/an/encoder",
-    "local": "the embedded Gemma 3 270M, or local:/path/to/a/transformers/causal-lm",
-    "together": "together:<model>, key in TOGETHER_API_KEY",
-    "openai": "openai:<model>, key in OPENAI_API_KEY, base URL from OPENAI_BASE_URL if set",
-    "openai-compatible": "openai-compatible:<model>@<base-url> (vLLM, Ollama, llama.cpp, ...), key in "
-                         "OPENAI_COMPATIBLE_API_KEY if the server needs one",
-    "completions": "completions:<model>@<base-url>: label scoring by logprobs on a completions endpoint, key in "
-                   "OPENAI_COMPATIBLE_API_KEY if the server needs one",
-    "finetuned": "finetuned:<dir> written by promptclf finetune",
-}
 API_KEY_VARS = {"together": "TOGETHER_API_KEY", "openai": "OPENAI_API_KEY"}
 SERVER_KEY_VAR = "OPENAI_COMPATIBLE_API_KEY"  # any other server's key: OpenAI's own key stays with OpenAI
 OPENAI_HOST = "api.openai.com"
@@ -95,34 +84,6 @@ class ModelSpec:
     @property
     def is_api(self) -> bool:
         return self.provider in {"together", "openai", "openai-compatible", "completions"}
-
-
-def parse_model(model: str | None) -> ModelSpec:
-    """Parse a model string such as "openai:gpt-4o-mini" or "openai-compatible:llama3@http://host:8000/v1"."""
-    if model is None or model == "offline":
-        return ModelSpec("offline", "default")
-    if model == "local":
-        return ModelSpec("local", "gemma3-270m")
-    if model == "embed":
-        return ModelSpec("embed", "minilm")
-    if not isinstance(model, str) or ":" not in model:
-        raise UnknownModelError(_unknown(model))
-    provider, _, name = model.partition(":")
-    if provider not in PROVIDERS or not name:
-        raise UnknownModelError(_unknown(model))
-    if provider in {"openai-compatible", "completions"}:
-        found = re.match(r"(.+?)@(https?://.+)", name)  # the first "@http": a URL may hold user:pw@host
-        if not found:
-            raise UnknownModelError(f"model {scrub(model)!r}: expected {provider}:<model>@<http(s)://base-url>")
-        return ModelSpec(provider, *found.groups())
-    if provider == "openai":
-        return ModelSpec(provider, name, os.environ.get("OPENAI_BASE_URL") or None)
-    return ModelSpec(provider, name)
-
-
-def _unknown(model) -> str:
-    forms = "; ".join(PROVIDERS.values())
-    return f"unknown model {scrub(str(model))!r}: use one of: {forms}"
 
 
 def key_variable(model_id: str) -> str:

@@ -11,6 +11,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from .identity import method_identity
 from .labels import LabelSet
 from .methods import Outcome, Prediction
 from .prompts import fingerprint
@@ -29,7 +30,7 @@ class _SklearnMethod:
 
     @property
     def identity(self) -> str:
-        return f"{type(self).__name__}|C={self.C}|{self._trained_on}"
+        return method_identity(type(self).__name__, f"C={self.C}", self._trained_on)
 
     def features(self, texts: Sequence[str]):
         raise NotImplementedError

@@ -24,6 +24,7 @@ from .backends import (
 )
 from .chat_logprobs import label_confidences
 from .endpoints import endpoint, served_models
+from .identity import method_identity
 from .labels import LabelSet
 from .methods import Failure, Outcome, Prediction
 from .prompts import ChatPrompt
@@ -169,8 +170,8 @@ class ChatLabeler:
     def identity(self) -> str:
         selector = self.example_selector.fingerprint() if self.example_selector else None
         # "auto" is keyed by the first mode it tries: what it falls back to is fixed by the server it asks.
-        moved = "|system-in-user" if self.system_in_user else ""
-        return f"chat|{self.model_id}|{self.prompt.fingerprint}|{selector}|{self.candidates[0]}{moved}"
+        moved = ("system-in-user",) if self.system_in_user else ()
+        return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0], *moved)
 
     # --- one request --------------------------------------------------------------------------------
 

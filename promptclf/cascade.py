@@ -18,8 +18,8 @@ import numpy as np
 
 from .backends import ConfigError
 from .cache import CacheBackend
+from .identity import method_identity
 from .methods import Failure, Method, Outcome, Prediction
-from .prompts import fingerprint
 from .usage import Usage
 
 GOALS = ("accuracy", "drop", "share", "cost")
@@ -48,7 +48,7 @@ class Cascade:
 
     @property
     def identity(self) -> str:
-        return fingerprint("cascade", self.local.identity, self.api.identity, self.below)
+        return method_identity("cascade", self.local.identity, self.api.identity, self.below, hashed=True)
 
     @property
     def estimate(self):

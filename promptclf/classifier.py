@@ -6,16 +6,20 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .backends import ConfigError, ModelSpec, chat_model, llm_fingerprint, parse_model
+from .backends import ConfigError, ModelSpec
 from .cache import CacheBackend
 from .cache_url import open_cache
+from .examples import check_examples
 from .labels import LabelSet
 from .methods import Failure, Method, Prediction
+from .providers import build, check_options, is_unset, option_names, options_for, parse_model, provider_of
+from .task import TASK_KEYWORDS, Task, is_task
 from .usage import Usage
 
 log = logging.getLogger("promptclf")
@@ -43,73 +47,6 @@ class LabellingError(RuntimeError):
         super().__init__(f"{len(failures)} of {len(texts)} items could not be labelled: {shown}{more}")
 
 
-def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
-    """The labelling method a model string selects, configured from Classifier options."""
-    from .examples import SimilarExamples, sample_per_class
-
-    pool = options["examples"]
-    fixed, selector = pool, None
-    if pool and options["example_selection"] == "similar":
-        selector = SimilarExamples(pool, k=options["k"])
-        fixed = []
-    elif pool and options["example_selection"] == "per-class":
-        fixed = sample_per_class(pool, labels, options["k"], options["seed"])
-    if spec.provider == "finetuned":
-        from .finetune import load_finetuned
-
-        return load_finetuned(spec.name, labels)
-    if spec.provider == "embed":
-        from .label_similarity import LabelSimilarity
-
-        encoder = None if spec.name == "minilm" else _encoder(spec.name)
-        return LabelSimilarity(labels, encoder=encoder, unlabeled=options["unlabeled"], examples=pool)
-    if spec.provider == "offline":
-        from .offline import OfflineClassifier
-
-        progress = options["progress"] if options["progress"] is not None else sys.stderr.isatty()
-        return OfflineClassifier(labels, pool, options["offline"], progress=progress, unlabeled=options["unlabeled"])
-    if spec.provider in ("local", "completions"):
-        from .scoring import LabelScorer, ScoringPrompt
-
-        return LabelScorer(_scorer(spec, options), labels, prompt=ScoringPrompt.build(options["scoring_template"],
-                           instructions=options["instructions"], demo_words=options["demo_words"],
-                           item_words=options["item_words"]), examples=fixed, selector=selector,
-                           calibrate=options["calibrate"], batch_size=options["local_batch_size"])
-    from .batching import ChatLabeler
-    from .prompts import ChatPrompt
-
-    llm = options["llm"] or chat_model(spec, timeout=options["timeout"])
-    model_id = spec.id if options["llm"] is None else f"{spec.id}|llm={llm_fingerprint(llm)}"
-    template = options["template"] or ("few_shot" if selector else None)  # demos chosen per batch need its loop
-    prompt = ChatPrompt.build(labels, template, examples=fixed,
-                              negative_examples=options["negative_examples"], instructions=options["instructions"])
-    return ChatLabeler(llm, labels, prompt, model_id=model_id, example_selector=selector,
-                       batch_size=options["batch_size"], concurrency=options["concurrency"],
-                       max_attempts=options["max_attempts"], max_wait=options["max_wait"],
-                       structured=options["structured"], system_in_user=options["system_in_user"])
-
-
-def _encoder(path: str):
-    from .embeddings import Encoder
-
-    if not Path(path).expanduser().is_dir():
-        raise ConfigError(f"embed:{path}: no such encoder directory")
-    return Encoder(path)
-
-
-def _scorer(spec: ModelSpec, options: dict):
-    if spec.provider == "completions":
-        from .completions import CompletionsScorer
-
-        return CompletionsScorer(spec, timeout=options["timeout"], max_attempts=options["max_attempts"])
-    from .local import local_scorer
-
-    quantize = options["quantize"]
-    if quantize == "auto":  # int8 only where it was measured to cost nothing (see local.py)
-        quantize = "int8" if options["examples"] and options["example_selection"] == "similar" else None
-    return local_scorer(spec.name, max_length=options["max_length"], threads=options["threads"], quantize=quantize)
-
-
 class Classifier:
     """Label texts with one method, behind a cache, with retries, an optional fallback and a run report.
 
@@ -121,66 +58,42 @@ class Classifier:
     (descriptions, aliases, examples, negative_examples, instructions) then come from it, not from options.
     """
 
-    def __init__(self, labels, model: str | None = "offline", *, descriptions=None, aliases=None,
-                 examples=None, negative_examples=None, example_selection: str = "auto", k: int | None = None,
-                 prompt: str | Path | None = None, instructions: str = "", batch_size: int = 10,
-                 concurrency: int = 4, max_attempts: int = 6, max_wait: float = 30.0, timeout: float = 60.0,
-                 structured: str = "auto", system_in_user: bool | str = "auto",
+    def __init__(self, labels, model: str | None = "offline", *, aliases=None,
                  cache: bool | str | Path | CacheBackend = True, fallback=None,
                  fallback_below: float | None = None, skip_empty: bool = False, max_item_tokens: int = 2000,
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
-                 calibrate: str = "auto", demo_words: int | None = 12, item_words: int | None = None,
-                 threads: int | None = None, quantize: str | None = "auto", max_length: int = 1024,
-                 local_batch_size: int = 16, llm=None, method: Method | None = None, offline=None,
-                 unlabeled: Sequence[str] | None = None, cascade_from: str | Method | None = None,
-                 cascade_below: float | None = None):
+                 method: Method | None = None, unlabeled: Sequence[str] | None = None,
+                 cascade_from: str | Method | None = None, cascade_below: float | None = None, **options):
+        """`options` are the backend's (promptclf.providers: each provider's options dataclass says which it
+        takes and their defaults); one set to other than its default that the model's backend does not take
+        is a ConfigError naming the backends that take it."""
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
-        if example_selection not in ("auto", "all", "per-class", "similar"):
-            raise ValueError(f"example_selection={example_selection!r}: choose auto, all, per-class or similar")
-        from .task import is_task
-
-        if is_task(labels):  # a Task, or its file: it stands for the task keywords (promptclf/task.py)
-            from .task import Task
-
-            given = dict(descriptions=descriptions, aliases=aliases, examples=examples,
-                         negative_examples=negative_examples, instructions=instructions)
-            task = Task.coerce(labels).keyword_options(given, prompt)
-            labels, examples, negative_examples = task["labels"], task["examples"], task["negative_examples"]
-            instructions, prompt = task["instructions"], task["prompt"]
-        self.labels = LabelSet.of(labels, descriptions, aliases)
         self.spec = parse_model(model) if method is None else ModelSpec("custom", type(method).__name__)
-        from .examples import check_examples
-
-        pool = check_examples(examples, self.labels)
-        template = prompt
-        if prompt is not None and str(prompt).endswith(".json"):
-            from .artifacts import PromptArtifact
-
-            artifact = PromptArtifact.load(prompt, self.labels)
-            template, instructions, pool = "few_shot", artifact.instructions, artifact.demos
-            example_selection = "all"
-        scoring = self.spec.provider in ("local", "completions")
-        # Local scoring with the nearest demonstrations: measured on AG News (1,000 items), 1 nearest 0.843 at
-        # 11.4 items/s, 4 nearest 0.841 at 6.9 items/s; chat models get 4.
-        k = k if k is not None else (1 if scoring else 4)
-        if example_selection == "auto":  # local scorers: nearest demos; chat: all, or k per class from a big pool
-            if scoring:
-                example_selection = "similar"
-            else:
-                example_selection = "all" if len(pool) <= k * len(self.labels) else "per-class"
-        self.options = dict(
-            examples=pool, negative_examples=check_examples(negative_examples, self.labels, "negative example"),
-            example_selection=example_selection, k=k, seed=seed, template=template,
-            scoring_template=template if template and str(template).endswith(".jinja") else None,
-            instructions=instructions, batch_size=batch_size, concurrency=concurrency, max_attempts=max_attempts,
-            max_wait=max_wait, timeout=timeout, structured=structured, system_in_user=system_in_user,
-            calibrate=calibrate, threads=threads,
-            max_length=max_length, local_batch_size=local_batch_size, llm=llm, demo_words=demo_words,
-            item_words=item_words, quantize=quantize, progress=progress, offline=_offline_config(offline, seed),
-            unlabeled=_unlabeled(unlabeled),
-        )
-        self.method = method or build_method(self.spec, self.labels, self.options)
+        if method is None:
+            check_options(self.spec, options)
+        else:
+            _check_custom(method, options)
+        task_values = {}
+        if is_task(labels):  # a Task, or its file: it stands for the task keywords (promptclf/task.py)
+            task = Task.coerce(labels)
+            given = {name: options.get(name) for name in TASK_KEYWORDS if name != "aliases"}
+            task_values = task.keyword_options({**given, "aliases": aliases}, options.get("prompt"))
+            labels = task_values.pop("labels")
+            if method is None:
+                _warn_unused(self.spec, task_values, labels)
+        self.labels = LabelSet.of(labels, options.get("descriptions"), aliases)
+        values = {**options, **task_values, "seed": seed, "progress": progress, "unlabeled": _unlabeled(unlabeled)}
+        values["examples"] = check_examples(values.get("examples"), self.labels)
+        values["negative_examples"] = check_examples(values.get("negative_examples"), self.labels,
+                                                     "negative example")
+        self._values = values
+        if method is None:
+            resolved = options_for(self.spec, self.labels, values)
+            self.options = {f.name: getattr(resolved, f.name) for f in fields(resolved)}
+            self.method = build(self.spec, self.labels, resolved)
+        else:
+            self.options, self.method = values, method
         self.cache = open_cache(cache)
         if cascade_from is not None or cascade_below is not None:
             self.method = self._cascade(cascade_from, cascade_below)
@@ -197,8 +110,9 @@ class Classifier:
         if local is None or below is None:
             raise ConfigError("a cascade needs both cascade_from (the local model) and cascade_below (its "
                               "confidence threshold, e.g. chosen with promptclf.cascade.choose_threshold)")
-        if not isinstance(local, Method):
-            local = build_method(parse_model(local), self.labels, self.options)
+        if not isinstance(local, Method):  # it takes the options that apply to it; the rest are the API model's
+            spec = parse_model(local)
+            local = build(spec, self.labels, options_for(spec, self.labels, self._values))
         return Cascade(local, self.method, below, cache=self.cache)
 
     # --- the verbs ------------------------------------------------------------------------------------
@@ -311,13 +225,23 @@ class Classifier:
         return n >= 20 and sys.stderr.isatty()
 
 
-def _offline_config(offline, seed: int):
-    """OfflineConfig, or a dict of its options (components, folds, choose, setfit, ...)."""
-    from .offline import OfflineConfig
+def _check_custom(method: Method, options: dict) -> None:
+    """A method given ready-made takes no backend options: they configure the method a model string builds."""
+    for name, value in options.items():
+        if name not in option_names():
+            raise TypeError(f"Classifier got an unknown option {name!r}")
+        if not is_unset(name, value):
+            raise ConfigError(f"option {name} does not apply to method={type(method).__name__}: backend options "
+                              "configure the method a model string builds")
 
-    if isinstance(offline, OfflineConfig):
-        return offline
-    return OfflineConfig(**{"seed": seed, **(offline or {})})
+
+def _warn_unused(spec: ModelSpec, task_values: dict, labels: LabelSet) -> None:
+    """A task is meant for any model, so parts of it this backend cannot use are said, not refused."""
+    taken = {f.name for f in fields(provider_of(spec).options)}
+    parts = {**task_values, "descriptions": [l.description for l in labels.labels if l.description]}
+    unused = [name for name, value in parts.items() if value and name not in taken]
+    if unused:
+        log.warning("promptclf: model %s does not use the task's %s", spec.id, ", ".join(unused))
 
 
 def _unlabeled(texts) -> list[str]:

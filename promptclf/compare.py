@@ -44,8 +44,9 @@ class Context:
     unlabeled: list[str] = field(default_factory=list)  # the test texts: what classify() self-trains on
 
 
-def _llm(ctx: Context, **extra) -> Classifier:
-    options = {"model": ctx.model, **ctx.classifier_options, **extra}
+def _llm(ctx: Context, configured: bool = True, **extra) -> Classifier:
+    """`configured`: with classifier_options, which configure the compared model (not a fixed baseline's)."""
+    options = {"model": ctx.model, **(ctx.classifier_options if configured else {}), **extra}
     return Classifier(ctx.labels, cache=ctx.cache, progress=False, seed=ctx.seed, **options)
 
 
@@ -107,7 +108,7 @@ def _factories() -> dict[str, Callable[[Context], Classifier]]:
     return {
         "offline": _offline(True),
         "offline-zero-shot": _offline(False),
-        "embed": lambda ctx: _llm(ctx, model="embed"),
+        "embed": lambda ctx: _llm(ctx, configured=False, model="embed"),
         "setfit": _setfit,
         "zero-shot": lambda ctx: _llm(ctx),
         "few-shot": lambda ctx: _llm(ctx, examples=ctx.train),

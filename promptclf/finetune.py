@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .backends import ConfigError
+from .identity import method_identity
 from .labels import LabelSet
 from .methods import Outcome, from_probabilities
 from .usage import Usage
@@ -314,7 +315,7 @@ class FineTunedMethod:
 
     @property
     def identity(self) -> str:
-        return f"finetuned:{self.path}"
+        return method_identity(None, f"finetuned:{self.path}")
 
     def save(self, out: Path, metrics: dict) -> None:
         import peft

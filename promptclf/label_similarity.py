@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .identity import method_identity
 from .labels import LabelSet
 from .methods import Outcome, from_probabilities
 from .prompts import fingerprint
@@ -74,9 +75,9 @@ class LabelSimilarity:
 
     @property
     def identity(self) -> str:
-        return fingerprint("label-similarity", self.encoder.identity, self.label_texts(), self.temperature,
-                           fingerprint(self.unlabeled) if self.unlabeled else None, ROUNDS, MIX,
-                           self.examples or None)
+        return method_identity("label-similarity", self.encoder.identity, self.label_texts(), self.temperature,
+                               fingerprint(self.unlabeled) if self.unlabeled else None, ROUNDS, MIX,
+                               self.examples or None, hashed=True)
 
     @property
     def label_vectors(self) -> np.ndarray:

@@ -32,6 +32,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .identity import method_identity
 from .labels import LabelSet
 from .methods import Failure, Outcome, Prediction, from_probabilities
 from .prompts import fingerprint
@@ -382,10 +383,12 @@ class OfflineClassifier:
         if not hasattr(self, "_identity"):
             from .embeddings import default_encoder
 
-            self._identity = fingerprint("offline", 1, asdict(self.config), self.names, self.labels.fingerprint(),
-                                         default_encoder().identity, self._llm_version(),
-                                         [[r["text"], r["label"]] for r in self.examples],
-                                         fingerprint(self.unlabeled) if self.unlabeled else None)
+            # 1: the identity's format version, where the other methods name their model (the components'
+            # models follow: the encoder and the embedded LLM's version).
+            self._identity = method_identity("offline", 1, asdict(self.config), self.names, self.labels.fingerprint(),
+                                             default_encoder().identity, self._llm_version(),
+                                             [[r["text"], r["label"]] for r in self.examples],
+                                             fingerprint(self.unlabeled) if self.unlabeled else None, hashed=True)
         return self._identity
 
     def _llm_version(self) -> str | None:

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, Sequence
 
-from .backends import ConfigError, call, parse_model
+from .backends import ConfigError, call
+from .providers import generates, parse_model, scores_labels
 from .cache import AnswerCache
 from .cache_url import open_cache
 from .artifacts import PromptArtifact  # noqa: F401 - optimize writes it; still importable from here
@@ -152,7 +153,7 @@ def dspy_lm(model: str, usage: Usage, cache: AnswerCache | None, llm=None, timeo
     from .backends import chat_model
 
     spec = parse_model(model)
-    if spec.provider not in ("together", "openai", "openai-compatible"):
+    if not generates(spec):
         raise ConfigError(f"model {spec.id!r} cannot generate DSPy answers; for the embedded model use "
                           f"optimizer='bootstrap' (label scoring) or an OpenAI-compatible server")
     engine = PromptclfEngine(llm or chat_model(spec, timeout=timeout), spec.id, usage, cache,
@@ -258,11 +259,12 @@ def optimize(train_rows: Sequence[dict], dev_rows: Sequence[dict], labels, model
     usage = Usage(model=spec.id)
     answer_cache = open_cache(cache)
     started = time.perf_counter()
-    if spec.provider == "local" and optimizer != "bootstrap":
-        raise ConfigError(f"optimizer {optimizer!r} needs a generative model; the embedded model supports "
-                          f"optimizer='bootstrap' (demo selection by label scoring)")
+    scoring = scores_labels(spec)  # demos chosen by the deployed Classifier's label scores: no DSPy LM
+    if scoring and optimizer != "bootstrap":
+        raise ConfigError(f"optimizer {optimizer!r} needs a generative model; {spec.id} scores labels and "
+                          f"supports optimizer='bootstrap' (demo selection by label scoring)")
     config_error = FirstConfigError()
-    lm = None if spec.provider == "local" else dspy_lm(model, usage, answer_cache, llm, config_error=config_error)
+    lm = None if scoring else dspy_lm(model, usage, answer_cache, llm, config_error=config_error)
     build = DeployedClassifiers(labels, model, answer_cache if answer_cache is not None else False, llm)
     program = deployed_predict_class()(signature(labels), build, usage, config_error)
     with dspy.context(lm=lm), config_error.raised():
@@ -272,9 +274,11 @@ def optimize(train_rows: Sequence[dict], dev_rows: Sequence[dict], labels, model
     demos = [{"text": d.text, "label": labels.check(d.label)} for d in predictor.demos]
     dev_score = _score(build(instructions, demos), dev, labels, metric, usage)
     usage.add(wall_s=time.perf_counter() - started, items=len(train) + len(dev))
-    artifact = PromptArtifact(
-        instructions=instructions, labels=labels.to_json(), model=spec.id, optimizer=optimizer, demos=demos,
-        metric=metric, dev_score=dev_score, dspy_version=dspy.__version__, usage=usage.as_dict())
+    from . import __version__
+
+    artifact = PromptArtifact.of(instructions, demos, labels, model=spec.id, optimizer=optimizer, metric=metric,
+                                 dev_score=dev_score, versions={"promptclf": __version__, "dspy": dspy.__version__},
+                                 usage=usage.as_dict())
     if out:
         artifact.save(out)
     return artifact

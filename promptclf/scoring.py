@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from jinja2.sandbox import SandboxedEnvironment
 
+from .identity import method_identity
 from .labels import LabelSet
 from .methods import Failure, Outcome, Prediction
 from .prompts import defuse, fingerprint, template_text
@@ -95,7 +96,8 @@ class LabelScorer:
     def identity(self) -> str:
         selector = self.selector.fingerprint() if self.selector else None
         demos = [[e["text"], e["label"]] for e in self.examples]
-        return f"score|{self.scorer.identity}|{self.prompt.fingerprint}|{fingerprint(demos)}|{selector}|{self.calibrate}"
+        return method_identity("score", self.scorer.identity, self.prompt.fingerprint, fingerprint(demos), selector,
+                               self.calibrate)
 
     def demonstrations(self, texts: Sequence[str]) -> list[list[dict]]:
         if self.selector is None:

@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .backends import ConfigError
+from .identity import method_identity
 from .labels import LabelSet
 from .methods import Outcome, from_probabilities
 from .usage import Usage
@@ -106,7 +107,7 @@ class SetFitMethod:
 
     @property
     def identity(self) -> str:
-        return f"setfit:{self.path}"
+        return method_identity(None, f"setfit:{self.path}")
 
     def save(self, out: Path, metrics: dict) -> None:
         import setfit

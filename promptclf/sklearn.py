@@ -39,10 +39,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .backends import ConfigError, parse_model
-
-# Methods whose predictions carry a probability per label (Prediction.scores).
-SCORED = ("offline", "embed", "local", "completions", "finetuned")
+from .backends import ConfigError
+from .providers import parse_model, provider_of
 
 # check_estimator's checks that cannot apply to a text classifier, and why; all its others pass. Their text
 # counterparts (fit returns self, parameters untouched, refit idempotent, order and subset invariance, pickling,
@@ -146,7 +144,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
 
     def _gives_scores(self) -> bool:
         try:
-            return parse_model(self.model).provider in SCORED
+            return provider_of(parse_model(self.model)).gives_scores
         except ConfigError:
             return False
 

@@ -40,6 +40,13 @@ def test_compare_cli_maps_raw_labels_and_refuses_unknown_methods(tmp_path, capsy
     assert "unknown method(s) ['magic']" in capsys.readouterr().err
 
 
+def test_the_compared_models_options_do_not_reach_the_embedding_row(tmp_path, sample_rows):
+    """classifier_options configure `model`; embed takes no batch_size, and its row must not be refused for it."""
+    results = compare(sample_rows, LABELS, methods=["embed"], split=(16, 4, 40), seed=0, out=tmp_path,
+                      model="openai-compatible:m@http://127.0.0.1:9/v1", classifier_options={"batch_size": 5})
+    assert results[0]["method"] == "embed" and results[0]["n_test"] == 40
+
+
 def test_compare_has_embedding_zero_shot_and_setfit_rows(tmp_path, sample_rows):
     results = compare(sample_rows, LABELS, methods=["embed", "setfit"], split=(16, 4, 40), seed=0, out=tmp_path,
                       setfit_options={"iterations": 2, "min_pairs": 32, "max_pairs": 32})

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from promptclf import Classifier, ConfigError, LabellingError, MissingAPIKeyError, UnknownModelError, classify
-from promptclf.backends import parse_model
+from promptclf.providers import parse_model
 from promptclf.cache import AnswerCache
 
 from .fake_openai_server import ITEM

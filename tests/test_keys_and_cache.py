@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from promptclf import Classifier, LabellingError, UnknownModelError, classify
-from promptclf.backends import api_key, parse_model, redact_url
+from promptclf.backends import api_key, redact_url
+from promptclf.providers import parse_model
 from promptclf.cache import home
 from promptclf.cli import main
 
@@ -136,14 +137,15 @@ def test_int8_that_fell_back_to_float32_is_keyed_as_float32(sample_rows, monkeyp
     from promptclf.local import load_causal_lm
 
     pool = sample_rows[:20]
-    float32 = Classifier(LABELS, examples=pool, quantize=None, cache=False).method.identity
+    # "local": quantize is its option (the offline default, which this test once used, never took it)
+    float32 = Classifier(LABELS, "local", examples=pool, quantize=None, cache=False).method.identity
     load_causal_lm.cache_clear()
     monkeypatch.setitem(sys.modules, "torch.ao.quantization", None)  # a torch without eager-mode quantisation
     try:
-        fell_back = Classifier(LABELS, examples=pool, quantize="int8", cache=False).method.identity
+        fell_back = Classifier(LABELS, "local", examples=pool, quantize="int8", cache=False).method.identity
     finally:
         load_causal_lm.cache_clear()
-    assert fell_back == float32
+    assert fell_back == float32 and "quantize=None" in float32
 
 
 # --- the tests' own cache -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from promptclf import Classifier, ConfigError
+from promptclf import Classifier, ConfigError, LabelSet
 from promptclf.cache import AnswerCache
 from promptclf.cli import main
 from promptclf.metrics import classification_metrics
@@ -28,7 +28,8 @@ def test_bootstrap_scores_the_deployed_prompt_and_rerun_is_cached(uneven_server,
     artifact = optimize(train, dev, LABELS, model, max_demos=4, out=tmp_path / "a.json", cache=tmp_path / "c")
     assert len(artifact.demos) == 4 and artifact.usage["requests"] > 0
     saved = json.loads((tmp_path / "a.json").read_text())
-    assert {"instructions", "demos", "labels", "model", "dev_score", "dspy_version", "version"} <= saved.keys()
+    assert {"task", "model", "optimizer", "metric", "dev_score", "versions", "version"} <= saved.keys()
+    assert saved["versions"]["dspy"] and saved["task"]["template"] == "few_shot"
     requests = server.log.requests
     again = optimize(train, dev, LABELS, model, max_demos=4, cache=tmp_path / "c")
     assert server.log.requests == requests and again.usage["cache_hits"] > 0  # the rerun made no calls
@@ -70,8 +71,8 @@ def test_engine_sends_the_requests_settings_and_samples_anew(server_factory, tmp
 
 
 def test_artifact_for_another_label_set_is_refused(tmp_path):
-    PromptArtifact("x", [], [{"name": "A"}, {"name": "B"}], "local", "bootstrap", "accuracy", 0.5, "3").save(
-        tmp_path / "a.json")
+    PromptArtifact.of("x", [], LabelSet.of(["A", "B"]), model="local", optimizer="bootstrap", metric="accuracy",
+                      dev_score=0.5).save(tmp_path / "a.json")
     with pytest.raises(ConfigError, match=r"optimised for labels \['A', 'B'\]"):
         Classifier(LABELS, "local", prompt=tmp_path / "a.json")
 
@@ -83,6 +84,20 @@ def test_embedded_model_optimises_offline_and_classify_reproduces_the_dev_score(
     clf = Classifier(LABELS, "local", prompt=tmp_path / "local.json", cache=False)
     predicted = clf.classify([r["text"] for r in dev])
     assert classification_metrics([r["label"] for r in dev], predicted, LABELS)["accuracy"] == artifact.dev_score
+
+
+def test_label_scoring_on_a_server_optimises_like_the_embedded_model(server_factory, sample_rows, tmp_path):
+    """completions: scores labels as `local` does, so the registry gives it the same bootstrap path."""
+    server = server_factory()
+    model = f"completions:tiny@{server.base_url}"
+    train, dev = sample_rows[:8], sample_rows[8:20]
+    artifact = optimize(train, dev, LABELS, model, max_demos=2, out=tmp_path / "c.json", cache=False)
+    assert len(artifact.demos) == 2 and server.log.requests > 0
+    clf = Classifier(LABELS, model, prompt=tmp_path / "c.json", cache=False)
+    predicted = clf.classify([r["text"] for r in dev])
+    assert classification_metrics([r["label"] for r in dev], predicted, LABELS)["accuracy"] == artifact.dev_score
+    with pytest.raises(ConfigError, match="scores labels and supports optimizer='bootstrap'"):
+        optimize(train, dev, LABELS, model, optimizer="mipro", cache=False)
 
 
 def test_cli_optimize_refuses_mipro_on_the_embedded_model(tmp_path, capsys):

@@ -8,7 +8,8 @@ import logging
 import time
 from pathlib import Path
 
-from ..backends import ConfigError, parse_model
+from ..backends import ConfigError
+from ..providers import parse_model
 from ..batch_labeller import BatchLabeller
 from ..usage import Usage
 

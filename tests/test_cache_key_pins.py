@@ -1,0 +1,87 @@
+"""Cache keys of today's single-label configurations, pinned: a refactor of how methods are built or how
+their identity is computed must find every answer cached before it (a changed key is a cache miss, paid
+again). A deliberate change of a key updates the pin here, with the reason in the commit."""
+
+import json
+
+import pytest
+
+from promptclf import Classifier
+from promptclf.cache import answer_key
+
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+ROWS = [{"text": t, "label": l} for t, l in [
+    ("Rebels seize the capital after a week of fighting", "World"),
+    ("Election results contested by the opposition", "World"),
+    ("Striker scores twice as United win the derby", "Sports"),
+    ("Veteran wins the marathon in record time", "Sports"),
+    ("Shares fall after the bank cuts its forecast", "Business"),
+    ("Oil prices climb on supply worries", "Business"),
+    ("New chip doubles battery life of phones", "Sci/Tech"),
+    ("Telescope finds water on a distant planet", "Sci/Tech"),
+]]
+SERVER = "http://127.0.0.1:9/v1"  # nothing listens: building a method makes no call
+TEXT = "Stocks rally after the rate cut"
+
+CONFIGURATIONS = {
+    "openai zero-shot": ("openai:gpt-4o-mini", {}),
+    "server few-shot all": (f"openai-compatible:m@{SERVER}", dict(
+        examples=ROWS[:4], negative_examples=ROWS[4:5], instructions="Label the headline.", system_in_user=False)),
+    "server per-class": (f"openai-compatible:m@{SERVER}", dict(examples=ROWS, k=1, system_in_user=False)),
+    "server similar": (f"openai-compatible:m@{SERVER}", dict(examples=ROWS, example_selection="similar", k=2,
+                                                             system_in_user=False)),
+    "server parser zero_shot": (f"openai-compatible:m@{SERVER}", dict(structured="parser", prompt="zero_shot",
+                                                                      system_in_user=True)),
+    "completions similar": (f"completions:m@{SERVER}", dict(examples=ROWS)),
+    "completions all": (f"completions:m@{SERVER}", dict(examples=ROWS[:4], example_selection="all",
+                                                        calibrate="none", demo_words=8, item_words=40)),
+}
+
+
+def key(model: str, options: dict) -> str:
+    method = Classifier(LABELS, model, cache=False, **options).method
+    return answer_key(method.identity, Classifier(LABELS, "embed", cache=False).labels.fingerprint(), TEXT)
+
+
+@pytest.fixture(autouse=True)
+def plain_openai(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-pin")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+PINNED = {
+    "openai zero-shot": "a904797350d3726ace06093470e54605b03548bea596e4da93b92b9c1ddeb7f4",
+    "server few-shot all": "a1e1399b86a1baff672f0f55fd1675b34e6efd9e69f221e41d6f9d748fc9630e",
+    "server per-class": "2ce5664909a88a153af180b4b514e0e7104b1459f71feb829171c0cf77cfd713",
+    "server similar": "f076d266b981bec5241dbaf4cf0da17938a335327fb4170254d8ac20cc62fac3",
+    "server parser zero_shot": "1f20a9abd37d070cda0cb369edc2d3f39dff5a1ab54fc4fcee8942646317abff",
+    "completions similar": "34657123910de0d4613e31478cbcbb636b7375ec11890c4007e38d241757b2b0",
+    "completions all": "a196ad584f4f8f512df4f04a293288e994d2ee543ace5733381fa9c0d8ae3eeb",
+    "artifact": "f33f8f37604bf6c55ff89a9250eaa915902354c3721286a4342ca5c1caad9c33",
+    "artifact completions": "e9844fb49492f659d0be9112b99b94e52742d61c0f09049ef0a613992cc92693",
+    "local": "a627f7c3e565818baab5509cf433d1ff83d023d3c73c126b42a83b9f55893ff4",
+    "embed": "01de88fdbeb99d44f19e538240eb9ff58b22d402fede48a8e97b874f8286ad1d",
+    "offline": "0251f193d1ac646c95861c8a7b03f280b9df5e282a82dd0ee9ec53f28f89f03c",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_the_cache_key_of_a_configuration_is_what_it_was(name):
+    model, options = CONFIGURATIONS[name]
+    assert key(model, options) == PINNED[name]
+
+
+def test_an_optimised_prompt_artifact_keeps_its_key(tmp_path):
+    path = tmp_path / "old.json"  # the artifact format promptclf optimize wrote before it held a Task
+    path.write_text(json.dumps({
+        "instructions": "Label the news headline by topic.", "demos": ROWS[:2],
+        "labels": [{"name": n, "description": "", "aliases": []} for n in LABELS], "model": "local",
+        "optimizer": "bootstrap", "metric": "accuracy", "dev_score": 0.75, "dspy_version": "3.0.0", "usage": {},
+        "version": 1, "created": "2025-01-01T00:00:00Z"}))
+    assert key(f"openai-compatible:m@{SERVER}", dict(prompt=str(path), system_in_user=False)) == PINNED["artifact"]
+    assert key(f"completions:m@{SERVER}", dict(prompt=str(path))) == PINNED["artifact completions"]
+
+
+@pytest.mark.parametrize("model", ["local", "embed", "offline"])
+def test_the_embedded_models_keep_their_keys(model):
+    assert key(model, dict(unlabeled=[])) == PINNED[model]
