@@ -383,9 +383,11 @@ class OfflineClassifier:
         if not hasattr(self, "_identity"):
             from .embeddings import default_encoder
 
-            # 1: the identity's format version, where the other methods name their model (the components'
-            # models follow: the encoder and the embedded LLM's version).
-            self._identity = method_identity("offline", 1, asdict(self.config), self.names, self.labels.fingerprint(),
+            # The identity's version, where the other methods name their model (the components' models follow:
+            # the encoder and the embedded LLM's version). 2 with examples: answers cached before the
+            # self-trained component learned from pseudo-labels (pseudo_labels.py) are not this method's.
+            version = 2 if self.examples else 1
+            self._identity = method_identity("offline", version, asdict(self.config), self.names, self.labels.fingerprint(),
                                              default_encoder().identity, self._llm_version(),
                                              [[r["text"], r["label"]] for r in self.examples],
                                              fingerprint(self.unlabeled) if self.unlabeled else None, hashed=True)
