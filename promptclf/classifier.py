@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -47,6 +48,8 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
     """The labelling method a model string selects, configured from Classifier options."""
     from .examples import SimilarExamples, sample_per_class
 
+    if options.get("multi_label"):
+        _check_multi_label(spec)
     pool = options["examples"]
     fixed, selector = pool, None
     if pool and options["example_selection"] == "similar":
@@ -57,7 +60,7 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
     if spec.provider == "finetuned":
         from .finetune import load_finetuned
 
-        return load_finetuned(spec.name, labels)
+        return _same_kind(load_finetuned(spec.name, labels), options.get("multi_label", False), spec.id)
     if spec.provider == "embed":
         from .label_similarity import LabelSimilarity
 
@@ -81,12 +84,33 @@ def build_method(spec: ModelSpec, labels: LabelSet, options: dict) -> Method:
     llm = options["llm"] or chat_model(spec, timeout=options["timeout"])
     model_id = spec.id if options["llm"] is None else f"{spec.id}|llm={llm_fingerprint(llm)}"
     template = options["template"] or ("few_shot" if selector else None)  # demos chosen per batch need its loop
+    multi = {"multi_label": True} if options.get("multi_label") else {}  # the single-label prompt stays as it was
     prompt = ChatPrompt.build(labels, template, examples=fixed,
-                              negative_examples=options["negative_examples"], instructions=options["instructions"])
+                              negative_examples=options["negative_examples"], instructions=options["instructions"],
+                              **({"system_template": "system_multi"} if multi else {}))
     return ChatLabeler(llm, labels, prompt, model_id=model_id, example_selector=selector,
                        batch_size=options["batch_size"], concurrency=options["concurrency"],
                        max_attempts=options["max_attempts"], max_wait=options["max_wait"],
-                       structured=options["structured"], system_in_user=options["system_in_user"])
+                       structured=options["structured"], system_in_user=options["system_in_user"], **multi)
+
+
+def _check_multi_label(spec: ModelSpec) -> None:
+    """Multi-label tasks: chat models and models trained for it; the others say so and what to use."""
+    from .multilabel import unsupported
+
+    names = {"local": "label scoring (local)", "completions": "label scoring (completions:)",
+             "embed": "embed (label similarity)", "offline": "offline"}
+    if spec.provider in names:
+        raise unsupported(names[spec.provider])
+
+
+def _same_kind(method: Method, multi_label: bool, where: str) -> Method:
+    """A method answers label sets exactly when the task is multi-label."""
+    if bool(getattr(method, "multi_label", False)) != bool(multi_label):
+        trained = "multi-label" if getattr(method, "multi_label", False) else "single-label"
+        raise ConfigError(f"{where} is {trained}, the task is {'multi' if multi_label else 'single'}-label: "
+                          f"use a model trained for this task (finetune(..., multi_label={bool(multi_label)}))")
+    return method
 
 
 def _encoder(path: str):
@@ -133,7 +157,7 @@ class Classifier:
                  threads: int | None = None, quantize: str | None = "auto", max_length: int = 1024,
                  local_batch_size: int = 16, llm=None, method: Method | None = None, offline=None,
                  unlabeled: Sequence[str] | None = None, cascade_from: str | Method | None = None,
-                 cascade_below: float | None = None):
+                 cascade_below: float | None = None, multi_label: bool = False):
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
         if example_selection not in ("auto", "all", "per-class", "similar"):
@@ -148,6 +172,7 @@ class Classifier:
             task = Task.coerce(labels).keyword_options(given, prompt)
             labels, examples, negative_examples = task["labels"], task["examples"], task["negative_examples"]
             instructions, prompt = task["instructions"], task["prompt"]
+            multi_label = multi_label or task["multi_label"]
         self.labels = LabelSet.of(labels, descriptions, aliases)
         self.spec = parse_model(model) if method is None else ModelSpec("custom", type(method).__name__)
         from .examples import check_examples
@@ -180,11 +205,17 @@ class Classifier:
             item_words=item_words, quantize=quantize, progress=progress, offline=_offline_config(offline, seed),
             unlabeled=_unlabeled(unlabeled),
         )
-        self.method = method or build_method(self.spec, self.labels, self.options)
+        self.multi_label = bool(multi_label)
+        if self.multi_label:  # only where set: the single-label options stay as they were
+            self.options["multi_label"] = True
+        self.method = (_same_kind(method, self.multi_label, type(method).__name__) if method is not None
+                       else build_method(self.spec, self.labels, self.options))
         self.cache = open_cache(cache)
         if cascade_from is not None or cascade_below is not None:
+            if self.multi_label:
+                raise ConfigError("a cascade routes single labels by confidence; it does not take multi-label tasks")
             self.method = self._cascade(cascade_from, cascade_below)
-        self.fallback = _fallback(fallback, self.labels)
+        self.fallback = _fallback(fallback, self.labels, self.multi_label)
         self.fallback_below = fallback_below
         self.skip_empty, self.max_item_tokens, self.truncate = skip_empty, max_item_tokens, truncate
         self.progress, self.prices = progress, prices or {}
@@ -222,7 +253,10 @@ class Classifier:
             raise LabellingError(positions, [str(t) for t in prepared], predictions)
         return predictions
 
-    def classify(self, texts: Sequence[str]) -> list[str | None]:
+    def classify(self, texts: Sequence[str]) -> list:
+        """One label per input; for a multi-label task, one list of labels per input (possibly empty)."""
+        if self.multi_label:
+            return [list(p.labels) if p else None for p in self.predict(texts)]
         return [p.label if p else None for p in self.predict(texts)]
 
     def as_runnable(self):
@@ -232,8 +266,15 @@ class Classifier:
         return RunnableLambda(self.classify, name=f"promptclf[{self.spec.id}]")
 
     def score(self, texts: Sequence[str], gold: Sequence[str]) -> dict:
-        """Accuracy and macro-F1 against gold labels (given as names or aliases of the set)."""
+        """Accuracy and macro-F1 against gold labels (given as names or aliases of the set). Multi-label:
+        each gold is a list of labels or names joined by `;`; micro/macro-F1, subset accuracy, Hamming loss."""
         from .metrics import classification_metrics
+
+        if self.multi_label:
+            from .metrics import multilabel_metrics
+            from .multilabel import check_label_sets
+
+            return multilabel_metrics(check_label_sets(gold, self.labels), self.classify(texts), self.labels.names)
 
         truth = [self.labels.check(g, f"gold label of item {i}") for i, g in enumerate(gold)]
         return classification_metrics(truth, self.classify(texts), self.labels.names)
@@ -301,7 +342,7 @@ class Classifier:
         routed = {}
         for pos, outcome in self.fallback.predict(texts, Usage()):
             if isinstance(outcome, Prediction):
-                routed[texts[pos]] = Prediction(outcome.label, outcome.confidence, "fallback", outcome.scores)
+                routed[texts[pos]] = replace(outcome, source="fallback")
         self.report.add(fallback=len(routed))
         return routed
 
@@ -332,18 +373,21 @@ def _unlabeled(texts) -> list[str]:
     return [t for t in texts if t.strip()]
 
 
-def _fallback(fallback, labels: LabelSet) -> Method | None:
-    if fallback is None or isinstance(fallback, Method):
+def _fallback(fallback, labels: LabelSet, multi_label: bool = False) -> Method | None:
+    if fallback is None:
         return fallback
+    if isinstance(fallback, Method):
+        return _same_kind(fallback, multi_label, "the fallback") if multi_label else fallback
     from .finetune import load_finetuned
 
     path = str(fallback)
     path = path[len("finetuned:"):] if path.startswith("finetuned:") else path
-    return load_finetuned(path, labels)
+    return _same_kind(load_finetuned(path, labels), multi_label, f"the fallback {path}")
 
 
-def classify(texts: Sequence[str], labels, model: str | None = "offline", **options) -> list[str | None]:
-    """Label each text with one label from `labels`, in input order. Options are Classifier's; without
+def classify(texts: Sequence[str], labels, model: str | None = "offline", **options) -> list:
+    """Label each text with one label from `labels` (multi_label=True, or a multi-label Task: a list of
+    labels per text), in input order. Options are Classifier's; without
     examples, `embed` and the offline default self-train on the texts themselves (pass unlabeled=[] not to)."""
     if not isinstance(texts, str) and len(texts) == 0:
         return []

@@ -1,0 +1,221 @@
+"""Multi-label tasks (promptclf/multilabel.py): label sets from chat models (the fake server answers arrays),
+re-asks and repairs, the cache, metrics, the methods that refuse, and the CLI. Real data: a slice of
+GoEmotions (Ekman's 7 labels; tests/data/goemotions_ekman_sample.csv, from ../shared/data/goemotions)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from promptclf import Classifier, ConfigError, LabellingError, Task, classify
+from promptclf.cli import main
+from promptclf.labels import LabelSet
+from promptclf.metrics import multilabel_metrics
+from promptclf.multilabel import check_label_sets, choose_threshold, split_labels
+from promptclf.schemas import read_batch
+
+DATA = Path(__file__).parent / "data" / "goemotions_ekman_sample.csv"
+EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
+
+
+@pytest.fixture(scope="module")
+def emotions() -> dict[str, list[dict]]:
+    frame = pd.read_csv(DATA)
+    rows = [{"text": t, "labels": l.split(";"), "split": s} for t, l, s in zip(frame.text, frame.labels, frame.split)]
+    return {"train": [r for r in rows if r["split"] == "train"], "test": [r for r in rows if r["split"] == "test"]}
+
+
+@pytest.fixture
+def emotion_server(server_factory, emotions):
+    gold = {" ".join(r["text"].split()): ";".join(r["labels"]) for rows in emotions.values() for r in rows}
+    def make(**config):
+        config.setdefault("oracle", lambda text: gold.get(" ".join(text.split()), "neutral"))
+        return server_factory(**config)
+
+    return make
+
+
+def chat(server) -> str:
+    return f"openai-compatible:gpt-test@{server.base_url}"
+
+
+def task() -> Task:
+    return Task.of(EKMAN, multi_label=True)
+
+
+# --- chat models ----------------------------------------------------------------------------------------------
+
+def test_a_multi_label_task_gets_each_items_label_set_from_a_chat_model(emotion_server, emotions):
+    rows = emotions["test"][25:50]
+    assert any(len(r["labels"]) > 1 for r in rows)
+    clf = Classifier(task(), chat(emotion_server()), cache=False, batch_size=6)
+    assert clf.classify([r["text"] for r in rows]) == [sorted(r["labels"], key=EKMAN.index) for r in rows]
+    predictions = clf.predict([rows[0]["text"]])
+    assert predictions[0].labels == tuple(sorted(rows[0]["labels"], key=EKMAN.index))
+    assert predictions[0].label == ";".join(predictions[0].labels)
+
+
+@pytest.mark.parametrize("structured", ["json_schema", "function_calling", "parser"])
+def test_every_structured_mode_asks_for_an_array_of_labels_from_the_set(emotion_server, emotions, structured):
+    server = emotion_server()
+    rows = emotions["test"][:5]
+    clf = Classifier(task(), chat(server), cache=False, structured=structured)
+    assert clf.classify([r["text"] for r in rows]) == [sorted(r["labels"], key=EKMAN.index) for r in rows]
+    body = json.dumps(server.log.bodies[-1]) if server.log.bodies else ""
+    if structured == "json_schema":
+        assert '"labels"' in body and '"type": "array"' in body and '"surprise"' in body
+
+
+def test_faulty_answers_are_reasked_and_never_shifted(emotion_server, emotions):
+    rows = emotions["test"][:30]
+    server = emotion_server(fault_rate=0.3, faults=("short", "duplicate", "offlabel", "malformed", "zero_based",
+                                                    "shifted"), seed=3)
+    clf = Classifier(task(), chat(server), cache=False, batch_size=5, concurrency=1, max_attempts=2)
+    assert clf.classify([r["text"] for r in rows]) == [sorted(r["labels"], key=EKMAN.index) for r in rows]
+    assert clf.report.reasks > 0 and sum(server.log.faults.values()) > 0
+
+
+def test_a_label_off_the_set_fails_the_item_when_it_is_never_repaired(emotion_server, emotions):
+    text = emotions["test"][0]["text"]
+    server = emotion_server(oracle=lambda t: ["joy", "Weather"])
+    with pytest.raises(LabellingError, match="item 0 .*'Weather' is not in the label set"):
+        Classifier(task(), chat(server), cache=False, batch_size=1).predict([text])
+
+
+def test_aliases_are_repaired_and_an_empty_set_is_an_answer(emotion_server, emotions):
+    texts = [r["text"] for r in emotions["test"][:4]]
+    aliased = Task.of(EKMAN, aliases={"joy": ["happiness"]}, multi_label=True)
+    server = emotion_server(oracle=lambda t: ["happiness", "joy", "anger"] if t == texts[0] else [])
+    clf = Classifier(aliased, chat(server), cache=False)
+    assert clf.classify(texts) == [["anger", "joy"], [], [], []]
+    assert clf.report.repaired == 1
+
+
+def test_label_sets_are_cached_and_kept_apart_from_single_label_answers(emotion_server, emotions, tmp_path):
+    texts = [r["text"] for r in emotions["test"][:6]]
+    server = emotion_server()
+    first = Classifier(task(), chat(server), cache=tmp_path)
+    labelled = first.classify(texts)
+    again = Classifier(task(), chat(server), cache=tmp_path)
+    assert again.classify(texts) == labelled and again.report.cache_hits == 6 and again.report.requests == 0
+    single = Classifier(EKMAN, chat(server), cache=tmp_path)
+    assert single.method.identity != first.method.identity
+    assert "|multi-label" not in single.method.identity and single.options.get("multi_label") is None
+
+
+def test_the_keyword_form_and_the_task_file_are_the_same_multi_label_classifier(emotion_server, tmp_path):
+    server = emotion_server()
+    path = task().save(tmp_path / "task.yaml")
+    assert "multi_label: true" in path.read_text()
+    by_task = Classifier(path, chat(server), cache=False)
+    by_keyword = Classifier(EKMAN, chat(server), cache=False, multi_label=True)
+    assert by_task.multi_label and by_task.method.identity == by_keyword.method.identity
+
+
+def test_classify_returns_a_list_of_labels_per_text(emotion_server, emotions):
+    rows = emotions["test"][:3]
+    out = classify([r["text"] for r in rows], labels=task(), model=chat(emotion_server()), cache=False)
+    assert out == [sorted(r["labels"], key=EKMAN.index) for r in rows]
+
+
+# --- what cannot take it --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model, named", [("offline", "offline"), ("embed", "embed"), ("local", "label scoring"),
+                                          ("completions:m@http://127.0.0.1:9/v1", "label scoring")])
+def test_methods_without_label_sets_refuse_and_say_what_to_use(model, named):
+    with pytest.raises(ConfigError, match=f"{named}.*cannot label multi-label tasks.*use a chat model.*multi_label=True"):
+        Classifier(task(), model, cache=False)
+
+
+def test_a_cascade_refuses_a_multi_label_task(emotion_server):
+    with pytest.raises(ConfigError, match="cascade.*multi-label"):
+        Classifier(task(), chat(emotion_server()), cache=False, cascade_from="offline", cascade_below=0.5)
+
+
+# --- reading answers and gold labels -------------------------------------------------------------------------
+
+def test_read_batch_reads_label_sets_by_id():
+    labels = LabelSet.of(["a", "b", "c"], aliases={"c": ["see"]})
+    payload = {"answers": [{"index": 7, "labels": ["see", "a", "a"]}, {"index": 9, "labels": []},
+                           {"index": 8, "labels": ["zzz"]}]}
+    result = read_batch(payload, labels, [7, 8, 9], multi_label=True)
+    assert result.labels == {7: ("a", "c"), 9: ()} and "'zzz'" in result.failed[8] and result.repaired == 1
+    single = read_batch({"answers": [{"index": 7, "label": "a"}]}, labels, [7], multi_label=True)
+    assert single.failed == {7: "response is not valid JSON of the batch schema"}
+
+
+def test_gold_label_sets_are_checked_and_named_by_item():
+    labels = LabelSet.of(EKMAN)
+    assert split_labels("joy; neutral") == ["joy", "neutral"] and split_labels("") == []
+    assert check_label_sets(["neutral;joy", ["fear"], ""], labels) == [["joy", "neutral"], ["fear"], []]
+    with pytest.raises(Exception, match="gold labels of item 1"):
+        check_label_sets(["joy", "joy;hunger"], labels)
+
+
+def test_multi_label_metrics_by_hand():
+    gold = [["a"], ["a", "b"], ["b"], []]
+    predicted = [["a"], ["a"], ["a", "b"], None]
+    m = multilabel_metrics(gold, predicted, ["a", "b"])
+    # decisions (a, b): (1,0)=(1,0); (1,1) vs (1,0); (0,1) vs (1,1); (0,0)=(0,0): 2 wrong of 8
+    assert m["hamming_loss"] == pytest.approx(2 / 8)
+    assert m["subset_accuracy"] == m["accuracy"] == pytest.approx(2 / 4)
+    # a: tp 2, fp 1, fn 0 -> F1 0.8; b: tp 1, fp 0, fn 1 -> F1 2/3; micro: tp 3, fp 1, fn 1 -> 0.75
+    assert m["per_class_f1"] == pytest.approx({"a": 0.8, "b": 2 / 3})
+    assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2) and m["micro_f1"] == pytest.approx(0.75)
+
+
+def test_the_threshold_is_chosen_for_micro_f1_on_the_rows():
+    import numpy as np
+
+    probs = np.array([[0.3, 0.1], [0.35, 0.2], [0.1, 0.32]])
+    gold = np.array([[1, 0], [1, 0], [0, 1]])
+    assert 0.2 <= choose_threshold(probs, gold) <= 0.3  # 0.5 would give none of them
+    assert choose_threshold(np.array([[0.9, 0.1]]), np.array([[1, 0]])) == 0.5  # ties go to 0.5
+
+
+def test_score_reports_the_multi_label_metrics(emotion_server, emotions):
+    rows = emotions["test"][:12]
+    clf = Classifier(task(), chat(emotion_server()), cache=False)
+    metrics = clf.score([r["text"] for r in rows], [";".join(r["labels"]) for r in rows])
+    assert metrics["micro_f1"] == metrics["subset_accuracy"] == 1.0
+    present = {name for r in rows for name in r["labels"]}  # a label no item has, nor is given, scores F1 0
+    assert metrics["macro_f1"] == pytest.approx(len(present) / len(EKMAN)) and len(present) < len(EKMAN)
+    assert metrics["hamming_loss"] == 0.0 and metrics["n"] == 12
+
+
+# --- the command line ----------------------------------------------------------------------------------------
+
+def test_cli_classify_writes_label_sets_joined_by_semicolons(emotion_server, emotions, tmp_path):
+    rows = emotions["test"][:8]
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    pd.DataFrame({"text": [r["text"] for r in rows]}).to_csv(src, index=False)
+    path = task().save(tmp_path / "task.yaml")
+    code = main(["classify", "--input", str(src), "--output", str(out), "--task", str(path),
+                 "--model", chat(emotion_server()), "--no-cache"])
+    assert code == 0
+    written = pd.read_csv(out, keep_default_na=False)["predicted_label"].tolist()
+    assert written == [";".join(sorted(r["labels"], key=EKMAN.index)) for r in rows]
+
+
+def test_cli_evaluate_reads_semicolon_gold_and_prints_multi_label_metrics(emotion_server, emotions, tmp_path,
+                                                                         capsys):
+    rows = emotions["test"][:10]
+    data = tmp_path / "gold.csv"
+    pd.DataFrame({"text": [r["text"] for r in rows], "labels": [";".join(r["labels"]) for r in rows]}) \
+        .to_csv(data, index=False)
+    code = main(["evaluate", "--data", str(data), "--label-column", "labels", "--labels", ",".join(EKMAN),
+                 "--multi-label", "--model", chat(emotion_server()), "--no-cache", "--json", str(tmp_path / "m.json")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "micro-F1 1.0000" in out and "subset accuracy 1.0000" in out and "Hamming loss 0.0000" in out
+    assert json.loads((tmp_path / "m.json").read_text())["hamming_loss"] == 0.0
+
+
+def test_cli_multi_label_with_an_offline_model_exits_2(tmp_path, capsys, emotions):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": [r["text"] for r in emotions["test"][:2]]}).to_csv(src, index=False)
+    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", ",".join(EKMAN),
+                 "--multi-label", "--model", "offline", "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and "offline cannot label multi-label tasks" in err
