@@ -247,7 +247,8 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     if method == "setfit":
         from .setfit_method import train_setfit
 
-        return train_setfit(train_rows, labels, out=out, progress=progress, multi_label=multi_label, **options)
+        dev = {"dev_rows": dev_rows} if multi_label else {}  # single-label SetFit trains as it did, without them
+        return train_setfit(train_rows, labels, out=out, progress=progress, multi_label=multi_label, **dev, **options)
     if method != "lora":
         raise ConfigError(f"method={method!r}: choose lora or setfit")
     config = FineTuneConfig(**options)

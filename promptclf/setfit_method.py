@@ -57,10 +57,12 @@ def _body_path(base: str) -> str:
 
 
 def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None = None, progress: bool = False,
-                 multi_label: bool = False, **options) -> "SetFitMethod":
+                 multi_label: bool = False, dev_rows: Sequence[dict] | None = None, **options) -> "SetFitMethod":
     """Train SetFit on [{"text", "label"}] rows; saved to `out` when given. Options are SetFitConfig's.
     `multi_label`: rows carry `labels` (a list, or names joined by `;`); SetFit's one-vs-rest strategy, a
-    logistic regression per label, each label given where its probability is at least 0.5."""
+    logistic regression per label with balanced class weights (each label is rare among the rows: unweighted,
+    few probabilities reach 0.5), each label given where its probability reaches the threshold: 0.5, or the
+    one with the best micro-F1 on `dev_rows` when given. Single-label training takes no dev rows."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from transformers import set_seed
@@ -80,9 +82,13 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
     set_seed(config.seed)
     if not progress:  # "model_head.pkl not found", "Running training": expected here, noise to a user
         logging.getLogger("setfit").setLevel(logging.ERROR)
-    strategy = {"multi_target_strategy": "one-vs-rest"} if multi_label else {}
-    model = SetFitModel.from_pretrained(_body_path(config.base), local_files_only=True,
-                                        head_params={"C": config.head_c, "max_iter": 2000}, **strategy)
+    head = {"C": config.head_c, "max_iter": 2000}
+    strategy = {}
+    if multi_label:
+        head["class_weight"] = "balanced"
+        strategy = {"multi_target_strategy": "one-vs-rest"}
+    model = SetFitModel.from_pretrained(_body_path(config.base), local_files_only=True, head_params=head,
+                                        **strategy)
     steps = config.steps(len(train_rows))
     args = TrainingArguments(batch_size=config.batch_size, num_epochs=1, max_steps=steps,
                              num_iterations=config.iterations, body_learning_rate=config.body_learning_rate,
@@ -95,6 +101,12 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
     started = time.perf_counter()
     trainer.train()
     method = SetFitMethod(model, labels, config, path=Path(out) if out else None, multi_label=multi_label)
+    if multi_label and dev_rows:
+        from .multilabel import choose_threshold, indicator
+
+        dev = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in dev_rows], labels, "dev row")
+        method.threshold = choose_threshold(method.probabilities([r["text"] for r in dev_rows]),
+                                            indicator(dev, labels))
     if out:
         method.save(Path(out), {"train_seconds": time.perf_counter() - started, "train_rows": len(train_rows),
                                 "steps": steps})

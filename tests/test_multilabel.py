@@ -219,3 +219,56 @@ def test_cli_multi_label_with_an_offline_model_exits_2(tmp_path, capsys, emotion
                  "--multi-label", "--model", "offline", "--no-cache"])
     err = capsys.readouterr().err
     assert code == 2 and "offline cannot label multi-label tasks" in err
+
+
+# --- models trained for it: LoRA (a sigmoid per label, BCE) and SetFit (one-vs-rest) --------------------------
+
+def _check_trained(path, emotions, method_name):
+    from promptclf.finetune import read_meta
+
+    meta = read_meta(Path(path))
+    assert meta["multi_label"] is True and 0.05 <= meta["threshold"] <= 0.95
+    clf = Classifier(task(), f"finetuned:{path}", cache=False)
+    texts = [r["text"] for r in emotions["test"]]
+    predictions = clf.predict(texts)
+    for p in predictions:  # every label whose one-vs-rest probability reaches the threshold, nothing else
+        assert set(p.scores) == set(EKMAN)
+        assert list(p.labels) == [n for n in EKMAN if p.scores[n] >= meta["threshold"]]
+    assert any(abs(sum(p.scores.values()) - 1) > 0.05 for p in predictions)  # not a softmax
+    metrics = clf.score(texts, [r["labels"] for r in emotions["test"]])
+    assert 0 <= metrics["hamming_loss"] <= 1 and metrics["micro_f1"] > 0
+    with pytest.raises(ConfigError, match="is multi-label, the task is single-label"):
+        Classifier(EKMAN, f"finetuned:{path}", cache=False)
+    return metrics
+
+
+def test_setfit_trains_one_vs_rest_and_chooses_its_threshold_on_dev_rows(emotions, tmp_path):
+    from promptclf.finetune import finetune
+
+    train = emotions["train"]
+    method = finetune(train[:80], EKMAN, out=tmp_path / "setfit", method="setfit", multi_label=True,
+                      dev_rows=train[80:], progress=False, min_pairs=32, max_pairs=64)
+    assert type(method.model.model_head).__name__ == "OneVsRestClassifier"
+    _check_trained(tmp_path / "setfit", emotions, "setfit")
+
+
+@pytest.mark.slow  # ~70 s on 2 cores
+def test_lora_trains_a_multi_label_head_with_bce(emotions, tmp_path):
+    from promptclf.finetune import finetune
+
+    train = emotions["train"]
+    method = finetune(train[:80], EKMAN, out=tmp_path / "lora", dev_rows=train[80:], multi_label=True,
+                      progress=False, quantize="none", epochs=1, min_steps=6, max_length=48)
+    assert method.model.config.problem_type == "multi_label_classification"
+    _check_trained(tmp_path / "lora", emotions, "lora")
+
+
+def test_a_single_label_model_refuses_a_multi_label_task(tmp_path, sample_rows):
+    from promptclf.finetune import finetune
+
+    rows = [{"text": r["text"], "label": r["label"]} for r in sample_rows[:16]]
+    finetune(rows, sorted({r["label"] for r in rows}), out=tmp_path / "single", method="setfit", progress=False,
+             min_pairs=16, max_pairs=16)
+    with pytest.raises(ConfigError, match="is single-label, the task is multi-label"):
+        Classifier(Task.of(sorted({r["label"] for r in rows}), multi_label=True), f"finetuned:{tmp_path / 'single'}",
+                   cache=False)
