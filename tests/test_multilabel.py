@@ -272,3 +272,39 @@ def test_a_single_label_model_refuses_a_multi_label_task(tmp_path, sample_rows):
     with pytest.raises(ConfigError, match="is single-label, the task is multi-label"):
         Classifier(Task.of(sorted({r["label"] for r in rows}), multi_label=True), f"finetuned:{tmp_path / 'single'}",
                    cache=False)
+
+
+# --- compare ------------------------------------------------------------------------------------------------
+
+def test_compare_scores_multi_label_rows_with_their_metrics(emotion_server, emotions, tmp_path):
+    from promptclf.compare import compare, markdown
+
+    rows = emotions["train"][:20] + emotions["test"][:20]
+    results = compare(rows, EKMAN, methods=["zero-shot", "few-shot"], split=(10, 0, 20), model=chat(emotion_server()),
+                      out=tmp_path, multi_label=True)
+    for r in results:  # the oracle answers every gold set
+        assert r["micro_f1"] == r["subset_accuracy"] == 1.0 and r["hamming_loss"] == 0.0 and r["calls"] > 0
+    table = markdown(results, dict(data="goemotions", split=[10, 0, 20], seed=0, model="fake"))
+    assert "| micro-F1 | macro-F1 | subset acc. | Hamming loss |" in table
+    assert "| zero-shot | " in table and "| 1.000 | " in table
+
+
+@pytest.mark.parametrize("methods, message", [(["emb-lr"], "compare's emb-lr cannot label multi-label tasks"),
+                                              (["cascade"], "cascade row .* multi-label")])
+def test_compare_refuses_rows_that_cannot_take_label_sets(emotions, tmp_path, methods, message):
+    from promptclf.compare import compare
+
+    with pytest.raises(ConfigError, match=message):
+        compare(emotions["train"][:20], EKMAN, methods=methods, split=(10, 0, 10), out=tmp_path, multi_label=True)
+
+
+def test_cli_compare_reads_semicolon_gold(emotion_server, emotions, tmp_path, capsys):
+    rows = emotions["test"][:24]
+    data = tmp_path / "g.csv"
+    pd.DataFrame({"text": [r["text"] for r in rows], "labels": [";".join(r["labels"]) for r in rows]}) \
+        .to_csv(data, index=False)
+    code = main(["compare", "--data", str(data), "--label-column", "labels", "--multi-label", "--labels",
+                 ",".join(EKMAN), "--methods", "zero-shot", "--split", "4/0/20", "--model", chat(emotion_server()),
+                 "--no-cache", "--out", str(tmp_path / "report")])
+    assert code == 0 and "Hamming loss" in capsys.readouterr().out
+    assert json.loads((tmp_path / "report" / "report.json").read_text())[0]["micro_f1"] == 1.0
