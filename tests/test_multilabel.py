@@ -308,3 +308,16 @@ def test_cli_compare_reads_semicolon_gold(emotion_server, emotions, tmp_path, ca
                  "--no-cache", "--out", str(tmp_path / "report")])
     assert code == 0 and "Hamming loss" in capsys.readouterr().out
     assert json.loads((tmp_path / "report" / "report.json").read_text())[0]["micro_f1"] == 1.0
+
+
+def test_the_batch_api_collects_label_sets_like_the_interactive_path(emotion_server, emotions, tmp_path):
+    from promptclf.batch_api import BatchJob
+
+    server = emotion_server()
+    rows = emotions["test"][20:50]
+    texts = [r["text"] for r in rows]
+    clf = Classifier(task(), chat(server), cache=str(tmp_path / "cache"))
+    job = BatchJob.submit(clf, texts, tmp_path / "m.json")
+    predictions = job.collect(clf)
+    assert [list(p.labels) for p in predictions] == [sorted(r["labels"], key=EKMAN.index) for r in rows]
+    assert {p.source for p in predictions} == {"batch"} and server.log.chat_requests == 0
