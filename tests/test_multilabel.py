@@ -321,3 +321,11 @@ def test_the_batch_api_collects_label_sets_like_the_interactive_path(emotion_ser
     predictions = job.collect(clf)
     assert [list(p.labels) for p in predictions] == [sorted(r["labels"], key=EKMAN.index) for r in rows]
     assert {p.source for p in predictions} == {"batch"} and server.log.chat_requests == 0
+
+
+def test_the_scikit_learn_estimator_refuses_label_sets(sample_rows):
+    from promptclf.sklearn import PromptClassifier
+
+    with pytest.raises(ConfigError, match="one class per row.*multi_label=True"):
+        PromptClassifier(model="offline", options={"multi_label": True}).fit([r["text"] for r in sample_rows[:8]],
+                                                                             [r["label"] for r in sample_rows[:8]])
