@@ -107,9 +107,11 @@ def _check_multi_label(spec: ModelSpec) -> None:
 def _same_kind(method: Method, multi_label: bool, where: str) -> Method:
     """A method answers label sets exactly when the task is multi-label."""
     if bool(getattr(method, "multi_label", False)) != bool(multi_label):
-        trained = "multi-label" if getattr(method, "multi_label", False) else "single-label"
-        raise ConfigError(f"{where} is {trained}, the task is {'multi' if multi_label else 'single'}-label: "
-                          f"use a model trained for this task (finetune(..., multi_label={bool(multi_label)}))")
+        if multi_label:
+            raise ConfigError(f"{where} is single-label, the task is multi-label: train a model for it with "
+                              "finetune(..., multi_label=True)")
+        raise ConfigError(f"{where} is multi-label, the task is single-label: give multi_label=True (CLI: "
+                          "--multi-label; a task file: multi_label: true)")
     return method
 
 
