@@ -242,14 +242,29 @@ def _check_trained(path, emotions, method_name):
     return metrics
 
 
-def test_setfit_trains_one_vs_rest_and_chooses_its_threshold_on_dev_rows(emotions, tmp_path):
+@pytest.fixture(scope="module")
+def setfit_dir(emotions, tmp_path_factory):
     from promptclf.finetune import finetune
 
-    train = emotions["train"]
-    method = finetune(train[:80], EKMAN, out=tmp_path / "setfit", method="setfit", multi_label=True,
-                      dev_rows=train[80:], progress=False, min_pairs=32, max_pairs=64)
+    train, out = emotions["train"], tmp_path_factory.mktemp("setfit") / "model"
+    method = finetune(train[:80], EKMAN, out=out, method="setfit", multi_label=True, dev_rows=train[80:],
+                      progress=False, min_pairs=32, max_pairs=64)
     assert type(method.model.model_head).__name__ == "OneVsRestClassifier"
-    _check_trained(tmp_path / "setfit", emotions, "setfit")
+    return out
+
+
+def test_setfit_trains_one_vs_rest_and_chooses_its_threshold_on_dev_rows(emotions, setfit_dir):
+    _check_trained(setfit_dir, emotions, "setfit")
+
+
+def test_a_multi_label_fallback_labels_what_the_chat_model_could_not(emotion_server, emotions, setfit_dir):
+    server = emotion_server(fault_rate=1.0, faults=("500",))
+    texts = [r["text"] for r in emotions["test"][:6]]
+    clf = Classifier(task(), chat(server), cache=False, max_attempts=1, fallback=str(setfit_dir))
+    predictions = clf.predict(texts)
+    expected = Classifier(task(), f"finetuned:{setfit_dir}", cache=False).predict(texts)
+    assert [p.source for p in predictions] == ["fallback"] * 6
+    assert [p.labels for p in predictions] == [p.labels for p in expected]
 
 
 @pytest.mark.slow  # ~70 s on 2 cores
