@@ -289,7 +289,9 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
         output_dir=str(out / "checkpoints"), num_train_epochs=schedule.epochs, learning_rate=config.learning_rate,
         per_device_train_batch_size=schedule.batch_size, per_device_eval_batch_size=64, **every,
         save_total_limit=1, load_best_model_at_end=bool(dev_texts),
-        metric_for_best_model="micro_f1" if multi_label else "accuracy",
+        # Multi-label: the dev BCE loss; micro-F1 at 0.5 stays 0 until some probability reaches 0.5, so it would
+        # keep the first checkpoint (the threshold is chosen on the dev rows afterwards).
+        metric_for_best_model="loss" if multi_label else "accuracy",
         warmup_steps=schedule.warmup_steps,
         seed=config.seed, data_seed=config.seed, report_to=[], logging_strategy="epoch",
         disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
