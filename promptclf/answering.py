@@ -19,6 +19,8 @@ def stored_prediction(hit: dict | None, labels: LabelSet) -> Prediction | None:
     """A stored answer, unless it names no label of this set (a shared cache written by something else)."""
     if hit is None:
         return None
+    if "labels" in hit:  # a multi-label answer (only multi-label methods' keys lead to one)
+        return _stored_label_set(hit, labels)
     confidence, scores = hit.get("confidence"), hit.get("scores")
     if hit.get("label") not in labels.names or not isinstance(confidence, (int, float, type(None))) \
             or not isinstance(scores, (dict, type(None))):
@@ -26,6 +28,18 @@ def stored_prediction(hit: dict | None, labels: LabelSet) -> Prediction | None:
                     "(clear the cache to replace it)", hit.get("label"))
         return None
     return Prediction(hit["label"], confidence, "cache", scores)
+
+
+def _stored_label_set(hit: dict, labels: LabelSet) -> Prediction | None:
+    from .multilabel import multi_prediction
+
+    names, confidence, scores = hit.get("labels"), hit.get("confidence"), hit.get("scores")
+    if not isinstance(names, list) or any(name not in labels.names for name in names) \
+            or not isinstance(confidence, (int, float, type(None))) or not isinstance(scores, (dict, type(None))):
+        log.warning("promptclf: a cached answer (labels %.40r) does not fit this label set; asked again "
+                    "(clear the cache to replace it)", names)
+        return None
+    return multi_prediction(names, confidence, "cache", scores)
 
 
 def answer(method: Method, texts: Sequence[str], usage: Usage, cache: CacheBackend | None,
@@ -48,6 +62,8 @@ def answer(method: Method, texts: Sequence[str], usage: Usage, cache: CacheBacke
     with ChunkedWriter(cache) as store:
         for j, outcome in method.predict([texts[p] for p in misses], usage):
             if isinstance(outcome, Prediction):
-                store.add(keys[misses[j]], {"label": outcome.label, "confidence": outcome.confidence,
-                                            "scores": outcome.scores})
+                stored = {"label": outcome.label, "confidence": outcome.confidence, "scores": outcome.scores}
+                if outcome.labels is not None:
+                    stored["labels"] = list(outcome.labels)
+                store.add(keys[misses[j]], stored)
             yield misses[j], outcome

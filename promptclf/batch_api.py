@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -407,7 +407,7 @@ class BatchJob:
         report.interactive = classifier.report
         self.report = report
         keys = {t: answer_key(self.data["identity"], self.data["labels"], t) for t in set(self.texts)}
-        return [Prediction(p.label, p.confidence, "batch", p.scores)
+        return [replace(p, source="batch")
                 if p is not None and p.source == "cache" and keys.get(t) in answered else p
                 for t, p in zip(self.texts, predictions)]
 
@@ -446,9 +446,13 @@ class BatchJob:
         report.prompt_tokens += usage.get("prompt_tokens", 0)
         report.completion_tokens += usage.get("completion_tokens", 0)
         ids = [i for i, _ in request["items"]]
-        result = read_batch(response_payload(body), classifier.labels, ids)  # the interactive path's validation
+        multi_label = getattr(classifier, "multi_label", False)
+        result = read_batch(response_payload(body), classifier.labels, ids, multi_label)  # as the interactive path
         report.repaired += result.repaired
         key_of = {i: k for i, k in request["items"]}
+        if multi_label:  # stored as answering.answer stores a label set
+            return {key_of[i]: {"label": ";".join(names), "confidence": None, "scores": None, "labels": list(names)}
+                    for i, names in result.labels.items()}
         return {key_of[i]: {"label": label, "confidence": None, "scores": None} for i, label in result.labels.items()}
 
     def as_dict(self) -> dict:

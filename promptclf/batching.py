@@ -41,10 +41,13 @@ NO_SYSTEM_ROLE = re.compile(r"gemma", re.I)
 REASONING = re.compile(r"^(o\d|gpt-5)", re.I)
 
 
-def answer_budget(batch_size: int, labels: LabelSet) -> int:
+def answer_budget(batch_size: int, labels: LabelSet, multi_label: bool = False) -> int:
     """max_tokens for a batch's answer: about 30 tokens per answer object (its id, keys, punctuation and the
     whitespace of pretty-printed JSON) plus one per character of the longest label, and 50 for the rest;
-    430 for 10 items with AG News labels. Without a bound llama.cpp writes until its context is full."""
+    430 for 10 items with AG News labels. Without a bound llama.cpp writes until its context is full.
+    Multi-label: room for every label in every answer (each name, its quotes and comma)."""
+    if multi_label:
+        return 50 + batch_size * (30 + sum(len(name) + 4 for name in labels.names))
     return 50 + batch_size * (30 + max(len(name) for name in labels.names))
 
 
@@ -76,7 +79,7 @@ class ChatLabeler:
     def __init__(self, llm: BaseChatModel, labels: LabelSet, prompt: ChatPrompt, *, model_id: str,
                  example_selector=None, batch_size: int = 10, concurrency: int = 4, max_attempts: int = 6,
                  max_wait: float = 30.0, max_reasks: int = 2, structured: str = "auto",
-                 system_in_user: bool | str = "auto", logprobs: bool = True):
+                 system_in_user: bool | str = "auto", logprobs: bool = True, multi_label: bool = False):
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"structured={structured!r}: choose one of {STRUCTURED_MODES}")
         if system_in_user not in (True, False, "auto"):
@@ -94,11 +97,13 @@ class ChatLabeler:
             self.candidates = FALLBACK_ORDER
         else:
             self.candidates = ("parser",)  # a chat model of another kind may take none of these natively
-        self.logprobs = logprobs and _openai_family(llm)
+        self.multi_label = multi_label
+        # Multi-label answers carry no confidence: a label set's is not one token's probability.
+        self.logprobs = logprobs and _openai_family(llm) and not multi_label
         self._system_in_user = system_in_user
-        self.max_tokens = answer_budget(batch_size, labels)
+        self.max_tokens = answer_budget(batch_size, labels, multi_label)
         self.endpoint = endpoint(f"chat|{model_id}")
-        self.schema = batch_schema(labels)
+        self.schema = batch_schema(labels, multi_label)
         self.parser = PydanticOutputParser(pydantic_object=self.schema)
         self._chains: dict = {}
         if structured not in ("auto", "parser"):  # a mode this chat model cannot take is an error now, not mid-run
@@ -171,7 +176,9 @@ class ChatLabeler:
         selector = self.example_selector.fingerprint() if self.example_selector else None
         # "auto" is keyed by the first mode it tries: what it falls back to is fixed by the server it asks.
         moved = ("system-in-user",) if self.system_in_user else ()
-        return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0], *moved)
+        multi = ("multi-label",) if self.multi_label else ()
+        return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0], *moved,
+                               *multi)
 
     # --- one request --------------------------------------------------------------------------------
 
@@ -202,7 +209,7 @@ class ChatLabeler:
         raw, payload = self._unpack(response, mode)
         meta = getattr(raw, "usage_metadata", None) or {}
         usage.add(prompt_tokens=meta.get("input_tokens", 0), completion_tokens=meta.get("output_tokens", 0))
-        result = read_batch(payload, self.labels, ids)
+        result = read_batch(payload, self.labels, ids, self.multi_label)
         usage.add(repaired=result.repaired)
         if logprobs and result.labels:
             self._add_confidence(result, raw, mode)
@@ -281,8 +288,7 @@ class ChatLabeler:
             if not is_request_error(exc):
                 raise
             result = BatchResult(failed={i: describe_error(exc) for i in by_id})
-        outcomes = [(by_id[i][0], Prediction(label, result.confidence.get(i), scores=result.scores.get(i)))
-                    for i, label in result.labels.items()]
+        outcomes = [(by_id[i][0], self._prediction(label, result, i)) for i, label in result.labels.items()]
         failed = [item for i, item in by_id.items() if i in result.failed]
         if not failed:
             return outcomes
@@ -296,6 +302,13 @@ class ChatLabeler:
         for start in range(0, len(failed), half):
             outcomes += self._label_chunk(failed[start : start + half], usage, stop)
         return outcomes
+
+    def _prediction(self, label, result: BatchResult, i: int) -> Prediction:
+        if self.multi_label:
+            from .multilabel import multi_prediction
+
+            return multi_prediction(label)
+        return Prediction(label, result.confidence.get(i), scores=result.scores.get(i))
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
         items = list(enumerate(texts))

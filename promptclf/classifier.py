@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +18,7 @@ from .cache_url import open_cache
 from .examples import check_examples
 from .labels import LabelSet
 from .methods import Failure, Method, Prediction
+from .multilabel import check_supported, same_kind
 from .providers import build, check_options, is_unset, option_names, options_for, parse_model, provider_of
 from .task import TASK_KEYWORDS, Task, is_task
 from .usage import Usage
@@ -63,7 +64,8 @@ class Classifier:
                  fallback_below: float | None = None, skip_empty: bool = False, max_item_tokens: int = 2000,
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
                  method: Method | None = None, unlabeled: Sequence[str] | None = None,
-                 cascade_from: str | Method | None = None, cascade_below: float | None = None, **options):
+                 cascade_from: str | Method | None = None, cascade_below: float | None = None,
+                 multi_label: bool = False, **options):
         """`options` are the backend's (promptclf.providers: each provider's options dataclass says which it
         takes and their defaults); one set to other than its default that the model's backend does not take
         is a ConfigError naming the backends that take it."""
@@ -80,6 +82,7 @@ class Classifier:
             given = {name: options.get(name) for name in TASK_KEYWORDS if name != "aliases"}
             task_values = task.keyword_options({**given, "aliases": aliases}, options.get("prompt"))
             labels = task_values.pop("labels")
+            multi_label = multi_label or task_values.pop("multi_label")
             if method is None:
                 _warn_unused(self.spec, task_values, labels)
         self.labels = LabelSet.of(labels, options.get("descriptions"), aliases)
@@ -87,17 +90,24 @@ class Classifier:
         values["examples"] = check_examples(values.get("examples"), self.labels)
         values["negative_examples"] = check_examples(values.get("negative_examples"), self.labels,
                                                      "negative example")
+        self.multi_label = bool(multi_label)
+        if self.multi_label:  # only where set: the single-label options and cache keys stay as they were
+            values["multi_label"] = True
         self._values = values
         if method is None:
+            if self.multi_label:
+                check_supported(self.spec)
             resolved = options_for(self.spec, self.labels, values)
             self.options = {f.name: getattr(resolved, f.name) for f in fields(resolved)}
             self.method = build(self.spec, self.labels, resolved)
         else:
-            self.options, self.method = values, method
+            self.options, self.method = values, same_kind(method, self.multi_label, type(method).__name__)
         self.cache = open_cache(cache)
         if cascade_from is not None or cascade_below is not None:
+            if self.multi_label:
+                raise ConfigError("a cascade routes single labels by confidence; it does not take multi-label tasks")
             self.method = self._cascade(cascade_from, cascade_below)
-        self.fallback = _fallback(fallback, self.labels)
+        self.fallback = _fallback(fallback, self.labels, self.multi_label)
         self.fallback_below = fallback_below
         self.skip_empty, self.max_item_tokens, self.truncate = skip_empty, max_item_tokens, truncate
         self.progress, self.prices = progress, prices or {}
@@ -136,7 +146,10 @@ class Classifier:
             raise LabellingError(positions, [str(t) for t in prepared], predictions)
         return predictions
 
-    def classify(self, texts: Sequence[str]) -> list[str | None]:
+    def classify(self, texts: Sequence[str]) -> list:
+        """One label per input; for a multi-label task, one list of labels per input (possibly empty)."""
+        if self.multi_label:
+            return [list(p.labels) if p else None for p in self.predict(texts)]
         return [p.label if p else None for p in self.predict(texts)]
 
     def as_runnable(self):
@@ -146,8 +159,15 @@ class Classifier:
         return RunnableLambda(self.classify, name=f"promptclf[{self.spec.id}]")
 
     def score(self, texts: Sequence[str], gold: Sequence[str]) -> dict:
-        """Accuracy and macro-F1 against gold labels (given as names or aliases of the set)."""
+        """Accuracy and macro-F1 against gold labels (given as names or aliases of the set). Multi-label:
+        each gold is a list of labels or names joined by `;`; micro/macro-F1, subset accuracy, Hamming loss."""
         from .metrics import classification_metrics
+
+        if self.multi_label:
+            from .metrics import multilabel_metrics
+            from .multilabel import check_label_sets
+
+            return multilabel_metrics(check_label_sets(gold, self.labels), self.classify(texts), self.labels.names)
 
         truth = [self.labels.check(g, f"gold label of item {i}") for i, g in enumerate(gold)]
         return classification_metrics(truth, self.classify(texts), self.labels.names)
@@ -215,7 +235,7 @@ class Classifier:
         routed = {}
         for pos, outcome in self.fallback.predict(texts, Usage()):
             if isinstance(outcome, Prediction):
-                routed[texts[pos]] = Prediction(outcome.label, outcome.confidence, "fallback", outcome.scores)
+                routed[texts[pos]] = replace(outcome, source="fallback")
         self.report.add(fallback=len(routed))
         return routed
 
@@ -256,18 +276,21 @@ def _unlabeled(texts) -> list[str]:
     return [t for t in texts if t.strip()]
 
 
-def _fallback(fallback, labels: LabelSet) -> Method | None:
-    if fallback is None or isinstance(fallback, Method):
+def _fallback(fallback, labels: LabelSet, multi_label: bool = False) -> Method | None:
+    if fallback is None:
         return fallback
+    if isinstance(fallback, Method):
+        return same_kind(fallback, multi_label, "the fallback") if multi_label else fallback
     from .finetune import load_finetuned
 
     path = str(fallback)
     path = path[len("finetuned:"):] if path.startswith("finetuned:") else path
-    return load_finetuned(path, labels)
+    return same_kind(load_finetuned(path, labels), multi_label, f"the fallback {path}")
 
 
-def classify(texts: Sequence[str], labels, model: str | None = "offline", **options) -> list[str | None]:
-    """Label each text with one label from `labels`, in input order. Options are Classifier's; without
+def classify(texts: Sequence[str], labels, model: str | None = "offline", **options) -> list:
+    """Label each text with one label from `labels` (multi_label=True, or a multi-label Task: a list of
+    labels per text), in input order. Options are Classifier's; without
     examples, `embed` and the offline default self-train on the texts themselves (pass unlabeled=[] not to)."""
     if not isinstance(texts, str) and len(texts) == 0:
         return []

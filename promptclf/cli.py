@@ -25,6 +25,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    "default 4, or 1 nearest for local models")
     p.add_argument("--prompt", help="a Jinja template file, or an optimised prompt artifact (.json)")
     p.add_argument("--instructions", default="", help="extra instructions for the prompt")
+    p.add_argument("--multi-label", action="store_true", help="each item gets every label that applies (a "
+                   "task file says it with multi_label: true); written, and read as gold, joined by ';'")
     p.add_argument("--batch-size", type=int, default=10, help="items per request (chat models)")
     p.add_argument("--structured", default="auto",
                    choices=["auto", "json_schema", "function_calling", "json_mode", "parser"],
@@ -89,7 +91,8 @@ def _classifier_options(args) -> dict:
                 skip_empty=args.skip_empty, progress=False if args.no_progress else None,
                 calibrate=args.calibrate, demo_words=args.demo_words, item_words=args.item_words,
                 quantize=None if args.quantize == "none" else args.quantize, threads=args.threads,
-                cascade_from=getattr(args, "cascade_from", None), cascade_below=getattr(args, "cascade_below", None))
+                cascade_from=getattr(args, "cascade_from", None), cascade_below=getattr(args, "cascade_below", None),
+                **({"multi_label": True} if getattr(args, "multi_label", False) else {}))
 
 
 def cmd_classify(args) -> int:
@@ -244,17 +247,32 @@ def cmd_evaluate(args) -> int:
     if args.label_column not in frame.columns:
         raise KeyError(f"column {args.label_column!r} not in {args.data}; it has {list(frame.columns)}")
     gold = frame[args.label_column].astype(str).tolist()
-    labels = _labels_or_task(args, required=False) or _saved_labels(args.model) or sorted(set(gold))
+    labels = _labels_or_task(args, required=False) or _saved_labels(args.model) or _gold_labels(gold, args)
     texts = text_of(frame, args.text_column)
     clf = _classifier(args, labels, texts)
+    if clf.multi_label:  # gold labels joined by ';' ("" or a missing value: none)
+        gold = frame[args.label_column].fillna("").astype(str).tolist()
     metrics = clf.score(texts, gold)
     metrics.update(model=clf.spec.id, report=clf.report.as_dict())
-    print(f"{clf.spec.id}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})")
+    if clf.multi_label:
+        print(f"{clf.spec.id}: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  subset accuracy "
+              f"{metrics['subset_accuracy']:.4f}  Hamming loss {metrics['hamming_loss']:.4f}  (n={metrics['n']})")
+    else:
+        print(f"{clf.spec.id}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})")
     print(clf.report.summary(), file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=2))
     return 0
+
+
+def _gold_labels(gold: list[str], args) -> list[str]:
+    """The label set the gold column shows: with --multi-label, the names in its ';'-joined sets."""
+    if not getattr(args, "multi_label", False):
+        return sorted(set(gold))
+    from .multilabel import split_labels
+
+    return sorted({name for value in gold for name in split_labels(value)})
 
 
 def _saved_labels(model: str) -> list[str] | None:

@@ -23,6 +23,8 @@ METHODS = ("offline", "offline-zero-shot", "embed", "setfit", "zero-shot", "few-
 CASCADE_DEFAULTS = {"from": "emb-lr", "api": "zero-shot", "goal": "drop:0.01"}
 CASCADE_LOCAL = ("offline", "offline-zero-shot", "embed", "setfit", "lora-4bit", "lora", "emb-lr", "tfidf-lr")
 CASCADE_API = ("zero-shot", "few-shot", "optimized")
+# The rows that label multi-label tasks (rows carry `labels`, a list); the others refuse one.
+MULTI_LABEL_METHODS = ("zero-shot", "few-shot", "setfit", "lora-4bit", "lora")
 
 
 @dataclass
@@ -42,19 +44,35 @@ class Context:
     setfit_options: dict = field(default_factory=dict)
     cascade: dict = field(default_factory=dict)
     unlabeled: list[str] = field(default_factory=list)  # the test texts: what classify() self-trains on
+    multi_label: bool = False  # rows carry `labels` (a list); see MULTI_LABEL_METHODS
 
 
 def _llm(ctx: Context, configured: bool = True, **extra) -> Classifier:
     """`configured`: with classifier_options, which configure the compared model (not a fixed baseline's)."""
-    options = {"model": ctx.model, **(ctx.classifier_options if configured else {}), **extra}
+    options = {"model": ctx.model, **(ctx.classifier_options if configured else {}), **_multi(ctx), **extra}
     return Classifier(ctx.labels, cache=ctx.cache, progress=False, seed=ctx.seed, **options)
+
+
+def _multi(ctx: Context) -> dict:
+    return {"multi_label": True} if ctx.multi_label else {}
+
+
+def _examples(ctx: Context) -> list[dict]:
+    """The train rows as few-shot examples; a multi-label row is shown once per label it has."""
+    if not ctx.multi_label:
+        return ctx.train
+    return [{"text": r["text"], "label": label} for r in ctx.train for label in r["labels"]]
+
+
+def _gold(ctx: Context, rows: list[dict]) -> list:
+    return [r["labels"] for r in rows] if ctx.multi_label else [r["label"] for r in rows]
 
 
 def _api_options(ctx: Context, name: str) -> dict:
     """The Classifier options of an API method row: zero-shot, few-shot (the train rows) or optimized."""
     if name == "optimized" and not ctx.prompt:
         raise ValueError("method 'optimized' needs an optimised prompt artifact: pass prompt= (promptclf optimize)")
-    return {"zero-shot": {}, "few-shot": {"examples": ctx.train}, "optimized": {"prompt": ctx.prompt}}[name]
+    return {"zero-shot": {}, "few-shot": {"examples": _examples(ctx)}, "optimized": {"prompt": ctx.prompt}}[name]
 
 
 def _optimized(ctx: Context) -> Classifier:
@@ -69,8 +87,8 @@ def _lora(quantize: str):
 
         options = {"seed": ctx.seed, **ctx.finetune_options, "quantize": quantize}
         method = finetune(ctx.train, ctx.labels, out=ctx.out / f"lora-{quantize}", dev_rows=ctx.dev,
-                          progress=False, **options)
-        return Classifier(ctx.labels, method=method, cache=False, progress=False)
+                          progress=False, **_multi(ctx), **options)
+        return Classifier(ctx.labels, method=method, cache=False, progress=False, **_multi(ctx))
 
     return build
 
@@ -78,9 +96,10 @@ def _lora(quantize: str):
 def _setfit(ctx: Context) -> Classifier:
     from .finetune import finetune
 
+    multi = {"multi_label": True, "dev_rows": ctx.dev} if ctx.multi_label else {}
     method = finetune(ctx.train, ctx.labels, out=ctx.out / "setfit", method="setfit", progress=False,
-                      **{"seed": ctx.seed, **ctx.setfit_options})
-    return Classifier(ctx.labels, method=method, cache=False, progress=False)
+                      **multi, **{"seed": ctx.seed, **ctx.setfit_options})
+    return Classifier(ctx.labels, method=method, cache=False, progress=False, **_multi(ctx))
 
 
 def _offline(with_examples: bool):
@@ -111,7 +130,7 @@ def _factories() -> dict[str, Callable[[Context], Classifier]]:
         "embed": lambda ctx: _llm(ctx, configured=False, model="embed"),
         "setfit": _setfit,
         "zero-shot": lambda ctx: _llm(ctx),
-        "few-shot": lambda ctx: _llm(ctx, examples=ctx.train),
+        "few-shot": lambda ctx: _llm(ctx, examples=_examples(ctx)),
         "optimized": _optimized,
         "lora-4bit": _lora("4bit"),
         "lora": _lora("none"),
@@ -149,7 +168,7 @@ def _run_method(name: str, build, ctx: Context, test: list[dict], chunk: int) ->
         clf = build(ctx)
         train_s = time.perf_counter() - started
         labelled = _label(clf, test, chunk)
-    return _row(name, clf, [r["label"] for r in test], *labelled, train_s, memory.peak_mb)
+    return _row(name, clf, _gold(ctx, test), *labelled, train_s, memory.peak_mb)
 
 
 def _label(clf: Classifier, test: list[dict], chunk: int) -> tuple[list, list, list, float]:
@@ -217,7 +236,13 @@ def _row(name, clf, gold, predicted, latencies, usage, infer_s, train_s, peak_mb
     total = {k: sum(u[k] or 0 for u in usage) for k in ("requests", "prompt_tokens", "completion_tokens",
                                                          "compute_s", "cache_hits")}
     costs = [u["cost_usd"] for u in usage]
-    metrics = classification_metrics(gold, predicted, clf.labels.names)
+    if clf.multi_label:
+        from .metrics import multilabel_metrics
+
+        metrics = multilabel_metrics(gold, predicted, clf.labels.names)
+    else:
+        metrics = classification_metrics(gold, predicted, clf.labels.names)
+    multi = {k: metrics[k] for k in ("micro_f1", "subset_accuracy", "hamming_loss") if k in metrics}
     return {
         "method": name, "model": clf.spec.id if clf.spec.provider != "custom" else clf.spec.name,
         "n_test": n, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
@@ -226,7 +251,7 @@ def _row(name, clf, gold, predicted, latencies, usage, infer_s, train_s, peak_mb
         "cost_per_1k_items": None if any(c is None for c in costs) else 1000 * sum(costs) / n,
         "compute_s_per_1k_items": 1000 * infer_s / n, "train_s": train_s, "items_per_s": n / infer_s,
         "latency_p50_s": float(np.percentile(latencies, 50)), "latency_p95_s": float(np.percentile(latencies, 95)),
-        "peak_rss_mb": peak_mb, "size_on_disk_mb": _disk_mb(getattr(clf.method, "path", None)),
+        "peak_rss_mb": peak_mb, "size_on_disk_mb": _disk_mb(getattr(clf.method, "path", None)), **multi,
     }
 
 
@@ -249,11 +274,14 @@ def _machine() -> str:
 
 def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-shot", "few-shot", "emb-lr", "tfidf-lr"),
             split: Sequence[int] = (4000, 600, 3000), seed: int = 0, model: str = "local",
-            out: str | Path = "reports/compare", data_name: str = "", chunk: int = 50, **options) -> list[dict]:
+            out: str | Path = "reports/compare", data_name: str = "", chunk: int = 50, multi_label: bool = False,
+            **options) -> list[dict]:
     """Train/dev/test split rows with the seed, run each method, write report.json, report.md, report.png.
 
     `options`: prompt (artifact for "optimized"), cache, classifier_options, finetune_options (LoRA),
     setfit_options (SetFitConfig's), cascade ({"from": local method, "api": API method, "goal": "drop:0.01"}).
+    `multi_label`: rows carry `labels` (a list, or names joined by `;`); the methods in MULTI_LABEL_METHODS
+    run, scored by micro/macro-F1, subset accuracy and Hamming loss.
     """
     from .data import split as split_rows
 
@@ -261,10 +289,13 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
     labels = LabelSet.of(labels)
+    if multi_label:
+        rows = _label_set_rows(rows, labels, methods)
     train, dev, test = split_rows(list(rows), split, seed=seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(labels, train, dev, model, out, seed, **options, unlabeled=[r["text"] for r in test])
+    ctx = Context(labels, train, dev, model, out, seed, **options, unlabeled=[r["text"] for r in test],
+                  multi_label=multi_label)
     factories = _factories()
     if "cascade" in methods:
         _cascade_options(ctx)
@@ -274,6 +305,20 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
                        _run_method(name, factories[name], ctx, test, chunk))
         _write(out, results, dict(data=data_name, split=list(split), seed=seed, model=model))
     return results
+
+
+def _label_set_rows(rows, labels: LabelSet, methods) -> list[dict]:
+    from .backends import ConfigError
+    from .multilabel import check_label_sets, unsupported
+
+    refused = [m for m in methods if m not in MULTI_LABEL_METHODS]
+    if "cascade" in refused:
+        raise ConfigError("the cascade row routes single labels by confidence; it does not take multi-label tasks")
+    if refused:
+        raise unsupported(f"compare's {', '.join(refused)}")
+    rows = list(rows)
+    sets = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in rows], labels, "labels")
+    return [{"text": r["text"], "labels": found} for r, found in zip(rows, sets)]
 
 
 def _write(out: Path, results: list[dict], setup: dict) -> None:
@@ -301,9 +346,15 @@ def markdown(results: list[dict], setup: dict) -> str:
         "| compute s / 1k items | train s | items/s | p50 s | p95 s | peak MB | disk MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if any("micro_f1" in r for r in results):  # multi-label: its scores in place of accuracy
+        lines[4:6] = ["| method | model | micro-F1 | macro-F1 | subset acc. | Hamming loss | calls | prompt tok/item "
+                      "| compl. tok/item | $ / 1k items | compute s / 1k items | train s | items/s | p50 s | p95 s "
+                      "| peak MB | disk MB |", "|---" * 17 + "|"]
     for r in results:
+        scores = (f"{r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['subset_accuracy']:.3f} | {r['hamming_loss']:.3f}"
+                  if "micro_f1" in r else f"{r['accuracy']:.3f} | {r['macro_f1']:.3f}")
         lines.append(
-            f"| {r['method']} | {r['model']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['calls']} | "
+            f"| {r['method']} | {r['model']} | {scores} | {r['calls']} | "
             f"{r['prompt_tokens_per_item']:.0f} | {r['completion_tokens_per_item']:.0f} | "
             f"{_fmt(r['cost_per_1k_items'], '.4f')} | {r['compute_s_per_1k_items']:.1f} | {r['train_s']:.1f} | "
             f"{r['items_per_s']:.1f} | {r['latency_p50_s']:.3f} | {r['latency_p95_s']:.3f} | {r['peak_rss_mb']:.0f} | "
@@ -426,12 +477,17 @@ def cmd_compare(args) -> int:
     texts = [t.replace("\\", " ") for t in text_of(frame, args.text_column)]
     gold = frame[args.label_column].astype(str).tolist()
     label_map = dict(pair.split("=", 1) for pair in args.label_names.split(",")) if args.label_names else {}
-    rows = [{"text": t, "label": label_map.get(g, g)} for t, g in zip(texts, gold)]
-    labels = args.labels or sorted({r["label"] for r in rows})
+    if args.multi_label:  # gold label sets joined by ';'
+        from .multilabel import split_labels
+
+        rows = [{"text": t, "labels": [label_map.get(n, n) for n in split_labels(g)]} for t, g in zip(texts, gold)]
+    else:
+        rows = [{"text": t, "label": label_map.get(g, g)} for t, g in zip(texts, gold)]
+    labels = args.labels or sorted({n for r in rows for n in r.get("labels", [r.get("label")])})
     sizes = [int(x) for x in args.split.split("/")]
     results = compare(rows, labels, methods=args.methods.split(","), split=sizes, seed=args.seed, model=args.model,
                       out=args.out, data_name=f"{args.data} ({args.text_column})", prompt=args.prompt,
-                      cache=not args.no_cache,
+                      cache=not args.no_cache, **({"multi_label": True} if args.multi_label else {}),
                       cascade={"from": args.cascade_from, "api": args.cascade_api, "goal": args.cascade_goal})
     print(markdown(results, dict(data=args.data, split=sizes, seed=args.seed, model=args.model)))
     print(f"wrote {args.out}/report.md, report.json, report.png")
@@ -451,6 +507,8 @@ def register_cli(sub) -> None:
     p.add_argument("--model", default="local")
     p.add_argument("--prompt", help="optimised prompt artifact for the 'optimized' method")
     p.add_argument("--no-cache", action="store_true", help="measure real calls even where answers are cached")
+    p.add_argument("--multi-label", action="store_true", help="gold label sets joined by ';' in the label column; "
+                   "methods " + ",".join(MULTI_LABEL_METHODS))
     p.add_argument("--cascade-from", default=CASCADE_DEFAULTS["from"], help="the cascade's local method: "
                    + ",".join(CASCADE_LOCAL))
     p.add_argument("--cascade-api", default=CASCADE_DEFAULTS["api"], help="the cascade's API method: "

@@ -97,8 +97,9 @@ def _architecture(path: Path) -> dict:
     return ARCHITECTURES.get(model_type, ARCHITECTURES["default"])
 
 
-def load_base(config: FineTuneConfig, labels: LabelSet):
-    """(model, tokenizer, architecture) with a fresh classification head for the label set."""
+def load_base(config: FineTuneConfig, labels: LabelSet, multi_label: bool = False):
+    """(model, tokenizer, architecture) with a fresh classification head for the label set; multi_label:
+    one sigmoid per label, trained with binary cross-entropy (transformers' multi_label_classification)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -111,6 +112,8 @@ def load_base(config: FineTuneConfig, labels: LabelSet):
     quantization = _quantization(config.quantize, arch["skip"])
     if quantization is not None:
         kwargs["quantization_config"] = quantization
+    if multi_label:
+        kwargs["problem_type"] = "multi_label_classification"
     elif torch.cuda.is_available():
         kwargs["dtype"] = torch.bfloat16
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -166,6 +169,27 @@ def _metrics(eval_pred) -> dict:
     return {"accuracy": accuracy_score(gold, pred), "macro_f1": f1_score(gold, pred, average="macro")}
 
 
+def _multi_label_metrics(eval_pred) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits, gold = eval_pred
+    pred = (np.asarray(logits) > 0).astype(int)  # sigmoid(logit) >= 0.5
+    gold = np.asarray(gold).astype(int)
+    return {"accuracy": accuracy_score(gold, pred), "micro_f1": f1_score(gold, pred, average="micro", zero_division=0),
+            "macro_f1": f1_score(gold, pred, average="macro", zero_division=0)}
+
+
+def _targets(rows: Sequence[dict], labels: LabelSet, multi_label: bool, what: str) -> list:
+    """Each row's class index, or with multi_label its 0/1 vector (from `labels`, a list or `;`-joined
+    names, or else `label`)."""
+    if not multi_label:
+        return [labels.index(labels.check(r["label"], f"{what} {i}")) for i, r in enumerate(rows)]
+    from .multilabel import check_label_sets, indicator
+
+    sets = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in rows], labels, what)
+    return indicator(sets, labels).tolist()
+
+
 def _split_dev(texts, label_ids, fraction, seed):
     order = np.random.default_rng(seed).permutation(len(texts))
     n_dev = max(1, int(len(texts) * fraction))
@@ -202,7 +226,7 @@ def plan_schedule(n_train: int, config: FineTuneConfig, evaluate: bool = True) -
 
 def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: Sequence[dict] | None = None,
              progress: bool = True, init_from: str | Path | None = None, method: str = "lora",
-             **options) -> "FineTunedMethod":
+             multi_label: bool = False, **options) -> "FineTunedMethod":
     """Train a LoRA classifier on [{"text", "label"}] rows and save it to `out`; returns the loaded method.
 
     method="setfit": SetFit on a sentence-transformers encoder instead (options are SetFitConfig's: base,
@@ -214,6 +238,8 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     when that is at least `min_dev_rows` rows; with fewer rows all train and the last model is kept. On small
     data the schedule is raised to `min_steps` optimiser steps (see `plan_schedule`).
     `init_from`: continue training a saved model (same label set; its base and quantisation are kept).
+    `multi_label`: rows carry `labels` (a list, or names joined by `;`); a sigmoid per label trained with
+    binary cross-entropy, its threshold chosen for micro-F1 on the dev rows (0.5 without any).
     """
     import torch
     from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments,
@@ -222,7 +248,8 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     if method == "setfit":
         from .setfit_method import train_setfit
 
-        return train_setfit(train_rows, labels, out=out, progress=progress, **options)
+        dev = {"dev_rows": dev_rows} if multi_label else {}  # single-label SetFit trains as it did, without them
+        return train_setfit(train_rows, labels, out=out, progress=progress, multi_label=multi_label, **dev, **options)
     if method != "lora":
         raise ConfigError(f"method={method!r}: choose lora or setfit")
     config = FineTuneConfig(**options)
@@ -230,10 +257,10 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     if not train_rows:
         raise ConfigError("finetune needs training rows: got none")
     texts = [r["text"] for r in train_rows]
-    label_ids = [labels.index(labels.check(r["label"], f"training row {i}")) for i, r in enumerate(train_rows)]
+    label_ids = _targets(train_rows, labels, multi_label, "training row")
     if dev_rows:
         dev_texts = [r["text"] for r in dev_rows]
-        dev_ids = [labels.index(labels.check(r["label"], f"dev row {i}")) for i, r in enumerate(dev_rows)]
+        dev_ids = _targets(dev_rows, labels, multi_label, "dev row")
     elif int(len(texts) * config.dev_fraction) >= config.min_dev_rows:
         texts, label_ids, dev_texts, dev_ids = _split_dev(texts, label_ids, config.dev_fraction, config.seed)
     else:
@@ -242,11 +269,14 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     set_seed(config.seed)
     if init_from:
         previous = FineTunedMethod.load(init_from, labels, trainable=True)
+        if previous.multi_label != multi_label:
+            raise ConfigError(f"init_from {str(init_from)!r}: its head is {'multi' if previous.multi_label else 'single'}"
+                              f"-label, not {'multi' if multi_label else 'single'}-label")
         model, tokenizer = previous.model, previous.tokenizer
         config.base, config.quantize = previous.config.base, previous.config.quantize
         model.train()
     else:
-        model, tokenizer, arch = load_base(config, labels)
+        model, tokenizer, arch = load_base(config, labels, multi_label)
         model = with_lora(model, config, arch)
     out = Path(out)
     if schedule.eval_steps is None:
@@ -259,7 +289,10 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=schedule.epochs, learning_rate=config.learning_rate,
         per_device_train_batch_size=schedule.batch_size, per_device_eval_batch_size=64, **every,
-        save_total_limit=1, load_best_model_at_end=bool(dev_texts), metric_for_best_model="accuracy",
+        save_total_limit=1, load_best_model_at_end=bool(dev_texts),
+        # Multi-label: the dev BCE loss; micro-F1 at 0.5 stays 0 until some probability reaches 0.5, so it would
+        # keep the first checkpoint (the threshold is chosen on the dev rows afterwards).
+        metric_for_best_model="loss" if multi_label else "accuracy",
         warmup_steps=schedule.warmup_steps,
         seed=config.seed, data_seed=config.seed, report_to=[], logging_strategy="epoch",
         disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
@@ -267,13 +300,18 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     )
     trainer = Trainer(model=model, args=args, train_dataset=_dataset(tokenizer, texts, label_ids, config.max_length),
                       eval_dataset=_dataset(tokenizer, dev_texts, dev_ids, config.max_length) if dev_texts else None,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_metrics,
+                      data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=_multi_label_metrics if multi_label else _metrics,
                       callbacks=[EarlyStoppingCallback(config.early_stopping_patience)] if dev_texts else [])
     started = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - started
     dev_metrics = trainer.evaluate() if dev_texts else {}
-    method = FineTunedMethod(trainer.model, tokenizer, labels, config, path=out)
+    method = FineTunedMethod(trainer.model, tokenizer, labels, config, path=out, multi_label=multi_label)
+    if multi_label and dev_texts:
+        from .multilabel import choose_threshold
+
+        method.threshold = choose_threshold(method.probabilities(dev_texts), np.asarray(dev_ids))
     method.save(out, {"train_seconds": train_s, "train_rows": len(texts), "dev_rows": len(dev_texts),
                       "steps": trainer.state.global_step, "schedule": asdict(schedule),
                       "dev": {k: v for k, v in dev_metrics.items() if isinstance(v, (int, float))}})
@@ -308,9 +346,10 @@ class FineTunedMethod:
     cacheable = False  # local and cheap: caching would only add disk writes
 
     def __init__(self, model, tokenizer, labels: LabelSet, config: FineTuneConfig, path: Path | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, multi_label: bool = False, threshold: float = 0.5):
         self.model, self.tokenizer, self.labels, self.config = model, tokenizer, labels, config
         self.path, self.batch_size = path, batch_size
+        self.multi_label, self.threshold = multi_label, threshold
         self.model.eval()
 
     @property
@@ -326,6 +365,8 @@ class FineTunedMethod:
         self.tokenizer.save_pretrained(out)
         meta = {"format": 1, "labels": self.labels.to_json(), "config": asdict(self.config), "metrics": metrics,
                 "versions": {"transformers": transformers.__version__, "peft": peft.__version__}}
+        if self.multi_label:
+            meta.update(multi_label=True, threshold=self.threshold)
         (out / META).write_text(json.dumps(meta, indent=2))
         import shutil
 
@@ -339,12 +380,14 @@ class FineTunedMethod:
         meta = read_meta(path, labels)
         saved = LabelSet.from_json(meta["labels"])
         config = FineTuneConfig(**meta["config"])
-        model, tokenizer, _ = load_base(config, saved)
+        multi_label = bool(meta.get("multi_label"))
+        model, tokenizer, _ = load_base(config, saved, multi_label)
         if trainable:
             model = prepare_for_training(model, config)
         model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         keep_4bit_weights_trainable(model)
-        return cls(model, tokenizer, saved, config, path=path)
+        return cls(model, tokenizer, saved, config, path=path, multi_label=multi_label,
+                   threshold=meta.get("threshold", 0.5))
 
     @property
     def metrics(self) -> dict:
@@ -359,10 +402,15 @@ class FineTunedMethod:
                 batch = self.tokenizer(list(texts[start : start + self.batch_size]), padding=True, truncation=True,
                                        max_length=self.config.max_length, return_tensors="pt")
                 batch = {k: v.to(self.model.device) for k, v in batch.items()}
-                out.append(torch.softmax(self.model(**batch).logits.float(), -1).cpu().numpy())
+                logits = self.model(**batch).logits.float()
+                out.append((torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
+        if self.multi_label:
+            from .multilabel import from_label_probabilities
+
+            return from_label_probabilities(self.labels, self.probabilities, texts, usage, self.threshold)
         return from_probabilities(self.labels, self.probabilities, texts, usage)
 
 

@@ -15,12 +15,14 @@ from .usage import Usage
 @dataclass(frozen=True)
 class Prediction:
     """One item's label. `source` is "llm" (the configured method answered), "cache" or "fallback"; in a
-    cascade, "local" or "api" (the stage that answered)."""
+    cascade, "local" or "api" (the stage that answered). A multi-label answer (promptclf.multilabel) has its
+    label set in `labels` and the names joined by `;` in `label`; a single-label one has labels None."""
 
     label: str
     confidence: float | None = None
     source: str = "llm"
     scores: dict | None = None
+    labels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ class Options:
     seed: int = 0
     progress: bool | None = None
     unlabeled: list[str] = field(default_factory=list)
+    multi_label: bool = False  # a set of labels per item (promptclf.multilabel.check_supported: which backends)
 
     def resolved(self, spec: ModelSpec, labels: LabelSet) -> "Options":
         """These options with every "auto" decided for this model and label set."""
@@ -308,12 +309,14 @@ def _build_chat(spec: ModelSpec, labels: LabelSet, options: ChatOptions) -> Meth
     llm = options.llm or chat_model(spec, timeout=options.timeout)
     model_id = spec.id if options.llm is None else f"{spec.id}|llm={llm_fingerprint(llm)}"
     template = options.prompt or ("few_shot" if selector else None)  # demos chosen per batch need its loop
+    multi = {"multi_label": True} if options.multi_label else {}  # the single-label prompt stays as it was
     prompt = ChatPrompt.build(labels, template, examples=fixed, negative_examples=options.negative_examples,
-                              instructions=options.instructions)
+                              instructions=options.instructions,
+                              **({"system_template": "system_multi"} if multi else {}))
     return ChatLabeler(llm, labels, prompt, model_id=model_id, example_selector=selector,
                        batch_size=options.batch_size, concurrency=options.concurrency,
                        max_attempts=options.max_attempts, max_wait=options.max_wait,
-                       structured=options.structured, system_in_user=options.system_in_user)
+                       structured=options.structured, system_in_user=options.system_in_user, **multi)
 
 
 def _build_scoring(scorer: Callable[[ModelSpec, ScoringOptions], Any]):
@@ -365,8 +368,9 @@ def _build_offline(spec: ModelSpec, labels: LabelSet, options: OfflineOptions) -
 
 def _build_finetuned(spec: ModelSpec, labels: LabelSet, options: FinetunedOptions) -> Method:
     from .finetune import load_finetuned
+    from .multilabel import same_kind
 
-    return load_finetuned(spec.name, labels)
+    return same_kind(load_finetuned(spec.name, labels), options.multi_label, spec.id)
 
 
 register(Provider("offline", "offline (default): the embedded LLM, embeddings and, with examples, SetFit, combined",

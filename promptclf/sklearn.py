@@ -202,6 +202,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         if clash:
             raise ValueError(f"options {clash}: pass them as PromptClassifier parameters, not in options= "
                              f"({', '.join(_SET_BY_FIT)} are set by fit)")
+        if extra.get("multi_label"):
+            raise ConfigError("PromptClassifier predicts one class per row; for label sets use "
+                              "Classifier(labels, model, multi_label=True)")
         return {**{name: getattr(self, name) for name in _OWN}, **extra}
 
     def _build(self, rows: list[dict]):

@@ -154,8 +154,6 @@ class Task(BaseModel):
     def keyword_options(self, given: Mapping[str, object], prompt=None) -> dict:
         """Classifier's keyword form of this task. `given` holds the task keywords the caller also passed
         (descriptions=, aliases=, ...): any that is set is an error, since the task already says it."""
-        if self.multi_label:
-            raise ConfigError("this task has multi_label: true; multi-label labelling is not supported yet")
         duplicated = [name for name in TASK_KEYWORDS if given.get(name) not in (None, "")]
         if prompt is not None and self.template is not None:
             duplicated.append("prompt")
@@ -164,7 +162,7 @@ class Task(BaseModel):
                               "already defines it; set it in the task instead")
         return dict(labels=self.label_set(), examples=self.all_examples(),
                     negative_examples=self.all_negative_examples(), instructions=self.instructions,
-                    prompt=self.template if self.template is not None else prompt)
+                    prompt=self.template if self.template is not None else prompt, multi_label=self.multi_label)
 
 
 def is_task(labels) -> bool:

@@ -140,6 +140,8 @@ class FakeOpenAIServer:
         constrained = bool(body.get("tools") or body.get("response_format"))
         if not knows_task and not constrained:  # a model that was never told the task writes prose
             return self._reply(body, text, "These look like news articles to me.")
+        if '"labels": [' in text:  # a multi-label prompt: label sets (the oracle's ;-joined names or a list)
+            return self._label_sets(body, text, items, oracle, fault)
         answers = [{"index": i, "label": oracle(t.replace("‹", "<")) if knows_task else "World"} for i, t in items]
         if self.config.gullible:
             answers = self._obey_injections(items, answers)
@@ -170,6 +172,35 @@ class FakeOpenAIServer:
             logprobs = {"content": self._token_logprobs(content, answers, probability, body),
                         "refusal": None}
         return self._reply(body, text, content, message, finish, logprobs)
+
+    def _label_sets(self, body: dict, text: str, items, oracle, fault: str | None) -> dict:
+        """Multi-label answers, {"index": N, "labels": [...]}, with the same faults as single labels: short,
+        duplicate, off-label (an unknown label in the set), malformed, zero-based and shifted ids."""
+        def label_set(item: str) -> list[str]:
+            answer = oracle(item.replace("‹", "<"))
+            return list(answer) if isinstance(answer, (list, tuple)) else [a for a in answer.split(";") if a]
+
+        answers = [{"index": i, "labels": label_set(t)} for i, t in items]
+        if fault == "zero_based":
+            answers = [{**a, "index": n} for n, a in enumerate(answers)]
+        elif fault == "shifted":
+            answers = [{**a, "index": a["index"] + 1} for a in answers]
+        if self.config.shuffle:
+            random.Random(len(items)).shuffle(answers)
+        if fault == "short" and answers:
+            answers.pop()
+        elif fault == "duplicate" and answers:
+            answers.append({"index": answers[0]["index"], "labels": []})
+        elif fault == "offlabel" and answers:
+            answers[0]["labels"] = answers[0]["labels"] + ["Weather"]
+        content = "{'answers': [" if fault == "malformed" else json.dumps({"answers": answers})
+        content, finish = self._bounded(body, content)
+        message: dict = {"role": "assistant", "content": content}
+        if body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
+        return self._reply(body, text, content, message, finish)
 
     def _bounded(self, body: dict, content: str) -> tuple[str, str]:
         """The answer cut at the request's token limit (a token here is a word, a space or a sign)."""

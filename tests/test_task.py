@@ -139,11 +139,6 @@ def test_prompt_is_a_conflict_only_where_the_task_names_a_template(server_factor
                                                      cache=False).method.identity
 
 
-def test_multi_label_is_declared_but_not_labelled_yet(server_factory):
-    with pytest.raises(ConfigError, match="multi-label labelling is not supported yet"):
-        Classifier(Task.of(LABELS, multi_label=True), chat(server_factory()), cache=False)
-
-
 def test_classify_takes_a_task_as_its_labels(tmp_path, server_factory, sample_rows):
     server = server_factory()
     texts = [r["text"] for r in sample_rows[:6]]
@@ -174,12 +169,10 @@ def test_cli_classify_with_a_task_file(tmp_path, server_factory, sample_rows):
     (["--task", "{tmp}/missing.yaml"], "missing.yaml does not exist"),
     (["--task", "{tmp}/bad.yaml"], "duplicate labels in the label set: ['A']"),
     (["--task", "{tmp}/ok.yaml", "--instructions", "x"], "instructions= given with a Task"),
-    (["--task", "{tmp}/multi.yaml"], "multi-label labelling is not supported yet"),
 ])
 def test_cli_task_errors_exit_2(tmp_path, server_factory, sample_rows, capsys, extra, message):
     (tmp_path / "bad.yaml").write_text("labels: [{name: A}, {name: A}]\n")
     Task.of(["A", "B"]).save(tmp_path / "ok.yaml")
-    Task.of(["A", "B"], multi_label=True).save(tmp_path / "multi.yaml")
     argv = _input(tmp_path, sample_rows[:2]) + [a.format(tmp=tmp_path) for a in extra]
     code = main(argv + ["--model", chat(server_factory()), "--no-cache"])
     err = capsys.readouterr().err.strip()
