@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from promptclf.data import load_ag_news, split  # noqa: E402
+from promptclf.core.data import load_ag_news, split  # noqa: E402
 from tests.fake_openai_server import FakeOpenAIServer, ServerConfig  # noqa: E402
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]

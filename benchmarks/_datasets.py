@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 
 from _common import ROOT
-from promptclf.data import load_ag_news, split
+from promptclf.core.data import load_ag_news, split
 
 SHARED = ROOT.parent / "shared" / "data"
 NAMES = ("ag_news", "trec", "imdb", "sms_spam", "goemotions_ekman")

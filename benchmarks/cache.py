@@ -19,10 +19,10 @@ from pathlib import Path
 from _common import LABELS, oracle_server
 
 from promptclf import Classifier
-from promptclf.cache import SQLiteCache
-from promptclf.cache_url import open_cache
-from promptclf.cache_io import export_cache, import_cache
-from promptclf.data import load_ag_news
+from promptclf.cache.store import SQLiteCache
+from promptclf.cache.url import open_cache
+from promptclf.cache.transfer import export_cache, import_cache
+from promptclf.core.data import load_ag_news
 from tests.redis_server import RedisServer, missing
 
 THROUGHPUT_ENTRIES, WRITE_CHUNK = 100_000, 100

@@ -6,7 +6,7 @@ the item is). A real API's mistakes concentrate on hard items, the same ones the
 so a real cascade gains less on those items than this simulation shows.
 
 Data: AG News test.csv, text = title + description, seed-0 shuffle: train rows 0-3,999, dev 4,000-4,599,
-test 4,600-7,599 (benchmarks/_common.py). Local stage: SetFit (MiniLM, promptclf.setfit_method defaults,
+test 4,600-7,599 (benchmarks/_common.py). Local stage: SetFit (MiniLM, promptclf.methods.setfit defaults,
 seed 0) trained on --per-class rows of each label drawn from the train rows with the seed (or --local emb-lr:
 logistic regression on the same rows' MiniLM embeddings). Dev: the 600 dev rows. Test: the first --n-test
 rows of the test split. Both stages answer every dev and test item (the frontier needs both at every
@@ -28,13 +28,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from _common import DATA, LABELS, SPLIT_TEXT, ag_split  # also puts the repository on sys.path
-from promptclf.baselines import EmbeddingLR
+from promptclf.methods.baselines import EmbeddingLR
 from promptclf.cascade import choose_threshold, frontier, measure
 from promptclf.classifier import Classifier
-from promptclf.compare import frontier_markdown, plot_frontier, write_frontier_csv
-from promptclf.examples import sample_per_class
-from promptclf.labels import LabelSet
-from promptclf.usage import Usage
+from promptclf.workflows.compare import frontier_markdown, plot_frontier, write_frontier_csv
+from promptclf.task.examples import sample_per_class
+from promptclf.core.labels import LabelSet
+from promptclf.core.usage import Usage
 from tests.fake_openai_server import FakeOpenAIServer, ServerConfig, noisy_oracle
 
 PRICE = {"openai-compatible:gpt-4o-mini": (0.15, 0.60)}  # assumed: gpt-4o-mini's list price, USD per 1M tokens
@@ -42,7 +42,7 @@ PRICE = {"openai-compatible:gpt-4o-mini": (0.15, 0.60)}  # assumed: gpt-4o-mini'
 
 def train_local(kind: str, examples: list[dict], seed: int):
     if kind == "setfit":
-        from promptclf.setfit_method import train_setfit
+        from promptclf.methods.setfit import train_setfit
 
         return train_setfit(examples, LABELS, seed=seed)
     return EmbeddingLR(LABELS, seed=seed).fit([r["text"] for r in examples], [r["label"] for r in examples])

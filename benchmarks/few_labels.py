@@ -6,7 +6,7 @@ Data (benchmarks/_datasets.py): AG News (pool = seed-0 rows 0-3,999, test = the 
 train / test files), IMDb (train / test), SMS Spam (seeded stratified 70/30), GoEmotions Ekman (single-label
 rows of train / test). Test rows: the same seeded sample of --n-test rows of each test set for every seed
 and budget. Examples: --per-class rows of each label drawn from the pool with the seed
-(promptclf.examples.sample_per_class). Each cell (data set, budget, seed) is stored in --out as JSON and
+(promptclf.task.examples.sample_per_class). Each cell (data set, budget, seed) is stored in --out as JSON and
 skipped when present, so an interrupted run resumes; the table is printed from whatever cells exist.
 
     python benchmarks/few_labels.py                      # everything (hours on 2 CPU cores)
@@ -25,9 +25,9 @@ import numpy as np
 
 from _common import ROOT  # noqa: F401 - puts the repository on sys.path
 from _datasets import NAMES, load
-from promptclf.examples import sample_per_class
-from promptclf.labels import LabelSet
-from promptclf.offline import (COMPONENTS, DEFAULT_WEIGHTS, SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS,
+from promptclf.task.examples import sample_per_class
+from promptclf.core.labels import LabelSet
+from promptclf.methods.offline import (COMPONENTS, DEFAULT_WEIGHTS, SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS,
                                FoldAverage, OfflineConfig, SelfTrainedComponent, can_cross_validate, choose, combine,
                                cross_validate, pick, wilson_interval)
 

@@ -22,7 +22,7 @@ import time
 from _common import LABELS, SPLIT_TEXT, ag_split
 
 from promptclf import Classifier, ConfigError, LabellingError
-from promptclf.batching import STRUCTURED_MODES
+from promptclf.methods.chat import STRUCTURED_MODES
 from tests.llamacpp_server import llamacpp_server
 
 

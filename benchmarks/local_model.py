@@ -18,9 +18,9 @@ import time
 from _common import DATA, LABELS, SPLIT_TEXT, ag_split
 
 from promptclf import Classifier
-from promptclf.compare import PeakMemory
-from promptclf.examples import SimilarExamples
-from promptclf.metrics import classification_metrics
+from promptclf.workflows.compare import PeakMemory
+from promptclf.methods.similar_examples import SimilarExamples
+from promptclf.core.metrics import classification_metrics
 
 FAST = dict(demo_words=8, item_words=20)
 CONFIGS = {  # quantize="auto" (the default): int8 with nearest demonstrations, float32 otherwise

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from promptclf.data import load_ag_news, read_table, split  # noqa: E402
-from promptclf.finetune import finetune  # noqa: E402
+from promptclf.core.data import load_ag_news, read_table, split  # noqa: E402
+from promptclf.methods.finetune import finetune  # noqa: E402
 
 AG = ["World", "Sports", "Business", "Sci/Tech"]
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from _common import ROOT
 from promptclf import Classifier
-from promptclf.multilabel import split_labels
+from promptclf.core.multilabel import split_labels
 
 DATA = ROOT.parent / "shared" / "data" / "goemotions"
 EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
@@ -45,7 +45,7 @@ def per_label(rows: list[dict], k: int, seed: int) -> list[dict]:
 
 
 def run(name: str, args, train, dev, test) -> dict:
-    from promptclf.finetune import finetune
+    from promptclf.methods.finetune import finetune
 
     started = time.perf_counter()
     out = Path(args.out) / name

@@ -13,8 +13,8 @@ import tempfile
 from _common import DATA, LABELS, SPLIT_TEXT, ag_split
 
 from promptclf import Classifier
-from promptclf.metrics import classification_metrics
-from promptclf.optimize import optimize
+from promptclf.core.metrics import classification_metrics
+from promptclf.workflows.optimize import optimize
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--train", type=int, default=40)

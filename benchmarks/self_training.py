@@ -23,10 +23,10 @@ import numpy as np
 from _common import ROOT  # noqa: F401 - puts the repository on sys.path
 from _datasets import NAMES, load
 from few_labels import test_sample
-from promptclf.embeddings import cached_encode, default_encoder
-from promptclf.examples import sample_per_class
-from promptclf.label_similarity import LabelSimilarity, self_train
-from promptclf.labels import LabelSet
+from promptclf.methods.embeddings import cached_encode, default_encoder
+from promptclf.task.examples import sample_per_class
+from promptclf.methods.label_similarity import LabelSimilarity, self_train
+from promptclf.core.labels import LabelSet
 
 
 def gains(name: str, sizes, rounds, mixes, draws: int, n_test: int) -> dict:
@@ -56,7 +56,7 @@ def with_examples(budgets, n_test: int) -> str:
     from sklearn.linear_model import LogisticRegression
 
     from few_labels import UNLABELED
-    from promptclf.pseudo_labels import confident, training_set
+    from promptclf.methods.pseudo_labels import confident, training_set
 
     grid = [(w, keep, c) for w in (0.25, 0.5, 1.0, 2.0) for keep in (0.5, 1.0) for c in (1.0, 10.0)]
     found: dict = {}

@@ -2,7 +2,7 @@
 `embed` label similarity, and a grid search over the label descriptions, on AG News.
 
 Data: benchmarks/_common.py's seed-0 split. The examples are 8 per label (32 rows) drawn from the train rows by
-promptclf.examples.sample_per_class with seed 0; the test rows are 1,000 of the 3,000 test rows (numpy
+promptclf.task.examples.sample_per_class with seed 0; the test rows are 1,000 of the 3,000 test rows (numpy
 default_rng(0) permutation, as benchmarks/few_labels.py draws them). Grid search: 4-fold StratifiedKFold
 (shuffle, random_state=0) on the 32 examples over descriptions None / one line per label.
 
@@ -17,8 +17,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from _common import LABELS, ag_split
 from few_labels import test_sample
 from promptclf import Classifier
-from promptclf.examples import sample_per_class
-from promptclf.labels import LabelSet
+from promptclf.task.examples import sample_per_class
+from promptclf.core.labels import LabelSet
 from promptclf.sklearn import PromptClassifier
 
 DESCRIPTIONS = {"World": "world news, politics, conflicts, diplomacy", "Sports": "sports, games, players, teams",

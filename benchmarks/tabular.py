@@ -2,7 +2,7 @@
 
 Data: scikit-learn's bundled breast-cancer data (569 rows; the 10 "mean ..." features, to keep prompts short).
 Split: seed-0 shuffle (numpy default_rng(0).permutation), train 400 rows, test 169. Each row is serialised as
-"- feature: value" lines plus the question "Is the tumour malignant?" (promptclf.data.serialize_rows).
+"- feature: value" lines plus the question "Is the tumour malignant?" (promptclf.core.data.serialize_rows).
 Methods: the embedded Gemma 3 270M by label scoring of the two answers Yes/No (zero-shot, calibrated; and with
 2 nearest demonstrations), a 4-bit LoRA MiniLM classifier fine-tuned on the serialised rows (3 epochs),
 logistic regression and gradient boosting on the raw features.
@@ -19,9 +19,9 @@ from sklearn.preprocessing import StandardScaler
 
 import _common  # noqa: F401 - puts the repository on sys.path
 from promptclf import Classifier
-from promptclf.data import serialize_rows
-from promptclf.finetune import finetune
-from promptclf.usage import Usage
+from promptclf.core.data import serialize_rows
+from promptclf.methods.finetune import finetune
+from promptclf.core.usage import Usage
 
 data = load_breast_cancer(as_frame=True)
 features = [c for c in data.frame.columns if c.startswith("mean ")]

@@ -1,53 +1,43 @@
-"""promptclf: label text with LLMs (zero-/few-shot, optimised prompts, label scoring) and a self-trained
-LoRA fallback, with cache, retries and one measured comparison table.
+"""promptclf: label text with LLMs (zero-/few-shot, optimised prompts, label scoring) and with small models it
+trains itself, with cache, retries and one measured comparison table.
 
-`promptclf.finetune`, `promptclf.distill`, `promptclf.optimize` and `promptclf.compare` are the functions of the same names, and
-`from promptclf.finetune import FineTuneConfig` (any order) still reaches the modules. The modules load on first
-use (importing them all costs about 0.6 s), and whenever Python binds a loaded module to its name in this
-package, `_Package.__setattr__` binds the function instead. `import promptclf.finetune as m` gives the function
-(Python reads it from the package); `importlib.import_module("promptclf.finetune")` gives the module.
+The package is in layers, each importing only from those below it (tests/test_layers.py): core (errors,
+labels, the Method protocol, usage, hashing, metrics, data) -> cache -> task (the Task, prompts, schemas,
+examples, artifacts) -> methods (chat batching, label scoring, embeddings, fine-tuned and offline models) ->
+providers (the registry of model strings and their options) -> the facade here (Classifier, cascade,
+sklearn) -> workflows (optimize, compare, distill, batch APIs) -> cli.
 """
 
 import importlib
-import sys
-import types
 
-from .backends import ConfigError, MissingAPIKeyError, UnknownModelError
-from .classifier import Classifier, InputError, LabellingError, classify
-from .labels import Label, LabelError, LabelSet
-from .methods import Failure, Method, Prediction
-from .task import Task, TaskLabel
-from .usage import Usage, register_price
+from promptclf.classifier import Classifier, classify
+from promptclf.core.errors import ConfigError, InputError, LabellingError, MissingAPIKeyError, UnknownModelError
+from promptclf.core.labels import Label, LabelError, LabelSet
+from promptclf.core.methods import Failure, Method, Prediction
+from promptclf.core.usage import Usage, register_price
+from promptclf.task.definition import Task, TaskLabel
 
 __version__ = "0.1.0"
 
-WORKFLOWS = ("finetune", "distill", "optimize", "compare")  # module promptclf.<name> defines the function <name>
+# The workflow functions, each from its layer's module, imported on first use (importing them all costs about
+# 0.6 s): promptclf.compare(...) works without `from promptclf.workflows.compare import compare`.
+WORKFLOWS = {"finetune": "promptclf.methods.finetune", "distill": "promptclf.workflows.distill",
+             "optimize": "promptclf.workflows.optimize", "compare": "promptclf.workflows.compare"}
 
 __all__ = [
-    "Classifier", "classify", "Task", "TaskLabel", "LabelSet", "Label", "Prediction", "Failure", "Method", "Usage", "register_price",
-    "ConfigError", "MissingAPIKeyError", "UnknownModelError", "InputError", "LabellingError", "LabelError",
-    *WORKFLOWS,
+    "Classifier", "classify", "Task", "TaskLabel", "LabelSet", "Label", "Prediction", "Failure", "Method", "Usage",
+    "register_price", "ConfigError", "MissingAPIKeyError", "UnknownModelError", "InputError", "LabellingError",
+    "LabelError", *WORKFLOWS,
 ]
-
-
-class _Package(types.ModuleType):
-    """This package, whose workflow names hold functions even after their modules are imported."""
-
-    def __setattr__(self, name, value):
-        if name in WORKFLOWS and isinstance(value, types.ModuleType):  # the import system binding the module
-            value = getattr(value, name)
-        super().__setattr__(name, value)
 
 
 def __getattr__(name):
     if name in WORKFLOWS:
-        importlib.import_module(f"{__name__}.{name}")  # binds the function (see _Package)
-        return globals()[name]
+        function = getattr(importlib.import_module(WORKFLOWS[name]), name)
+        globals()[name] = function
+        return function
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
     return sorted(set(globals()) | set(WORKFLOWS))
-
-
-sys.modules[__name__].__class__ = _Package

@@ -16,11 +16,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .backends import ConfigError
-from .cache import CacheBackend
-from .identity import method_identity
-from .methods import Failure, Method, Outcome, Prediction
-from .usage import Usage
+from promptclf.cache.store import CacheBackend
+from promptclf.core.errors import ConfigError
+from promptclf.core.identity import method_identity
+from promptclf.core.methods import Failure, Method, Outcome, Prediction
+from promptclf.core.usage import Usage
 
 GOALS = ("accuracy", "drop", "share", "cost")
 
@@ -88,7 +88,7 @@ def _stage(method: Method, texts: Sequence[str], usage: Usage,
            cache: CacheBackend | None) -> Iterator[tuple[int, Outcome]]:
     """One stage's outcomes through the answer cache, under the method's own identity (so a plain Classifier
     of the same method shares the entries)."""
-    from .answering import answer
+    from promptclf.cache.answering import answer
 
     return answer(method, texts, usage, cache, method.labels)
 

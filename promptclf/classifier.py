@@ -12,40 +12,27 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .backends import ConfigError, ModelSpec
-from .cache import CacheBackend
-from .cache_url import open_cache
-from .examples import check_examples
-from .labels import LabelSet
-from .methods import Failure, Method, Prediction
-from .multilabel import check_supported, same_kind
-from .providers import build, check_options, is_unset, option_names, options_for, parse_model, provider_of
-from .task import TASK_KEYWORDS, Task, is_task
-from .usage import Usage
+from promptclf.cache.store import CacheBackend
+from promptclf.cache.url import open_cache
+from promptclf.core.errors import ConfigError, InputError, LabellingError
+from promptclf.core.labels import LabelSet
+from promptclf.core.methods import Failure, Method, Prediction
+from promptclf.core.model_spec import ModelSpec
+from promptclf.core.multilabel import check_supported, same_kind
+from promptclf.core.usage import Usage
+from promptclf.providers.registry import (
+    build,
+    check_options,
+    is_unset,
+    option_names,
+    options_for,
+    parse_model,
+    provider_of,
+)
+from promptclf.task.definition import TASK_KEYWORDS, Task, is_task
+from promptclf.task.examples import check_examples
 
 log = logging.getLogger("promptclf")
-
-
-class InputError(ValueError):
-    """An input item cannot be labelled as given (not a string, empty): the message names the item, `reason`
-    says what is wrong with it without the position (for a per-row error column)."""
-
-    def __init__(self, message: str, reason: str | None = None):
-        super().__init__(message)
-        self.reason = reason or message
-
-
-class LabellingError(RuntimeError):
-    """Some items could not be labelled after retries and re-asks, and no fallback took them.
-
-    `failures` maps item position -> reason; `predictions` holds everything that was labelled (and cached).
-    """
-
-    def __init__(self, failures: dict[int, str], texts: Sequence[str], predictions: list):
-        self.failures, self.predictions = failures, predictions
-        shown = "; ".join(f"item {i} ({texts[i][:40]!r}): {why}" for i, why in list(failures.items())[:5])
-        more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
-        super().__init__(f"{len(failures)} of {len(texts)} items could not be labelled: {shown}{more}")
 
 
 class Classifier:
@@ -55,7 +42,7 @@ class Classifier:
     >>> preds = clf.predict(texts)          # [Prediction(label, confidence, source), ...]
     >>> clf.report.summary()                # calls, tokens, cost, retries, wall time
 
-    `labels` may instead be a `Task` (promptclf.task) or the path of its .json/.yaml file: the task keywords
+    `labels` may instead be a `Task` (promptclf.task.definition) or the path of its .json/.yaml file: the task keywords
     (descriptions, aliases, examples, negative_examples, instructions) then come from it, not from options.
     """
 
@@ -66,7 +53,7 @@ class Classifier:
                  method: Method | None = None, unlabeled: Sequence[str] | None = None,
                  cascade_from: str | Method | None = None, cascade_below: float | None = None,
                  multi_label: bool = False, **options):
-        """`options` are the backend's (promptclf.providers: each provider's options dataclass says which it
+        """`options` are the backend's (promptclf.providers.registry: each provider's options dataclass says which it
         takes and their defaults); one set to other than its default that the model's backend does not take
         is a ConfigError naming the backends that take it."""
         if truncate not in ("warn", "error", "silent"):
@@ -115,7 +102,7 @@ class Classifier:
 
     def _cascade(self, local, below):
         """The configured method as the API stage behind a local first stage (promptclf.cascade)."""
-        from .cascade import Cascade
+        from promptclf.cascade import Cascade
 
         if local is None or below is None:
             raise ConfigError("a cascade needs both cascade_from (the local model) and cascade_below (its "
@@ -161,11 +148,11 @@ class Classifier:
     def score(self, texts: Sequence[str], gold: Sequence[str]) -> dict:
         """Accuracy and macro-F1 against gold labels (given as names or aliases of the set). Multi-label:
         each gold is a list of labels or names joined by `;`; micro/macro-F1, subset accuracy, Hamming loss."""
-        from .metrics import classification_metrics
+        from promptclf.core.metrics import classification_metrics
 
         if self.multi_label:
-            from .metrics import multilabel_metrics
-            from .multilabel import check_label_sets
+            from promptclf.core.metrics import multilabel_metrics
+            from promptclf.core.multilabel import check_label_sets
 
             return multilabel_metrics(check_label_sets(gold, self.labels), self.classify(texts), self.labels.names)
 
@@ -212,7 +199,7 @@ class Classifier:
 
     def _answer(self, unique: list[str]) -> tuple[dict[str, Prediction], dict[str, str]]:
         """Cache first, the method for the rest (answering.answer); answers below fallback_below fail."""
-        from .answering import answer
+        from promptclf.cache.answering import answer
 
         answers: dict[str, Prediction] = {}
         failures: dict[str, str] = {}
@@ -281,7 +268,7 @@ def _fallback(fallback, labels: LabelSet, multi_label: bool = False) -> Method |
         return fallback
     if isinstance(fallback, Method):
         return same_kind(fallback, multi_label, "the fallback") if multi_label else fallback
-    from .finetune import load_finetuned
+    from promptclf.methods.finetune import load_finetuned
 
     path = str(fallback)
     path = path[len("finetuned:"):] if path.startswith("finetuned:") else path

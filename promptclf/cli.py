@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .backends import ConfigError
+from promptclf.core.errors import ConfigError
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _classifier(args, labels, texts=None):
     """The Classifier the flags describe; `texts`, the input, are what `embed` and `offline` self-train on."""
-    from .classifier import Classifier
+    from promptclf.classifier import Classifier
 
     return Classifier(labels, args.model, unlabeled=texts, **_classifier_options(args))
 
@@ -75,7 +75,7 @@ def _labels_or_task(args, required: bool = True):
 
 def _classifier_options(args) -> dict:
     """Classifier's keyword arguments from the model options (the Ray engine sends them to every actor)."""
-    from .data import read_table, text_of
+    from promptclf.core.data import read_table, text_of
 
     examples = None
     if args.examples:
@@ -96,7 +96,7 @@ def _classifier_options(args) -> dict:
 
 
 def cmd_classify(args) -> int:
-    from .data import read_table, text_of
+    from promptclf.core.data import read_table, text_of
 
     labels = _labels_or_task(args)
     if args.engine == "ray":
@@ -113,7 +113,7 @@ def cmd_classify(args) -> int:
 
 
 def _write_predictions(frame, predictions, output) -> None:
-    from .data import write_table
+    from promptclf.core.data import write_table
 
     frame = frame.copy()
     frame["predicted_label"] = [p.label if p else None for p in predictions]
@@ -135,8 +135,8 @@ BATCH_ARGS = ("input", "output", "text_column", "labels", "task", "model", "exam
 def _classify_with_batch_api(args) -> int:
     """Submit (or resume: a manifest next to the output is picked up, so nothing is paid twice), then, unless
     --batch-api submit, wait and collect."""
-    from .batch_api import BatchJob
-    from .data import read_table, text_of
+    from promptclf.workflows.batch_api import BatchJob
+    from promptclf.core.data import read_table, text_of
 
     if "@" in str(args.cache or ""):  # the manifest keeps the options; a cache password must not go there
         raise ConfigError("--batch-api keeps its options in a manifest: use a cache URL without a password")
@@ -170,7 +170,7 @@ def _collect(job, clf, frame, output, progress: bool) -> int:
 
 
 def _batch_job(args):
-    from .batch_api import BatchJob
+    from promptclf.workflows.batch_api import BatchJob
 
     return BatchJob.load(args.manifest)
 
@@ -186,7 +186,7 @@ def cmd_batch_status(args) -> int:
 
 
 def cmd_batch_collect(args) -> int:
-    from .data import read_table, text_of
+    from promptclf.core.data import read_table, text_of
 
     job = _batch_job(args)
     saved = job.extra
@@ -224,7 +224,7 @@ def _add_batch_commands(sub) -> None:
 
 
 def _classify_with_ray(args) -> int:
-    from .integrations.ray import label_parquet
+    from promptclf.integrations.ray import label_parquet
 
     options = _classifier_options(args)
     progress = options.pop("progress") is not False
@@ -241,7 +241,7 @@ def _classify_with_ray(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import read_table, text_of
+    from promptclf.core.data import read_table, text_of
 
     frame = read_table(args.data)
     if args.label_column not in frame.columns:
@@ -270,7 +270,7 @@ def _gold_labels(gold: list[str], args) -> list[str]:
     """The label set the gold column shows: with --multi-label, the names in its ';'-joined sets."""
     if not getattr(args, "multi_label", False):
         return sorted(set(gold))
-    from .multilabel import split_labels
+    from promptclf.core.multilabel import split_labels
 
     return sorted({name for value in gold for name in split_labels(value)})
 
@@ -287,13 +287,13 @@ def cmd_quickstart(args) -> int:
     """Label a seeded slice of AG News with the embedded model (few-shot pool from another slice)."""
     import pandas as pd
 
-    from .classifier import Classifier
-    from .data import AG_NEWS_ALIASES, AG_NEWS_LABELS, load_ag_news, split, write_table
-    from .metrics import classification_metrics
+    from promptclf.classifier import Classifier
+    from promptclf.core.data import AG_NEWS_ALIASES, AG_NEWS_LABELS, load_ag_news, split, write_table
+    from promptclf.core.metrics import classification_metrics
 
     rows = load_ag_news(args.data)
-    from .examples import sample_per_class
-    from .labels import LabelSet
+    from promptclf.task.examples import sample_per_class
+    from promptclf.core.labels import LabelSet
 
     labels = LabelSet.of(list(AG_NEWS_LABELS.values()), aliases=AG_NEWS_ALIASES)
     pool, test = split(rows, [args.pool, args.n], seed=args.seed)
@@ -364,14 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Sub-commands that live with their modules (finetune, distill, optimize, compare, cache), when present."""
+    """Sub-commands that live with their modules (finetune, distill, optimize, compare, cache)."""
     import importlib
 
-    for name in ("finetune", "distill", "optimize", "compare", "cache_io"):
-        try:
-            module = importlib.import_module(f"promptclf.{name}")
-        except ImportError:
-            continue
+    for name in ("methods.finetune", "workflows.distill", "workflows.optimize", "workflows.compare",
+                 "cache.transfer"):
+        module = importlib.import_module(f"promptclf.{name}")
         if hasattr(module, "register_cli"):
             yield module.register_cli
 

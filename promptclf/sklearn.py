@@ -39,8 +39,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .backends import ConfigError
-from .providers import parse_model, provider_of
+from promptclf.core.errors import ConfigError
+from promptclf.providers.registry import parse_model, provider_of
 
 # check_estimator's checks that cannot apply to a text classifier, and why; all its others pass. Their text
 # counterparts (fit returns self, parameters untouched, refit idempotent, order and subset invariance, pickling,
@@ -188,8 +188,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             return None
         from pathlib import Path
 
-        from .finetune import read_meta
-        from .labels import LabelSet
+        from promptclf.methods.finetune import read_meta
+        from promptclf.core.labels import LabelSet
 
         return LabelSet.from_json(read_meta(Path(parse_model(self.model).name))["labels"]).names
 
@@ -208,7 +208,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         return {**{name: getattr(self, name) for name in _OWN}, **extra}
 
     def _build(self, rows: list[dict]):
-        from .classifier import Classifier
+        from promptclf.classifier import Classifier
 
         options = self._classifier_options()
         provider = parse_model(self.model).provider

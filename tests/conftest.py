@@ -10,7 +10,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from promptclf.data import load_ag_news
+from promptclf.core.data import load_ag_news
 
 from .fake_openai_server import ITEM, FakeOpenAIServer, ServerConfig
 
@@ -23,7 +23,7 @@ def promptclf_home(tmp_path_factory):
     """A PROMPTCLF_HOME of this test session's own: answers and embeddings never reach the user's cache, and
     nothing the user cached answers a test. Models already converted there are linked (read only), since
     converting one takes a minute."""
-    from promptclf.cache import home
+    from promptclf.cache.store import home
 
     session = tmp_path_factory.mktemp("promptclf-home")
     (session / "models").mkdir()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from promptclf.baselines import EmbeddingLR, TfidfLR
-from promptclf.usage import Usage
+from promptclf.methods.baselines import EmbeddingLR, TfidfLR
+from promptclf.core.usage import Usage
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 

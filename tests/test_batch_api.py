@@ -6,8 +6,8 @@ import re
 import pandas as pd
 import pytest
 
-from promptclf.batch_api import BATCH_DISCOUNT, BatchJob, request_key
-from promptclf.cache import answer_key
+from promptclf.workflows.batch_api import BATCH_DISCOUNT, BatchJob, request_key
+from promptclf.cache.store import answer_key
 from promptclf.classifier import Classifier
 from promptclf.cli import main
 
@@ -159,7 +159,7 @@ def test_cached_items_are_not_submitted(server_factory, sample_rows, tmp_path):
 def test_together_dialect(server_factory, sample_rows, tmp_path, monkeypatch):
     server = server_factory(api_key="together-secret-key")
     server.batches.config = BatchConfig(dialect="together")
-    monkeypatch.setattr("promptclf.batch_api.TOGETHER_URL", server.base_url)
+    monkeypatch.setattr("promptclf.workflows.batch_api.TOGETHER_URL", server.base_url)
     monkeypatch.setenv("TOGETHER_API_KEY", "together-secret-key")
     texts = [r["text"] for r in sample_rows[:12]]
     clf = Classifier(LABELS, "together:meta-llama/Llama-3.3-70B-Instruct-Turbo", cache=str(tmp_path / "c"))

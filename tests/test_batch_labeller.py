@@ -5,7 +5,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from promptclf.batch_labeller import OUTPUT_COLUMNS, BatchLabeller
+from promptclf.workflows.batch_labeller import OUTPUT_COLUMNS, BatchLabeller
 
 from .conftest import scripted_classifier
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import pytest
 
 from promptclf import InputError, LabellingError, classify
-from promptclf.labels import LabelError, LabelSet
-from promptclf.prompts import defuse
-from promptclf.usage import Usage
+from promptclf.core.labels import LabelError, LabelSet
+from promptclf.task.prompts import defuse
+from promptclf.core.usage import Usage
 
 from .conftest import scripted_classifier
 
@@ -174,8 +174,8 @@ class CountedTexts(Sequence):
 
 
 def test_chunks_are_built_in_one_pass_over_the_items(scripted_model):
-    from promptclf.batching import ChatLabeler
-    from promptclf.prompts import ChatPrompt
+    from promptclf.methods.chat import ChatLabeler
+    from promptclf.task.prompts import ChatPrompt
 
     labels = LabelSet.of(LABELS)
     labeler = ChatLabeler(scripted_model(), labels, ChatPrompt.build(labels), model_id="fake", batch_size=2,

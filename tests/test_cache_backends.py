@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 
 from promptclf import Classifier
-from promptclf.backends import ConfigError
-from promptclf.cache import SQLITE_FILE, ChunkedWriter, SQLiteCache, answer_key, home
-from promptclf.cache_url import open_cache
+from promptclf.core.errors import ConfigError
+from promptclf.cache.store import SQLITE_FILE, ChunkedWriter, SQLiteCache, answer_key, home
+from promptclf.cache.url import open_cache
 from promptclf.cli import main
-from promptclf.methods import Prediction
+from promptclf.core.methods import Prediction
 
 from .redis_server import RedisServer, missing
 
@@ -89,7 +89,7 @@ class Numbered:
 
 
 def numbered(labels_names, **kw):
-    from promptclf.labels import LabelSet
+    from promptclf.core.labels import LabelSet
 
     return Numbered(LabelSet.of(labels_names), **kw)
 
@@ -203,8 +203,8 @@ def test_a_cached_answer_outside_the_label_set_is_asked_again(scripted_model, sa
 def test_the_embedding_cache_never_unpickles_and_stores_npy_bytes(tmp_path, monkeypatch):
     import diskcache
 
-    from promptclf.embeddings import cached_encode
-    from promptclf.prompts import fingerprint
+    from promptclf.methods.embeddings import cached_encode
+    from promptclf.core.hashing import fingerprint
 
     monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path))
 
@@ -272,7 +272,7 @@ def test_slow_answers_are_written_within_a_second():
 def test_redis_stores_json_by_mget_and_set_nx(redis_url):
     import redis
 
-    from promptclf.cache_redis import PREFIX, RedisCache
+    from promptclf.cache.redis_store import PREFIX, RedisCache
 
     cache = open_cache(redis_url)
     assert isinstance(cache, RedisCache)
@@ -307,7 +307,7 @@ def test_a_second_worker_is_answered_from_the_shared_redis_cache(redis_url, serv
 
 @needs_redis
 def test_a_redis_that_goes_away_mid_run_is_a_clear_error(tmp_path):
-    from promptclf.cache import CacheError
+    from promptclf.cache.store import CacheError
 
     server = RedisServer(password="pw-SECRET")
     with server as url:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from promptclf import Classifier
-from promptclf.cache import answer_key
+from promptclf.cache.store import answer_key
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 ROWS = [{"text": t, "label": l} for t, l in [

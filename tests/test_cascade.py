@@ -7,14 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from promptclf.backends import ConfigError
-from promptclf.baselines import TfidfLR
+from promptclf.core.errors import ConfigError
+from promptclf.methods.baselines import TfidfLR
 from promptclf.cascade import Cascade, FrontierPoint, Goal, NoThreshold, choose_threshold, frontier, measure
-from promptclf.classifier import Classifier, LabellingError
+from promptclf.classifier import Classifier
+from promptclf.core.errors import LabellingError
 from promptclf.cli import main
-from promptclf.compare import compare
-from promptclf.methods import Prediction
-from promptclf.usage import Usage
+from promptclf.workflows.compare import compare
+from promptclf.core.methods import Prediction
+from promptclf.core.usage import Usage
 
 from .fake_openai_server import ITEM, noisy_oracle
 
@@ -173,7 +174,7 @@ class _NoConfidence:
     cacheable, identity = False, "no-confidence"
 
     def __init__(self):
-        from promptclf.labels import LabelSet
+        from promptclf.core.labels import LabelSet
 
         self.labels = LabelSet.of(LABELS)
 

@@ -3,7 +3,7 @@
 import json
 
 from promptclf.cli import main
-from promptclf.compare import compare
+from promptclf.workflows.compare import compare
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 KEYS = {"method", "accuracy", "macro_f1", "cost_per_1k_items", "items_per_s", "per_class_f1", "calls",

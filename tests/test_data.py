@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from promptclf.data import read_table, serialize_rows, split, text_of, write_table
+from promptclf.core.data import read_table, serialize_rows, split, text_of, write_table
 
 
 def test_split_is_seeded_and_disjoint():
@@ -44,7 +44,7 @@ def test_missing_values_are_empty_texts_not_the_word_nan(tmp_path, suffix):
 
 
 def test_quickstart_data_is_found_from_the_checkout_without_an_editable_install(tmp_path, monkeypatch):
-    import promptclf.data as data
+    import promptclf.core.data as data
 
     checkout, shared = tmp_path / "checkout", tmp_path / "shared" / "data" / "ag_news"
     checkout.mkdir()

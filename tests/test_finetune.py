@@ -8,8 +8,8 @@ import pytest
 
 from promptclf import Classifier, ConfigError
 from promptclf.cli import main
-from promptclf.data import load_ag_news, split
-from promptclf.finetune import FineTuneConfig, FineTunedMethod, finetune, plan_schedule
+from promptclf.core.data import load_ag_news, split
+from promptclf.methods.finetune import FineTuneConfig, FineTunedMethod, finetune, plan_schedule
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 

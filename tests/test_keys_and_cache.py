@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from promptclf import Classifier, LabellingError, UnknownModelError, classify
-from promptclf.backends import api_key, redact_url
-from promptclf.providers import parse_model
-from promptclf.cache import home
+from promptclf.core.credentials import api_key, redact_url
+from promptclf.providers.registry import parse_model
+from promptclf.cache.store import home
 from promptclf.cli import main
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
@@ -98,7 +98,7 @@ def test_a_user_supplied_llm_is_part_of_the_cache_key(server_factory, sample_row
 
 
 def test_the_encoder_behind_similar_examples_is_part_of_the_cache_key(sample_rows, tmp_path, monkeypatch):
-    import promptclf.embeddings as embeddings
+    import promptclf.methods.embeddings as embeddings
 
     pool = sample_rows[:20]
     original = embeddings.minilm_path()
@@ -121,7 +121,7 @@ def test_the_encoder_behind_similar_examples_is_part_of_the_cache_key(sample_row
 
 
 def test_the_embedded_models_version_is_part_of_the_cache_key(monkeypatch):
-    import promptclf.local as local
+    import promptclf.methods.local as local
 
     current = local.embedded_model_dir()
     before = {model: Classifier(LABELS, model, cache=False).method.identity for model in ("local", "offline")}
@@ -134,7 +134,7 @@ def test_the_embedded_models_version_is_part_of_the_cache_key(monkeypatch):
 
 
 def test_int8_that_fell_back_to_float32_is_keyed_as_float32(sample_rows, monkeypatch):
-    from promptclf.local import load_causal_lm
+    from promptclf.methods.local import load_causal_lm
 
     pool = sample_rows[:20]
     # "local": quantize is its option (the offline default, which this test once used, never took it)

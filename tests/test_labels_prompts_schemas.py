@@ -2,9 +2,9 @@
 
 import pytest
 
-from promptclf.labels import LabelError, LabelSet
-from promptclf.prompts import ChatPrompt, defuse
-from promptclf.schemas import batch_schema, read_batch
+from promptclf.core.labels import LabelError, LabelSet
+from promptclf.task.prompts import ChatPrompt, defuse
+from promptclf.task.schemas import batch_schema, read_batch
 
 LABELS = LabelSet.of(["World", "Sports", "Business", "Sci/Tech"],
                      aliases={"Sci/Tech": ["science/technology", "science and technology"]})
@@ -163,7 +163,7 @@ class AngleEncoder:
 
 
 def test_similar_examples_are_the_k_nearest_never_the_item_and_nearest_next_to_it(tmp_path, monkeypatch):
-    from promptclf.examples import SimilarExamples
+    from promptclf.methods.similar_examples import SimilarExamples
 
     monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path))
     pool = [{"text": t, "label": "World"} for t in ("a", "b", "c", "d")]

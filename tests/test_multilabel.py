@@ -10,10 +10,10 @@ import pytest
 
 from promptclf import Classifier, ConfigError, LabellingError, Task, classify
 from promptclf.cli import main
-from promptclf.labels import LabelSet
-from promptclf.metrics import multilabel_metrics
-from promptclf.multilabel import check_label_sets, choose_threshold, split_labels
-from promptclf.schemas import read_batch
+from promptclf.core.labels import LabelSet
+from promptclf.core.metrics import multilabel_metrics
+from promptclf.core.multilabel import check_label_sets, choose_threshold, split_labels
+from promptclf.task.schemas import read_batch
 
 DATA = Path(__file__).parent / "data" / "goemotions_ekman_sample.csv"
 EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
@@ -224,7 +224,7 @@ def test_cli_multi_label_with_an_offline_model_exits_2(tmp_path, capsys, emotion
 # --- models trained for it: LoRA (a sigmoid per label, BCE) and SetFit (one-vs-rest) --------------------------
 
 def _check_trained(path, emotions, method_name):
-    from promptclf.finetune import read_meta
+    from promptclf.methods.finetune import read_meta
 
     meta = read_meta(Path(path))
     assert meta["multi_label"] is True and 0.05 <= meta["threshold"] <= 0.95
@@ -244,7 +244,7 @@ def _check_trained(path, emotions, method_name):
 
 @pytest.fixture(scope="module")
 def setfit_dir(emotions, tmp_path_factory):
-    from promptclf.finetune import finetune
+    from promptclf.methods.finetune import finetune
 
     train, out = emotions["train"], tmp_path_factory.mktemp("setfit") / "model"
     method = finetune(train[:80], EKMAN, out=out, method="setfit", multi_label=True, dev_rows=train[80:],
@@ -269,7 +269,7 @@ def test_a_multi_label_fallback_labels_what_the_chat_model_could_not(emotion_ser
 
 @pytest.mark.slow  # ~70 s on 2 cores
 def test_lora_trains_a_multi_label_head_with_bce(emotions, tmp_path):
-    from promptclf.finetune import finetune
+    from promptclf.methods.finetune import finetune
 
     train = emotions["train"]
     method = finetune(train[:80], EKMAN, out=tmp_path / "lora", dev_rows=train[80:], multi_label=True,
@@ -279,7 +279,7 @@ def test_lora_trains_a_multi_label_head_with_bce(emotions, tmp_path):
 
 
 def test_a_single_label_model_refuses_a_multi_label_task(tmp_path, sample_rows):
-    from promptclf.finetune import finetune
+    from promptclf.methods.finetune import finetune
 
     rows = [{"text": r["text"], "label": r["label"]} for r in sample_rows[:16]]
     finetune(rows, sorted({r["label"] for r in rows}), out=tmp_path / "single", method="setfit", progress=False,
@@ -292,7 +292,7 @@ def test_a_single_label_model_refuses_a_multi_label_task(tmp_path, sample_rows):
 # --- compare ------------------------------------------------------------------------------------------------
 
 def test_compare_scores_multi_label_rows_with_their_metrics(emotion_server, emotions, tmp_path):
-    from promptclf.compare import compare, markdown
+    from promptclf.workflows.compare import compare, markdown
 
     rows = emotions["train"][:20] + emotions["test"][:20]
     results = compare(rows, EKMAN, methods=["zero-shot", "few-shot"], split=(10, 0, 20), model=chat(emotion_server()),
@@ -307,7 +307,7 @@ def test_compare_scores_multi_label_rows_with_their_metrics(emotion_server, emot
 @pytest.mark.parametrize("methods, message", [(["emb-lr"], "compare's emb-lr cannot label multi-label tasks"),
                                               (["cascade"], "cascade row .* multi-label")])
 def test_compare_refuses_rows_that_cannot_take_label_sets(emotions, tmp_path, methods, message):
-    from promptclf.compare import compare
+    from promptclf.workflows.compare import compare
 
     with pytest.raises(ConfigError, match=message):
         compare(emotions["train"][:20], EKMAN, methods=methods, split=(10, 0, 10), out=tmp_path, multi_label=True)
@@ -326,7 +326,7 @@ def test_cli_compare_reads_semicolon_gold(emotion_server, emotions, tmp_path, ca
 
 
 def test_the_batch_api_collects_label_sets_like_the_interactive_path(emotion_server, emotions, tmp_path):
-    from promptclf.batch_api import BatchJob
+    from promptclf.workflows.batch_api import BatchJob
 
     server = emotion_server()
     rows = emotions["test"][20:50]

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from promptclf import Classifier
-from promptclf.examples import sample_per_class
-from promptclf.finetune import finetune, load_finetuned
-from promptclf.label_similarity import LabelSimilarity
-from promptclf.labels import LabelSet
-from promptclf.offline import (COMPONENTS, Component, OfflineClassifier, OfflineConfig, combine, cross_validate,
+from promptclf.task.examples import sample_per_class
+from promptclf.methods.finetune import finetune, load_finetuned
+from promptclf.methods.label_similarity import LabelSimilarity
+from promptclf.core.labels import LabelSet
+from promptclf.methods.offline import (COMPONENTS, Component, OfflineClassifier, OfflineConfig, combine, cross_validate,
                                fit_weights, folds_of)
-from promptclf.usage import Usage
+from promptclf.core.usage import Usage
 
 from .conftest import LABELS
 
@@ -51,7 +51,7 @@ def test_setfit_trains_saves_and_loads_identical(few, tmp_path):
 
 
 def test_setfit_budget_scales_with_rows():
-    from promptclf.setfit_method import SetFitConfig
+    from promptclf.methods.setfit import SetFitConfig
 
     config = SetFitConfig()
     assert config.steps(32) == 40  # 8 per class of 4 labels: 10 pairs per row and side, 16 a step
@@ -144,7 +144,7 @@ def test_offline_chooses_estimates_and_caches_what_it_trained(few, home, monkeyp
         assert abs(sum(p.scores.values()) - 1.0) < 1e-6 and p.label == max(p.scores, key=p.scores.get)
     first = [p.label for p in predictions]
 
-    import promptclf.setfit_method as setfit_method
+    import promptclf.methods.setfit as setfit_method
 
     def no_training(*args, **kwargs):
         raise AssertionError("the second run trained again")
@@ -188,7 +188,7 @@ def test_cli_setfit_model_and_embed(few, tmp_path, capsys):
 
 def test_default_without_examples_is_the_measured_zero_shot_combination(sample_rows):
     from promptclf import classify
-    from promptclf.offline import ZERO_SHOT, ZERO_SHOT_WEIGHTS
+    from promptclf.methods.offline import ZERO_SHOT, ZERO_SHOT_WEIGHTS
 
     texts = [r["text"] for r in sample_rows[:8]]
     clf = Classifier(LABELS, cache=False, progress=False)
@@ -200,7 +200,7 @@ def test_default_without_examples_is_the_measured_zero_shot_combination(sample_r
 
 
 def test_pick_keeps_the_prior_unless_another_leads_it_clearly():
-    from promptclf.offline import pick
+    from promptclf.methods.offline import pick
 
     # the self-trained component first where it ran, then SetFit; the combination only when asked for
     assert pick({"self-trained": 0.80, "setfit": 0.88, "combination": 0.95}, margin=0.10) == "self-trained"
@@ -214,7 +214,7 @@ def test_pick_keeps_the_prior_unless_another_leads_it_clearly():
 
 
 def test_the_estimate_states_how_wide_it_is_on_so_few_examples():
-    from promptclf.offline import Estimate, wilson_interval
+    from promptclf.methods.offline import Estimate, wilson_interval
 
     low, high = wilson_interval(0.875, 8)
     assert 0.5 < low < 0.6 and 0.95 < high < 1.0  # 7 of 8 right says little
@@ -231,7 +231,7 @@ def test_the_estimate_states_how_wide_it_is_on_so_few_examples():
 @pytest.fixture(scope="module")
 def ag_unlabeled():
     """300 AG News rows outside the test sample: the texts to label, whose labels the method never sees."""
-    from promptclf.data import load_ag_news, split
+    from promptclf.core.data import load_ag_news, split
 
     _, _, rows = split(load_ag_news(), (4000, 600, 300), seed=0)
     return [r["text"] for r in rows], [r["label"] for r in rows]
@@ -247,7 +247,7 @@ def test_self_training_on_the_texts_beats_the_label_names(ag_unlabeled):
 
 
 def test_self_training_sample_is_stable_and_needs_enough_texts(ag_unlabeled):
-    from promptclf.label_similarity import MIN_UNLABELED, stable_sample
+    from promptclf.methods.label_similarity import MIN_UNLABELED, stable_sample
 
     texts, _ = ag_unlabeled
     assert stable_sample(texts, 50) == stable_sample(texts[::-1] + texts[:10], 50)  # order and repeats do not matter
@@ -272,7 +272,7 @@ def test_classify_without_examples_self_trains_on_its_texts_and_resumes_from_the
 
 
 def test_unlabeled_texts_are_checked():
-    from promptclf.classifier import InputError
+    from promptclf.core.errors import InputError
 
     with pytest.raises(InputError, match="not one string"):
         Classifier(LABELS, "embed", unlabeled="some text")
@@ -281,7 +281,7 @@ def test_unlabeled_texts_are_checked():
 
 
 def test_pinned_examples_stay_in_their_labels_centroid():
-    from promptclf.label_similarity import self_train
+    from promptclf.methods.label_similarity import self_train
 
     rng = np.random.default_rng(0)
     a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
@@ -309,7 +309,7 @@ def test_offline_with_examples_cross_validates_the_self_trained_component(few, a
 
 
 def test_pseudo_labels_take_each_labels_most_confident_share():
-    from promptclf.pseudo_labels import confident, training_set
+    from promptclf.methods.pseudo_labels import confident, training_set
 
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8], [0.45, 0.55]])
     assert confident(probs, 0.5).tolist() == [0, 3]  # label 0: rows 0, 2, 1 -> the top one; label 1: one of two
@@ -319,7 +319,7 @@ def test_pseudo_labels_take_each_labels_most_confident_share():
 
 
 def test_self_training_with_examples_learns_from_the_examples_and_the_texts(ag_unlabeled):
-    from promptclf.pseudo_labels import PseudoLabelLR
+    from promptclf.methods.pseudo_labels import PseudoLabelLR
 
     texts, gold = ag_unlabeled
     rows = [{"text": t, "label": g} for t, g in zip(texts, gold)]

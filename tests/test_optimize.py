@@ -6,10 +6,11 @@ import json
 import pytest
 
 from promptclf import Classifier, ConfigError, LabelSet
-from promptclf.cache import AnswerCache
+from promptclf.cache.store import AnswerCache
 from promptclf.cli import main
-from promptclf.metrics import classification_metrics
-from promptclf.optimize import PromptArtifact, optimize
+from promptclf.core.metrics import classification_metrics
+from promptclf.task.artifacts import PromptArtifact
+from promptclf.workflows.optimize import optimize
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -47,8 +48,8 @@ def test_bootstrap_scores_the_deployed_prompt_and_rerun_is_cached(uneven_server,
 def test_engine_sends_the_requests_settings_and_samples_anew(server_factory, tmp_path):
     from dspy.lm15 import Config, Message, Request
 
-    from promptclf.optimize import dspy_lm
-    from promptclf.usage import Usage
+    from promptclf.workflows.optimize import dspy_lm
+    from promptclf.core.usage import Usage
 
     server = server_factory()
     model = f"openai-compatible:gpt-test@{server.base_url}"

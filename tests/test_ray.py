@@ -12,7 +12,7 @@ import pytest
 
 from promptclf import Classifier, ConfigError
 from promptclf.cli import main
-from promptclf.data import load_ag_news, split
+from promptclf.core.data import load_ag_news, split
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 FAULTS = ("429", "500", "malformed", "short", "duplicate", "offlabel", "zero_based", "shifted")  # not "slow"

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from promptclf import Classifier, ConfigError, LabellingError, classify
-from promptclf.labels import LabelSet
-from promptclf.methods import Prediction
+from promptclf.core.labels import LabelSet
+from promptclf.core.methods import Prediction
 
 from .fake_openai_server import ITEM, LLAMACPP
 
@@ -229,7 +229,7 @@ def test_function_calling_answers_carry_no_logprobs_and_say_so(server_factory, s
 
 
 def test_label_confidence_from_openai_logprobs_multi_token_labels():
-    from promptclf.chat_logprobs import label_confidences
+    from promptclf.methods.chat_logprobs import label_confidences
 
     pieces = [('{"answers": [{"index": 123456, "label": "', -0.01), ("Sci", math.log(0.6)), ("/", math.log(0.9)),
               ("Tech", 0.0), ('"}, {"index": 654321, "label": "', -0.01), ("sports", math.log(0.8)), ('"}]}', 0.0)]

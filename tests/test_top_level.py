@@ -1,8 +1,9 @@
-"""`promptclf.finetune`, `promptclf.optimize` and `promptclf.compare` are the functions, while the modules of
-the same names stay importable in either order (checked in fresh interpreters), and load only when used."""
+"""`promptclf.finetune`, `promptclf.distill`, `promptclf.optimize` and `promptclf.compare` are the functions
+(their modules live in the layers: promptclf.methods.finetune, promptclf.workflows.*), loaded only when used."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import subprocess
 import sys
@@ -13,46 +14,29 @@ import promptclf
 from promptclf import ConfigError
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
-NAMES = ("finetune", "optimize", "compare")
+NAMES = ("finetune", "distill", "optimize", "compare")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_top_level_name_is_the_function_of_its_module(name):
     function = getattr(promptclf, name)
-    assert inspect.isfunction(function) and function is getattr(sys.modules[f"promptclf.{name}"], name)
-    assert name in promptclf.__all__
+    assert inspect.isfunction(function) and function is getattr(importlib.import_module(promptclf.WORKFLOWS[name]), name)
+    assert name in promptclf.__all__ and name in dir(promptclf)
 
 
-MODULES_FIRST = """
+LAZY = """
 import sys
 import promptclf
-assert not [name for name in ("finetune", "optimize", "compare") if f"promptclf.{name}" in sys.modules]
-from promptclf.finetune import FineTuneConfig, finetune as from_module
-from promptclf.optimize import PromptArtifact
-import promptclf.compare
-from promptclf.compare import markdown
-import promptclf
-from promptclf import finetune, optimize, compare
-assert finetune is from_module and finetune.__module__ == "promptclf.finetune"
-assert optimize is promptclf.optimize and optimize.__name__ == "optimize"
-assert compare is promptclf.compare and callable(compare)
-"""
-
-FUNCTIONS_FIRST = """
-import importlib, inspect
-from promptclf import finetune, optimize, compare
-import promptclf.finetune, promptclf.optimize, promptclf.compare
-from promptclf.finetune import FineTuneConfig, finetune as from_module
-from promptclf.compare import METHODS
-import promptclf
-assert finetune is from_module is promptclf.finetune and inspect.isfunction(promptclf.compare)
-assert importlib.import_module("promptclf.optimize").PromptArtifact and "tfidf-lr" in METHODS
+assert not [m for m in promptclf.WORKFLOWS.values() if m in sys.modules]  # nothing heavy on import
+from promptclf import compare
+assert callable(compare) and "promptclf.workflows.compare" in sys.modules
+from promptclf.methods.finetune import FineTuneConfig, finetune
+assert promptclf.finetune is finetune
 """
 
 
-@pytest.mark.parametrize("code", [MODULES_FIRST, FUNCTIONS_FIRST], ids=["modules-first", "functions-first"])
-def test_modules_and_functions_import_in_either_order(code):
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+def test_the_functions_load_their_modules_only_when_used():
+    done = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
 

@@ -8,10 +8,10 @@ import logging
 import time
 from pathlib import Path
 
-from ..backends import ConfigError
-from ..providers import parse_model
-from ..batch_labeller import BatchLabeller
-from ..usage import Usage
+from promptclf.core.errors import ConfigError
+from promptclf.core.usage import Usage
+from promptclf.providers.registry import parse_model
+from promptclf.workflows.batch_labeller import BatchLabeller
 
 INSTALL = 'pip install "promptclf[ray]"'
 # What each batch adds to the tally. wall_s is left out: actors overlap, the driver times the run.
@@ -138,7 +138,7 @@ def _check_configuration(labels, model, classifier_options: dict):
     for API models (cheap to build: no model to load), a missing key, a bad label set or bad examples."""
     spec = parse_model(model)
     if spec.is_api:
-        from ..classifier import Classifier
+        from promptclf.classifier import Classifier
 
         Classifier(labels, model, **{**classifier_options, "cache": False})
     return spec

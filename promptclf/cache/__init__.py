@@ -1,0 +1,1 @@
+"""Caches: the answer store (SQLite, Redis), choosing one by URL, export/import, the cache in front of a method."""

@@ -1,0 +1,1 @@
+"""The bottom layer: errors, labels, the Method protocol, usage, hashing, metrics and data files."""

@@ -1,0 +1,71 @@
+"""Which API key goes to which host, and keeping keys and URL credentials out of every text."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from promptclf.core.errors import MissingAPIKeyError
+
+if TYPE_CHECKING:
+    from promptclf.core.model_spec import ModelSpec
+
+
+API_KEY_VARS = {"together": "TOGETHER_API_KEY", "openai": "OPENAI_API_KEY"}
+SERVER_KEY_VAR = "OPENAI_COMPATIBLE_API_KEY"  # any other server's key: OpenAI's own key stays with OpenAI
+OPENAI_HOST = "api.openai.com"
+
+
+def redact_url(url: str | None) -> str | None:
+    """A base URL without user:password and with its query's values hidden, for reports and errors."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # not a URL we can take apart: show none of it
+        return "<url>"
+    query = "&".join(f"{name}=***" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+
+
+def scrub(text: str) -> str:
+    """Text for an error message or a log: URLs redacted, and no API key from the environment in it."""
+    text = _URL.sub(lambda m: redact_url(m.group()), text)
+    for var in {*API_KEY_VARS.values(), SERVER_KEY_VAR}:
+        secret = os.environ.get(var)
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "***")
+    return text
+
+
+def key_variable(model_id: str) -> str:
+    """The environment variable that holds the key for a model string (ModelSpec.id): OpenAI's key goes
+    only to OpenAI's host, Together's to Together, any other server's comes from OPENAI_COMPATIBLE_API_KEY."""
+    provider, _, rest = model_id.partition(":")
+    if provider in API_KEY_VARS:
+        return API_KEY_VARS[provider]
+    return "OPENAI_API_KEY" if is_openai(rest.rpartition("@")[2]) else SERVER_KEY_VAR
+
+
+def is_openai(url: str | None) -> bool:
+    try:
+        parts = urlsplit(url or "")
+        return parts.scheme == "https" and parts.hostname == OPENAI_HOST
+    except ValueError:
+        return False
+
+
+def api_key(spec: ModelSpec, given: str | None = None) -> str:
+    if given:
+        return given
+    var = key_variable(spec.id)
+    key = os.environ.get(var)
+    if not key and spec.provider in API_KEY_VARS:
+        raise MissingAPIKeyError(f"{var} is not set: export {var}=... to use model {spec.id!r}")
+    return key or "not-needed"  # most self-hosted servers need no key

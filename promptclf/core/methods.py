@@ -1,0 +1,66 @@
+"""The one protocol every labelling method follows, and what a method answers for each item."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from promptclf.core.labels import LabelSet
+from promptclf.core.usage import Usage
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One item's label. `source` is "llm" (the configured method answered), "cache" or "fallback"; in a
+    cascade, "local" or "api" (the stage that answered). A multi-label answer (promptclf.core.multilabel) has its
+    label set in `labels` and the names joined by `;` in `label`; a single-label one has labels None."""
+
+    label: str
+    confidence: float | None = None
+    source: str = "llm"
+    scores: dict | None = None
+    labels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A method could not label an item; `reason` says why (it goes to the fallback or into the error)."""
+
+    reason: str
+
+
+Outcome = Prediction | Failure
+
+
+@runtime_checkable
+class Method(Protocol):
+    """A labelling method: zero-/few-shot chat, label scoring, fine-tuned, embeddings + LR, TF-IDF + LR.
+
+    `identity` names everything that determines an answer (backend, model, prompt fingerprint, ...);
+    the cache keys on it. `predict` yields (position, outcome) pairs as they are ready, in any order,
+    so the caller can cache each answer the moment it is paid for.
+    """
+
+    labels: LabelSet
+    identity: str
+    cacheable: bool
+
+    def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]: ...
+
+
+class FittableMethod(Method, Protocol):
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "FittableMethod": ...
+
+
+def from_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str],
+                       usage: Usage) -> Iterator[tuple[int, Outcome]]:
+    """`predict` for a method that computes per-label probabilities: timed, then one Prediction per row."""
+    started = time.perf_counter()
+    probs = probabilities(texts)
+    usage.add(compute_s=time.perf_counter() - started)
+    for i, row in enumerate(probs):
+        best = int(np.argmax(row))
+        yield i, Prediction(labels.names[best], float(row[best]), scores=dict(zip(labels.names, map(float, row))))

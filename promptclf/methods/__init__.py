@@ -1,0 +1,1 @@
+"""Labelling methods: chat batching, label scoring, local models, embeddings, fine-tuned and offline models."""

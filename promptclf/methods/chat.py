@@ -1,0 +1,357 @@
+"""Batch labelling with a chat model: several items per request, many requests in flight, retries,
+and re-asking (in smaller batches, down to single items) whatever an answer got wrong."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from typing import Iterator, Sequence
+
+from langchain_core.exceptions import OutputParserException
+from langchain_core.language_models import BaseChatModel
+from langchain_core.output_parsers import PydanticOutputParser
+
+from promptclf.core.credentials import is_openai
+from promptclf.core.identity import method_identity
+from promptclf.core.labels import LabelSet
+from promptclf.core.methods import Failure, Outcome, Prediction
+from promptclf.core.usage import Usage
+from promptclf.methods.chat_logprobs import label_confidences
+from promptclf.methods.endpoints import endpoint, served_models
+from promptclf.methods.requests import Refusal, RefusedRequest, call, describe_error, is_request_error, is_transient
+from promptclf.task.prompts import ChatPrompt
+from promptclf.task.schemas import BatchResult, batch_schema, item_ids, read_batch
+
+log = logging.getLogger("promptclf")
+
+STRUCTURED_MODES = ("auto", "json_schema", "function_calling", "json_mode", "parser")
+FALLBACK_ORDER = ("json_schema", "function_calling", "json_mode", "parser")  # what "auto" tries, in order
+# Models whose chat template has no system role: Gemma's drops it (llama.cpp's gemma format silently).
+NO_SYSTEM_ROLE = re.compile(r"gemma", re.I)
+# Reasoning models spend hidden tokens from the same budget: a bound sized for the answer would starve them.
+REASONING = re.compile(r"^(o\d|gpt-5)", re.I)
+
+
+def answer_budget(batch_size: int, labels: LabelSet, multi_label: bool = False) -> int:
+    """max_tokens for a batch's answer: about 30 tokens per answer object (its id, keys, punctuation and the
+    whitespace of pretty-printed JSON) plus one per character of the longest label, and 50 for the rest;
+    430 for 10 items with AG News labels. Without a bound llama.cpp writes until its context is full.
+    Multi-label: room for every label in every answer (each name, its quotes and comma)."""
+    if multi_label:
+        return 50 + batch_size * (30 + sum(len(name) + 4 for name in labels.names))
+    return 50 + batch_size * (30 + max(len(name) for name in labels.names))
+
+
+def _openai_family(llm) -> bool:
+    from langchain_openai.chat_models.base import BaseChatOpenAI
+
+    return isinstance(llm, BaseChatOpenAI)
+
+
+class ChatLabeler:
+    """Zero-shot, few-shot or optimised-prompt labelling through a LangChain chain: prompt | chat model.
+
+    `structured`: "json_schema" / "function_calling" / "json_mode" use the backend's native structured
+    output (`with_structured_output`); "parser" puts a PydanticOutputParser's format instructions in the
+    prompt; "auto" tries them in that order (FALLBACK_ORDER) on OpenAI-compatible backends, moving to the
+    next once a server refuses one (a 400/422 about it, or a 500 validation error as llama.cpp gives) and
+    remembering that for the endpoint while the process lives; any other chat model gets the parser. Either
+    way an off-schema answer is repaired (aliases) or re-asked, never guessed.
+
+    `system_in_user`: put the system text at the top of the user turn (True), keep a system message
+    (False), or "auto": True where the model's name, or a model the server lists at /models, is a Gemma.
+    `logprobs`: ask OpenAI-compatible backends for token logprobs and give each answer the probability of
+    its label's tokens as its confidence (see chat_logprobs); where none come back, say so once and leave it
+    empty. Every request carries max_tokens (answer_budget) unless the chat model sets its own.
+    """
+
+    cacheable = True
+
+    def __init__(self, llm: BaseChatModel, labels: LabelSet, prompt: ChatPrompt, *, model_id: str,
+                 example_selector=None, batch_size: int = 10, concurrency: int = 4, max_attempts: int = 6,
+                 max_wait: float = 30.0, max_reasks: int = 2, structured: str = "auto",
+                 system_in_user: bool | str = "auto", logprobs: bool = True, multi_label: bool = False):
+        if structured not in STRUCTURED_MODES:
+            raise ValueError(f"structured={structured!r}: choose one of {STRUCTURED_MODES}")
+        if system_in_user not in (True, False, "auto"):
+            raise ValueError(f"system_in_user={system_in_user!r}: choose True, False or 'auto'")
+        if batch_size < 1 or concurrency < 1:
+            raise ValueError("batch_size and concurrency must be at least 1")
+        self.llm, self.labels, self.prompt, self.model_id = llm, labels, prompt, model_id
+        self.example_selector = example_selector
+        self.batch_size, self.concurrency = batch_size, concurrency
+        self.max_attempts, self.max_wait, self.max_reasks = max_attempts, max_wait, max_reasks
+        self.requested = structured
+        if structured != "auto":
+            self.candidates: tuple[str, ...] = (structured,)
+        elif _openai_family(llm):
+            self.candidates = FALLBACK_ORDER
+        else:
+            self.candidates = ("parser",)  # a chat model of another kind may take none of these natively
+        self.multi_label = multi_label
+        # Multi-label answers carry no confidence: a label set's is not one token's probability.
+        self.logprobs = logprobs and _openai_family(llm) and not multi_label
+        self._system_in_user = system_in_user
+        self.max_tokens = answer_budget(batch_size, labels, multi_label)
+        self.endpoint = endpoint(f"chat|{model_id}")
+        self.schema = batch_schema(labels, multi_label)
+        self.parser = PydanticOutputParser(pydantic_object=self.schema)
+        self._chains: dict = {}
+        if structured not in ("auto", "parser"):  # a mode this chat model cannot take is an error now, not mid-run
+            llm.with_structured_output(self.schema.model_json_schema(), method=structured, include_raw=True)
+
+    @property
+    def structured(self) -> str:
+        """The structured-output mode requests use now: the first candidate this endpoint has not refused."""
+        with self.endpoint.lock:
+            left = [m for m in self.candidates if m not in self.endpoint.refused_modes]
+        return left[0] if left else self.candidates[-1]
+
+    @property
+    def system_in_user(self) -> bool:
+        if self._system_in_user == "auto":
+            self._system_in_user = self._has_no_system_role()
+        return self._system_in_user
+
+    def _has_no_system_role(self) -> bool:
+        """Known by the model's name, or on a self-hosted server by the ids it lists at /models (a llama.cpp
+        server answers to any model name; its listing names the GGUF file)."""
+        from langchain_openai import ChatOpenAI
+
+        names = [str(getattr(self.llm, "model_name", None) or getattr(self.llm, "model", None) or "")]
+        base = getattr(self.llm, "openai_api_base", None)
+        if type(self.llm) is ChatOpenAI and base and not is_openai(base):
+            secret = getattr(self.llm, "openai_api_key", None)
+            key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else None
+            served = served_models(base, key, self.endpoint)
+            # One model listed is the one that answers (llama.cpp serves one, whatever name is asked for);
+            # a server listing many (vLLM, Ollama) answers only to the name asked, checked above.
+            names += served if len(served) == 1 else []
+        return any(NO_SYSTEM_ROLE.search(name) for name in names)
+
+    def _chain(self, mode: str, logprobs: bool):
+        """prompt | chat model for a structured mode, built once per (mode, logprobs)."""
+        key = (mode, logprobs)
+        if key not in self._chains:
+            llm = self._configured(logprobs)
+            prompt = self.prompt.runnable(with_format_instructions=mode == "parser",
+                                          system_in_user=self.system_in_user)
+            # A JSON-schema dict, not the Pydantic class: the client would raise on an off-set label before we
+            # could repair or re-ask it; we validate the payload ourselves (schemas.read_batch).
+            self._chains[key] = prompt | llm if mode == "parser" else prompt | llm.with_structured_output(
+                self.schema.model_json_schema(), method=mode, include_raw=True)
+        return self._chains[key]
+
+    def _configured(self, logprobs: bool):
+        """The chat model with a bounded answer length and, if asked, token logprobs (OpenAI-compatible
+        backends only; another chat model is used as it was given)."""
+        llm = self.llm
+        if not _openai_family(llm):
+            return llm
+        from langchain_openai import ChatOpenAI
+
+        update: dict = {}
+        if logprobs:
+            update.update(logprobs=True, top_logprobs=min(20, max(5, len(self.labels) + 1)))
+        if llm.max_tokens is None and not REASONING.match(str(llm.model_name)):
+            base = getattr(llm, "openai_api_base", None)
+            if type(llm) is ChatOpenAI and base and not is_openai(base):
+                # ChatOpenAI sends the bound as max_completion_tokens, which llama-cpp-python's server ignores
+                update["extra_body"] = {**(llm.extra_body or {}), "max_tokens": self.max_tokens}
+            else:
+                update["max_tokens"] = self.max_tokens
+        return llm.model_copy(update=update) if update else llm
+
+    @property
+    def identity(self) -> str:
+        selector = self.example_selector.fingerprint() if self.example_selector else None
+        # "auto" is keyed by the first mode it tries: what it falls back to is fixed by the server it asks.
+        moved = ("system-in-user",) if self.system_in_user else ()
+        multi = ("multi-label",) if self.multi_label else ()
+        return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0], *moved,
+                               *multi)
+
+    # --- one request --------------------------------------------------------------------------------
+
+    def _variables(self, batch: list[tuple[int, str]], mode: str) -> dict:
+        examples = self.example_selector.select([t for _, t in batch]) if self.example_selector else None
+        variables = self.prompt.variables_for(batch, examples)
+        if mode == "parser":
+            variables["format_instructions"] = self.parser.get_format_instructions()
+        return variables
+
+    def _ask(self, batch: list[tuple[int, str]], usage: Usage, stop: threading.Event) -> BatchResult:
+        """One request for a batch of (item id, text); retried on transient errors, and asked again in
+        another form once if the server refuses this one and another can be tried."""
+        ids = [i for i, _ in batch]
+        while True:
+            mode, logprobs = self.structured, self.logprobs and not self.endpoint.logprobs_refused
+            chain, variables = self._chain(mode, logprobs), self._variables(batch, mode)
+            try:
+                response = call(lambda: chain.invoke(variables), usage, where=self.model_id,
+                                max_attempts=self.max_attempts, max_wait=self.max_wait, stop=stop,
+                                unsupported_hint=self._hint(mode))
+                break
+            except RefusedRequest as refused:
+                if not self._adapt(refused.refusal, mode, logprobs):
+                    raise
+        with self.endpoint.lock:
+            self.endpoint.settled = True
+        raw, payload = self._unpack(response, mode)
+        meta = getattr(raw, "usage_metadata", None) or {}
+        usage.add(prompt_tokens=meta.get("input_tokens", 0), completion_tokens=meta.get("output_tokens", 0))
+        result = read_batch(payload, self.labels, ids, self.multi_label)
+        usage.add(repaired=result.repaired)
+        if logprobs and result.labels:
+            self._add_confidence(result, raw, mode)
+        return result
+
+    def _hint(self, mode: str) -> str:
+        if self.requested == "auto" and mode == self.candidates[-1]:
+            return "the server refused every structured-output mode: see its log for why"
+        return (f"structured={mode!r} asks for what this server does not take: try structured='auto', which "
+                f"falls back through {', '.join(FALLBACK_ORDER)}, or structured='parser'")
+
+    def _adapt(self, refused: Refusal, mode: str, asked_logprobs: bool) -> bool:
+        """After a refusal, stop asking for what was refused if something else can be asked: logprobs, or
+        (with "auto") the structured mode. Remembered for the endpoint; False when nothing is left to try."""
+        with self.endpoint.lock:
+            if asked_logprobs and refused.feature == "logprobs":
+                said, self.endpoint.logprobs_missing_said = self.endpoint.logprobs_missing_said, True
+                self.endpoint.logprobs_refused = True
+                if not said:
+                    log.warning("promptclf: %s refused token logprobs (%s %s): its answers carry no confidence "
+                                "and fallback_below does not apply to them", self.model_id, refused.status,
+                                refused.reason)
+                return True
+            if self.requested != "auto":
+                return False
+            left = [m for m in self.candidates if m not in self.endpoint.refused_modes and m != mode]
+            if not left:
+                return False
+            first = mode not in self.endpoint.refused_modes
+            self.endpoint.refused_modes.add(mode)
+        if first:
+            log.warning("promptclf: %s refused structured=%r (%s %s); using structured=%r for this server from now "
+                        "on", self.model_id, mode, refused.status, refused.reason, left[0])
+        return True
+
+    def _add_confidence(self, result: BatchResult, raw, mode: str) -> None:
+        content = ((getattr(raw, "response_metadata", None) or {}).get("logprobs") or {}).get("content")
+        if not content:
+            with self.endpoint.lock:
+                said, self.endpoint.logprobs_missing_said = self.endpoint.logprobs_missing_said, True
+            if not said:
+                log.warning("promptclf: %s returned no token logprobs with structured=%r: its answers carry no "
+                            "confidence and fallback_below does not apply to them", self.model_id, mode)
+            return
+        for item, (confidence, scores) in label_confidences(content, self.labels, result.labels).items():
+            result.confidence[item], result.scores[item] = confidence, scores
+
+    def _unpack(self, response, mode: str):
+        """(raw message, best payload to read answers from) for either chain shape."""
+        if mode == "parser":
+            try:
+                return response, self.parser.parse(response.content)
+            except OutputParserException:
+                return response, response.content
+        raw = response["raw"]
+        if response.get("parsed") is not None:
+            return raw, response["parsed"]
+        if getattr(raw, "tool_calls", None):
+            return raw, raw.tool_calls[0]["args"]
+        return raw, raw.content
+
+    # --- a chunk, with re-asks ----------------------------------------------------------------------
+
+    def _label_chunk(self, chunk: list[tuple[int, str]], usage: Usage, stop: threading.Event,
+                     alone: int = 0) -> list[tuple[int, Outcome]]:
+        """Label a chunk of (position, text). What the answer got wrong is re-asked in halves, then alone.
+        Nothing is asked once `stop` is set."""
+        if stop.is_set():
+            return []
+        by_id = dict(zip(item_ids(len(chunk)), chunk))
+        try:
+            result = self._ask([(i, text) for i, (_, text) in by_id.items()], usage, stop)
+        except Exception as exc:  # noqa: BLE001
+            if is_transient(exc):  # retries are spent: the backend is down, splitting would not help
+                return [(pos, Failure(describe_error(exc))) for pos, _ in chunk]
+            if not is_request_error(exc):
+                raise
+            result = BatchResult(failed={i: describe_error(exc) for i in by_id})
+        outcomes = [(by_id[i][0], self._prediction(label, result, i)) for i, label in result.labels.items()]
+        failed = [item for i, item in by_id.items() if i in result.failed]
+        if not failed:
+            return outcomes
+        if len(chunk) == 1:
+            if alone >= self.max_reasks:
+                return [(chunk[0][0], Failure(next(iter(result.failed.values()))))]
+            usage.add(reasks=1)
+            return self._label_chunk(chunk, usage, stop, alone + 1)
+        usage.add(reasks=len(failed))
+        half = (len(failed) + 1) // 2
+        for start in range(0, len(failed), half):
+            outcomes += self._label_chunk(failed[start : start + half], usage, stop)
+        return outcomes
+
+    def _prediction(self, label, result: BatchResult, i: int) -> Prediction:
+        if self.multi_label:
+            from promptclf.core.multilabel import multi_prediction
+
+            return multi_prediction(label)
+        return Prediction(label, result.confidence.get(i), scores=result.scores.get(i))
+
+    def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
+        items = list(enumerate(texts))
+        chunks = [items[s : s + self.batch_size] for s in range(0, len(items), self.batch_size)]
+        stop = threading.Event()
+        if self.concurrency == 1 or len(chunks) == 1:
+            for chunk in chunks:
+                yield from self._label_chunk(chunk, usage, stop)
+            return
+        yield from self._in_parallel(chunks, usage, stop)
+
+    def _in_parallel(self, chunks, usage: Usage, stop: threading.Event) -> Iterator[tuple[int, Outcome]]:
+        """Chunks on `concurrency` threads. On Ctrl-C or an error no request starts any more; the ones in
+        flight finish and their answers are handed on (and so cached) before the exception is. A server not
+        asked yet gets the first chunk alone: what it refuses is learnt on one request, not on `concurrency`."""
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="promptclf")
+
+        def run(chunk):
+            try:
+                return self._label_chunk(chunk, usage, stop)
+            except BaseException:
+                stop.set()  # before this thread takes the next chunk
+                raise
+
+        waves = [chunks[:1], chunks[1:]] if not self.endpoint.settled else [chunks]
+        futures: list = []
+        handed = set()
+        try:
+            for wave in waves:
+                started = [pool.submit(run, chunk) for chunk in wave]
+                futures += started
+                for future in as_completed(started):
+                    handed.add(future)
+                    yield from future.result()
+        except GeneratorExit:  # the caller stopped listening: nothing more can be handed on
+            raise
+        except BaseException:
+            stop.set()
+            yield from _answers_in_flight(futures, handed)
+            raise
+        finally:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _answers_in_flight(futures, handed) -> Iterator[tuple[int, Outcome]]:
+    """The labels of chunks that were running when the run stopped, once their requests have returned."""
+    for future in futures:
+        future.cancel()  # those not started
+    wait(futures)
+    for future in futures:
+        if future not in handed and not future.cancelled() and future.exception() is None:
+            yield from ((pos, o) for pos, o in future.result() if isinstance(o, Prediction))

@@ -1,0 +1,468 @@
+"""One offline classifier that combines what it has (model string `offline`, the default).
+
+Components, each giving per-label probabilities: the embedded LLM's label scoring (`llm`), embedding
+similarity to the labels (`labels`), self-training on unlabelled texts (`self-trained`: the label similarity
+self-trained on them, label_similarity.py; with examples, logistic regression on the examples and on the texts
+it labels most confidently, pseudo_labels.py; `classify` passes the texts it labels), logistic regression on the examples' embeddings
+(`examples`) and SetFit trained on the examples (`setfit`). The combination is a weighted sum of their
+log-probabilities.
+
+With examples, every component is cross-validated on them (stratified folds, each component trained on
+the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to
+the out-of-fold probabilities, and the automatic choice (`pick`) is the first of PRIORS that ran (the
+self-trained component, else SetFit) unless another single component leads it clearly in cross-validated
+accuracy; the combination (its estimate with weights fitted on the other folds) is used when asked for.
+That accuracy, mean ± spread over the folds and its 95% interval on that many examples, is reported before
+anything is labelled. Without examples, given enough unlabelled texts, the self-trained similarity is used
+alone: it beat the LLM and the plain similarity on all five shared data sets, at embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the
+shared data sets.
+
+The trained state (SetFit fold models, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
+fingerprint of the labels, examples and settings, so a second run with the same examples starts at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from promptclf.core.hashing import fingerprint
+from promptclf.core.identity import method_identity
+from promptclf.core.labels import LabelSet
+from promptclf.core.methods import Failure, Outcome, Prediction, from_probabilities
+from promptclf.core.usage import Usage
+from promptclf.methods.setfit import SetFitConfig
+
+log = logging.getLogger("promptclf")
+
+ZERO_SHOT = ("llm", "labels")
+SELF_TRAINED = "self-trained"  # a component wherever there are enough unlabelled texts
+# The LLM is not among the defaults with examples: in the first run of benchmarks/few_labels.py (figures in
+# the README) it was never the best single component at 2 or 8 per class on any of the five data sets, and
+# its scoring of the examples was most of the cross-validation time (IMDb, 2 per class: 969 s).
+# `components=` can add it.
+WITH_EXAMPLES = ("labels", "examples", "setfit")
+# Weights of the components' log-probabilities where they cannot be fitted. Without examples: chosen on the
+# five shared data sets (benchmarks/few_labels.py --fit-defaults 0): the LLM at a quarter of the label
+# similarity's weight had the best worst case (-0.045 against the better single component; equal weights
+# -0.115, similarity alone -0.050). With fewer than two examples for some label nothing was measured: equal.
+ZERO_SHOT_WEIGHTS = {"llm": 0.25, "labels": 1.0}
+DEFAULT_WEIGHTS = {"llm": 1.0, "labels": 1.0, "self-trained": 1.0, "examples": 1.0, "setfit": 1.0}
+STATE = "offline.json"
+
+
+@dataclass
+class OfflineConfig:
+    components: tuple | None = None  # None: see OfflineClassifier.names
+    folds: int = 3
+    seed: int = 0
+    choose: str = "auto"  # auto (see pick), combination, or a component
+    switch_margin: float = 0.10  # how far another candidate must lead the prior (pick) in cross-validation
+    l2: float = 0.01  # pulls fitted weights towards zero: few examples must not buy extreme weights
+    setfit: dict = field(default_factory=dict)  # SetFitConfig options
+    llm_model: str = "gemma3-270m"
+
+
+# --- components -------------------------------------------------------------------------------------
+
+
+def method_probabilities(method, texts: Sequence[str], labels: LabelSet, usage: Usage | None = None) -> np.ndarray:
+    """[len(texts), len(labels)] from any Method's per-label scores; a failed item gets a uniform row."""
+    probs = np.full((len(texts), len(labels)), 1.0 / len(labels))
+    for pos, outcome in method.predict(list(texts), usage or Usage()):
+        if isinstance(outcome, Prediction) and outcome.scores:
+            probs[pos] = [outcome.scores.get(name, 0.0) for name in labels.names]
+    return probs
+
+
+class Component:
+    """fit(rows) -> self; probabilities(texts) -> array. `trains`: fitting on examples changes it."""
+
+    name = ""
+    trains = True
+
+    def __init__(self, labels: LabelSet, config: OfflineConfig):
+        self.labels, self.config = labels, config
+
+    def fit(self, rows: Sequence[dict], workdir: Path | None = None) -> "Component":
+        return self
+
+    def fresh(self) -> "Component":
+        """An untrained copy with the same settings (for a cross-validation fold)."""
+        return type(self)(self.labels, self.config)
+
+    def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
+        """The per-label probabilities of the Method this component fitted (`self.method`)."""
+        return method_probabilities(self.method, texts, self.labels, usage)
+
+
+class LabelsComponent(Component):
+    name, trains = "labels", False
+
+    def __init__(self, labels, config):
+        from promptclf.methods.label_similarity import LabelSimilarity
+
+        super().__init__(labels, config)
+        self.method = LabelSimilarity(labels)  # embeds the labels once, on first use
+
+
+class SelfTrainedComponent(Component):
+    """Self-training on unlabelled texts: the label similarity self-trained on them (label_similarity.py);
+    with examples, logistic regression on the examples and on the texts it labels most confidently
+    (pseudo_labels.py)."""
+
+    name = SELF_TRAINED
+
+    def __init__(self, labels, config, unlabeled: Sequence[str] = ()):
+        super().__init__(labels, config)
+        self.unlabeled = unlabeled
+        self.fit([])
+
+    def fresh(self):
+        return type(self)(self.labels, self.config, self.unlabeled)
+
+    def fit(self, rows, workdir=None):
+        from promptclf.methods.label_similarity import LabelSimilarity
+        from promptclf.methods.pseudo_labels import PseudoLabelLR
+
+        if rows:
+            self.method = PseudoLabelLR(self.labels, self.unlabeled, rows, seed=self.config.seed).fit()
+        else:
+            self.method = LabelSimilarity(self.labels, unlabeled=self.unlabeled)
+        return self
+
+
+class ExamplesComponent(Component):
+    name = "examples"
+
+    def fit(self, rows, workdir=None):
+        from promptclf.methods.baselines import EmbeddingLR
+
+        self.method = EmbeddingLR(self.labels, seed=self.config.seed).fit([r["text"] for r in rows],
+                                                                          [r["label"] for r in rows])
+        return self
+
+
+class SetFitComponent(Component):
+    name = "setfit"
+
+    def fit(self, rows, workdir=None):
+        from promptclf.methods.setfit import SetFitMethod, train_setfit
+
+        saved = workdir / "promptclf.json" if workdir else None
+        if saved is not None and saved.exists():  # trained by an earlier run with the same examples
+            self.method = SetFitMethod.load(workdir, json.loads(saved.read_text()))
+        else:
+            self.method = train_setfit(rows, self.labels, out=workdir, seed=self.config.seed, **self.config.setfit)
+        return self
+
+
+class LLMComponent(Component):
+    """Label scoring by the embedded LLM: zero-shot (calibrated, float32) without examples, the nearest
+    example as the demonstration (int8) with them; the settings measured best for each (see local.py)."""
+
+    name = "llm"
+
+    def __init__(self, labels, config):
+        super().__init__(labels, config)
+        self.rows: list[dict] = []
+        self._method = None
+
+    def fit(self, rows, workdir=None):
+        self.rows, self._method = list(rows), None
+        return self
+
+    @property
+    def method(self):
+        """Built once per fit: it keeps the calibration prior and the example pool's embeddings."""
+        if self._method is None:
+            from promptclf.methods.similar_examples import SimilarExamples
+            from promptclf.methods.local import local_scorer
+            from promptclf.methods.scoring import LabelScorer, ScoringPrompt
+
+            selector = SimilarExamples(self.rows, k=1) if self.rows else None
+            scorer = local_scorer(self.config.llm_model, quantize="int8" if self.rows else None)
+            self._method = LabelScorer(scorer, self.labels, prompt=ScoringPrompt.build(demo_words=12),
+                                       selector=selector)
+        return self._method
+
+
+COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, SelfTrainedComponent, ExamplesComponent,
+                                  SetFitComponent)}
+# Components whose cross-validation models are also the final model (their probabilities averaged): SetFit's
+# training is its costliest step, so it trains once per fold and never again on all the examples. Each fold
+# model saw (folds - 1) / folds of the examples, so the estimate is of one such model, and the average of
+# them is what labels.
+CROSS_FITTED = ("setfit",)
+
+
+class FoldAverage(Component):
+    """The mean of the fold models' probabilities."""
+
+    def __init__(self, members: list[Component]):
+        super().__init__(members[0].labels, members[0].config)
+        self.members = members
+
+    def probabilities(self, texts, usage=None):
+        return np.mean([m.probabilities(texts, usage) for m in self.members], axis=0)
+
+
+def fold_dir(workdir: Path | None, name: str, k: int) -> Path | None:
+    return workdir / name / f"fold-{k}" if workdir is not None and name in CROSS_FITTED else None
+
+
+# --- combining --------------------------------------------------------------------------------------
+
+
+def combine(probs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """softmax(sum_m w_m log p_m): the weighted geometric mean of the components, normalised."""
+    from promptclf.methods.scoring import softmax
+
+    first = next(iter(probs.values()))
+    total = np.zeros_like(first)
+    for name, p in probs.items():
+        if weights.get(name, 0.0):
+            total += weights[name] * np.log(np.clip(p, 1e-6, 1.0))
+    return softmax(total)
+
+
+def fit_weights(probs: dict[str, np.ndarray], y: np.ndarray, l2: float) -> dict[str, float]:
+    """Non-negative weights minimising the log-loss of the combination on (out-of-fold) probabilities."""
+    from scipy.optimize import minimize
+
+    names = list(probs)
+    logs = np.stack([np.log(np.clip(probs[n], 1e-6, 1.0)) for n in names])  # [M, n, L]
+    rows = np.arange(len(y))
+
+    def loss(w):
+        z = np.tensordot(w, logs, axes=1)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -logp[rows, y].mean() + l2 * float(w @ w)
+
+    start = np.full(len(names), 1.0 / len(names))
+    best = minimize(loss, start, method="L-BFGS-B", bounds=[(0.0, None)] * len(names))
+    return {n: float(w) for n, w in zip(names, best.x)}
+
+
+def can_cross_validate(y: np.ndarray, n_labels: int) -> bool:
+    """Stratified folds need at least two examples of every label."""
+    return len(y) > 0 and int(np.bincount(y, minlength=n_labels).min()) >= 2
+
+
+def folds_of(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import StratifiedKFold
+
+    smallest = int(np.bincount(y).min()) if len(y) else 0
+    splitter = StratifiedKFold(n_splits=min(n_folds, smallest), shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+@dataclass
+class Estimate:
+    """The cross-validated accuracy of what was chosen: mean and spread (std) over the folds."""
+
+    chosen: str
+    weights: dict
+    accuracy: float | None = None
+    spread: float | None = None
+    folds: int = 0
+    candidates: dict = field(default_factory=dict)  # every candidate's cross-validated accuracy
+    low: float | None = None  # the 95% interval of `accuracy` on this many examples (wilson_interval)
+    high: float | None = None
+
+    def describe(self) -> str:
+        used = "+".join(n for n, w in self.weights.items() if w) or self.chosen
+        if self.accuracy is None:
+            how = self.chosen if self.chosen != "combination" else f"{used}, default weights"
+            return f"offline: {how} (no estimate without 2+ examples per label)"
+        interval = f", 95% interval {self.low:.2f}-{self.high:.2f}" if self.low is not None else ""
+        return (f"offline: {self.chosen} ({used}), cross-validated accuracy {self.accuracy:.3f} "
+                f"± {self.spread:.3f} over {self.folds} folds of the examples{interval}")
+
+
+def cross_validate(components: dict[str, Component], rows: list[dict], y: np.ndarray, config: OfflineConfig,
+                   workdir: Path | None, progress: bool = False) -> tuple[dict[str, np.ndarray], list, dict]:
+    """Out-of-fold probabilities of every component on the examples (a zero-shot one needs no folds), the
+    folds, and the fold models of the cross-fitted components."""
+    folds = folds_of(y, config.folds, config.seed)
+    texts = [r["text"] for r in rows]
+    oof, fold_models = {}, {}
+    for name, component in components.items():
+        started = time.perf_counter()
+        if not component.trains:
+            oof[name] = component.probabilities(texts)
+        else:
+            oof[name] = np.zeros((len(rows), len(component.labels)))
+            for k, (train, test) in enumerate(folds):
+                part = component.fresh().fit([rows[i] for i in train], fold_dir(workdir, name, k))
+                oof[name][test] = part.probabilities([texts[i] for i in test])
+                if name in CROSS_FITTED:
+                    fold_models.setdefault(name, []).append(part)
+        if progress:
+            log.warning("promptclf: cross-validated %s on %d examples in %.0fs", name, len(rows),
+                        time.perf_counter() - started)
+    return oof, folds, fold_models
+
+
+# The component kept unless another leads it by more than the margin: the first of these that ran. Chosen on
+# benchmarks/few_labels.py (--rules, 22 cells, seeds 0-1): the self-trained component first, margin 0.10, was
+# within a point of the best single component in 15 cells (SetFit first: 11), with the smallest mean shortfall.
+PRIORS = (SELF_TRAINED, "setfit")
+
+
+def pick(means: dict[str, float], margin: float, priors: tuple = ()) -> str:
+    """Among the single components: the first of `priors` (PRIORS) that ran, unless another's cross-validated
+    accuracy leads it by more than `margin`; the best one where none of them ran. With a few examples per
+    fold that accuracy is noisy: on the shared data sets (2 and 8 per class) taking the plain best picked the
+    LLM on SMS Spam at 0.575 where SetFit scored 0.905. The combination is chosen only when asked for."""
+    singles = {n: v for n, v in means.items() if n != "combination"}
+    prior = next((n for n in priors or PRIORS if n in singles), None)
+    best = max(singles, key=lambda n: (singles[n], n == prior))
+    return best if prior is None or singles[best] - singles[prior] > margin else prior
+
+
+def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: OfflineConfig) -> Estimate:
+    """Cross-validated accuracy of every single component and of the combination, and the choice among them."""
+    per_fold: dict[str, list[float]] = {name: [] for name in [*oof, "combination"]}
+    for train, test in folds:
+        for name, p in oof.items():
+            per_fold[name].append(float((p[test].argmax(1) == y[test]).mean()))
+        weights = fit_weights({n: p[train] for n, p in oof.items()}, y[train], config.l2)
+        combined = combine({n: p[test] for n, p in oof.items()}, weights)
+        per_fold["combination"].append(float((combined.argmax(1) == y[test]).mean()))
+    means = {name: float(np.mean(accs)) for name, accs in per_fold.items()}
+    chosen = pick(means, config.switch_margin) if config.choose == "auto" else config.choose
+    weights = fit_weights(oof, y, config.l2) if chosen == "combination" else {chosen: 1.0}
+    low, high = wilson_interval(means[chosen], len(y))
+    return Estimate(chosen, weights, means[chosen], float(np.std(per_fold[chosen])), len(folds), means, low, high)
+
+
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy measured on n examples: with a few examples per label it
+    is wide, and the fold spread alone understates that."""
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+class OfflineClassifier:
+    """A labelling method: the components' probabilities, combined as chosen (see the module's docstring)."""
+
+    cacheable = True
+
+    def __init__(self, labels, examples: Sequence[dict] = (), config: OfflineConfig | None = None,
+                 progress: bool = False, unlabeled: Sequence[str] = ()):
+        from promptclf.methods.label_similarity import unlabeled_sample
+
+        self.labels = LabelSet.of(labels)
+        self.examples = [{"text": r["text"], "label": self.labels.check(r["label"], f"example {i}")}
+                         for i, r in enumerate(examples or ())]
+        self.config = config or OfflineConfig()
+        self.progress = progress
+        self.unlabeled = unlabeled_sample(unlabeled)
+        self.estimate: Estimate | None = None
+        self.components: dict[str, Component] = {}
+        self._fold_models: dict[str, list[Component]] = {}
+
+    @property
+    def names(self) -> tuple:
+        if self.config.components:
+            return tuple(self.config.components)
+        self_trained = (SELF_TRAINED,) if self.unlabeled else ()
+        return WITH_EXAMPLES + self_trained if self.examples else self_trained or ZERO_SHOT
+
+    @property
+    def identity(self) -> str:
+        if not hasattr(self, "_identity"):
+            from promptclf.methods.embeddings import default_encoder
+
+            # The identity's version, where the other methods name their model (the components' models follow:
+            # the encoder and the embedded LLM's version). 2 with examples: answers cached before the
+            # self-trained component learned from pseudo-labels (pseudo_labels.py) are not this method's.
+            version = 2 if self.examples else 1
+            self._identity = method_identity("offline", version, asdict(self.config), self.names, self.labels.fingerprint(),
+                                             default_encoder().identity, self._llm_version(),
+                                             [[r["text"], r["label"]] for r in self.examples],
+                                             fingerprint(self.unlabeled) if self.unlabeled else None, hashed=True)
+        return self._identity
+
+    def _llm_version(self) -> str | None:
+        from promptclf.methods.local import EMBEDDED, embedded_version
+
+        if "llm" not in self.names:
+            return None
+        return embedded_version() if self.config.llm_model == EMBEDDED else self.config.llm_model
+
+    def workdir(self) -> Path:
+        from promptclf.cache.store import home
+
+        return home() / "offline" / self.identity[:24]
+
+    def fit(self) -> "OfflineClassifier":
+        """Cross-validate and choose (or read the choice an earlier run made), then train what is used."""
+        y = np.array([self.labels.index(r["label"]) for r in self.examples], dtype=int)
+        workdir = self.workdir()
+        state = workdir / STATE
+        if state.exists():
+            self.estimate = Estimate(**json.loads(state.read_text()))
+        elif can_cross_validate(y, len(self.labels)):
+            if self.progress:
+                log.warning("promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
+                            ", ".join(self.names), len(y), self.config.folds)
+            candidates = {n: self._component(n) for n in self.names}
+            oof, folds, self._fold_models = cross_validate(candidates, self.examples, y, self.config, workdir,
+                                                           self.progress)
+            self.estimate = choose(oof, y, folds, self.config)
+        else:
+            defaults = DEFAULT_WEIGHTS if self.examples else ZERO_SHOT_WEIGHTS
+            chosen = f"self-trained on {len(self.unlabeled)} unlabelled texts" if self.unlabeled else "combination"
+            self.estimate = Estimate(chosen, {n: defaults.get(n, 1.0) for n in self.names})
+        used = [n for n, w in self.estimate.weights.items() if w > 0]
+        self.components = {n: self._final(n, workdir) for n in used}
+        workdir.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(asdict(self.estimate), indent=2))
+        (log.warning if self.progress else log.info)("promptclf: %s", self.estimate.describe())
+        return self
+
+    def _final(self, name: str, workdir: Path) -> Component:
+        """The cross-fitted fold models where cross-validation made them, else one trained on all examples."""
+        if name in self._fold_models:
+            return FoldAverage(self._fold_models[name])
+        folds = [fold_dir(workdir, name, k) for k in range(self.estimate.folds)]
+        if folds and all(d is not None and (d / "promptclf.json").exists() for d in folds):
+            return FoldAverage([self._component(name).fit([], d) for d in folds])
+        if self.progress and name == "setfit" and not (workdir / name / "promptclf.json").exists():
+            log.warning("promptclf: training SetFit on %d examples (%d steps)", len(self.examples),
+                        SetFitConfig(**self.config.setfit).steps(len(self.examples)))
+        return self._component(name).fit(self.examples, workdir / name)
+
+    def _component(self, name: str) -> Component:
+        if name == SELF_TRAINED:
+            if not self.unlabeled:
+                from promptclf.core.errors import ConfigError
+                from promptclf.methods.label_similarity import MIN_UNLABELED
+
+                raise ConfigError(f"the {SELF_TRAINED} component needs {MIN_UNLABELED} or more unlabelled texts")
+            return SelfTrainedComponent(self.labels, self.config, self.unlabeled)
+        return COMPONENTS[name](self.labels, self.config)
+
+    def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
+        if self.estimate is None:
+            self.fit()
+        probs = {n: c.probabilities(texts, usage) for n, c in self.components.items()}
+        return combine(probs, self.estimate.weights)
+
+    def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
+        if self.estimate is None:
+            self.fit()  # outside the try: a training or configuration error is the caller's, not an item's
+        try:  # each component adds its own compute time and tokens to the usage
+            yield from from_probabilities(self.labels, lambda t: self.probabilities(t, usage), texts, Usage())
+        except Exception as exc:  # noqa: BLE001 - reported per item, like any method's failure
+            yield from ((i, Failure(f"offline classifier failed: {exc}")) for i in range(len(texts)))

@@ -1,0 +1,1 @@
+"""The task as data: the Task definition, prompts, output schemas, examples and prompt artifacts."""

@@ -1,0 +1,37 @@
+"""Few-shot examples: validation, per-class sampling with a seed, and nearest-neighbour selection."""
+
+from __future__ import annotations
+
+import random
+from typing import Iterable, Sequence
+
+from promptclf.core.labels import LabelSet
+
+
+class ExampleError(ValueError):
+    pass
+
+
+def check_examples(examples: Iterable, labels: LabelSet, what: str = "example") -> list[dict]:
+    """[{"text", "label"}] with labels resolved onto the set; bad rows raise naming the row."""
+    rows = []
+    for n, row in enumerate(examples or ()):
+        if not isinstance(row, dict) or "text" not in row or "label" not in row:
+            raise ExampleError(f"{what} {n} must be a dict with 'text' and 'label', got {row!r:.80}")
+        if not isinstance(row["text"], str) or not row["text"].strip():
+            raise ExampleError(f"{what} {n} has an empty or non-string text")
+        rows.append({"text": row["text"], "label": labels.check(row["label"], f"{what} {n}")})
+    return rows
+
+
+def sample_per_class(rows: Sequence[dict], labels: LabelSet, k: int, seed: int = 0) -> list[dict]:
+    """k examples of each label (fewer where a label has fewer), shuffled with the seed."""
+    rng = random.Random(seed)
+    chosen = []
+    for name in labels.names:
+        pool = [r for r in rows if r["label"] == name]
+        chosen += rng.sample(pool, min(k, len(pool)))
+    rng.shuffle(chosen)
+    return chosen
+
+

@@ -1,0 +1,1 @@
+"""Workflows over the Classifier: optimize, compare, distill, batch APIs, batch labelling."""
