@@ -101,7 +101,7 @@ def test_label_sets_are_cached_and_kept_apart_from_single_label_answers(emotion_
     assert again.classify(texts) == labelled and again.report.cache_hits == 6 and again.report.requests == 0
     single = Classifier(EKMAN, chat(server), cache=tmp_path)
     assert single.method.identity != first.method.identity
-    assert "|multi-label" not in single.method.identity and single.options.get("multi_label") is None
+    assert "|multi-label" not in single.method.identity and single.options["multi_label"] is False
 
 
 def test_the_keyword_form_and_the_task_file_are_the_same_multi_label_classifier(emotion_server, tmp_path):
