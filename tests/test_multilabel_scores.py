@@ -163,3 +163,15 @@ def test_label_set_examples_are_refused_where_they_cannot_be_used(emotions):
         Classifier(EKMAN, "embed", multi_label=True, cache=False, examples=[{"text": "a", "labels": "joy;hunger"}])
     with pytest.raises(ConfigError, match="chat model's demonstrations take one 'label'"):
         Classifier(EKMAN, "openai-compatible:m@http://127.0.0.1:9/v1", multi_label=True, cache=False, examples=rows)
+
+
+@pytest.mark.slow  # loads the embedded Gemma (about a minute on 2 cores)
+def test_the_embedded_model_labels_sets_at_a_threshold_chosen_on_the_examples(emotions):
+    clf = Classifier(EKMAN, "local", multi_label=True, cache=False, examples=emotions["train"][:16])
+    assert isinstance(clf.method, Thresholded) and clf.method.method.examples == []
+    assert clf.method.method.identity == Classifier(EKMAN, "local", cache=False).method.identity  # zero-shot
+    predictions = clf.predict([r["text"] for r in emotions["test"][:8]])
+    assert 0.05 <= clf.method.threshold <= 0.95 and clf.report.compute_s > 0
+    for p in predictions:
+        top = max(p.scores, key=p.scores.get)
+        assert list(p.labels) == [n for n in EKMAN if p.scores[n] >= clf.method.threshold or n == top]
