@@ -74,7 +74,7 @@ class Classifier:
                 _warn_unused(self.spec, task_values, labels)
         self.labels = LabelSet.of(labels, options.get("descriptions"), aliases)
         values = {**options, **task_values, "seed": seed, "progress": progress, "unlabeled": _unlabeled(unlabeled)}
-        values["examples"] = check_examples(values.get("examples"), self.labels)
+        values["examples"] = check_examples(values.get("examples"), self.labels, multi_label=bool(multi_label))
         values["negative_examples"] = check_examples(values.get("negative_examples"), self.labels,
                                                      "negative example")
         self.multi_label = bool(multi_label)

@@ -273,7 +273,8 @@ class FakeOpenAIServer:
         for n, prompt in enumerate(prompts):
             head, _, label = prompt.rpartition(": ")  # "...\nLabel: <label>"
             item = head.rsplit("\n", 1)[0].rsplit("\n", 1)[-1].split(": ", 1)[-1]
-            right = label == self.config.oracle(item)
+            answer = self.config.oracle(item)  # a multi-label oracle: a list, or names joined by ";"
+            right = label in (answer if isinstance(answer, (list, tuple)) else str(answer).split(";"))
             tokens = [m.group() for m in TOKEN.finditer(prompt)] if body.get("echo") else []
             offsets = [m.start() for m in TOKEN.finditer(prompt)] if body.get("echo") else []
             label_start = len(head) + 2

@@ -121,13 +121,6 @@ def test_classify_returns_a_list_of_labels_per_text(emotion_server, emotions):
 
 # --- what cannot take it --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model, named", [("offline", "offline"), ("embed", "embed"), ("local", "label scoring"),
-                                          ("completions:m@http://127.0.0.1:9/v1", "label scoring")])
-def test_methods_without_label_sets_refuse_and_say_what_to_use(model, named):
-    with pytest.raises(ConfigError, match=f"{named}.*cannot label multi-label tasks.*use a chat model.*multi_label=True"):
-        Classifier(task(), model, cache=False)
-
-
 def test_a_cascade_refuses_a_multi_label_task(emotion_server):
     with pytest.raises(ConfigError, match="cascade.*multi-label"):
         Classifier(task(), chat(emotion_server()), cache=False, cascade_from="offline", cascade_below=0.5)
@@ -210,15 +203,6 @@ def test_cli_evaluate_reads_semicolon_gold_and_prints_multi_label_metrics(emotio
     out = capsys.readouterr().out
     assert "micro-F1 1.0000" in out and "subset accuracy 1.0000" in out and "Hamming loss 0.0000" in out
     assert json.loads((tmp_path / "m.json").read_text())["hamming_loss"] == 0.0
-
-
-def test_cli_multi_label_with_an_offline_model_exits_2(tmp_path, capsys, emotions):
-    src = tmp_path / "in.csv"
-    pd.DataFrame({"text": [r["text"] for r in emotions["test"][:2]]}).to_csv(src, index=False)
-    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", ",".join(EKMAN),
-                 "--multi-label", "--model", "offline", "--no-cache"])
-    err = capsys.readouterr().err
-    assert code == 2 and "offline cannot label multi-label tasks" in err
 
 
 # --- models trained for it: LoRA (a sigmoid per label, BCE) and SetFit (one-vs-rest) --------------------------

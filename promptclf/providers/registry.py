@@ -33,7 +33,9 @@ class Options:
     seed: int = 0
     progress: bool | None = None
     unlabeled: list[str] = field(default_factory=list)
-    multi_label: bool = False  # a set of labels per item (promptclf.core.multilabel.check_supported: which backends)
+    # A set of labels per item: chat models answer sets; label scoring, embed and offline threshold their
+    # per-label scores (promptclf.core.multilabel.Thresholded), built zero-shot: the examples choose the threshold.
+    multi_label: bool = False
 
     def resolved(self, spec: ModelSpec, labels: LabelSet) -> "Options":
         """These options with every "auto" decided for this model and label set."""
@@ -119,12 +121,17 @@ class ScoringOptions(PromptOptions):
     item_words: int | None = None
     local_batch_size: int = 16
 
+    @property
+    def demos(self) -> list[dict]:
+        """The examples the prompt shows: none for a multi-label task, whose examples choose the threshold."""
+        return [] if self.multi_label else self.examples
+
     def resolved(self, spec: ModelSpec, labels: LabelSet) -> "ScoringOptions":
         options = super().resolved(spec, labels)
         if options.calibrate not in ("auto", "none", "content-free"):
             raise ValueError(f"calibrate={options.calibrate!r}: choose 'auto', 'none' or 'content-free'")
         if options.calibrate == "auto":  # measured: per-item demos gain nothing from it, at three forwards an item
-            per_item = options.examples and options.example_selection == "similar"
+            per_item = options.demos and options.example_selection == "similar"
             options = replace(options, calibrate="none" if per_item else "content-free")
         return options
 
@@ -140,7 +147,7 @@ class LocalOptions(ScoringOptions):
     def resolved(self, spec: ModelSpec, labels: LabelSet) -> "LocalOptions":
         options = super().resolved(spec, labels)
         if options.quantize == "auto":  # int8 only where it was measured to cost nothing (see local.py)
-            nearest = options.examples and options.example_selection == "similar"
+            nearest = options.demos and options.example_selection == "similar"
             options = replace(options, quantize="int8" if nearest else None)
         return options
 
@@ -303,10 +310,31 @@ def build(spec: ModelSpec, labels: LabelSet, options: Options) -> Method:
 # --- how each backend builds its method -------------------------------------------------------------------
 
 
+def _thresholded(build_single: Callable[[ModelSpec, LabelSet, Options], Method]):
+    """A backend with per-label scores, made multi-label (promptclf.core.multilabel.Thresholded): the method is
+    built without the examples (offline and embed would train on them, label scoring would show them) and the
+    examples (their `labels` sets, or single `label`s) choose the threshold on its scores."""
+
+    def build_method(spec: ModelSpec, labels: LabelSet, options: Options) -> Method:
+        if not options.multi_label:
+            return build_single(spec, labels, options)
+        from promptclf.core.multilabel import Thresholded
+
+        inner = build_single(spec, labels, replace(options, examples=[]))
+        return Thresholded(inner, options.examples)
+
+    return build_method
+
+
+
 def _build_chat(spec: ModelSpec, labels: LabelSet, options: ChatOptions) -> Method:
     from promptclf.providers.chat_models import chat_model, llm_fingerprint
     from promptclf.methods.chat import ChatLabeler
     from promptclf.task.prompts import ChatPrompt
+
+    if any("labels" in r for r in options.examples):
+        raise ConfigError(f"{spec.id}: examples with a set of 'labels' choose the threshold of label scoring, embed "
+                          "and offline; a chat model's demonstrations take one 'label' each")
 
     fixed, selector = options.demonstrations(labels)
     llm = options.llm or chat_model(spec, timeout=options.timeout)
@@ -377,11 +405,11 @@ def _build_finetuned(spec: ModelSpec, labels: LabelSet, options: FinetunedOption
 
 
 register(Provider("offline", "offline (default): the embedded LLM, embeddings and, with examples, SetFit, combined",
-                  OfflineOptions, _build_offline, default="default"))
+                  OfflineOptions, _thresholded(_build_offline), default="default"))
 register(Provider("embed", "embed: embedding similarity to the labels (packaged MiniLM), or embed:/path/to/an/encoder",
-                  EmbedOptions, _build_embed, default="minilm"))
+                  EmbedOptions, _thresholded(_build_embed), default="minilm"))
 register(Provider("local", "the embedded Gemma 3 270M, or local:/path/to/a/transformers/causal-lm",
-                  LocalOptions, _build_scoring(_local_scorer), default="gemma3-270m"))
+                  LocalOptions, _thresholded(_build_scoring(_local_scorer)), default="gemma3-270m"))
 register(Provider("together", "together:<model>, key in TOGETHER_API_KEY", ChatOptions, _build_chat,
                   gives_scores=False))
 register(Provider("openai", "openai:<model>, key in OPENAI_API_KEY, base URL from OPENAI_BASE_URL if set",
@@ -391,5 +419,5 @@ register(Provider("openai-compatible", "openai-compatible:<model>@<base-url> (vL
                   gives_scores=False))
 register(Provider("completions", "completions:<model>@<base-url>: label scoring by logprobs on a completions "
                   "endpoint, key in OPENAI_COMPATIBLE_API_KEY if the server needs one",
-                  CompletionsOptions, _build_scoring(_completions_scorer), needs_url=True))
+                  CompletionsOptions, _thresholded(_build_scoring(_completions_scorer)), needs_url=True))
 register(Provider("finetuned", "finetuned:<dir> written by promptclf finetune", FinetunedOptions, _build_finetuned))

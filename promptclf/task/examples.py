@@ -12,15 +12,25 @@ class ExampleError(ValueError):
     pass
 
 
-def check_examples(examples: Iterable, labels: LabelSet, what: str = "example") -> list[dict]:
-    """[{"text", "label"}] with labels resolved onto the set; bad rows raise naming the row."""
+def check_examples(examples: Iterable, labels: LabelSet, what: str = "example",
+                   multi_label: bool = False) -> list[dict]:
+    """[{"text", "label"}] with labels resolved onto the set; bad rows raise naming the row. Multi-label: a row
+    may instead give `labels` (a list, or names joined by `;`), kept as {"text", "labels"} in label-set order."""
+    from promptclf.core.multilabel import split_labels
+
     rows = []
     for n, row in enumerate(examples or ()):
-        if not isinstance(row, dict) or "text" not in row or "label" not in row:
-            raise ExampleError(f"{what} {n} must be a dict with 'text' and 'label', got {row!r:.80}")
+        key = "labels" if multi_label and isinstance(row, dict) and "labels" in row else "label"
+        if not isinstance(row, dict) or "text" not in row or key not in row:
+            wanted = "'label' (or 'labels')" if multi_label else "'label'"
+            raise ExampleError(f"{what} {n} must be a dict with 'text' and {wanted}, got {row!r:.80}")
         if not isinstance(row["text"], str) or not row["text"].strip():
             raise ExampleError(f"{what} {n} has an empty or non-string text")
-        rows.append({"text": row["text"], "label": labels.check(row["label"], f"{what} {n}")})
+        if key == "labels":
+            names = {labels.check(name, f"{what} {n}") for name in split_labels(row["labels"])}
+            rows.append({"text": row["text"], "labels": [name for name in labels.names if name in names]})
+        else:
+            rows.append({"text": row["text"], "label": labels.check(row["label"], f"{what} {n}")})
     return rows
 
 
