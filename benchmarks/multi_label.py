@@ -6,10 +6,12 @@ in turn, --per-label rows of train.csv that have it and were not drawn yet (seed
 default_rng(seed)), so a label set can bring other labels along; dev: the same from dev.csv with
 --dev-per-label; test: a seeded sample of --n-test rows of test.csv (default_rng(seed + 1)).
 Methods: setfit (MiniLM, --setfit-pairs contrastive pairs, one-vs-rest heads, threshold chosen on the dev rows), lora (MiniLM, a sigmoid per
-label, BCE, threshold chosen on the dev rows), and with --model a chat model (zero-shot; few-shot with the
+label, BCE, threshold chosen on the dev rows), embed / offline / local (zero-shot per-label scores, the
+threshold chosen on the train rows, core.multilabel.Thresholded), and with --model a chat model (zero-shot; few-shot with the
 train rows, each shown once per label it has).
 
     python benchmarks/multi_label.py                                  # setfit, lora: minutes on 2 cores
+    python benchmarks/multi_label.py --methods embed,offline          # seconds
     python benchmarks/multi_label.py --methods zero-shot,few-shot --model openai-compatible:m@http://host/v1
 """
 
@@ -57,6 +59,9 @@ def run(name: str, args, train, dev, test) -> dict:
         finetune(train, EKMAN, out=out, dev_rows=dev, multi_label=True, progress=False, quantize="none",
                  seed=args.seed)
         clf = Classifier(EKMAN, f"finetuned:{out}", multi_label=True, cache=False, progress=False)
+    elif name in ("embed", "offline", "local"):  # zero-shot scores; the train rows choose the threshold
+        clf = Classifier(EKMAN, name, multi_label=True, examples=train, cache=False, progress=False,
+                         unlabeled=[r["text"] for r in test])  # as classify() passes the texts it labels
     else:
         examples = [{"text": r["text"], "label": l} for r in train for l in r["labels"]] if name == "few-shot" else None
         clf = Classifier(EKMAN, args.model, multi_label=True, examples=examples, progress=False)
