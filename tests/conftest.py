@@ -18,6 +18,16 @@ DATA = Path(__file__).parent / "data"
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_endpoint_findings():
+    """What servers were found to take is remembered per endpoint (model and base URL) for the process; test
+    servers reuse ports, so each test starts with none (a later server on a port is another server)."""
+    from promptclf.methods import endpoints
+
+    endpoints._ENDPOINTS.clear()
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def promptclf_home(tmp_path_factory):
     """A PROMPTCLF_HOME of this test session's own: answers and embeddings never reach the user's cache, and

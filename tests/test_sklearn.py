@@ -221,7 +221,8 @@ def test_offline_cross_validates_in_fit(data):
     X, y, X_test, y_test = data
     est = PromptClassifier(cache=False, offline={"components": ("labels", "examples"), "folds": 3}).fit(X, y)
     estimate = est.classifier_.method.estimate
-    assert estimate is not None and set(estimate.weights) == {"labels", "examples"}  # trained before predict
+    assert estimate is not None and set(estimate.candidates) == {"labels", "examples", "combination"}  # in fit
+    assert estimate.chosen in ("labels", "examples")  # the automatic choice is a single component
     proba = est.predict_proba(X_test)
     assert proba.shape == (len(X_test), 4) and est.score(X_test, y_test) > 0.5
 
