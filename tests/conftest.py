@@ -133,3 +133,18 @@ def scripted_classifier(scripted_model, cache_dir, faults=(), **options):
     options = {"batch_size": 5, "concurrency": 1, **options}
     return Classifier(LABELS, "openai-compatible:fake@http://127.0.0.1:9", llm=model, cache=cache_dir,
                       **options), model
+
+
+EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
+EKMAN_SAMPLE = Path(__file__).parent / "data" / "goemotions_ekman_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def emotions() -> dict[str, list[dict]]:
+    """The GoEmotions Ekman sample (multi-label): train and test rows of text and label list."""
+    import pandas as pd
+
+    frame = pd.read_csv(EKMAN_SAMPLE)
+    rows = [(s, {"text": t, "labels": l.split(";")}) for t, l, s in zip(frame.text, frame.labels, frame.split)]
+    return {split: [r for s, r in rows if s == split] for split in ("train", "test")}
+

@@ -145,19 +145,8 @@ class FakeOpenAIServer:
         answers = [{"index": i, "label": oracle(t.replace("‹", "<")) if knows_task else "World"} for i, t in items]
         if self.config.gullible:
             answers = self._obey_injections(items, answers)
-        if fault == "zero_based":
-            answers = [{**a, "index": n} for n, a in enumerate(answers)]
-        elif fault == "shifted":
-            answers = [{**a, "index": a["index"] + 1} for a in answers]
-        if self.config.shuffle:
-            random.Random(len(items)).shuffle(answers)
-        if fault == "short" and answers:
-            answers.pop()
-        elif fault == "duplicate" and answers:
-            answers.append({"index": answers[0]["index"], "label": "World" if answers[0]["label"] != "World"
-                            else "Sports"})
-        elif fault == "offlabel" and answers:
-            answers[0]["label"] = "Weather"
+        other = lambda a: {"label": "World" if a["label"] != "World" else "Sports"}  # noqa: E731
+        answers = self._faulted(answers, items, fault, other, lambda a: {"label": "Weather"})
         content = "{'answers': [" if fault == "malformed" else json.dumps({"answers": answers})
         content, finish = self._bounded(body, content)
         message: dict = {"role": "assistant", "content": content}
@@ -181,6 +170,20 @@ class FakeOpenAIServer:
             return list(answer) if isinstance(answer, (list, tuple)) else [a for a in answer.split(";") if a]
 
         answers = [{"index": i, "labels": label_set(t)} for i, t in items]
+        answers = self._faulted(answers, items, fault, lambda a: {"labels": []},
+                                lambda a: {"labels": a["labels"] + ["Weather"]})
+        content = "{'answers': [" if fault == "malformed" else json.dumps({"answers": answers})
+        content, finish = self._bounded(body, content)
+        message: dict = {"role": "assistant", "content": content}
+        if body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
+        return self._reply(body, text, content, message, finish)
+
+    def _faulted(self, answers: list[dict], items, fault: str | None, duplicate, offlabel) -> list[dict]:
+        """The answers with the request's fault: ids from 0 or shifted by one, shuffled, one missing, one item
+        answered twice (the second answer `duplicate(first)`), or the first answer changed by `offlabel`."""
         if fault == "zero_based":
             answers = [{**a, "index": n} for n, a in enumerate(answers)]
         elif fault == "shifted":
@@ -190,17 +193,10 @@ class FakeOpenAIServer:
         if fault == "short" and answers:
             answers.pop()
         elif fault == "duplicate" and answers:
-            answers.append({"index": answers[0]["index"], "labels": []})
+            answers.append({"index": answers[0]["index"], **duplicate(answers[0])})
         elif fault == "offlabel" and answers:
-            answers[0]["labels"] = answers[0]["labels"] + ["Weather"]
-        content = "{'answers': [" if fault == "malformed" else json.dumps({"answers": answers})
-        content, finish = self._bounded(body, content)
-        message: dict = {"role": "assistant", "content": content}
-        if body.get("tools"):
-            name = body["tools"][0]["function"]["name"]
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
-        return self._reply(body, text, content, message, finish)
+            answers[0] = {**answers[0], **offlabel(answers[0])}
+        return answers
 
     def _bounded(self, body: dict, content: str) -> tuple[str, str]:
         """The answer cut at the request's token limit (a token here is a word, a space or a sign)."""

@@ -15,15 +15,7 @@ from promptclf.core.metrics import multilabel_metrics
 from promptclf.core.multilabel import check_label_sets, choose_threshold, split_labels
 from promptclf.task.schemas import read_batch
 
-DATA = Path(__file__).parent / "data" / "goemotions_ekman_sample.csv"
-EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
-
-
-@pytest.fixture(scope="module")
-def emotions() -> dict[str, list[dict]]:
-    frame = pd.read_csv(DATA)
-    rows = [{"text": t, "labels": l.split(";"), "split": s} for t, l, s in zip(frame.text, frame.labels, frame.split)]
-    return {"train": [r for r in rows if r["split"] == "train"], "test": [r for r in rows if r["split"] == "test"]}
+from .conftest import EKMAN
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 the fake server), embed (the real packaged MiniLM) and offline give each item the labels at or above a
 threshold chosen on the examples. Real data: the GoEmotions Ekman slice in tests/data."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -15,16 +13,7 @@ from promptclf.core.multilabel import DEFAULT_THRESHOLD, Thresholded
 from promptclf.core.usage import Usage
 from promptclf.task.examples import ExampleError
 
-DATA = Path(__file__).parent / "data" / "goemotions_ekman_sample.csv"
-EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
-
-
-@pytest.fixture(scope="module")
-def emotions() -> dict[str, list[dict]]:
-    frame = pd.read_csv(DATA)
-    rows = [{"text": t, "labels": l.split(";"), "split": s} for t, l, s in zip(frame.text, frame.labels, frame.split)]
-    return {"train": [{"text": r["text"], "labels": r["labels"]} for r in rows if r["split"] == "train"],
-            "test": [{"text": r["text"], "labels": r["labels"]} for r in rows if r["split"] == "test"]}
+from .conftest import EKMAN
 
 
 def in_order(names) -> list[str]:
