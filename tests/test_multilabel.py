@@ -13,6 +13,7 @@ from promptclf.cli import main
 from promptclf.core.labels import LabelSet
 from promptclf.core.metrics import multilabel_metrics
 from promptclf.core.multilabel import check_label_sets, choose_threshold, split_labels
+from promptclf.core.usage import Usage
 from promptclf.task.schemas import read_batch
 
 from .conftest import EKMAN
@@ -280,13 +281,30 @@ def test_compare_scores_multi_label_rows_with_their_metrics(emotion_server, emot
     assert "| zero-shot | " in table and "| 1.000 | " in table
 
 
-@pytest.mark.parametrize("methods, message", [(["emb-lr"], "compare's emb-lr cannot label multi-label tasks"),
+@pytest.mark.parametrize("methods, message", [(["optimized"], "compare's optimized cannot label multi-label tasks"),
                                               (["cascade"], "cascade row .* multi-label")])
 def test_compare_refuses_rows_that_cannot_take_label_sets(emotions, tmp_path, methods, message):
     from promptclf.workflows.compare import compare
 
     with pytest.raises(ConfigError, match=message):
         compare(emotions["train"][:20], EKMAN, methods=methods, split=(10, 0, 10), out=tmp_path, multi_label=True)
+
+
+def test_compare_runs_the_local_rows_on_label_sets(emotions, tmp_path):
+    from promptclf.methods.baselines import EmbeddingLR
+    from promptclf.workflows.compare import compare
+
+    train = emotions["train"]
+    probs = EmbeddingLR(EKMAN).fit([r["text"] for r in train], [r["labels"] for r in train])
+    scores = [p.scores for _, p in probs.predict([r["text"] for r in emotions["test"][:10]], Usage())]
+    assert any(abs(sum(s.values()) - 1.0) > 0.05 for s in scores)  # one-vs-rest: a probability per label
+    rows = train + emotions["test"]
+    results = compare(rows, EKMAN, methods=["emb-lr", "tfidf-lr", "embed"], split=(80, 32, 60), out=tmp_path,
+                      multi_label=True)
+    assert [r["method"] for r in results] == ["emb-lr", "tfidf-lr", "embed"]
+    for r in results:
+        assert 0.0 < r["micro_f1"] <= 1.0 and 0.0 <= r["hamming_loss"] < 1.0
+    assert max(r["micro_f1"] for r in results) > 0.25  # 7 emotions from 80 Reddit comments
 
 
 def test_cli_compare_reads_semicolon_gold(emotion_server, emotions, tmp_path, capsys):

@@ -9,12 +9,14 @@ from typing import Iterator, Sequence
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 
 from promptclf.core.hashing import fingerprint
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Outcome, Prediction
+from promptclf.core.multilabel import SEPARATOR, check_label_sets, indicator
 from promptclf.core.usage import Usage
 
 
@@ -35,7 +37,15 @@ class _SklearnMethod:
     def features(self, texts: Sequence[str]):
         raise NotImplementedError
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str]):
+    def fit(self, texts: Sequence[str], labels: Sequence):
+        """`labels`: one label per text, or a label set per text (a list, or names joined by `;`): then one
+        classifier per label (one-vs-rest), and the scores are a probability per label that need not sum to 1
+        (core.multilabel.Thresholded turns them into label sets)."""
+        if any(not isinstance(label, str) or SEPARATOR in label for label in labels):
+            y = indicator(check_label_sets(labels, self.labels, "training labels"), self.labels).astype(int)
+            self.model = OneVsRestClassifier(self._estimator()).fit(self.features(texts), y)
+            self._trained_on = fingerprint(list(texts), y.tolist())
+            return self
         y = [self.labels.index(self.labels.check(l, f"training row {i}")) for i, l in enumerate(labels)]
         self.model = self._estimator().fit(self.features(texts), y)
         self._trained_on = fingerprint(list(texts), y)

@@ -24,7 +24,8 @@ CASCADE_DEFAULTS = {"from": "emb-lr", "api": "zero-shot", "goal": "drop:0.01"}
 CASCADE_LOCAL = ("offline", "offline-zero-shot", "embed", "setfit", "lora-4bit", "lora", "emb-lr", "tfidf-lr")
 CASCADE_API = ("zero-shot", "few-shot", "optimized")
 # The rows that label multi-label tasks (rows carry `labels`, a list); the others refuse one.
-MULTI_LABEL_METHODS = ("zero-shot", "few-shot", "setfit", "lora-4bit", "lora")
+MULTI_LABEL_METHODS = ("offline", "offline-zero-shot", "embed", "zero-shot", "few-shot", "setfit", "lora-4bit", "lora",
+                       "emb-lr", "tfidf-lr")
 
 
 @dataclass
@@ -106,6 +107,9 @@ def _offline(with_examples: bool):
     def build(ctx: Context) -> Classifier:
         from promptclf.methods.offline import OfflineClassifier, OfflineConfig
 
+        if ctx.multi_label:  # zero-shot scores; the train rows choose the threshold (core.multilabel.Thresholded)
+            return Classifier(ctx.labels, "offline", examples=ctx.train if with_examples else None, multi_label=True,
+                              unlabeled=ctx.unlabeled, seed=ctx.seed, cache=False, progress=False)
         method = OfflineClassifier(ctx.labels, ctx.train if with_examples else (), OfflineConfig(seed=ctx.seed),
                                    unlabeled=ctx.unlabeled).fit()
         return Classifier(ctx.labels, method=method, cache=False, progress=False)
@@ -115,8 +119,12 @@ def _offline(with_examples: bool):
 
 def _sklearn(cls):
     def build(ctx: Context) -> Classifier:
-        method = cls(ctx.labels, seed=ctx.seed).fit([r["text"] for r in ctx.train], [r["label"] for r in ctx.train])
-        return Classifier(ctx.labels, method=method, cache=False, progress=False)
+        method = cls(ctx.labels, seed=ctx.seed).fit([r["text"] for r in ctx.train], _gold(ctx, ctx.train))
+        if ctx.multi_label:  # one-vs-rest probabilities; the threshold is chosen on the dev rows, not the train rows
+            from promptclf.core.multilabel import Thresholded
+
+            method = Thresholded(method, ctx.dev)
+        return Classifier(ctx.labels, method=method, cache=False, progress=False, **_multi(ctx))
 
     return build
 
@@ -127,7 +135,8 @@ def _factories() -> dict[str, Callable[[Context], Classifier]]:
     return {
         "offline": _offline(True),
         "offline-zero-shot": _offline(False),
-        "embed": lambda ctx: _llm(ctx, configured=False, model="embed"),
+        "embed": lambda ctx: _llm(ctx, configured=False, model="embed",  # multi-label: train rows pick the threshold
+                                  **({"examples": ctx.train} if ctx.multi_label else {})),
         "setfit": _setfit,
         "zero-shot": lambda ctx: _llm(ctx),
         "few-shot": lambda ctx: _llm(ctx, examples=_examples(ctx)),
