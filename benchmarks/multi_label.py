@@ -11,7 +11,7 @@ threshold chosen on the train rows, core.multilabel.Thresholded), and with --mod
 train rows, each shown once per label it has).
 
     python benchmarks/multi_label.py                                  # setfit, lora: minutes on 2 cores
-    python benchmarks/multi_label.py --methods embed,offline          # seconds (emb-lr, tfidf-lr: compare)
+    python benchmarks/multi_label.py --methods embed,offline          # seconds
     python benchmarks/multi_label.py --methods zero-shot,few-shot --model openai-compatible:m@http://host/v1
 """
 
