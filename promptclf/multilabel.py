@@ -17,7 +17,7 @@ import numpy as np
 
 from .backends import ConfigError
 from .labels import LabelSet
-from .methods import Outcome, Prediction
+from .methods import Method, Outcome, Prediction
 from .usage import Usage
 
 SEPARATOR = ";"
