@@ -61,6 +61,7 @@ class ServerConfig:
     zero_max_tokens_unlimited: bool = False  # completions: max_tokens 0 or absent generates until "context end"
     unlimited_tokens: int = 40  # how many tokens "until the context is full" is here
     reads_max_completion_tokens: bool = True  # False: only max_tokens bounds a chat answer (llama-cpp-python)
+    rambles: int = 0  # words of "reason" the model adds to each answer (a small model that explains itself)
 
 
 LLAMACPP = dict(json_schema_500=True, drops_system=True, prompt_lists=False, zero_max_tokens_unlimited=True,
@@ -147,6 +148,8 @@ class FakeOpenAIServer:
             answers = self._obey_injections(items, answers)
         other = lambda a: {"label": "World" if a["label"] != "World" else "Sports"}  # noqa: E731
         answers = self._faulted(answers, items, fault, other, lambda a: {"label": "Weather"})
+        if self.config.rambles:
+            answers = [{**a, "reason": " ".join(["because"] * self.config.rambles)} for a in answers]
         content = "{'answers': [" if fault == "malformed" else json.dumps({"answers": answers})
         content, finish = self._bounded(body, content)
         message: dict = {"role": "assistant", "content": content}

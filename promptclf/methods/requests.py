@@ -34,8 +34,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def is_request_error(exc: BaseException) -> bool:
-    """400-type errors about one request (context too long, content filtered): its items fail, the run goes on."""
-    return isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError))
+    """Errors about one request, whose items fail while the run goes on: a 400-type error (context too long,
+    content filtered), or an answer cut at its token bound, which the openai client's parse of a
+    `response_format` answer raises (a batch's items are then asked again in smaller batches)."""
+    return isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError, openai.LengthFinishReasonError))
 
 
 # Request parameters a server may not take: a 400 about one of them fails every request alike, whatever its size.
