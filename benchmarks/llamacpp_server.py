@@ -38,6 +38,8 @@ def run(model: str, rows: list[dict], **options) -> dict:
         preds, status = err.predictions, f"works; {len(err.failures)} items unanswered after re-asks"
     except ConfigError as err:
         preds, status = [None] * len(rows), f"fails: {err}"
+    except Exception as err:  # noqa: BLE001 - a crash is a row of the table, not the end of the run
+        preds, status = [None] * len(rows), f"crashed: {type(err).__name__}: {err}"
     wall = time.perf_counter() - started
     labels = [p.label if p else None for p in preds]
     confident = [p.confidence for p in preds if p and p.confidence is not None]
