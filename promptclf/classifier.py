@@ -18,7 +18,7 @@ from promptclf.core.errors import ConfigError, InputError, LabellingError
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Failure, Method, Prediction
 from promptclf.core.model_spec import ModelSpec
-from promptclf.core.multilabel import check_supported, same_kind
+from promptclf.core.multilabel import same_kind
 from promptclf.core.usage import Usage
 from promptclf.providers.registry import (
     build,
@@ -82,8 +82,6 @@ class Classifier:
             values["multi_label"] = True
         self._values = values
         if method is None:
-            if self.multi_label:
-                check_supported(self.spec)
             resolved = options_for(self.spec, self.labels, values)
             self.options = {f.name: getattr(resolved, f.name) for f in fields(resolved)}
             self.method = build(self.spec, self.labels, resolved)

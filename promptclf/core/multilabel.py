@@ -93,11 +93,6 @@ def choose_threshold(probs: np.ndarray, gold: np.ndarray, grid: Sequence[float] 
     return max(scored)[2]
 
 
-def check_supported(spec) -> None:
-    """Multi-label tasks: every registered backend takes them (chat models answer sets; label scorers, embed and
-    offline through Thresholded; finetuned models trained for it). A custom method is checked by same_kind."""
-
-
 class Thresholded:
     """A multi-label method around any method whose answers carry a probability per label (Prediction.scores,
     e.g. label scoring, embed, offline): an item's labels are those scoring at or above `threshold`, in
