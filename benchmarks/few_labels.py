@@ -125,8 +125,8 @@ def with_new_self_trained(cell: dict) -> dict:
     oof, folds, _ = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y,
                                    config, None)
     cell["cv_seconds"] += time.perf_counter() - started
-    cell["candidates_cv"][SELF_TRAINED] = float(np.mean([(oof[SELF_TRAINED][t].argmax(1) == y[t]).mean()
-                                                         for _, t in folds]))
+    cell["candidates_cv"][SELF_TRAINED] = choose(oof, y, folds, OfflineConfig(seed=cell["seed"], choose=SELF_TRAINED)
+                                                 ).candidates[SELF_TRAINED]
     started = time.perf_counter()
     probs = SelfTrainedComponent(labels, config, unlabeled).fit(examples).probabilities(
         [r["text"] for r in test_sample(test, cell["n_test"])])
