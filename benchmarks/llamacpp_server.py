@@ -26,9 +26,9 @@ from promptclf.methods.chat import STRUCTURED_MODES
 from tests.llamacpp_server import llamacpp_server
 
 
-def run(model: str, rows: list[dict], **options) -> dict:
+def run(model: str, rows: list[dict], cache=False, **options) -> dict:
     """Label rows; failed items count as wrong. Returns the row of the table."""
-    clf = Classifier(LABELS, model, cache=False, **options)
+    clf = Classifier(LABELS, model, cache=cache, **options)
     texts, gold = [r["text"] for r in rows], [r["label"] for r in rows]
     started = time.perf_counter()
     status = "works"
@@ -57,6 +57,10 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--modes", default=",".join(STRUCTURED_MODES))
     parser.add_argument("--log", default=None, help="write the server's output here")
+    parser.add_argument("--cache", default=False,
+                        help="an answer cache directory for the `completions:` run, so an interrupted run resumes "
+                             "(requests per item then counts only the requests of this run); give --port too")
+    parser.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     test = ag_split()[2]
@@ -64,18 +68,18 @@ def main(argv=None) -> int:
           flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server is stopped on `kill`
     score_rows = test[: args.score_items]
-    with llamacpp_server(threads=args.threads, log_path=args.log) as url:
+    with llamacpp_server(threads=args.threads, log_path=args.log, port=args.port) as url:
         print("| path | works / fails | requests per item | accuracy | items/s | with confidence |\n"
               "|---|---|---|---|---|---|", flush=True)
-        served = run(f"completions:gemma-3-270m@{url}", score_rows, timeout=args.timeout)
-        print(f"| `completions:` ({len(score_rows)} items) | {served['status'][:160]} | {served['requests']:.2f} | "
-              f"{served['accuracy']:.3f} | {served['items_s']:.3f} | {served['confidence']} |", flush=True)
         for mode in [m for m in args.modes.split(",") if m]:
             row = run(f"openai-compatible:gemma-3-270m@{url}", test[: args.chat_items], structured=mode,
                       batch_size=args.batch_size, concurrency=1, timeout=args.timeout)
             print(f"| chat, `structured={mode!r}` ({args.chat_items} items) | {row['status'][:160]} | "
                   f"{row['requests']:.2f} | {row['accuracy']:.3f} | {row['items_s']:.3f} | {row['confidence']} |",
                   flush=True)
+        served = run(f"completions:gemma-3-270m@{url}", score_rows, cache=args.cache, timeout=args.timeout)
+        print(f"| `completions:` ({len(score_rows)} items) | {served['status'][:160]} | {served['requests']:.2f} | "
+              f"{served['accuracy']:.3f} | {served['items_s']:.3f} | {served['confidence']} |", flush=True)
     local = run("local", score_rows)
     print(f"| `local`, same prompts, in this process ({len(score_rows)} items) | {local['status'][:160]} | - | "
           f"{local['accuracy']:.3f} | {local['items_s']:.3f} | {local['confidence']} |", flush=True)
