@@ -50,8 +50,21 @@ def test_quickstart_data_is_found_from_the_checkout_without_an_editable_install(
     checkout.mkdir()
     shared.mkdir(parents=True)
     (shared / "test.csv").write_text("label,title,description\n3,Oil,up\n")
-    site = tmp_path / "venv/lib/python3.11/site-packages/promptclf/data.py"  # a regular (not editable) install
+    site = tmp_path / "venv/lib/python3.11/site-packages/promptclf/core/data.py"  # a regular (not editable) install
     monkeypatch.setattr(data, "__file__", str(site))
     monkeypatch.chdir(checkout)
     assert data.default_ag_news_path().resolve() == (shared / "test.csv").resolve()
     assert data.load_ag_news() == [{"text": "Oil. up", "label": "Business"}]
+
+
+def test_quickstart_data_is_found_next_to_an_editable_checkout_from_another_directory(tmp_path, monkeypatch):
+    import promptclf.core.data as data
+
+    shared = tmp_path / "shared" / "data" / "ag_news"
+    shared.mkdir(parents=True)
+    (shared / "test.csv").write_text("label,title,description\n3,Oil,up\n")
+    monkeypatch.setattr(data, "__file__", str(tmp_path / "checkout/promptclf/core/data.py"))
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    assert data.default_ag_news_path().resolve() == (shared / "test.csv").resolve()

@@ -16,7 +16,8 @@ def default_ag_news_path() -> Path:
     """../shared/data/ag_news/test.csv from the checkout the command runs in, or next to the checkout this
     module lives in (an editable install run from elsewhere)."""
     relative = Path("shared", "data", "ag_news", "test.csv")
-    candidates = [Path("..") / relative, Path(__file__).resolve().parent.parent.parent / relative]
+    checkout = Path(__file__).resolve().parents[2]  # promptclf/core/data.py
+    candidates = [Path("..") / relative, checkout.parent / relative]
     return next((path for path in candidates if path.exists()), candidates[0])
 
 
