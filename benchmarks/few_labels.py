@@ -27,9 +27,10 @@ from _common import ROOT  # noqa: F401 - puts the repository on sys.path
 from _datasets import NAMES, load
 from promptclf.task.examples import sample_per_class
 from promptclf.core.labels import LabelSet
-from promptclf.methods.offline import (COMPONENTS, DEFAULT_WEIGHTS, SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS,
-                               FoldAverage, OfflineConfig, SelfTrainedComponent, can_cross_validate, choose, combine,
-                               cross_validate, pick, wilson_interval)
+from promptclf.methods.offline import (CALIBRATED, COMPONENTS, DEFAULT_WEIGHTS, SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT,
+                                      ZERO_SHOT_WEIGHTS, Estimate, FoldAverage, OfflineConfig, SelfTrainedComponent,
+                                      can_cross_validate, choose, combine, cross_validate, pick, wilson_interval,
+                                      with_confidence)
 
 METHODS = ("llm", "labels", SELF_TRAINED, "examples", "setfit", "combination", "auto")
 # The texts a user labels: the first UNLABELED rows of the seeded test sample, of which the first --n-test are
@@ -80,6 +81,8 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
         seconds[component] = time.perf_counter() - started
     cell["seconds"] = seconds
     cell["accuracy"] = {c: accuracy(p) for c, p in probs.items()}
+    if examples:
+        add_confidence(cell, labels, unlabeled, examples)
     if "cv_seconds" in cell:
         cell["weights"] = estimate.weights
         cell["accuracy"]["combination"] = accuracy(combine(probs, estimate.weights))
@@ -87,7 +90,7 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
         auto = pick(estimate.candidates, config.switch_margin)
         cell["auto"] = auto
         cell["accuracy"]["auto"] = cell["accuracy"][auto]
-        cell["estimate"] = estimate.candidates[auto]
+        cell["estimate"] = estimate_of(cell, auto)
     else:
         weights = {c: (DEFAULT_WEIGHTS if examples else ZERO_SHOT_WEIGHTS).get(c, 1.0) for c in names}
         cell["weights"] = weights
@@ -140,6 +143,37 @@ def with_new_self_trained(cell: dict) -> dict:
     return cell
 
 
+def add_confidence(cell: dict, labels: LabelSet, unlabeled: list[str], examples: list[dict]) -> dict:
+    """The self-trained component's mean confidence on all the unlabelled texts, for the estimate
+    (offline.with_confidence), as OfflineClassifier computes it."""
+    component = SelfTrainedComponent(labels, OfflineConfig(seed=cell["seed"]), unlabeled).fit(examples)
+    cell["confidence"] = {SELF_TRAINED: float(component.probabilities(unlabeled).max(axis=1).mean())}
+    cell["unlabeled"] = len(unlabeled)
+    return cell
+
+
+def estimate_of(cell: dict, chosen: str) -> float:
+    """What the run report states: the cross-validated accuracy, blended with the mean confidence where the
+    chosen component is calibrated that way."""
+    cross_validated = cell["candidates_cv"][chosen]
+    if chosen not in CALIBRATED or chosen not in cell.get("confidence", {}):
+        return cross_validated
+    return with_confidence(Estimate(chosen, {chosen: 1.0}, cross_validated), cell["confidence"][chosen],
+                           cell["unlabeled"], cell["n_examples"]).accuracy
+
+
+def update_confidence(path: Path) -> None:
+    """A cell stored before the estimate weighed the confidence gains the self-trained component's."""
+    cell = json.loads(path.read_text())
+    if not cell["budget"] or "confidence" in cell:
+        return
+    pool, test, label_names = load(cell["data"])
+    labels = LabelSet.of(label_names)
+    unlabeled = [r["text"] for r in test_sample(test, max(UNLABELED, cell["n_test"]))]
+    path.write_text(json.dumps(add_confidence(cell, labels, unlabeled,
+                                              sample_per_class(pool, labels, cell["budget"], cell["seed"]))))
+
+
 def update_zero_shot(path: Path) -> None:
     """A no-example cell stored before self-training existed gains its self-trained column."""
     cell = json.loads(path.read_text())
@@ -156,7 +190,7 @@ def refresh(cell: dict) -> dict:
     if "candidates_cv" in cell:  # today's rule for the automatic choice, on the stored cross-validation
         cell["auto"] = pick(cell["candidates_cv"], OfflineConfig().switch_margin)
         cell["accuracy"]["auto"] = cell["accuracy"][cell["auto"]]
-        cell["estimate"] = cell["candidates_cv"][cell["auto"]]
+        cell["estimate"] = estimate_of(cell, cell["auto"])
         return cell
     probs = {n: np.array(p) for n, p in cell["probs"].items()}
     weights = {c: (DEFAULT_WEIGHTS if cell["n_examples"] else ZERO_SHOT_WEIGHTS).get(c, 1.0) for c in probs}
@@ -244,24 +278,78 @@ def fit_defaults(cells: list[dict], budget: int) -> str:
 
 
 def compare_rules(cells: list[dict]) -> str:
-    """The automatic choice under other priors and margins, replayed on the stored cross-validation: per rule,
-    the cells where it lands within a point of the best single component, and its mean shortfall, on seed 0
-    and on the other seeds. The candidates are the single components (what `pick` chooses among)."""
+    """The automatic choice under other candidates, orders and margins, replayed on the stored cross-validation:
+    per rule, the cells where it lands within a point of the best single component, and its mean shortfall, on
+    seed 0 and on the other seeds. A rule is `pick` with these priors: the first that ran is kept unless
+    another of them leads it by more than the margin."""
     cells = [c for c in cells if "candidates_cv" in c]
     singles = ("labels", SELF_TRAINED, "examples", "setfit")
-    lines = ["| prior | margin | seed 0: within 1 pt | mean shortfall | seeds 1+: within 1 pt | mean shortfall |",
-             "|---|---|---|---|---|---|"]
-    for prior in (SELF_TRAINED, "setfit"):
+    orders = [(SELF_TRAINED, "setfit"), ("setfit", SELF_TRAINED), (SELF_TRAINED, "setfit", "labels", "examples"),
+              ("setfit", SELF_TRAINED, "labels", "examples")]
+    lines = ["| candidates, in order | margin | seed 0: within 1 pt | mean shortfall | seeds 1+: within 1 pt | "
+             "mean shortfall |", "|---|---|---|---|---|---|"]
+    for order in orders:
         for margin in (0.0, 0.05, 0.10, 0.15, 0.20, 1.0):
-            row = [prior, f"{margin:.2f}" if margin < 1 else "never switch"]
+            row = [", ".join(order), f"{margin:.2f}" if margin < 1 else "never switch"]
             for group in ([c for c in cells if c["seed"] == 0], [c for c in cells if c["seed"] != 0]):
                 gaps = []
                 for c in group:
-                    means = {n: v for n, v in c["candidates_cv"].items() if n in singles}
-                    chosen = pick(means, margin, priors=(prior,))
-                    gaps.append(max(c["accuracy"][n] for n in singles if n in c["accuracy"]) - c["accuracy"][chosen])
+                    chosen = pick(c["candidates_cv"], margin, priors=order)
+                    best = max(c["accuracy"][n] for n in singles if n in c["accuracy"])
+                    gaps.append(round(best - c["accuracy"][chosen], 6))
                 row += [f"{sum(g <= 0.01 for g in gaps)}/{len(gaps)}", f"{np.mean(gaps):.3f}" if gaps else "–"]
             lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+ESTIMATOR_BUDGETS, ESTIMATOR_SEEDS = (2, 4, 8, 16), 10
+
+
+def estimator_run(name: str, budget: int, seed: int) -> dict:
+    """The self-trained component on one draw of examples: its cross-validated accuracy, its mean confidence
+    on the UNLABELED texts and its accuracy on them (no SetFit: cheap enough for many seeds)."""
+    pool, test, label_names = load(name)
+    labels = LabelSet.of(label_names)
+    sample = test_sample(test, UNLABELED)
+    unlabeled, y_unlabeled = [r["text"] for r in sample], np.array([labels.index(r["label"]) for r in sample])
+    examples = sample_per_class(pool, labels, budget, seed)
+    y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
+    config = OfflineConfig(seed=seed)
+    oof, folds, _ = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y,
+                                   config, None)
+    cross_validated = choose(oof, y, folds, OfflineConfig(seed=seed, choose=SELF_TRAINED)).accuracy
+    probs = SelfTrainedComponent(labels, config, unlabeled).fit(examples).probabilities(unlabeled)
+    return {"data": name, "budget": budget, "seed": seed, "n": len(y), "cross_validated": cross_validated,
+            "confidence": float(probs.max(axis=1).mean()), "accuracy": float((probs.argmax(1) == y_unlabeled).mean())}
+
+
+def compare_estimators(out: Path) -> str:
+    """How far each way of estimating the accuracy lands from the accuracy on the texts (mean |error|, signed
+    mean, per budget), over every data set x ESTIMATOR_BUDGETS x ESTIMATOR_SEEDS; this chose
+    offline.CONFIDENCE_WEIGHT."""
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for name in NAMES:
+        for budget in ESTIMATOR_BUDGETS:
+            for seed in range(ESTIMATOR_SEEDS):
+                path = out / f"{name}-{budget}-{seed}.json"
+                if not path.exists():
+                    path.write_text(json.dumps(estimator_run(name, budget, seed)))
+                runs.append(json.loads(path.read_text()))
+    blend = lambda r, k: (r["n"] * r["cross_validated"] + k * r["confidence"]) / (r["n"] + k)  # noqa: E731
+    rules = {"cross-validated alone": lambda r: r["cross_validated"], "mean confidence alone": lambda r: r["confidence"]}
+    rules |= {f"blended, confidence weighs {k} examples": (lambda r, k=k: blend(r, k)) for k in (4, 8, 16, 32, 64)}
+    lines = [f"Estimators of the self-trained component's accuracy on {UNLABELED} texts: {len(runs)} runs ("
+             f"{', '.join(NAMES)}; {ESTIMATOR_BUDGETS} per class; seeds 0-{ESTIMATOR_SEEDS - 1})\n",
+             "| estimate | mean abs error | mean signed | " + " | ".join(f"abs, {b}/class" for b in ESTIMATOR_BUDGETS)
+             + " | 95% interval holds the accuracy |", "|---" * (4 + len(ESTIMATOR_BUDGETS)) + "|"]
+    for label, rule in rules.items():
+        errors = np.array([rule(r) - r["accuracy"] for r in runs])
+        budgets = np.array([r["budget"] for r in runs])
+        inside = np.mean([lo <= r["accuracy"] <= hi for r in runs for lo, hi in [wilson_interval(rule(r), r["n"])]])
+        lines.append(f"| {label} | {np.abs(errors).mean():.3f} | {errors.mean():+.3f} | "
+                     + " | ".join(f"{np.abs(errors[budgets == b]).mean():.3f}" for b in ESTIMATOR_BUDGETS)
+                     + f" | {inside:.0%} |")
     return "\n".join(lines)
 
 
@@ -277,11 +365,16 @@ def main() -> None:
                         "margins on the stored cells")
     parser.add_argument("--fit-defaults", type=int, metavar="BUDGET", help="grid the default weights on the cells "
                         "with this many examples per class (0: the zero-shot components)")
+    parser.add_argument("--estimators", action="store_true", help="compare ways of estimating the accuracy on "
+                        "many cheap runs of the self-trained component (stored in --out's sibling estimators/)")
     parser.add_argument("--refresh-from", metavar="DIR", help="cells stored by older code: compute only the "
                         "self-trained component again (the combination is left out of them)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.estimators:
+        print(compare_estimators(out.parent / "estimators"))
+        return
     if args.rules:
         print(compare_rules([json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]))
         return
@@ -308,8 +401,9 @@ def main() -> None:
                     print(f"{name} {budget}/class seed {seed}: " + ", ".join(
                         f"{k} {v:.3f}" for k, v in cell["accuracy"].items()) + f"  ({time.perf_counter() - started:.0f}s)",
                         flush=True)
-    for path in sorted(out.glob("*-0-*.json")):
+    for path in sorted(out.glob("*.json")):
         update_zero_shot(path)
+        update_confidence(path)
     cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     print(f"\nFew labels: accuracy on {args.n_test} seeded test rows per data set, mean ± std over seeds "
           f"(examples per class drawn with each seed). auto = the choice cross-validated on the examples; "
