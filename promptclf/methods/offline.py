@@ -417,9 +417,10 @@ class OfflineClassifier:
             from promptclf.methods.embeddings import default_encoder
 
             # The identity's version, where the other methods name their model (the components' models follow:
-            # the encoder and the embedded LLM's version). 2 with examples: answers cached before the
-            # self-trained component learned from pseudo-labels (pseudo_labels.py) are not this method's.
-            version = 2 if self.examples else 1
+            # the encoder and the embedded LLM's version). With examples: 2 when the self-trained component
+            # learned from pseudo-labels (pseudo_labels.py), 3 when the automatic choice became the self-trained
+            # component or SetFit only (pick): answers and trained state kept before are not this method's.
+            version = 3 if self.examples else 1
             self._identity = method_identity("offline", version, asdict(self.config), self.names, self.labels.fingerprint(),
                                              default_encoder().identity, self._llm_version(),
                                              [[r["text"], r["label"]] for r in self.examples],
