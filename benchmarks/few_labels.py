@@ -1,6 +1,6 @@
 """Few labels or none: every offline method, their combination and the automatic choice, on every shared
-data set, with 0, 2, 8 and 64 examples per class, over seeds; mean and spread; plus the cross-validated
-estimate the automatic choice reports, next to its measured test accuracy.
+data set, with 0, 2, 8 and 64 examples per class, over seeds; mean and spread; plus the estimate
+the automatic choice reports, next to its measured test accuracy.
 
 Data (benchmarks/_datasets.py): AG News (pool = seed-0 rows 0-3,999, test = the last 3,000), TREC (its
 train / test files), IMDb (train / test), SMS Spam (seeded stratified 70/30), GoEmotions Ekman (single-label
@@ -12,6 +12,8 @@ skipped when present, so an interrupted run resumes; the table is printed from w
     python benchmarks/few_labels.py                      # everything (hours on 2 CPU cores)
     python benchmarks/few_labels.py --data ag_news,trec --budgets 0,8 --seeds 0
     python benchmarks/few_labels.py --table-only
+    python benchmarks/few_labels.py --rules         # the automatic choice replayed under other rules
+    python benchmarks/few_labels.py --estimators    # ways to estimate the accuracy, 200 cheap runs
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ def items_per_s(cell: dict) -> float | None:
 
 def table(cells: list[dict]) -> str:
     cells = [refresh(c) for c in cells]
-    lines = ["| data | per class | seeds | " + " | ".join(METHODS) + " | auto picks | CV estimate | estimate − test "
+    lines = ["| data | per class | seeds | " + " | ".join(METHODS) + " | auto picks | estimate | estimate − test "
              "| train s | auto items/s |", "|---" * (len(METHODS) + 8) + "|"]
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
@@ -243,7 +245,7 @@ def table(cells: list[dict]) -> str:
     if gaps:
         inside = [wilson_interval(c["estimate"], c["n_examples"])[0] <= c["accuracy"]["auto"]
                   <= wilson_interval(c["estimate"], c["n_examples"])[1] for c in cells if "estimate" in c]
-        lines.append(f"\nMean |CV estimate − test accuracy| over {len(gaps)} cells with examples: "
+        lines.append(f"\nMean |estimate − test accuracy| over {len(gaps)} cells with examples: "
                      f"{np.mean(np.abs(gaps)):.3f} (mean signed {np.mean(gaps):+.3f}); the test accuracy was inside "
                      f"the estimate's 95% interval in {sum(inside)} of {len(inside)} cells.")
     return "\n".join(lines)
