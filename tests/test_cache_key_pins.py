@@ -62,8 +62,8 @@ PINNED = {
     "local": "a627f7c3e565818baab5509cf433d1ff83d023d3c73c126b42a83b9f55893ff4",
     "embed": "01de88fdbeb99d44f19e538240eb9ff58b22d402fede48a8e97b874f8286ad1d",
     "offline": "0251f193d1ac646c95861c8a7b03f280b9df5e282a82dd0ee9ec53f28f89f03c",
-    # version 3: the automatic choice among the self-trained component and SetFit only
-    "offline with examples": "a0ec542425b416a77d0e0fc0fc2e6820a628da6ec772a9fe565a0a76548aa35d",
+    # version 3: the automatic choice among the self-trained component and SetFit only; no SetFit below 8 per label
+    "offline with examples": "e4b599d083d04aafb8c271b5af97daae1acdc3e7cd3f688a34a2ab6f01192a3e",
 }
 
 

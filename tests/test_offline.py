@@ -158,6 +158,21 @@ def test_offline_chooses_estimates_and_caches_what_it_trained(few, home, monkeyp
         Classifier(LABELS, "offline", examples=other, offline=config, cache=False, progress=False).classify(texts)
 
 
+def test_setfit_is_a_default_component_from_eight_examples_of_every_label(sample_rows, ag_unlabeled):
+    from promptclf.methods.offline import SETFIT_FROM
+
+    texts, _ = ag_unlabeled
+    names = lambda per_label, unlabeled=texts: OfflineClassifier(  # noqa: E731
+        LABELS, sample_per_class(sample_rows, LabelSet.of(LABELS), per_label, seed=0), unlabeled=unlabeled).names
+    assert SETFIT_FROM == 8
+    assert names(7) == ("labels", "examples", "self-trained")
+    assert names(8) == ("labels", "examples", "setfit", "self-trained")
+    assert names(2, unlabeled=()) == ("labels", "examples")
+    one_short = sample_per_class(sample_rows, LabelSet.of(LABELS), 8, seed=0)[1:]  # one label has 7
+    assert "setfit" not in OfflineClassifier(LABELS, one_short, unlabeled=texts).names
+    assert OfflineClassifier(LABELS, one_short, OfflineConfig(components=("setfit",))).names == ("setfit",)
+
+
 def test_offline_without_examples_uses_the_zero_shot_components(home):
     method = OfflineClassifier(LABELS, config=OfflineConfig(components=("labels",)))
     probs = method.probabilities(["The striker scored twice in the cup final."], Usage())

@@ -47,6 +47,11 @@ SELF_TRAINED = "self-trained"  # a component wherever there are enough unlabelle
 # its scoring of the examples was most of the cross-validation time (IMDb, 2 per class: 969 s).
 # `components=` can add it.
 WITH_EXAMPLES = ("labels", "examples", "setfit")
+# SetFit is a default component only where every label has this many examples: below, it was far behind the
+# self-trained component on every shared data set (benchmarks/few_labels.py: 2 per class, seeds 0-1, by 0.07 to
+# 0.21; 4 per class, seed 0, by 0.05 to 0.18), and its cross-validation is most of the training time. At 8 it
+# led on SMS Spam and GoEmotions. `components=` adds it anywhere.
+SETFIT_FROM = 8
 # Weights of the components' log-probabilities where they cannot be fitted. Without examples: chosen on the
 # five shared data sets (benchmarks/few_labels.py --fit-defaults 0): the LLM at a quarter of the label
 # similarity's weight had the best worst case (-0.045 against the better single component; equal weights
@@ -409,7 +414,11 @@ class OfflineClassifier:
         if self.config.components:
             return tuple(self.config.components)
         self_trained = (SELF_TRAINED,) if self.unlabeled else ()
-        return WITH_EXAMPLES + self_trained if self.examples else self_trained or ZERO_SHOT
+        if not self.examples:
+            return self_trained or ZERO_SHOT
+        counts = [sum(r["label"] == name for r in self.examples) for name in self.labels.names]
+        with_examples = tuple(c for c in WITH_EXAMPLES if c != "setfit" or min(counts) >= SETFIT_FROM)
+        return with_examples + self_trained
 
     @property
     def identity(self) -> str:
