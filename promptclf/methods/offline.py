@@ -10,9 +10,11 @@ log-probabilities.
 With examples, every component is cross-validated on them (stratified folds, each component trained on
 the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to
 the out-of-fold probabilities, and the automatic choice (`pick`) is the first of PRIORS that ran (the
-self-trained component, else SetFit) unless the other leads it clearly in cross-validated accuracy; the combination (its estimate with weights fitted on the other folds) is used when asked for.
-That accuracy, mean ± spread over the folds and its 95% interval on that many examples, is reported before
-anything is labelled. Without examples, given enough unlabelled texts, the self-trained similarity is used
+self-trained component, else SetFit, which joins the defaults from SETFIT_FROM examples per label) unless the
+other leads it clearly in cross-validated accuracy; the combination (its estimate with weights fitted on the
+other folds) is used when asked for. That accuracy (mean ± spread over the folds; for the self-trained
+component blended with its mean confidence on the texts, with_confidence) and its 95% interval on that many
+examples is reported before anything is labelled. Without examples, given enough unlabelled texts, the self-trained similarity is used
 alone: it beat the LLM and the plain similarity on all five shared data sets, at embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the
 shared data sets.
 
