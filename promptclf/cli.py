@@ -31,6 +31,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--structured", default="auto",
                    choices=["auto", "json_schema", "function_calling", "json_mode", "parser"],
                    help="how chat models return answers (auto: json_schema for OpenAI, parser for other servers)")
+    p.add_argument("--no-logprobs", action="store_true", help="chat models: ask for no token logprobs (no "
+                   "confidence; llama-cpp-python's server answers far faster without them)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     p.add_argument("--max-attempts", type=int, default=6)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
@@ -85,7 +87,7 @@ def _classifier_options(args) -> dict:
     cache = False if args.no_cache else (args.cache or args.cache_dir or True)
     return dict(examples=examples, example_selection=args.example_selection, k=args.k,
                 prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
-                structured=args.structured,
+                structured=args.structured, logprobs=not getattr(args, "no_logprobs", False),
                 concurrency=args.concurrency, max_attempts=args.max_attempts, timeout=args.timeout,
                 cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
                 skip_empty=args.skip_empty, progress=False if args.no_progress else None,
@@ -129,7 +131,7 @@ BATCH_ARGS = ("input", "output", "text_column", "labels", "task", "model", "exam
               "examples_label_column", "example_selection", "k", "prompt", "instructions", "batch_size",
               "structured", "concurrency", "max_attempts", "timeout", "cache", "cache_dir", "no_cache", "fallback",
               "fallback_below", "skip_empty", "no_progress", "calibrate", "demo_words", "item_words", "quantize",
-              "threads")
+              "threads", "no_logprobs")
 
 
 def _classify_with_batch_api(args) -> int:

@@ -103,3 +103,15 @@ def test_structured_output_mode_is_a_cli_option(tmp_path, server_factory, sample
                  "--structured", "function_calling"]) == 0
     assert server.log.bodies[0]["tools"][0]["type"] == "function"
     assert list(pd.read_csv(tmp_path / "o.csv")["predicted_label"]) == [r["label"] for r in sample_rows[:3]]
+
+
+def test_no_logprobs_is_a_cli_option_and_rejected_where_it_does_not_apply(tmp_path, server_factory, sample_rows,
+                                                                          capsys):
+    server = server_factory()
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": [r["text"] for r in sample_rows[:3]]}).to_csv(src, index=False)
+    argv = ["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS, "--no-cache"]
+    assert main(argv + ["--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-logprobs"]) == 0
+    assert server.log.bodies and not any("logprobs" in body for body in server.log.bodies)
+    assert main(argv + ["--model", "embed", "--no-logprobs"]) == 2
+    assert "option logprobs does not apply to model embed" in capsys.readouterr().err

@@ -199,6 +199,20 @@ def test_chat_confidence_comes_from_the_label_tokens_logprobs(server_factory, sa
     assert all(body["logprobs"] is True and body["top_logprobs"] >= len(LABELS) for body in server.log.bodies)
 
 
+def test_logprobs_can_be_turned_off_for_a_server_where_they_are_slow(server_factory, sample_rows, cache_dir, caplog):
+    # llama-cpp-python sorts its whole vocabulary in Python for every generated token it gives logprobs for
+    server = server_factory()
+    rows = sample_rows[:6]
+    with caplog.at_level(logging.WARNING, logger="promptclf"):
+        preds = Classifier(LABELS, model_at(server), cache=cache_dir, batch_size=6, structured="json_schema",
+                           logprobs=False).predict([r["text"] for r in rows])
+    assert [p.label for p in preds] == [r["label"] for r in rows] and all(p.confidence is None for p in preds)
+    assert server.log.bodies and all("logprobs" not in body and "top_logprobs" not in body for body in server.log.bodies)
+    assert not [r for r in caplog.records if "logprobs" in r.getMessage()]  # asked for none: nothing to warn of
+    on = Classifier(LABELS, model_at(server), cache=cache_dir).method.identity
+    assert Classifier(LABELS, model_at(server), cache=cache_dir, logprobs=False).method.identity != on
+
+
 def test_fallback_below_works_for_chat_models(server_factory, sample_rows, cache_dir):
     rows = sample_rows[:10]
     server = server_factory(label_probability=unsure_about(rows[:4]))

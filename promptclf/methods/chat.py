@@ -93,6 +93,8 @@ class ChatLabeler:
         self.multi_label = multi_label
         # Multi-label answers carry no confidence: a label set's is not one token's probability.
         self.logprobs = logprobs and _openai_family(llm) and not multi_label
+        # answers cached without logprobs carry no confidence: not the same answers as those asked with them
+        self._without_logprobs = ("no-logprobs",) if not logprobs and _openai_family(llm) and not multi_label else ()
         self._system_in_user = system_in_user
         self.max_tokens = answer_budget(batch_size, labels, multi_label)
         self.endpoint = endpoint(f"chat|{model_id}")
@@ -171,7 +173,7 @@ class ChatLabeler:
         moved = ("system-in-user",) if self.system_in_user else ()
         multi = ("multi-label",) if self.multi_label else ()
         return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0], *moved,
-                               *multi)
+                               *multi, *self._without_logprobs)
 
     # --- one request --------------------------------------------------------------------------------
 
