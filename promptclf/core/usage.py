@@ -56,7 +56,7 @@ class Usage:
     escalated: int = 0  # a cascade's items sent on to its API stage
     compute_s: float = 0.0
     wall_s: float = 0.0
-    estimate: str = ""  # what an offline classifier chose, and its cross-validated accuracy
+    estimate: str = ""  # what an offline classifier chose, and its estimated accuracy
     prices: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
