@@ -45,15 +45,31 @@ def test_sample(test: list[dict], n: int) -> list[dict]:
     return [test[i] for i in order]
 
 
-def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dict) -> dict:
+def cell_data(name: str, budget: int, seed: int, n_test: int) -> tuple[LabelSet, list[dict], list[str], list[dict]]:
+    """A cell's labels, its n_test scored test rows, the texts a user labels (the first UNLABELED rows of the
+    same seeded sample, so the scored rows are among them) and its examples (budget per class, drawn with the
+    seed; none for budget 0)."""
     pool, test, label_names = load(name)
     labels = LabelSet.of(label_names)
     unlabeled = [r["text"] for r in test_sample(test, max(UNLABELED, n_test))]
-    test = test_sample(test, n_test)
+    examples = sample_per_class(pool, labels, budget, seed) if budget else []
+    return labels, test_sample(test, n_test), unlabeled, examples
+
+
+def self_trained_cv(labels: LabelSet, unlabeled: list[str], examples: list[dict], seed: int) -> float:
+    """The self-trained component's cross-validated accuracy on the examples, as OfflineClassifier measures it."""
+    y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
+    config = OfflineConfig(seed=seed, choose=SELF_TRAINED)
+    oof, folds, _ = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y,
+                                   config, None)
+    return choose(oof, y, folds, config).accuracy
+
+
+def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dict) -> dict:
+    labels, test, unlabeled, examples = cell_data(name, budget, seed, n_test)
     texts = [r["text"] for r in test]
     y_test = np.array([labels.index(r["label"]) for r in test])
     config = OfflineConfig(seed=seed)
-    examples = sample_per_class(pool, labels, budget, seed) if budget else []
     cell = {"data": name, "budget": budget, "seed": seed, "n_test": len(test), "n_examples": len(examples)}
     names = WITH_EXAMPLES + (SELF_TRAINED,) if examples else ZERO_SHOT
     make = lambda c: (SelfTrainedComponent(labels, config, unlabeled) if c == SELF_TRAINED  # noqa: E731
@@ -120,21 +136,13 @@ def with_new_self_trained(cell: dict) -> dict:
     validated on the same folds of the same examples and scored on the same test rows. The other components'
     code has not changed since. The combination needs SetFit's out-of-fold probabilities, which were not
     stored then, so it is left out of such a cell."""
-    pool, test, label_names = load(cell["data"])
-    labels = LabelSet.of(label_names)
-    unlabeled = [r["text"] for r in test_sample(test, max(UNLABELED, cell["n_test"]))]
-    examples = sample_per_class(pool, labels, cell["budget"], cell["seed"])
-    y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
-    config = OfflineConfig(seed=cell["seed"])
+    labels, test, unlabeled, examples = cell_data(cell["data"], cell["budget"], cell["seed"], cell["n_test"])
     started = time.perf_counter()
-    oof, folds, _ = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y,
-                                   config, None)
+    cell["candidates_cv"][SELF_TRAINED] = self_trained_cv(labels, unlabeled, examples, cell["seed"])
     cell["cv_seconds"] += time.perf_counter() - started
-    cell["candidates_cv"][SELF_TRAINED] = choose(oof, y, folds, OfflineConfig(seed=cell["seed"], choose=SELF_TRAINED)
-                                                 ).candidates[SELF_TRAINED]
     started = time.perf_counter()
-    probs = SelfTrainedComponent(labels, config, unlabeled).fit(examples).probabilities(
-        [r["text"] for r in test_sample(test, cell["n_test"])])
+    probs = SelfTrainedComponent(labels, OfflineConfig(seed=cell["seed"]), unlabeled).fit(examples).probabilities(
+        [r["text"] for r in test])
     cell["seconds"][SELF_TRAINED] = time.perf_counter() - started
     cell["accuracy"][SELF_TRAINED] = float((probs.argmax(1) == np.array(cell["y_test"])).mean())
     cell["probs"][SELF_TRAINED] = probs.round(5).tolist()
@@ -169,11 +177,8 @@ def update_confidence(path: Path) -> None:
     cell = json.loads(path.read_text())
     if not cell["budget"] or "confidence" in cell:
         return
-    pool, test, label_names = load(cell["data"])
-    labels = LabelSet.of(label_names)
-    unlabeled = [r["text"] for r in test_sample(test, max(UNLABELED, cell["n_test"]))]
-    path.write_text(json.dumps(add_confidence(cell, labels, unlabeled,
-                                              sample_per_class(pool, labels, cell["budget"], cell["seed"]))))
+    labels, _, unlabeled, examples = cell_data(cell["data"], cell["budget"], cell["seed"], cell["n_test"])
+    path.write_text(json.dumps(add_confidence(cell, labels, unlabeled, examples)))
 
 
 def update_zero_shot(path: Path) -> None:
@@ -181,9 +186,8 @@ def update_zero_shot(path: Path) -> None:
     cell = json.loads(path.read_text())
     if cell["budget"] or cell.get("unlabeled") == UNLABELED:
         return
-    _, test, label_names = load(cell["data"])
-    unlabeled = [r["text"] for r in test_sample(test, max(UNLABELED, cell["n_test"]))]
-    add_self_trained(cell, LabelSet.of(label_names), unlabeled, np.array(cell["y_test"]))
+    labels, _, unlabeled, _ = cell_data(cell["data"], 0, 0, cell["n_test"])
+    add_self_trained(cell, labels, unlabeled, np.array(cell["y_test"]))
     path.write_text(json.dumps(cell))
 
 
@@ -310,18 +314,11 @@ ESTIMATOR_BUDGETS, ESTIMATOR_SEEDS = (2, 4, 8, 16), 10
 def estimator_run(name: str, budget: int, seed: int) -> dict:
     """The self-trained component on one draw of examples: its cross-validated accuracy, its mean confidence
     on the UNLABELED texts and its accuracy on them (no SetFit: cheap enough for many seeds)."""
-    pool, test, label_names = load(name)
-    labels = LabelSet.of(label_names)
-    sample = test_sample(test, UNLABELED)
-    unlabeled, y_unlabeled = [r["text"] for r in sample], np.array([labels.index(r["label"]) for r in sample])
-    examples = sample_per_class(pool, labels, budget, seed)
-    y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
-    config = OfflineConfig(seed=seed)
-    oof, folds, _ = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y,
-                                   config, None)
-    cross_validated = choose(oof, y, folds, OfflineConfig(seed=seed, choose=SELF_TRAINED)).accuracy
-    probs = SelfTrainedComponent(labels, config, unlabeled).fit(examples).probabilities(unlabeled)
-    return {"data": name, "budget": budget, "seed": seed, "n": len(y), "cross_validated": cross_validated,
+    labels, rows, unlabeled, examples = cell_data(name, budget, seed, UNLABELED)  # rows: the unlabelled texts
+    y_unlabeled = np.array([labels.index(r["label"]) for r in rows])
+    cross_validated = self_trained_cv(labels, unlabeled, examples, seed)
+    probs = SelfTrainedComponent(labels, OfflineConfig(seed=seed), unlabeled).fit(examples).probabilities(unlabeled)
+    return {"data": name, "budget": budget, "seed": seed, "n": len(examples), "cross_validated": cross_validated,
             "confidence": float(probs.max(axis=1).mean()), "accuracy": float((probs.argmax(1) == y_unlabeled).mean())}
 
 

@@ -67,6 +67,19 @@ def default_encoder() -> Encoder:
     return Encoder()
 
 
+class UsesEncoder:
+    """For a method that embeds: `encoder`, the one it was given (`self._encoder`) or else the packaged MiniLM,
+    loaded on first use (seconds), so building the method stays cheap."""
+
+    _encoder: Encoder | None = None
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = default_encoder()
+        return self._encoder
+
+
 def cached_encode(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
     """encoder.encode(texts), stored on disk under the hash of (encoder, texts): a pool is embedded once.
     Vectors are stored as .npy bytes and read without pickle (see VectorDisk)."""

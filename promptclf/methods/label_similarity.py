@@ -19,6 +19,7 @@ from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Outcome, from_probabilities
 from promptclf.core.usage import Usage
+from promptclf.methods.embeddings import UsesEncoder, cached_encode
 from promptclf.methods.scoring import softmax
 
 # Chosen on the five shared data sets (300 seeded test rows each, mean accuracy): the plain label name 0.527,
@@ -37,7 +38,7 @@ MIX = 0.5  # weight of the centroids' similarity; the rest is the labels' own
 TEMPERATURE = 0.05
 
 
-class LabelSimilarity:
+class LabelSimilarity(UsesEncoder):
     """Zero-shot label probabilities from sentence-embedding similarity to the labels.
 
     `template` writes each label ("{label}", "{description}" available); `temperature` turns similarity
@@ -57,14 +58,6 @@ class LabelSimilarity:
         self.unlabeled = unlabeled_sample(unlabeled)
         self.examples = [(r["text"], self.labels.index(r["label"])) for r in examples]
         self._seeds = self._centroids = None
-
-    @property
-    def encoder(self):
-        if self._encoder is None:
-            from promptclf.methods.embeddings import default_encoder
-
-            self._encoder = default_encoder()
-        return self._encoder
 
     def label_texts(self) -> list[str]:
         texts = []
@@ -101,21 +94,15 @@ class LabelSimilarity:
     def centroids(self) -> np.ndarray | None:
         """The seeds self-trained on the unlabelled texts (None without them)."""
         if self._centroids is None and self.unlabeled:
-            from promptclf.methods.embeddings import cached_encode
-
             pinned = self._example_vectors() if self.examples else None
             self._centroids = self_train(cached_encode(self.encoder, self.unlabeled), self.seeds, ROUNDS, pinned)
         return self._centroids
 
     def _example_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        from promptclf.methods.embeddings import cached_encode
-
         return (cached_encode(self.encoder, [t for t, _ in self.examples]),
                 np.array([k for _, k in self.examples], dtype=int))
 
     def similarities(self, texts: Sequence[str]) -> np.ndarray:
-        from promptclf.methods.embeddings import cached_encode
-
         vectors = cached_encode(self.encoder, list(texts))
         plain = vectors @ self.seeds.T
         return plain if self.centroids is None else MIX * (vectors @ self.centroids.T) + (1 - MIX) * plain

@@ -7,10 +7,11 @@ from typing import Sequence
 import numpy as np
 
 from promptclf.core.hashing import fingerprint
+from promptclf.methods.embeddings import UsesEncoder, cached_encode, encoder_identity
 from promptclf.task.examples import ExampleError
 
 
-class SimilarExamples:
+class SimilarExamples(UsesEncoder):
     """Picks, for each input, the k nearest pool examples by MiniLM cosine similarity.
 
     For a batch, the union of each item's neighbours is used, most similar last (closest to the items).
@@ -28,26 +29,14 @@ class SimilarExamples:
         self._vectors = self._fingerprint = None
 
     @property
-    def encoder(self):
-        if self._encoder is None:
-            from promptclf.methods.embeddings import default_encoder
-
-            self._encoder = default_encoder()
-        return self._encoder
-
-    @property
     def vectors(self) -> np.ndarray:
         """Pool embeddings, computed once per pool and kept in the promptclf cache directory."""
         if self._vectors is None:
-            from promptclf.methods.embeddings import cached_encode
-
             self._vectors = cached_encode(self.encoder, [r["text"] for r in self.pool])
         return self._vectors
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:  # the pool can be thousands of rows: hash it once
-            from promptclf.methods.embeddings import encoder_identity
-
             encoder = self._encoder.identity if self._encoder is not None else encoder_identity()
             self._fingerprint = fingerprint("similar", self.k, self.max_per_batch, self.nearest_last, encoder,
                                             [[r["text"], r["label"]] for r in self.pool])
