@@ -11,6 +11,8 @@ Data: AG News test.csv, the seed-0 split of benchmarks/_common.py (SPLIT_TEXT), 
 Run it `nice`d, with 1-2 server threads: it is CPU-bound for minutes.
 
     nice python benchmarks/llamacpp_server.py --threads 2 --chat-items 4 --score-items 50
+    nice python benchmarks/llamacpp_server.py --threads 1 --servers 2 --modes "" --score-items 50 \\
+        --cache /tmp/llama_answers --port 18431      # the scorer only, on two servers, resumable
 """
 
 import argparse
@@ -18,6 +20,8 @@ import logging
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 from _common import LABELS, SPLIT_TEXT, ag_split
 
@@ -48,6 +52,24 @@ def run(model: str, rows: list[dict], cache=False, **options) -> dict:
             "confidence": f"{len(confident)}/{len(rows)}"}
 
 
+def run_split(model_at, urls: list[str], rows: list[dict], **options) -> dict:
+    """run() with the rows dealt into len(urls) parts, one per server, labelled at the same time: llama.cpp's
+    server answers one request at a time, so on 2 cores two 1-thread servers finish in about half the time."""
+    parts = [rows[k::len(urls)] for k in range(len(urls))]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(urls)) as pool:
+        done = list(pool.map(lambda u, part: run(model_at(u), part, **options), urls, parts))
+    labels = [None] * len(rows)
+    for k, row in enumerate(done):
+        labels[k::len(urls)] = row["labels"]
+    gold = [r["label"] for r in rows]
+    confident = sum(int(row["confidence"].split("/")[0]) for row in done)
+    return {"status": "; ".join(sorted({row["status"] for row in done})), "labels": labels,
+            "requests": sum(row["requests"] * len(part) for row, part in zip(done, parts)) / len(rows),
+            "accuracy": sum(a == b for a, b in zip(labels, gold)) / len(rows),
+            "items_s": len(rows) / (time.perf_counter() - started), "confidence": f"{confident}/{len(rows)}"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -60,7 +82,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", default=False,
                         help="an answer cache directory for the `completions:` run, so an interrupted run resumes "
                              "(requests per item then counts only the requests of this run); give --port too")
-    parser.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="the server's port (default: a free one); with --servers N, ports PORT to PORT+N-1")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="servers of --threads threads each; the `completions:` items are split among them")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     test = ag_split()[2]
@@ -68,7 +93,11 @@ def main(argv=None) -> int:
           flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the server is stopped on `kill`
     score_rows = test[: args.score_items]
-    with llamacpp_server(threads=args.threads, log_path=args.log, port=args.port) as url:
+    with ExitStack() as servers:
+        urls = [servers.enter_context(llamacpp_server(
+                    threads=args.threads, log_path=f"{args.log}.{k}" if args.log and k else args.log,
+                    port=args.port + k if args.port else None)) for k in range(args.servers)]
+        url = urls[0]
         print("| path | works / fails | requests per item | accuracy | items/s | with confidence |\n"
               "|---|---|---|---|---|---|", flush=True)
         for mode in [m for m in args.modes.split(",") if m]:
@@ -77,7 +106,8 @@ def main(argv=None) -> int:
             print(f"| chat, `structured={mode!r}` ({args.chat_items} items) | {row['status'][:160]} | "
                   f"{row['requests']:.2f} | {row['accuracy']:.3f} | {row['items_s']:.3f} | {row['confidence']} |",
                   flush=True)
-        served = run(f"completions:gemma-3-270m@{url}", score_rows, cache=args.cache, timeout=args.timeout)
+        served = run_split(lambda u: f"completions:gemma-3-270m@{u}", urls, score_rows, cache=args.cache,
+                           timeout=args.timeout)
         print(f"| `completions:` ({len(score_rows)} items) | {served['status'][:160]} | {served['requests']:.2f} | "
               f"{served['accuracy']:.3f} | {served['items_s']:.3f} | {served['confidence']} |", flush=True)
     local = run("local", score_rows)
