@@ -60,9 +60,8 @@ def self_trained_cv(labels: LabelSet, unlabeled: list[str], examples: list[dict]
     """The self-trained component's cross-validated accuracy on the examples, as OfflineClassifier measures it."""
     y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
     config = OfflineConfig(seed=seed, choose=SELF_TRAINED)
-    oof, folds, _ = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y,
-                                   config, None)
-    return choose(oof, y, folds, config).accuracy
+    cv = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y, config, None)
+    return choose(cv.oof, y, cv.folds, config).accuracy
 
 
 def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dict) -> dict:
@@ -79,7 +78,7 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
     y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
     if can_cross_validate(y, len(labels)):
         started = time.perf_counter()
-        oof, folds, fold_models = cross_validate({c: make(c) for c in names}, examples, y, config, None)
+        oof, folds, fold_models, _ = cross_validate({c: make(c) for c in names}, examples, y, config, None)
         estimate = choose(oof, y, folds, OfflineConfig(seed=seed, choose="combination"))
         cell["cv_seconds"] = time.perf_counter() - started
         # so that another choice rule or weighting can be replayed without training again

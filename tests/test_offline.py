@@ -13,8 +13,8 @@ from promptclf.task.examples import sample_per_class
 from promptclf.methods.finetune import finetune, load_finetuned
 from promptclf.methods.label_similarity import LabelSimilarity
 from promptclf.core.labels import LabelSet
-from promptclf.methods.offline import (COMPONENTS, Component, OfflineClassifier, OfflineConfig, combine, cross_validate,
-                               fit_weights, folds_of)
+from promptclf.methods.offline import (COMPONENTS, SELF_TRAINED, Component, OfflineClassifier, OfflineConfig, choose,
+                                       combine, cross_validate, fit_weights, folds_of)
 from promptclf.core.usage import Usage
 
 from .conftest import LABELS
@@ -120,13 +120,71 @@ def test_cross_validation_never_scores_rows_it_trained_on(few, monkeypatch):
     Spy.calls = []
     y = np.array([labels.index(r["label"]) for r in train])
     config = OfflineConfig(folds=3)
-    oof, folds, _ = cross_validate({"spy": Spy(labels, config)}, train, y, config, None)
+    cv = cross_validate({"spy": Spy(labels, config)}, train, y, config, None)
+    folds = cv.folds
     assert len(Spy.calls) == len(folds) == 3
     for trained, scored in Spy.calls:
         assert trained and scored and not trained & scored
     assert set().union(*(s for _, s in Spy.calls)) == {r["text"] for r in train}  # each row scored once
     for train_idx, test_idx in folds_of(y, 3, 0):  # stratified: every label in every training part
         assert set(y[train_idx]) == set(range(4))
+
+
+class Oracle(Component):
+    """Answers with the right label for the first `right` share of each fold's rows and a wrong one for the
+    rest; counts its trainings."""
+
+    right = 1.0
+    fits: list = []
+
+    def fit(self, rows, workdir=None):
+        type(self).fits.append(len(rows))
+        return self
+
+    def probabilities(self, texts, usage=None):
+        probs = np.zeros((len(texts), len(self.labels)))
+        for i, text in enumerate(texts):
+            gold = self.labels.index(self.gold[text])
+            probs[i, gold if i < self.right * len(texts) else (gold + 1) % len(self.labels)] = 1.0
+        return probs
+
+
+def oracles(rows, prior_right, other_right):
+    """A self-trained component and SetFit stand-ins, right on the given shares of each fold."""
+    gold = {r["text"]: r["label"] for r in rows}
+    made = {}
+    for name, right in ((SELF_TRAINED, prior_right), ("setfit", other_right)):
+        made[name] = type(name, (Oracle,), {"name": name, "right": right, "gold": gold, "fits": []})
+    return made
+
+
+@pytest.mark.parametrize("prior_right, other_right, other_folds", [
+    (1.0, 0.0, 0),  # nothing can lead a prior at 1.0 (nor at 0.9 or more) by more than 0.10: not trained at all
+    (0.8, 0.0, 1),  # after 1 fold it cannot lead by more than 0.10 even if right on the rest (0 + 1 + 1 < 3 * 0.9)
+    (0.6, 0.2, 2),  # after 1 fold it could still lead by more than 0.10 (about 0.2 + 1 + 1 > 3 * 0.72); after 2, not
+    (0.25, 1.0, 3),  # it leads: every fold runs, and it is picked
+])
+def test_cross_validation_stops_a_candidate_once_it_cannot_be_picked(few, prior_right, other_right, other_folds):
+    """Lossless: the choice is the one the full cross-validation makes, with fewer SetFit trainings."""
+    train, _ = few
+    labels = LabelSet.of(LABELS)
+    y = np.array([labels.index(r["label"]) for r in train])
+    config = OfflineConfig(folds=3)
+    kinds = oracles(train, prior_right, other_right)
+    components = lambda: {n: kinds[n](labels, config) for n in ("setfit", SELF_TRAINED)}  # noqa: E731
+    full = cross_validate(components(), train, y, config, None)
+    kinds["setfit"].fits.clear()
+    early = cross_validate(components(), train, y, config, None, stop_hopeless=True)
+    assert len(kinds["setfit"].fits) == other_folds
+    assert len(kinds[SELF_TRAINED].fits) == 2 * 3  # the prior always runs every fold
+    chosen = choose(early.oof, y, early.folds, config, early.stopped)
+    assert chosen.chosen == choose(full.oof, y, full.folds, config).chosen
+    if other_folds < 3:
+        assert "setfit" not in early.oof and len(early.stopped["setfit"]) == other_folds
+        assert chosen.stopped == early.stopped and "setfit stopped after" in chosen.describe()
+    else:
+        assert chosen.chosen == "setfit" and not early.stopped
+    assert not full.stopped  # without stop_hopeless, never
 
 
 def test_offline_chooses_estimates_and_caches_what_it_trained(few, home, monkeypatch):

@@ -11,8 +11,9 @@ With examples, every component is cross-validated on them (stratified folds, eac
 the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to
 the out-of-fold probabilities, and the automatic choice (`pick`) is the first of PRIORS that ran (the
 self-trained component, else SetFit, which joins the defaults from SETFIT_FROM examples per label) unless the
-other leads it clearly in cross-validated accuracy; the combination (its estimate with weights fitted on the
-other folds) is used when asked for. That accuracy (mean ± spread over the folds; for the self-trained
+other leads it clearly in cross-validated accuracy (the prior is cross-validated first, and SetFit's folds stop
+as soon as it could no longer lead: not trained at all where the prior scores 0.90 or more); the combination
+(its estimate with weights fitted on the other folds) is used when asked for. That accuracy (mean ± spread over the folds; for the self-trained
 component blended with its mean confidence on the texts, with_confidence) and its 95% interval on that many
 examples is reported before anything is labelled. Without examples, given enough unlabelled texts, the self-trained similarity is used
 alone: it beat the LLM and the plain similarity on all five shared data sets, at embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the
@@ -29,7 +30,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -286,6 +287,7 @@ class Estimate:
     cross_validated: float | None = None  # where `accuracy` also weighs the confidence (with_confidence)
     confidence: float | None = None
     texts: int = 0
+    stopped: dict = field(default_factory=dict)  # candidates stopped early: their fold accuracies (hopeless)
 
     def describe(self) -> str:
         used = "+".join(n for n, w in self.weights.items() if w) or self.chosen
@@ -295,10 +297,13 @@ class Estimate:
         interval = f", 95% interval {self.low:.2f}-{self.high:.2f}" if self.low is not None else ""
         measured = self.accuracy if self.confidence is None else self.cross_validated
         cv = f"cross-validated accuracy {measured:.3f} ± {self.spread:.3f} over {self.folds} folds of the examples"
+        stopped = "".join(f"; {name} stopped after {len(accs)} of {self.folds} folds"
+                          f"{f' ({np.mean(accs):.3f})' if accs else ''}: it could not be chosen"
+                          for name, accs in self.stopped.items())
         if self.confidence is None:
-            return f"offline: {self.chosen} ({used}), {cv}{interval}"
+            return f"offline: {self.chosen} ({used}), {cv}{interval}{stopped}"
         return (f"offline: {self.chosen} ({used}), estimated accuracy {self.accuracy:.3f} ({cv}, mean confidence "
-                f"{self.confidence:.3f} on {self.texts} of the texts){interval}")
+                f"{self.confidence:.3f} on {self.texts} of the texts){interval}{stopped}")
 
 
 # How many examples the mean confidence on the texts being labelled counts as in the estimate (with_confidence).
@@ -321,28 +326,57 @@ def with_confidence(estimate: Estimate, confidence: float, texts: int, n_example
                    confidence=confidence, texts=texts)
 
 
+class CrossValidation(NamedTuple):
+    oof: dict[str, np.ndarray]  # out-of-fold probabilities of every component that ran every fold
+    folds: list
+    fold_models: dict[str, list[Component]]  # of the cross-fitted components
+    stopped: dict[str, list[float]]  # the fold accuracies of the candidates stopped early (hopeless)
+
+
 def cross_validate(components: dict[str, Component], rows: list[dict], y: np.ndarray, config: OfflineConfig,
-                   workdir: Path | None, progress: bool = False) -> tuple[dict[str, np.ndarray], list, dict]:
-    """Out-of-fold probabilities of every component on the examples (a zero-shot one needs no folds), the
-    folds, and the fold models of the cross-fitted components."""
+                   workdir: Path | None, progress: bool = False, stop_hopeless: bool = False) -> CrossValidation:
+    """Out-of-fold probabilities of every component on the examples (a zero-shot one needs no folds). With
+    stop_hopeless, the automatic choice's prior runs first and another candidate stops at the fold after which
+    it could no longer be picked (hopeless): the same choice, without SetFit's remaining trainings."""
     folds = folds_of(y, config.folds, config.seed)
     texts = [r["text"] for r in rows]
-    oof, fold_models = {}, {}
-    for name, component in components.items():
-        started = time.perf_counter()
+    oof, fold_models, stopped, means = {}, {}, {}, {}
+    prior = next((n for n in PRIORS if n in components), None)
+    for name in sorted(components, key=lambda n: n != prior):
+        component, started = components[name], time.perf_counter()
         if not component.trains:
             oof[name] = component.probabilities(texts)
         else:
-            oof[name] = np.zeros((len(rows), len(component.labels)))
+            oof[name], accuracies = np.zeros((len(rows), len(component.labels))), []
             for k, (train, test) in enumerate(folds):
+                if stop_hopeless and hopeless(name, accuracies, len(folds), prior, means, config.switch_margin):
+                    stopped[name] = accuracies
+                    del oof[name]
+                    fold_models.pop(name, None)
+                    break
                 part = component.fresh().fit([rows[i] for i in train], fold_dir(workdir, name, k))
                 oof[name][test] = part.probabilities([texts[i] for i in test])
+                accuracies.append(float((oof[name][test].argmax(1) == y[test]).mean()))
                 if name in CROSS_FITTED:
                     fold_models.setdefault(name, []).append(part)
+        if name in oof:
+            means[name] = float(np.mean([(oof[name][test].argmax(1) == y[test]).mean() for _, test in folds]))
         if progress:
-            log.warning("promptclf: cross-validated %s on %d examples in %.0fs", name, len(rows),
-                        time.perf_counter() - started)
-    return oof, folds, fold_models
+            how = f"stopped after {len(stopped[name])} folds: it could not be picked" if name in stopped else "done"
+            log.warning("promptclf: cross-validated %s on %d examples in %.0fs (%s)", name, len(rows),
+                        time.perf_counter() - started, how)
+    return CrossValidation(oof, folds, fold_models, stopped)
+
+
+def hopeless(name: str, accuracies: list[float], n_folds: int, prior: str | None, means: dict[str, float],
+             margin: float) -> bool:
+    """Whether a candidate of pick() cannot be picked even if it is right on every row of the folds left: it must
+    lead the prior's cross-validated accuracy by more than the margin (before its first fold: whether the prior
+    is within the margin of 1.0)."""
+    if prior not in means or name == prior or name not in PRIORS:
+        return False
+    best_possible = (sum(accuracies) + n_folds - len(accuracies)) / n_folds
+    return best_possible - means[prior] <= margin
 
 
 # The candidates of the automatic choice, the first that ran kept unless another leads it by more than the
@@ -368,8 +402,10 @@ def pick(means: dict[str, float], margin: float, priors: tuple = ()) -> str:
     return best if prior is None or candidates[best] - candidates[prior] > margin else prior
 
 
-def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: OfflineConfig) -> Estimate:
-    """Cross-validated accuracy of every single component and of the combination, and the choice among them."""
+def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: OfflineConfig,
+           stopped: dict[str, list[float]] | None = None) -> Estimate:
+    """Cross-validated accuracy of every single component and of the combination, and the choice among them
+    (the components stopped early, cross_validate's hopeless ones, are not among them)."""
     per_fold: dict[str, list[float]] = {name: [] for name in [*oof, "combination"]}
     for train, test in folds:
         for name, p in oof.items():
@@ -381,7 +417,8 @@ def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: Offli
     chosen = pick(means, config.switch_margin) if config.choose == "auto" else config.choose
     weights = fit_weights(oof, y, config.l2) if chosen == "combination" else {chosen: 1.0}
     low, high = wilson_interval(means[chosen], len(y))
-    return Estimate(chosen, weights, means[chosen], float(np.std(per_fold[chosen])), len(folds), means, low, high)
+    return Estimate(chosen, weights, means[chosen], float(np.std(per_fold[chosen])), len(folds), means, low, high,
+                    stopped=dict(stopped or {}))
 
 
 def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -462,9 +499,10 @@ class OfflineClassifier:
                 log.warning("promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
                             ", ".join(self.names), len(y), self.config.folds)
             candidates = {n: self._component(n) for n in self.names}
-            oof, folds, self._fold_models = cross_validate(candidates, self.examples, y, self.config, workdir,
-                                                           self.progress)
-            self.estimate = choose(oof, y, folds, self.config)
+            cv = cross_validate(candidates, self.examples, y, self.config, workdir, self.progress,
+                                stop_hopeless=self.config.choose == "auto")
+            self._fold_models = cv.fold_models
+            self.estimate = choose(cv.oof, y, cv.folds, self.config, cv.stopped)
         else:
             defaults = DEFAULT_WEIGHTS if self.examples else ZERO_SHOT_WEIGHTS
             chosen = f"self-trained on {len(self.unlabeled)} unlabelled texts" if self.unlabeled else "combination"
