@@ -311,14 +311,43 @@ ESTIMATOR_BUDGETS, ESTIMATOR_SEEDS = (2, 4, 8, 16), 10
 
 
 def estimator_run(name: str, budget: int, seed: int) -> dict:
-    """The self-trained component on one draw of examples: its cross-validated accuracy, its mean confidence
-    on the UNLABELED texts and its accuracy on them (no SetFit: cheap enough for many seeds)."""
+    """The self-trained component on one draw of examples: its cross-validated accuracy and out-of-fold
+    probabilities, its probabilities on the UNLABELED texts and its accuracy on them (no SetFit: cheap enough
+    for many seeds)."""
     labels, rows, unlabeled, examples = cell_data(name, budget, seed, UNLABELED)  # rows: the unlabelled texts
     y_unlabeled = np.array([labels.index(r["label"]) for r in rows])
-    cross_validated = self_trained_cv(labels, unlabeled, examples, seed)
+    y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
+    config = OfflineConfig(seed=seed, choose=SELF_TRAINED)
+    cv = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y, config, None)
     probs = SelfTrainedComponent(labels, OfflineConfig(seed=seed), unlabeled).fit(examples).probabilities(unlabeled)
-    return {"data": name, "budget": budget, "seed": seed, "n": len(examples), "cross_validated": cross_validated,
-            "confidence": float(probs.max(axis=1).mean()), "accuracy": float((probs.argmax(1) == y_unlabeled).mean())}
+    return {"data": name, "budget": budget, "seed": seed, "n": len(examples),
+            "cross_validated": choose(cv.oof, y, cv.folds, config).accuracy,
+            "confidence": float(probs.max(axis=1).mean()), "accuracy": float((probs.argmax(1) == y_unlabeled).mean()),
+            "oof": cv.oof[SELF_TRAINED].round(5).tolist(), "y": y.tolist(), "probs": probs.round(5).tolist()}
+
+
+def tempered_confidence(run: dict) -> float:
+    """The mean top probability on the texts after temperature scaling fitted to the out-of-fold probabilities
+    of the examples (minimum log-loss)."""
+    from scipy.optimize import minimize_scalar
+
+    oof, y = np.log(np.clip(np.array(run["oof"]), 1e-9, 1)), np.array(run["y"])
+    logp = np.log(np.clip(np.array(run["probs"]), 1e-9, 1))
+
+    def softmax(z, t):
+        z = z / t
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    loss = lambda log_t: -np.log(softmax(oof, np.exp(log_t))[np.arange(len(y)), y] + 1e-12).mean()  # noqa: E731
+    t = np.exp(minimize_scalar(loss, bounds=(-3, 3), method="bounded").x)
+    return float(softmax(logp, t).max(axis=1).mean())
+
+
+def rescaled_confidence(run: dict) -> float:
+    """The mean confidence on the texts times how right the out-of-fold answers were for their confidence."""
+    oof = np.array(run["oof"])
+    return float(min(1.0, run["confidence"] * run["cross_validated"] / oof.max(axis=1).mean()))
 
 
 def compare_estimators(out: Path) -> str:
@@ -337,6 +366,14 @@ def compare_estimators(out: Path) -> str:
     blend = lambda r, k: (r["n"] * r["cross_validated"] + k * r["confidence"]) / (r["n"] + k)  # noqa: E731
     rules = {"cross-validated alone": lambda r: r["cross_validated"], "mean confidence alone": lambda r: r["confidence"]}
     rules |= {f"blended, confidence weighs {k} examples": (lambda r, k=k: blend(r, k)) for k in (4, 8, 16, 32, 64)}
+    for r in runs:
+        r["tempered"], r["rescaled"] = tempered_confidence(r), rescaled_confidence(r)
+    rules |= {"confidence after temperature scaling on the examples' out-of-fold answers": lambda r: r["tempered"],
+              "confidence rescaled by the out-of-fold accuracy / confidence": lambda r: r["rescaled"]}
+    for what in ("tempered", "rescaled"):
+        rules |= {f"{what}, blended, weighs {k} examples": (lambda r, k=k, w=what: (r["n"] * r["cross_validated"]
+                                                                                   + k * r[w]) / (r["n"] + k))
+                  for k in (16, 64)}
     lines = [f"Estimators of the self-trained component's accuracy on {UNLABELED} texts: {len(runs)} runs ("
              f"{', '.join(NAMES)}; {ESTIMATOR_BUDGETS} per class; seeds 0-{ESTIMATOR_SEEDS - 1})\n",
              "| estimate | mean abs error | mean signed | " + " | ".join(f"abs, {b}/class" for b in ESTIMATOR_BUDGETS)
