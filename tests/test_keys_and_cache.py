@@ -120,6 +120,32 @@ def test_the_encoder_behind_similar_examples_is_part_of_the_cache_key(sample_row
     assert before != after
 
 
+def test_a_model_directorys_digest_follows_its_content_not_its_install(tmp_path):
+    """Cache keys name the encoder by this digest: a reinstall, another machine or a copy of the same model
+    must keep them (a shared cache is shared across machines), another model or retrained weights must not."""
+    import shutil
+
+    from promptclf.cache.store import model_digest
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 384}')
+    weights = bytearray(os.urandom(70 * 2**20))  # past the size hashed in full
+    (model / "model.safetensors").write_bytes(weights)
+    digest = model_digest(model)
+    for f in model.iterdir():
+        os.utime(f, ns=(10**18, 10**18))  # installed at another time
+    copy = tmp_path / "elsewhere" / "model"
+    shutil.copytree(model, copy, copy_function=shutil.copyfile)  # new files, new times
+    assert model_digest(model) == digest == model_digest(copy)
+    retrained = bytearray(os.urandom(len(weights)))
+    (copy / "model.safetensors").write_bytes(retrained)
+    assert model_digest(copy) != digest
+    (copy / "model.safetensors").write_bytes(weights)
+    (copy / "config.json").write_text('{"hidden_size": 385}')
+    assert model_digest(copy) != digest
+
+
 def test_the_embedded_models_version_is_part_of_the_cache_key(monkeypatch):
     import promptclf.methods.local as local
 

@@ -6,6 +6,7 @@ Values are JSON, never pickles: whoever can write a shared cache must not be abl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,12 +27,32 @@ class CacheError(RuntimeError):
     """A shared cache stopped answering mid-run; what was stored before stays stored."""
 
 
+# Files up to this size are hashed whole; larger ones (weights) by their size and SAMPLES evenly spaced chunks:
+# other or retrained weights differ throughout, and a 14 GB model is not read on every start.
+WHOLE_FILE_BYTES = 64 * 2**20
+SAMPLES, CHUNK_BYTES = 16, 2**20
+
+
 def model_digest(directory: str | Path) -> str:
-    """A short digest of a model directory: names, sizes and modification times of its files. It changes
-    when the model does (another model, a retrained one), without reading gigabytes of weights."""
+    """A short digest of a model directory's files (names and contents), the same wherever and whenever the
+    same model is installed: cache keys name a model by it, and a shared cache outlives reinstalls."""
     files = sorted(f for f in Path(directory).iterdir() if f.is_file())
-    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+    return _digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(files: tuple) -> str:  # keyed by path, size and time so that a process reads a model once
+    digest = hashlib.sha256()
+    for path, size, _ in files:
+        digest.update(f"{Path(path).name}\0{size}\0".encode())
+        with open(path, "rb") as f:
+            if size <= WHOLE_FILE_BYTES:
+                digest.update(f.read())
+                continue
+            for k in range(SAMPLES):
+                f.seek((size - CHUNK_BYTES) * k // (SAMPLES - 1))
+                digest.update(f.read(CHUNK_BYTES))
+    return digest.hexdigest()[:16]
 
 
 def home() -> Path:
