@@ -282,15 +282,32 @@ def fit_defaults(cells: list[dict], budget: int) -> str:
     return "\n".join(lines)
 
 
+PAIR = "self-trained+setfit"
+
+
+def add_pair(cell: dict) -> dict:
+    """The cell with the equal-weight combination of the self-trained component and SetFit as one more candidate
+    (its cross-validated and test accuracy, from the stored probabilities), where both ran."""
+    if not {SELF_TRAINED, "setfit"} <= set(cell.get("oof", {})):
+        return cell
+    pair = lambda probs: combine({n: np.array(probs[n]) for n in (SELF_TRAINED, "setfit")},  # noqa: E731
+                                 {SELF_TRAINED: 1.0, "setfit": 1.0}).argmax(1)
+    y, oof = np.array(cell["y_examples"]), pair(cell["oof"])
+    cell["candidates_cv"][PAIR] = float(np.mean([(oof[t] == y[t]).mean() for t in map(np.array, cell["folds"])]))
+    cell["accuracy"][PAIR] = float((pair(cell["probs"]) == np.array(cell["y_test"])).mean())
+    return cell
+
+
 def compare_rules(cells: list[dict]) -> str:
     """The automatic choice under other candidates, orders and margins, replayed on the stored cross-validation:
     per rule, the cells where it lands within a point of the best single component, and its mean shortfall, on
     seed 0 and on the other seeds. A rule is `pick` with these priors: the first that ran is kept unless
-    another of them leads it by more than the margin."""
-    cells = [c for c in cells if "candidates_cv" in c]
+    another of them leads it by more than the margin. `self-trained+setfit` is their equal-weight combination
+    (add_pair), a candidate only in the rules that name it."""
+    cells = [add_pair(c) for c in cells if "candidates_cv" in c]
     singles = ("labels", SELF_TRAINED, "examples", "setfit")
     orders = [(SELF_TRAINED, "setfit"), ("setfit", SELF_TRAINED), (SELF_TRAINED, "setfit", "labels", "examples"),
-              ("setfit", SELF_TRAINED, "labels", "examples")]
+              ("setfit", SELF_TRAINED, "labels", "examples"), (PAIR, SELF_TRAINED, "setfit"), (PAIR,)]
     lines = ["| candidates, in order | margin | seed 0: within 1 pt | mean shortfall | seeds 1+: within 1 pt | "
              "mean shortfall |", "|---|---|---|---|---|---|"]
     for order in orders:
