@@ -6,8 +6,9 @@ Data (benchmarks/_datasets.py): AG News (pool = seed-0 rows 0-3,999, test = the 
 train / test files), IMDb (train / test), SMS Spam (seeded stratified 70/30), GoEmotions Ekman (single-label
 rows of train / test). Test rows: the same seeded sample of --n-test rows of each test set for every seed
 and budget. Examples: --per-class rows of each label drawn from the pool with the seed
-(promptclf.task.examples.sample_per_class). Each cell (data set, budget, seed) is stored in --out as JSON and
-skipped when present, so an interrupted run resumes; the table is printed from whatever cells exist.
+(promptclf.task.examples.sample_per_class). Each cell (data set, budget, seed) is stored in --out as JSON
+(benchmarks/results/few_labels, kept in git) and skipped when present, so an interrupted run resumes; the table
+is printed from whatever cells exist.
 
     python benchmarks/few_labels.py                      # everything (hours on 2 CPU cores)
     python benchmarks/few_labels.py --data ag_news,trec --budgets 0,8 --seeds 0
@@ -411,21 +412,22 @@ def main() -> None:
     parser.add_argument("--budgets", default="0,2,8,64", help="examples per class")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-test", type=int, default=200)
-    parser.add_argument("--out", default=str(ROOT / "reports" / "few_labels"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "few_labels"),
+                        help="the cells (kept in git, so that the README's table can be printed again anywhere)")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--rules", action="store_true", help="replay the automatic choice under other priors and "
                         "margins on the stored cells")
     parser.add_argument("--fit-defaults", type=int, metavar="BUDGET", help="grid the default weights on the cells "
                         "with this many examples per class (0: the zero-shot components)")
     parser.add_argument("--estimators", action="store_true", help="compare ways of estimating the accuracy on "
-                        "many cheap runs of the self-trained component (stored in --out's sibling estimators/)")
+                        "many cheap runs of the self-trained component (stored in reports/estimators/)")
     parser.add_argument("--refresh-from", metavar="DIR", help="cells stored by older code: compute only the "
                         "self-trained component again (the combination is left out of them)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.estimators:
-        print(compare_estimators(out.parent / "estimators"))
+        print(compare_estimators(ROOT / "reports" / "estimators"))  # 6 MB of probabilities: not kept
         return
     if args.rules:
         print(compare_rules([json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]))
