@@ -54,11 +54,18 @@ def run(model: str, rows: list[dict], cache=False, **options) -> dict:
 
 def run_split(model_at, urls: list[str], rows: list[dict], **options) -> dict:
     """run() with the rows dealt into len(urls) parts, one per server, labelled at the same time: llama.cpp's
-    server answers one request at a time, so on 2 cores two 1-thread servers finish in about half the time."""
+    server answers one request at a time, so on 2 cores two 1-thread servers finish in about half the time.
+    The server's URL is part of the cache key: a resumed run needs the same --servers and --port."""
+    urls = urls[: len(rows)]
     parts = [rows[k::len(urls)] for k in range(len(urls))]
     started = time.perf_counter()
-    with ThreadPoolExecutor(len(urls)) as pool:
+    pool = ThreadPoolExecutor(len(urls))
+    try:
         done = list(pool.map(lambda u, part: run(model_at(u), part, **options), urls, parts))
+    except BaseException:  # on kill, stop the servers now rather than after every part is labelled
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     labels = [None] * len(rows)
     for k, row in enumerate(done):
         labels[k::len(urls)] = row["labels"]

@@ -55,17 +55,17 @@ PINNED = {
     "openai zero-shot": "a904797350d3726ace06093470e54605b03548bea596e4da93b92b9c1ddeb7f4",
     "server few-shot all": "a1e1399b86a1baff672f0f55fd1675b34e6efd9e69f221e41d6f9d748fc9630e",
     "server per-class": "2ce5664909a88a153af180b4b514e0e7104b1459f71feb829171c0cf77cfd713",
-    "server similar": "0fb70080c494c4be1ea9bf0ac7f8b6ebe58dcc46c8b533bd1e73477ca987746f",
+    "server similar": "ecd11a94640938c91dcb6e95a3ca0579d97e4b8f04ab76b6d2998ef821794dcd",
     "server parser zero_shot": "1f20a9abd37d070cda0cb369edc2d3f39dff5a1ab54fc4fcee8942646317abff",
-    "completions similar": "31b34d2cee6e170c0bb2f43262440b277cc83b6d7f5634f80310007b44e7f927",
+    "completions similar": "e591c8be20a1bbe8d58984aee426ff402185d5237a2222e052a0262a79ccd8cd",
     "completions all": "a196ad584f4f8f512df4f04a293288e994d2ee543ace5733381fa9c0d8ae3eeb",
     "artifact": "f33f8f37604bf6c55ff89a9250eaa915902354c3721286a4342ca5c1caad9c33",
     "artifact completions": "e9844fb49492f659d0be9112b99b94e52742d61c0f09049ef0a613992cc92693",
     "local": "a627f7c3e565818baab5509cf433d1ff83d023d3c73c126b42a83b9f55893ff4",
-    "embed": "4ccc7bc30407f8938f6d11dbcb1cba2dcf5d38cded7f7cc8568933c4a6954252",
-    "offline": "8185c46f235b136233af1de730012798448016304ea8a5de9b7c7b363d7bace8",
+    "embed": "029217a76083cfac50d6025cb3ee34e11f3ecc91bea0ae77b7e3e0df47676a8f",
+    "offline": "fd8784b39b95ee974a518cce362ed5690336531bf18e9d650c84dc6e43d0ad1a",
     # version 3: the automatic choice among the self-trained component and SetFit only; no SetFit below 8 per label
-    "offline with examples": "582921f733bb538a8bd75ec1ace45da0e5ab4abb32553c6a1a4a900e43b682a6",
+    "offline with examples": "a0110ea0c89276d823ab7bb1c242467d47a7864ee4dbf1214e31dc5fa169c14e",
 }
 
 

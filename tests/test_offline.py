@@ -144,7 +144,7 @@ class Oracle(Component):
     def probabilities(self, texts, usage=None):
         probs = np.zeros((len(texts), len(self.labels)))
         for i, text in enumerate(texts):
-            gold = self.labels.index(self.gold[text])
+            gold = self.labels.index(self.gold[text]) if text in self.gold else 0
             probs[i, gold if i < self.right * len(texts) else (gold + 1) % len(self.labels)] = 1.0
         return probs
 
@@ -185,6 +185,42 @@ def test_cross_validation_stops_a_candidate_once_it_cannot_be_picked(few, prior_
     else:
         assert chosen.chosen == "setfit" and not early.stopped
     assert not full.stopped  # without stop_hopeless, never
+
+
+def test_hopeless_agrees_with_pick_to_the_last_bit():
+    """Stopped only where pick() would keep the prior even with the candidate right on every fold left, and never
+    where it would not: also at a lead of exactly the margin, where rounding decides (folds of 14, 14, 15)."""
+    from promptclf.methods.offline import hopeless, pick
+
+    rng = np.random.default_rng(0)
+    cases = [([13 / 14, 14 / 14, 3 / 15], [6 / 14])]
+    for _ in range(3000):
+        sizes = rng.integers(3, 20, size=3)
+        prior = [rng.integers(0, n + 1) / n for n in sizes]
+        done = rng.integers(0, 3)
+        cases.append((prior, [rng.integers(0, n + 1) / n for n in sizes[:done]]))
+    for prior, accuracies in cases:
+        means = {SELF_TRAINED: float(np.mean(prior))}
+        best = {SELF_TRAINED: means[SELF_TRAINED], "setfit": float(np.mean(accuracies + [1.0] * (3 - len(accuracies))))}
+        stop = hopeless("setfit", accuracies, 3, SELF_TRAINED, means, margin=0.10)
+        assert stop == (pick(best, margin=0.10) == SELF_TRAINED), (prior, accuracies)
+
+
+def test_the_automatic_choice_stops_setfit_and_a_chosen_combination_does_not(few, ag_unlabeled, home, monkeypatch):
+    import promptclf.methods.offline as offline
+
+    train, _ = few
+    texts, _ = ag_unlabeled
+    kinds = oracles(train, prior_right=1.0, other_right=0.5)
+    monkeypatch.setitem(COMPONENTS, "setfit", kinds["setfit"])
+    monkeypatch.setattr(offline, "SelfTrainedComponent", lambda labels, config, unlabeled: kinds[SELF_TRAINED](labels, config))
+    auto = OfflineClassifier(LABELS, train, OfflineConfig(components=("setfit", SELF_TRAINED)), unlabeled=texts).fit()
+    assert auto.estimate.stopped == {"setfit": []} and not kinds["setfit"].fits
+    assert "setfit stopped after 0 of 3 folds" in auto.estimate.describe()
+    asked = OfflineClassifier(LABELS, train, OfflineConfig(components=("setfit", SELF_TRAINED), choose="combination"),
+                              unlabeled=texts).fit()
+    assert not asked.estimate.stopped and len(kinds["setfit"].fits) == 3
+    assert set(asked.estimate.candidates) == {"setfit", SELF_TRAINED, "combination"}
 
 
 def test_offline_chooses_estimates_and_caches_what_it_trained(few, home, monkeypatch):

@@ -27,31 +27,27 @@ class CacheError(RuntimeError):
     """A shared cache stopped answering mid-run; what was stored before stays stored."""
 
 
-# Files up to this size are hashed whole; larger ones (weights) by their size and SAMPLES evenly spaced chunks:
-# other or retrained weights differ throughout, and a 14 GB model is not read on every start.
-WHOLE_FILE_BYTES = 64 * 2**20
-SAMPLES, CHUNK_BYTES = 16, 2**20
-
-
 def model_digest(directory: str | Path) -> str:
     """A short digest of a model directory's files (names and contents), the same wherever and whenever the
-    same model is installed: cache keys name a model by it, and a shared cache outlives reinstalls."""
+    same model is installed: cache keys name a model by it, and a shared cache outlives reinstalls. Files are
+    read whole (a retrained head or a few retrained tensors change few bytes), once per process."""
     files = sorted(f for f in Path(directory).iterdir() if f.is_file())
-    return _digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    return _digest(tuple((str(f), *_stat_key(f)) for f in files))
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 @functools.lru_cache(maxsize=16)
-def _digest(files: tuple) -> str:  # keyed by path, size and time so that a process reads a model once
+def _digest(files: tuple) -> str:  # keyed by the files' stats too, so that a rewritten file is read again
     digest = hashlib.sha256()
-    for path, size, _ in files:
+    for path, size, *_ in files:
         digest.update(f"{Path(path).name}\0{size}\0".encode())
         with open(path, "rb") as f:
-            if size <= WHOLE_FILE_BYTES:
-                digest.update(f.read())
-                continue
-            for k in range(SAMPLES):
-                f.seek((size - CHUNK_BYTES) * k // (SAMPLES - 1))
-                digest.update(f.read(CHUNK_BYTES))
+            while block := f.read(2**22):
+                digest.update(block)
     return digest.hexdigest()[:16]
 
 

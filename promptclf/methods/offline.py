@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -341,42 +342,46 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
     folds = folds_of(y, config.folds, config.seed)
     texts = [r["text"] for r in rows]
     oof, fold_models, stopped, means = {}, {}, {}, {}
-    prior = next((n for n in PRIORS if n in components), None)
-    for name in sorted(components, key=lambda n: n != prior):
+    prior = next((n for n in PRIORS if n in components), None) if stop_hopeless else None
+    for name in sorted(components, key=lambda n: n != prior):  # the others are measured against the prior
         component, started = components[name], time.perf_counter()
         if not component.trains:
             oof[name] = component.probabilities(texts)
         else:
             oof[name], accuracies = np.zeros((len(rows), len(component.labels))), []
             for k, (train, test) in enumerate(folds):
-                if stop_hopeless and hopeless(name, accuracies, len(folds), prior, means, config.switch_margin):
+                if prior and hopeless(name, accuracies, len(folds), prior, means, config.switch_margin):
                     stopped[name] = accuracies
-                    del oof[name]
-                    fold_models.pop(name, None)
                     break
                 part = component.fresh().fit([rows[i] for i in train], fold_dir(workdir, name, k))
                 oof[name][test] = part.probabilities([texts[i] for i in test])
                 accuracies.append(float((oof[name][test].argmax(1) == y[test]).mean()))
                 if name in CROSS_FITTED:
                     fold_models.setdefault(name, []).append(part)
-        if name in oof:
+        if name in stopped:
+            del oof[name]
+            fold_models.pop(name, None)
+            if fold_dir(workdir, name, 0) is not None:  # the folds it trained are never used
+                shutil.rmtree(workdir / name, ignore_errors=True)
+        else:
             means[name] = float(np.mean([(oof[name][test].argmax(1) == y[test]).mean() for _, test in folds]))
         if progress:
             how = f"stopped after {len(stopped[name])} folds: it could not be picked" if name in stopped else "done"
             log.warning("promptclf: cross-validated %s on %d examples in %.0fs (%s)", name, len(rows),
                         time.perf_counter() - started, how)
-    return CrossValidation(oof, folds, fold_models, stopped)
+    return CrossValidation({n: oof[n] for n in components if n in oof}, folds, fold_models, stopped)
 
 
 def hopeless(name: str, accuracies: list[float], n_folds: int, prior: str | None, means: dict[str, float],
              margin: float) -> bool:
     """Whether a candidate of pick() cannot be picked even if it is right on every row of the folds left: it must
     lead the prior's cross-validated accuracy by more than the margin (before its first fold: whether the prior
-    is within the margin of 1.0)."""
+    is within the margin of 1.0). Its best case is averaged as choose() averages, so rounding cannot make it
+    stop a candidate that pick() would have taken."""
     if prior not in means or name == prior or name not in PRIORS:
         return False
-    best_possible = (sum(accuracies) + n_folds - len(accuracies)) / n_folds
-    return best_possible - means[prior] <= margin
+    best_possible = float(np.mean(accuracies + [1.0] * (n_folds - len(accuracies))))
+    return not best_possible - means[prior] > margin
 
 
 # The candidates of the automatic choice, the first that ran kept unless another leads it by more than the
