@@ -32,7 +32,7 @@ from promptclf.task.examples import sample_per_class
 from promptclf.core.labels import LabelSet
 from promptclf.methods.offline import (CALIBRATED, COMPONENTS, DEFAULT_WEIGHTS, SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT,
                                       ZERO_SHOT_WEIGHTS, Estimate, FoldAverage, OfflineConfig, SelfTrainedComponent,
-                                      can_cross_validate, choose, combine, cross_validate, pick, wilson_interval,
+                                      can_cross_validate, choose, combine, cross_validate, margin_for, pick, wilson_interval,
                                       with_confidence)
 
 METHODS = ("llm", "labels", SELF_TRAINED, "examples", "setfit", "combination", "auto")
@@ -105,7 +105,7 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
         cell["weights"] = estimate.weights
         cell["accuracy"]["combination"] = accuracy(combine(probs, estimate.weights))
         cell["candidates_cv"] = estimate.candidates
-        auto = pick(estimate.candidates, config.switch_margin)
+        auto = pick(estimate.candidates, margin_for(config, len(examples)))
         cell["auto"] = auto
         cell["accuracy"]["auto"] = cell["accuracy"][auto]
         cell["estimate"] = estimate_of(cell, auto)
@@ -194,7 +194,7 @@ def update_zero_shot(path: Path) -> None:
 def refresh(cell: dict) -> dict:
     """A cell without cross-validation, combined with today's default weights from its stored probabilities."""
     if "candidates_cv" in cell:  # today's rule for the automatic choice, on the stored cross-validation
-        cell["auto"] = pick(cell["candidates_cv"], OfflineConfig().switch_margin)
+        cell["auto"] = pick(cell["candidates_cv"], margin_for(OfflineConfig(), cell["n_examples"]))
         cell["accuracy"]["auto"] = cell["accuracy"][cell["auto"]]
         cell["estimate"] = estimate_of(cell, cell["auto"])
         return cell
@@ -311,13 +311,16 @@ def compare_rules(cells: list[dict]) -> str:
               ("setfit", SELF_TRAINED, "labels", "examples"), (PAIR, SELF_TRAINED, "setfit"), (PAIR,)]
     lines = ["| candidates, in order | margin | seed 0: within 1 pt | mean shortfall | seeds 1+: within 1 pt | "
              "mean shortfall |", "|---|---|---|---|---|---|"]
+    fixed = [(f"{m:.2f}" if m < 1 else "never switch", lambda c, m=m: m) for m in (0.0, 0.05, 0.10, 0.15, 0.20, 1.0)]
+    # a margin that shrinks as the cross-validation's noise does, with the number of examples n
+    scaled = [(f"{k}/sqrt(n)", lambda c, k=k: k / np.sqrt(c["n_examples"])) for k in (0.3, 0.4, 0.57, 0.8)]
     for order in orders:
-        for margin in (0.0, 0.05, 0.10, 0.15, 0.20, 1.0):
-            row = [", ".join(order), f"{margin:.2f}" if margin < 1 else "never switch"]
+        for margin_name, margin in fixed + (scaled if order == orders[0] else []):
+            row = [", ".join(order), margin_name]
             for group in ([c for c in cells if c["seed"] == 0], [c for c in cells if c["seed"] != 0]):
                 gaps = []
                 for c in group:
-                    chosen = pick(c["candidates_cv"], margin, priors=order)
+                    chosen = pick(c["candidates_cv"], margin(c), priors=order)
                     best = max(c["accuracy"][n] for n in singles if n in c["accuracy"])
                     gaps.append(round(best - c["accuracy"][chosen], 6))
                 row += [f"{sum(g <= 0.01 for g in gaps)}/{len(gaps)}", f"{np.mean(gaps):.3f}" if gaps else "–"]

@@ -63,9 +63,9 @@ PINNED = {
     "artifact completions": "e9844fb49492f659d0be9112b99b94e52742d61c0f09049ef0a613992cc92693",
     "local": "a627f7c3e565818baab5509cf433d1ff83d023d3c73c126b42a83b9f55893ff4",
     "embed": "029217a76083cfac50d6025cb3ee34e11f3ecc91bea0ae77b7e3e0df47676a8f",
-    "offline": "fd8784b39b95ee974a518cce362ed5690336531bf18e9d650c84dc6e43d0ad1a",
-    # version 3: the automatic choice among the self-trained component and SetFit only; no SetFit below 8 per label
-    "offline with examples": "a0110ea0c89276d823ab7bb1c242467d47a7864ee4dbf1214e31dc5fa169c14e",
+    "offline": "f45c3dd4ab461e8f09db2fdcb0250faf31faebc9d54480a3ca559e6dffea8d04",
+    # version 4: the automatic choice's margin shrinks with the number of examples (offline.margin_for)
+    "offline with examples": "6746d719966dca7e250dcbacf8b72d43c4b31da70159a9267f9807aace532d77",
 }
 
 

@@ -324,6 +324,18 @@ def test_pick_keeps_the_prior_unless_another_leads_it_clearly():
     assert pick({"labels": 0.5, "examples": 0.62}, margin=0.10, priors=("labels", "examples")) == "examples"
 
 
+def test_the_margin_to_switch_shrinks_with_the_examples_as_the_cross_validations_noise_does():
+    from promptclf.methods.offline import margin_for, pick
+
+    margin = lambda n, **kw: margin_for(OfflineConfig(**kw), n)  # noqa: E731
+    assert margin(8) == pytest.approx(0.141, abs=1e-3) and margin(32) == pytest.approx(0.071, abs=1e-3)
+    assert margin(448) < 0.02 and margin(448, switch_margin=0.10) == 0.10
+    # GoEmotions, 64 per label: SetFit led by 0.08 in cross-validation (and by 0.125 on the test rows)
+    means = {"self-trained": 0.397, "setfit": 0.478}
+    assert pick(means, margin(448)) == "setfit" and pick(means, 0.10) == "self-trained"
+    assert pick(means, margin(16)) == "self-trained"  # with 4 per label the same lead is noise
+
+
 def test_the_estimate_states_how_wide_it_is_on_so_few_examples():
     from promptclf.methods.offline import Estimate, wilson_interval
 
