@@ -32,8 +32,8 @@ from promptclf.task.examples import sample_per_class
 from promptclf.core.labels import LabelSet
 from promptclf.methods.offline import (CALIBRATED, COMPONENTS, DEFAULT_WEIGHTS, SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT,
                                       ZERO_SHOT_WEIGHTS, Estimate, FoldAverage, OfflineConfig, SelfTrainedComponent,
-                                      can_cross_validate, choose, combine, cross_validate, margin_for, pick, wilson_interval,
-                                      with_confidence)
+                                      can_cross_validate, choose, combine, cross_validate, fold_accuracy, margin_for,
+                                      pick, wilson_interval, with_confidence)
 
 METHODS = ("llm", "labels", SELF_TRAINED, "examples", "setfit", "combination", "auto")
 # The texts a user labels: the first UNLABELED rows of the seeded test sample, of which the first --n-test are
@@ -57,12 +57,13 @@ def cell_data(name: str, budget: int, seed: int, n_test: int) -> tuple[LabelSet,
     return labels, test_sample(test, n_test), unlabeled, examples
 
 
-def self_trained_cv(labels: LabelSet, unlabeled: list[str], examples: list[dict], seed: int) -> float:
-    """The self-trained component's cross-validated accuracy on the examples, as OfflineClassifier measures it."""
+def self_trained_cv(labels: LabelSet, unlabeled: list[str], examples: list[dict], seed: int) -> tuple[float, np.ndarray]:
+    """The self-trained component's cross-validated accuracy on the examples, as OfflineClassifier measures it,
+    and its out-of-fold probabilities."""
     y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
     config = OfflineConfig(seed=seed, choose=SELF_TRAINED)
     cv = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y, config, None)
-    return choose(cv.oof, y, cv.folds, config).accuracy
+    return choose(cv.oof, y, cv.folds, config).accuracy, cv.oof[SELF_TRAINED]
 
 
 def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dict) -> dict:
@@ -138,7 +139,7 @@ def with_new_self_trained(cell: dict) -> dict:
     stored then, so it is left out of such a cell."""
     labels, test, unlabeled, examples = cell_data(cell["data"], cell["budget"], cell["seed"], cell["n_test"])
     started = time.perf_counter()
-    cell["candidates_cv"][SELF_TRAINED] = self_trained_cv(labels, unlabeled, examples, cell["seed"])
+    cell["candidates_cv"][SELF_TRAINED] = self_trained_cv(labels, unlabeled, examples, cell["seed"])[0]
     cell["cv_seconds"] += time.perf_counter() - started
     started = time.perf_counter()
     probs = SelfTrainedComponent(labels, OfflineConfig(seed=cell["seed"]), unlabeled).fit(examples).probabilities(
@@ -292,10 +293,10 @@ def add_pair(cell: dict) -> dict:
     if not {SELF_TRAINED, "setfit"} <= set(cell.get("oof", {})):
         return cell
     pair = lambda probs: combine({n: np.array(probs[n]) for n in (SELF_TRAINED, "setfit")},  # noqa: E731
-                                 {SELF_TRAINED: 1.0, "setfit": 1.0}).argmax(1)
+                                 {SELF_TRAINED: 1.0, "setfit": 1.0})
     y, oof = np.array(cell["y_examples"]), pair(cell["oof"])
-    cell["candidates_cv"][PAIR] = float(np.mean([(oof[t] == y[t]).mean() for t in map(np.array, cell["folds"])]))
-    cell["accuracy"][PAIR] = float((pair(cell["probs"]) == np.array(cell["y_test"])).mean())
+    cell["candidates_cv"][PAIR] = float(np.mean([fold_accuracy(oof, y, np.array(t)) for t in cell["folds"]]))
+    cell["accuracy"][PAIR] = float((pair(cell["probs"]).argmax(1) == np.array(cell["y_test"])).mean())
     return cell
 
 
@@ -337,14 +338,12 @@ def estimator_run(name: str, budget: int, seed: int) -> dict:
     for many seeds)."""
     labels, rows, unlabeled, examples = cell_data(name, budget, seed, UNLABELED)  # rows: the unlabelled texts
     y_unlabeled = np.array([labels.index(r["label"]) for r in rows])
-    y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
-    config = OfflineConfig(seed=seed, choose=SELF_TRAINED)
-    cv = cross_validate({SELF_TRAINED: SelfTrainedComponent(labels, config, unlabeled)}, examples, y, config, None)
+    cross_validated, oof = self_trained_cv(labels, unlabeled, examples, seed)
     probs = SelfTrainedComponent(labels, OfflineConfig(seed=seed), unlabeled).fit(examples).probabilities(unlabeled)
-    return {"data": name, "budget": budget, "seed": seed, "n": len(examples),
-            "cross_validated": choose(cv.oof, y, cv.folds, config).accuracy,
+    return {"data": name, "budget": budget, "seed": seed, "n": len(examples), "cross_validated": cross_validated,
             "confidence": float(probs.max(axis=1).mean()), "accuracy": float((probs.argmax(1) == y_unlabeled).mean()),
-            "oof": cv.oof[SELF_TRAINED].round(5).tolist(), "y": y.tolist(), "probs": probs.round(5).tolist()}
+            "oof": oof.round(5).tolist(), "y": [labels.index(r["label"]) for r in examples],
+            "probs": probs.round(5).tolist()}
 
 
 def tempered_confidence(run: dict) -> float:

@@ -13,8 +13,8 @@ the out-of-fold probabilities, and the automatic choice (`pick`) is the first of
 self-trained component, else SetFit, which joins the defaults from SETFIT_FROM examples per label) unless the
 other leads it clearly in cross-validated accuracy (by margin_for: more with fewer examples; the prior is
 cross-validated first, and SetFit's folds stop as soon as it could no longer lead: not trained at all where the
-prior is within the margin of 1.0); the combination
-(its estimate with weights fitted on the other folds) is used when asked for. That accuracy (mean ± spread over the folds; for the self-trained
+prior is within the margin of 1.0); the combination (its estimate with weights fitted on the other folds) is
+used when asked for. That accuracy (mean ± spread over the folds; for the self-trained
 component blended with its mean confidence on the texts, with_confidence) and its 95% interval on that many
 examples is reported before anything is labelled. Without examples, given enough unlabelled texts, the self-trained similarity is used
 alone: it beat the LLM and the plain similarity on all five shared data sets, at embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the
@@ -356,7 +356,7 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
                     break
                 part = component.fresh().fit([rows[i] for i in train], fold_dir(workdir, name, k))
                 oof[name][test] = part.probabilities([texts[i] for i in test])
-                accuracies.append(float((oof[name][test].argmax(1) == y[test]).mean()))
+                accuracies.append(fold_accuracy(oof[name], y, test))
                 if name in CROSS_FITTED:
                     fold_models.setdefault(name, []).append(part)
         if name in stopped:
@@ -365,12 +365,18 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
             if fold_dir(workdir, name, 0) is not None:  # the folds it trained are never used
                 shutil.rmtree(workdir / name, ignore_errors=True)
         else:
-            means[name] = float(np.mean([(oof[name][test].argmax(1) == y[test]).mean() for _, test in folds]))
+            means[name] = float(np.mean([fold_accuracy(oof[name], y, test) for _, test in folds]))
         if progress:
             how = f"stopped after {len(stopped[name])} folds: it could not be picked" if name in stopped else "done"
             log.warning("promptclf: cross-validated %s on %d examples in %.0fs (%s)", name, len(rows),
                         time.perf_counter() - started, how)
     return CrossValidation({n: oof[n] for n in components if n in oof}, folds, fold_models, stopped)
+
+
+def fold_accuracy(probs: np.ndarray, y: np.ndarray, test) -> float:
+    """The accuracy of out-of-fold probabilities on one fold's rows: cross_validate (to stop a hopeless candidate)
+    and choose (to pick) must compute it alike, to the last bit."""
+    return float((probs[test].argmax(1) == y[test]).mean())
 
 
 def hopeless(name: str, accuracies: list[float], n_folds: int, prior: str | None, means: dict[str, float],
@@ -427,7 +433,7 @@ def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: Offli
     per_fold: dict[str, list[float]] = {name: [] for name in [*oof, "combination"]}
     for train, test in folds:
         for name, p in oof.items():
-            per_fold[name].append(float((p[test].argmax(1) == y[test]).mean()))
+            per_fold[name].append(fold_accuracy(p, y, test))
         weights = fit_weights({n: p[train] for n, p in oof.items()}, y[train], config.l2)
         combined = combine({n: p[test] for n, p in oof.items()}, weights)
         per_fold["combination"].append(float((combined.argmax(1) == y[test]).mean()))
