@@ -401,3 +401,22 @@ def test_no_secret_reaches_the_cache_key_or_any_stored_byte(server_factory, samp
     for stored in (tmp_path / "c").iterdir():
         assert SECRET.encode() not in stored.read_bytes()
     assert SECRET.encode() not in (tmp_path / "x.parquet").read_bytes()
+
+
+def test_opening_a_fresh_cache_waits_out_another_process_switching_it_to_wal(tmp_path):
+    # Two processes opening a new cache at once both hold a read lock while asking for the write lock that
+    # the switch to WAL needs; SQLite answers one of them "database is locked" at once, without waiting
+    # (its busy timeout does not apply to a deadlock). A writer holding the lock in rollback mode is the same
+    # refusal, made deterministic: the cache must wait until the lock is released, then open.
+    import threading
+
+    path = tmp_path / SQLITE_FILE
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE answers (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    other.execute("BEGIN")
+    other.execute("INSERT INTO answers VALUES ('k', '{}')")
+    threading.Timer(1.0, lambda: other.execute("COMMIT")).start()
+    cache = SQLiteCache(tmp_path)
+    assert cache._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert cache.get_many(["k"]) == {"k": {}}
+    other.close()

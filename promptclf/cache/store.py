@@ -120,6 +120,7 @@ class SQLiteCache(OneByOne):
     """
 
     CHUNK = 500  # keys per query: under SQLite's limit on bound parameters
+    TIMEOUT = 60.0  # seconds a writer waits for another
     key = staticmethod(answer_key)
 
     def __init__(self, directory: str | Path | None = None):
@@ -143,8 +144,8 @@ class SQLiteCache(OneByOne):
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None or self._local.pid != os.getpid():  # a forked child must not share its parent's handle
-            db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.path, timeout=self.TIMEOUT, check_same_thread=False)
+            _switch_to_wal(db, self.TIMEOUT)
             db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a power cut may lose the last commits
             self._local.db, self._local.pid = db, os.getpid()
             with self._lock:
@@ -188,6 +189,22 @@ class SQLiteCache(OneByOne):
                 db.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _switch_to_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Processes that open a new file at once each hold a read lock while asking for the write lock the switch
+    needs; SQLite refuses one of them at once ("database is locked": its busy timeout does not cover a
+    deadlock), so the refused one waits and asks again."""
+    deadline, pause = time.monotonic() + timeout, 0.01
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 AnswerCache = SQLiteCache  # the name callers used before backends could be chosen
