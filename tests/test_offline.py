@@ -19,7 +19,7 @@ from promptclf.core.usage import Usage
 
 from .conftest import LABELS
 
-TINY_SETFIT = {"iterations": 2, "min_pairs": 32, "max_pairs": 64, "batch_size": 16, "max_length": 64}
+TINY_SETFIT = {"iterations": 2, "min_pairs": 32, "max_pairs": 64, "batch_size": 16, "max_length": 48}
 
 
 @pytest.fixture
@@ -44,6 +44,8 @@ def test_setfit_trains_saves_and_loads_identical(few, tmp_path):
     assert meta["method"] == "setfit" and meta["metrics"]["steps"] == 4  # 64 pairs / 16 a step
     loaded = load_finetuned(tmp_path / "sf", LABELS)
     np.testing.assert_allclose(loaded.probabilities(texts), trained.probabilities(texts), atol=1e-6)
+    # SetFit's own max_length reaches only a differentiable head; the cut must hold in training and labelling
+    assert trained.model.model_body.max_seq_length == loaded.model.model_body.max_seq_length == 48
     assert np.allclose(loaded.probabilities(texts).sum(1), 1.0)
     # the same directory through the model string and as a fallback
     via_string = Classifier(LABELS, f"finetuned:{tmp_path / 'sf'}", cache=False, progress=False).classify(texts)

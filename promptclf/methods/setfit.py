@@ -38,7 +38,7 @@ class SetFitConfig:
     batch_size: int = 16
     body_learning_rate: float = 2e-5
     head_c: float = 1.0
-    max_length: int = 64  # a step's cost grows with it; a long text's opening carries most of its class
+    max_length: int | None = None  # tokens per text, in training and labelling; None: the encoder's own (256)
     seed: int = 0
 
     def steps(self, n_rows: int) -> int:
@@ -90,10 +90,12 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
         strategy = {"multi_target_strategy": "one-vs-rest"}
     model = SetFitModel.from_pretrained(_body_path(config.base), local_files_only=True, head_params=head,
                                         **strategy)
+    if config.max_length:  # set on the body: SetFit's own max_length reaches only a differentiable head
+        model.model_body.max_seq_length = config.max_length
     steps = config.steps(len(train_rows))
     args = TrainingArguments(batch_size=config.batch_size, num_epochs=1, max_steps=steps,
                              num_iterations=config.iterations, body_learning_rate=config.body_learning_rate,
-                             max_length=config.max_length, seed=config.seed, report_to="none",
+                             seed=config.seed, report_to="none",
                              show_progress_bar=progress, save_strategy="no", logging_strategy="no",
                              logging_first_step=False,
                              output_dir=str(Path(out) / "checkpoints") if out else "/tmp/promptclf-setfit")
