@@ -33,7 +33,7 @@ from promptclf.core.labels import LabelSet
 from promptclf.methods.offline import (CALIBRATED, COMPONENTS, DEFAULT_WEIGHTS, SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT,
                                       ZERO_SHOT_WEIGHTS, Estimate, FoldAverage, OfflineConfig, SelfTrainedComponent,
                                       can_cross_validate, choose, combine, cross_validate, fold_accuracy, margin_for,
-                                      pick, wilson_interval, with_confidence)
+                                      pick, priors_for, wilson_interval, with_confidence)
 
 METHODS = ("llm", "labels", SELF_TRAINED, "examples", "setfit", "combination", "auto")
 # The texts a user labels: the first UNLABELED rows of the seeded test sample, of which the first --n-test are
@@ -106,8 +106,7 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
         cell["weights"] = estimate.weights
         cell["accuracy"]["combination"] = accuracy(combine(probs, estimate.weights))
         cell["candidates_cv"] = estimate.candidates
-        auto = pick(estimate.candidates, margin_for(config, len(examples)))
-        cell["auto"] = auto
+        cell["auto"] = auto = automatic_choice(cell)
         cell["accuracy"]["auto"] = cell["accuracy"][auto]
         cell["estimate"] = estimate_of(cell, auto)
     else:
@@ -192,10 +191,16 @@ def update_zero_shot(path: Path) -> None:
     path.write_text(json.dumps(cell))
 
 
+def automatic_choice(cell: dict) -> str:
+    """What the automatic choice (offline.pick) takes on the cell's cross-validation."""
+    y = np.array(cell["y_examples"])
+    return pick(cell["candidates_cv"], margin_for(OfflineConfig(), len(y)), priors_for(y))
+
+
 def refresh(cell: dict) -> dict:
     """A cell without cross-validation, combined with today's default weights from its stored probabilities."""
     if "candidates_cv" in cell:  # today's rule for the automatic choice, on the stored cross-validation
-        cell["auto"] = pick(cell["candidates_cv"], margin_for(OfflineConfig(), cell["n_examples"]))
+        cell["auto"] = automatic_choice(cell)
         cell["accuracy"]["auto"] = cell["accuracy"][cell["auto"]]
         cell["estimate"] = estimate_of(cell, cell["auto"])
         return cell
@@ -302,31 +307,56 @@ def add_pair(cell: dict) -> dict:
 
 def compare_rules(cells: list[dict]) -> str:
     """The automatic choice under other candidates, orders and margins, replayed on the stored cross-validation:
-    per rule, the cells where it lands within a point of the best single component, and its mean shortfall, on
-    seed 0 and on the other seeds. A rule is `pick` with these priors: the first that ran is kept unless
-    another of them leads it by more than the margin. `self-trained+setfit` is their equal-weight combination
-    (add_pair), a candidate only in the rules that name it."""
+    per rule, the cells where it lands within a point of the best single component (seed 0, then the other
+    seeds), the rows (data set and budget, mean over the seeds) where it does, and its mean shortfall. A rule is
+    `pick` with these priors: the first that ran is kept unless another of them leads it by more than the
+    margin. `self-trained+setfit` is their equal-weight combination (add_pair), a candidate only in the rules
+    that name it; "setfit from T" puts SetFit first where every label has T examples or more (priors_for)."""
     cells = [add_pair(c) for c in cells if "candidates_cv" in c]
     singles = ("labels", SELF_TRAINED, "examples", "setfit")
-    orders = [(SELF_TRAINED, "setfit"), ("setfit", SELF_TRAINED), (SELF_TRAINED, "setfit", "labels", "examples"),
-              ("setfit", SELF_TRAINED, "labels", "examples"), (PAIR, SELF_TRAINED, "setfit"), (PAIR,)]
-    lines = ["| candidates, in order | margin | seed 0: within 1 pt | mean shortfall | seeds 1+: within 1 pt | "
-             "mean shortfall |", "|---|---|---|---|---|---|"]
+    fixed_orders = [(SELF_TRAINED, "setfit"), ("setfit", SELF_TRAINED), (SELF_TRAINED, "setfit", "labels", "examples"),
+                    ("setfit", SELF_TRAINED, "labels", "examples"), (PAIR, SELF_TRAINED, "setfit"), (PAIR,)]
+    orders = [(", ".join(o), lambda c, o=o: o) for o in fixed_orders[:1]]
+    orders += [(f"self-trained, setfit; setfit from {t}", lambda c, t=t: by_examples_per_label(c, t))
+               for t in (8, 16, 32, 64)]
+    orders += [(", ".join(o), lambda c, o=o: o) for o in fixed_orders[1:]]
+    lines = ["| candidates, in order | margin | seed 0: cells within 1 pt | seeds 1+: cells | rows within 1 pt "
+             "| mean shortfall |", "|---|---|---|---|---|---|"]
     fixed = [(f"{m:.2f}" if m < 1 else "never switch", lambda c, m=m: m) for m in (0.0, 0.05, 0.10, 0.15, 0.20, 1.0)]
     # a margin that shrinks as the cross-validation's noise does, with the number of examples n
     scaled = [(f"{k}/sqrt(n)", lambda c, k=k: k / np.sqrt(c["n_examples"])) for k in (0.3, 0.4, 0.57, 0.8)]
-    for order in orders:
-        for margin_name, margin in fixed + (scaled if order == orders[0] else []):
-            row = [", ".join(order), margin_name]
+    for i, (order_name, order) in enumerate(orders):
+        for margin_name, margin in (fixed if i == 0 else fixed[:1]) + (scaled if i <= 4 else []):
+            chosen = {id(c): pick(c["candidates_cv"], margin(c), priors=order(c)) for c in cells}
+            gap = lambda c: round(max(c["accuracy"][n] for n in singles if n in c["accuracy"])  # noqa: E731
+                                  - c["accuracy"][chosen[id(c)]], 6)
+            row = [order_name, margin_name]
             for group in ([c for c in cells if c["seed"] == 0], [c for c in cells if c["seed"] != 0]):
-                gaps = []
-                for c in group:
-                    chosen = pick(c["candidates_cv"], margin(c), priors=order)
-                    best = max(c["accuracy"][n] for n in singles if n in c["accuracy"])
-                    gaps.append(round(best - c["accuracy"][chosen], 6))
-                row += [f"{sum(g <= 0.01 for g in gaps)}/{len(gaps)}", f"{np.mean(gaps):.3f}" if gaps else "–"]
+                row.append(f"{sum(gap(c) <= 0.01 for c in group)}/{len(group)}")
+            rows = rows_within_a_point(cells, lambda c: c["accuracy"][chosen[id(c)]], singles)
+            row += [rows, f"{np.mean([gap(c) for c in cells]):.3f}"]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def by_examples_per_label(cell: dict, first_from: int) -> tuple:
+    """The self-trained component first, SetFit first where every label has first_from examples or more."""
+    fewest = int(np.bincount(cell["y_examples"]).min())
+    return ("setfit", SELF_TRAINED) if fewest >= first_from else (SELF_TRAINED, "setfit")
+
+
+def rows_within_a_point(cells: list[dict], accuracy, singles: tuple) -> str:
+    """In how many rows (data set, budget) the mean of `accuracy` over the seeds is within a point of the best
+    single component's mean."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["data"], c["budget"]), []).append(c)
+    within = 0
+    for group in groups.values():
+        best = max(np.mean([c["accuracy"][n] for c in group]) for n in singles
+                   if all(n in c["accuracy"] for c in group))
+        within += best - np.mean([accuracy(c) for c in group]) <= 0.01 + 1e-9
+    return f"{within}/{len(groups)}"
 
 
 ESTIMATOR_BUDGETS, ESTIMATOR_SEEDS = (2, 4, 8, 16), 10

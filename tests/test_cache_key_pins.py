@@ -64,8 +64,8 @@ PINNED = {
     "local": "a627f7c3e565818baab5509cf433d1ff83d023d3c73c126b42a83b9f55893ff4",
     "embed": "029217a76083cfac50d6025cb3ee34e11f3ecc91bea0ae77b7e3e0df47676a8f",
     "offline": "f45c3dd4ab461e8f09db2fdcb0250faf31faebc9d54480a3ca559e6dffea8d04",
-    # version 4: the automatic choice's margin shrinks with the number of examples (offline.margin_for)
-    "offline with examples": "6746d719966dca7e250dcbacf8b72d43c4b31da70159a9267f9807aace532d77",
+    # version 5: SetFit first from offline.SETFIT_FIRST_FROM examples per label
+    "offline with examples": "aa24e3ec183dfec95e93f506e7180e0b2b4f5bf601993656c079b9b2b80f119d",
 }
 
 

@@ -10,10 +10,10 @@ log-probabilities.
 With examples, every component is cross-validated on them (stratified folds, each component trained on
 the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to
 the out-of-fold probabilities, and the automatic choice (`pick`) is the first of PRIORS that ran (the
-self-trained component, else SetFit, which joins the defaults from SETFIT_FROM examples per label) unless the
-other leads it clearly in cross-validated accuracy (by margin_for: more with fewer examples; the prior is
-cross-validated first, and SetFit's folds stop as soon as it could no longer lead: not trained at all where the
-prior is within the margin of 1.0); the combination (its estimate with weights fitted on the other folds) is
+self-trained component, else SetFit, which joins the defaults from SETFIT_FROM examples per label; SetFit first
+from SETFIT_FIRST_FROM, priors_for) unless the other leads it clearly in cross-validated accuracy (by margin_for:
+more with fewer examples; the prior is cross-validated first, and the other's folds stop as soon as it could no
+longer lead: SetFit not trained at all where the self-trained component is within the margin of 1.0); the combination (its estimate with weights fitted on the other folds) is
 used when asked for. That accuracy (mean ± spread over the folds; for the self-trained
 component blended with its mean confidence on the texts, with_confidence) and its 95% interval on that many
 examples is reported before anything is labelled. Without examples, given enough unlabelled texts, the self-trained similarity is used
@@ -343,7 +343,7 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
     folds = folds_of(y, config.folds, config.seed)
     texts = [r["text"] for r in rows]
     oof, fold_models, stopped, means = {}, {}, {}, {}
-    prior = next((n for n in PRIORS if n in components), None) if stop_hopeless else None
+    prior = next((n for n in priors_for(y) if n in components), None) if stop_hopeless else None
     for name in sorted(components, key=lambda n: n != prior):  # the others are measured against the prior
         component, started = components[name], time.perf_counter()
         if not component.trains:
@@ -400,6 +400,19 @@ def hopeless(name: str, accuracies: list[float], n_folds: int, prior: str | None
 # SetFit first 50, 0.005 / 0.027; every single component a candidate 48; the equal-weight self-trained+SetFit
 # pair first 46, the pair alone 39.
 PRIORS = (SELF_TRAINED, "setfit")
+# From this many examples of every label SetFit comes first (priors_for): with more examples it learns more from
+# them, the self-trained component less. benchmarks/few_labels.py at 16 and 32 per class (seeds 0-1): SetFit led
+# or tied on AG News, TREC, SMS Spam and GoEmotions in every cell, and trailed on IMDb (by 0.02 to 0.075). Replayed
+# (--rules) SetFit first from 16 was within a point of the best single component in more cells than from 32 or 64
+# or never, on seed 0 and on the other seeds alike (README).
+SETFIT_FIRST_FROM = 16
+
+
+def priors_for(y: np.ndarray) -> tuple:
+    """PRIORS in the order for these examples' labels (SETFIT_FIRST_FROM)."""
+    return PRIORS[::-1] if len(y) and int(np.bincount(y).min()) >= SETFIT_FIRST_FROM else PRIORS
+
+
 # How far another candidate must lead the prior in cross-validated accuracy: SWITCH_SCALE / sqrt(examples), as
 # the cross-validation's noise shrinks. A fixed 0.10 kept the self-trained component at 64 per class where
 # SetFit led by 0.08 in cross-validation and by 0.065 (SMS Spam) and 0.125 (GoEmotions) on the test rows;
@@ -440,7 +453,7 @@ def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: Offli
         combined = combine({n: p[test] for n, p in oof.items()}, weights)
         per_fold["combination"].append(float((combined.argmax(1) == y[test]).mean()))
     means = {name: float(np.mean(accs)) for name, accs in per_fold.items()}
-    chosen = pick(means, margin_for(config, len(y))) if config.choose == "auto" else config.choose
+    chosen = pick(means, margin_for(config, len(y)), priors_for(y)) if config.choose == "auto" else config.choose
     weights = fit_weights(oof, y, config.l2) if chosen == "combination" else {chosen: 1.0}
     low, high = wilson_interval(means[chosen], len(y))
     return Estimate(chosen, weights, means[chosen], float(np.std(per_fold[chosen])), len(folds), means, low, high,
@@ -493,9 +506,9 @@ class OfflineClassifier:
             # The identity's version, where the other methods name their model (the components' models follow:
             # the encoder and the embedded LLM's version). With examples: 2 when the self-trained component
             # learned from pseudo-labels (pseudo_labels.py), 3 when the automatic choice became the self-trained
-            # component or SetFit only (pick), 4 when its margin became margin_for: answers and trained state
-            # kept before are not this method's.
-            version = 4 if self.examples else 1
+            # component or SetFit only (pick), 4 when its margin became margin_for, 5 when SetFit came first from
+            # SETFIT_FIRST_FROM examples per label: answers and trained state kept before are not this method's.
+            version = 5 if self.examples else 1
             self._identity = method_identity("offline", version, asdict(self.config), self.names, self.labels.fingerprint(),
                                              default_encoder().identity, self._llm_version(),
                                              [[r["text"], r["label"]] for r in self.examples],
