@@ -1,24 +1,25 @@
 """One offline classifier that combines what it has (model string `offline`, the default).
 
-Components, each giving per-label probabilities: the embedded LLM's label scoring (`llm`), embedding
-similarity to the labels (`labels`), self-training on unlabelled texts (`self-trained`: the label similarity
-self-trained on them, label_similarity.py; with examples, logistic regression on the examples and on the texts
-it labels most confidently, pseudo_labels.py; `classify` passes the texts it labels), logistic regression on the examples' embeddings
-(`examples`) and SetFit trained on the examples (`setfit`). The combination is a weighted sum of their
+Components, each giving per-label probabilities: the embedded LLM's label scoring (`llm`), embedding similarity to
+the labels (`labels`), self-training on unlabelled texts (`self-trained`: the label similarity self-trained on
+them, label_similarity.py; with examples, logistic regression on the examples and on the texts it labels most
+confidently, pseudo_labels.py; `classify` passes the texts it labels), logistic regression on the examples'
+embeddings (`examples`) and SetFit trained on the examples (`setfit`). The combination is a weighted sum of their
 log-probabilities.
 
-With examples, every component is cross-validated on them (stratified folds, each component trained on
-the other folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to
-the out-of-fold probabilities, and the automatic choice (`pick`) is the first of PRIORS that ran (the
-self-trained component, else SetFit, which joins the defaults from SETFIT_FROM examples per label; SetFit first
-from SETFIT_FIRST_FROM, priors_for) unless the other leads it clearly in cross-validated accuracy (by margin_for:
-more with fewer examples; the prior is cross-validated first, and the other's folds stop as soon as it could no
-longer lead: SetFit not trained at all where the self-trained component is within the margin of 1.0); the combination (its estimate with weights fitted on the other folds) is
-used when asked for. That accuracy (mean ± spread over the folds; for the self-trained
-component blended with its mean confidence on the texts, with_confidence) and its 95% interval on that many
-examples is reported before anything is labelled. Without examples, given enough unlabelled texts, the self-trained similarity is used
-alone: it beat the LLM and the plain similarity on all five shared data sets, at embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the
-shared data sets.
+With examples, every component is cross-validated on them (stratified folds, each component trained on the other
+folds; SetFit's fold models are kept and averaged as its final model), the weights are fitted to the out-of-fold
+probabilities, and the automatic choice (`pick`) is the first of PRIORS that ran (the self-trained component, else
+SetFit, which joins the defaults from SETFIT_FROM examples per label; SetFit first from SETFIT_FIRST_FROM,
+priors_for) unless the other leads it clearly in cross-validated accuracy (by margin_for: more with fewer examples;
+the prior is cross-validated first, and the other's folds stop as soon as it could no longer lead: SetFit not
+trained at all where the self-trained component is within the margin of 1.0); the combination (its estimate with
+weights fitted on the other folds) is used when asked for. That accuracy (mean ± spread over the folds; for the
+self-trained component blended with its mean confidence on the texts, with_confidence) and its 95% interval on that
+many examples is reported before anything is labelled. Without examples, given enough unlabelled texts, the
+self-trained similarity is used alone: it beat the LLM and the plain similarity on all five shared data sets, at
+embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the shared data
+sets.
 
 The trained state (SetFit fold models, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
 fingerprint of the labels, examples and settings, so a second run with the same examples starts at once.
