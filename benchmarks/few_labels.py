@@ -231,11 +231,8 @@ def table(cells: list[dict]) -> str:
     cells = [refresh(c) for c in cells]
     lines = ["| data | per class | seeds | " + " | ".join(METHODS) + " | auto picks | estimate | estimate − test "
              "| train s | auto items/s |", "|---" * (len(METHODS) + 8) + "|"]
-    groups: dict[tuple, list[dict]] = {}
-    for c in cells:
-        groups.setdefault((c["data"], c["budget"]), []).append(c)
     gaps = []
-    for (name, budget), group in sorted(groups.items(), key=lambda kv: (NAMES.index(kv[0][0]), kv[0][1])):
+    for (name, budget), group in sorted(rows_of(cells).items(), key=lambda kv: (NAMES.index(kv[0][0]), kv[0][1])):
         row = [name, str(budget), str(len(group))]
         for m in METHODS:
             values = [c["accuracy"][m] for c in group if m in c["accuracy"]]
@@ -314,43 +311,47 @@ def compare_rules(cells: list[dict]) -> str:
     that name it; "setfit from T" puts SetFit first where every label has T examples or more (priors_for)."""
     cells = [add_pair(c) for c in cells if "candidates_cv" in c]
     singles = ("labels", SELF_TRAINED, "examples", "setfit")
-    fixed_orders = [(SELF_TRAINED, "setfit"), ("setfit", SELF_TRAINED), (SELF_TRAINED, "setfit", "labels", "examples"),
-                    ("setfit", SELF_TRAINED, "labels", "examples"), (PAIR, SELF_TRAINED, "setfit"), (PAIR,)]
-    orders = [(", ".join(o), lambda c, o=o: o) for o in fixed_orders[:1]]
-    orders += [(f"self-trained, setfit; setfit from {t}", lambda c, t=t: by_examples_per_label(c, t))
-               for t in (8, 16, 32, 64)]
-    orders += [(", ".join(o), lambda c, o=o: o) for o in fixed_orders[1:]]
-    lines = ["| candidates, in order | margin | seed 0: cells within 1 pt | seeds 1+: cells | rows within 1 pt "
-             "| mean shortfall |", "|---|---|---|---|---|---|"]
     fixed = [(f"{m:.2f}" if m < 1 else "never switch", lambda c, m=m: m) for m in (0.0, 0.05, 0.10, 0.15, 0.20, 1.0)]
     # a margin that shrinks as the cross-validation's noise does, with the number of examples n
     scaled = [(f"{k}/sqrt(n)", lambda c, k=k: k / np.sqrt(c["n_examples"])) for k in (0.3, 0.4, 0.57, 0.8)]
-    for i, (order_name, order) in enumerate(orders):
-        for margin_name, margin in (fixed if i == 0 else fixed[:1]) + (scaled if i <= 4 else []):
-            chosen = {id(c): pick(c["candidates_cv"], margin(c), priors=order(c)) for c in cells}
-            gap = lambda c: round(max(c["accuracy"][n] for n in singles if n in c["accuracy"])  # noqa: E731
-                                  - c["accuracy"][chosen[id(c)]], 6)
+    fixed_order = lambda *order: (", ".join(order), lambda c: order)  # noqa: E731
+    rules = [(*fixed_order(SELF_TRAINED, "setfit"), fixed + scaled)]
+    rules += [(f"self-trained, setfit; setfit from {t}", lambda c, t=t: priors_for(np.array(c["y_examples"]), t),
+               fixed[:1] + scaled) for t in (8, 16, 32, 64)]
+    rules += [(*fixed_order(*order), fixed[:1]) for order in [
+        ("setfit", SELF_TRAINED), (SELF_TRAINED, "setfit", "labels", "examples"),
+        ("setfit", SELF_TRAINED, "labels", "examples"), (PAIR, SELF_TRAINED, "setfit"), (PAIR,)]]
+    lines = ["| candidates, in order | margin | seed 0: cells within 1 pt | seeds 1+: cells | rows within 1 pt "
+             "| mean shortfall |", "|---|---|---|---|---|---|"]
+    for order_name, order, margins in rules:
+        for margin_name, margin in margins:
+            accuracy = {id(c): c["accuracy"][pick(c["candidates_cv"], margin(c), priors=order(c))] for c in cells}
+            gaps = {id(c): round(best_single(c, singles) - accuracy[id(c)], 6) for c in cells}
             row = [order_name, margin_name]
             for group in ([c for c in cells if c["seed"] == 0], [c for c in cells if c["seed"] != 0]):
-                row.append(f"{sum(gap(c) <= 0.01 for c in group)}/{len(group)}")
-            rows = rows_within_a_point(cells, lambda c: c["accuracy"][chosen[id(c)]], singles)
-            row += [rows, f"{np.mean([gap(c) for c in cells]):.3f}"]
+                row.append(f"{sum(gaps[id(c)] <= 0.01 for c in group)}/{len(group)}")
+            rows = rows_within_a_point(cells, lambda c: accuracy[id(c)], singles)
+            row += [rows, f"{np.mean(list(gaps.values())):.3f}"]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def by_examples_per_label(cell: dict, first_from: int) -> tuple:
-    """The self-trained component first, SetFit first where every label has first_from examples or more."""
-    fewest = int(np.bincount(cell["y_examples"]).min())
-    return ("setfit", SELF_TRAINED) if fewest >= first_from else (SELF_TRAINED, "setfit")
+def best_single(cell: dict, singles: tuple) -> float:
+    return max(cell["accuracy"][n] for n in singles if n in cell["accuracy"])
+
+
+def rows_of(cells: list[dict]) -> dict[tuple, list[dict]]:
+    """The cells by row: (data set, budget)."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["data"], c["budget"]), []).append(c)
+    return groups
 
 
 def rows_within_a_point(cells: list[dict], accuracy, singles: tuple) -> str:
     """In how many rows (data set, budget) the mean of `accuracy` over the seeds is within a point of the best
     single component's mean."""
-    groups: dict[tuple, list[dict]] = {}
-    for c in cells:
-        groups.setdefault((c["data"], c["budget"]), []).append(c)
+    groups = rows_of(cells)
     within = 0
     for group in groups.values():
         best = max(np.mean([c["accuracy"][n] for c in group]) for n in singles

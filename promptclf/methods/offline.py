@@ -261,16 +261,20 @@ def fit_weights(probs: dict[str, np.ndarray], y: np.ndarray, l2: float) -> dict[
     return {n: float(w) for n, w in zip(names, best.x)}
 
 
+def fewest_per_label(y: np.ndarray, n_labels: int = 0) -> int:
+    """How many examples the rarest label has (0 without examples, or where one of n_labels has none)."""
+    return int(np.bincount(y, minlength=n_labels).min()) if len(y) else 0
+
+
 def can_cross_validate(y: np.ndarray, n_labels: int) -> bool:
     """Stratified folds need at least two examples of every label."""
-    return len(y) > 0 and int(np.bincount(y, minlength=n_labels).min()) >= 2
+    return fewest_per_label(y, n_labels) >= 2
 
 
 def folds_of(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import StratifiedKFold
 
-    smallest = int(np.bincount(y).min()) if len(y) else 0
-    splitter = StratifiedKFold(n_splits=min(n_folds, smallest), shuffle=True, random_state=seed)
+    splitter = StratifiedKFold(n_splits=min(n_folds, fewest_per_label(y)), shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y))
 
 
@@ -409,9 +413,9 @@ PRIORS = (SELF_TRAINED, "setfit")
 SETFIT_FIRST_FROM = 16
 
 
-def priors_for(y: np.ndarray) -> tuple:
-    """PRIORS in the order for these examples' labels (SETFIT_FIRST_FROM)."""
-    return PRIORS[::-1] if len(y) and int(np.bincount(y).min()) >= SETFIT_FIRST_FROM else PRIORS
+def priors_for(y: np.ndarray, setfit_first_from: int = SETFIT_FIRST_FROM) -> tuple:
+    """PRIORS in the order for these examples' labels: SetFit first where every label has setfit_first_from."""
+    return PRIORS[::-1] if len(y) and fewest_per_label(y) >= setfit_first_from else PRIORS
 
 
 # How far another candidate must lead the prior in cross-validated accuracy: SWITCH_SCALE / sqrt(examples), as
