@@ -380,6 +380,24 @@ def test_the_estimate_states_how_wide_it_is_on_so_few_examples():
     assert "0.875 ± 0.070 over 2 folds" in text and f"95% interval {low:.2f}-{high:.2f}" in text
 
 
+def test_the_interval_also_holds_the_error_no_number_of_examples_removes():
+    """On many examples the Wilson interval shrinks to nothing, but the estimate still misses by what the examples
+    cannot show (a label mix unlike the texts', SetFit's folds trained on fewer examples than its final model)."""
+    from promptclf.methods.offline import ESTIMATE_BIAS, accuracy_interval, wilson_interval
+
+    low, high = accuracy_interval(0.8, 10_000)
+    assert 0.8 - low >= 1.96 * ESTIMATE_BIAS - 1e-9 and high - 0.8 >= 1.96 * ESTIMATE_BIAS - 1e-9
+    assert high - low < 2 * 1.96 * ESTIMATE_BIAS + 0.02  # the bias dominates; the sampling error is ±0.008
+    wide_low, wide_high = accuracy_interval(0.875, 8)
+    assert wide_low < wilson_interval(0.875, 8)[0] and wide_high >= wilson_interval(0.875, 8)[1]
+    assert accuracy_interval(1.0, 4)[1] == 1.0 and accuracy_interval(0.0, 4)[0] == 0.0
+    assert accuracy_interval(0.99, 50)[1] == 1.0 and accuracy_interval(0.01, 50)[0] == 0.0
+    y = np.repeat(np.arange(3), 8)
+    probs = np.eye(3)[np.where(np.random.default_rng(1).random(len(y)) < 0.75, y, (y + 1) % 3)]
+    estimate = choose({SELF_TRAINED: probs}, y, folds_of(y, 3, 0), OfflineConfig())
+    assert (estimate.low, estimate.high) == accuracy_interval(estimate.accuracy, len(y))
+
+
 # --- self-training on unlabelled texts ----------------------------------------------------------------
 
 
@@ -464,7 +482,7 @@ def test_offline_with_examples_cross_validates_the_self_trained_component(few, a
 
 
 def test_the_self_trained_estimate_weighs_its_confidence_on_the_texts(few, ag_unlabeled, home):
-    from promptclf.methods.offline import CONFIDENCE_WEIGHT, wilson_interval
+    from promptclf.methods.offline import CONFIDENCE_WEIGHT, accuracy_interval, wilson_interval
 
     train, _ = few
     texts, _ = ag_unlabeled
@@ -476,11 +494,17 @@ def test_the_self_trained_estimate_weighs_its_confidence_on_the_texts(few, ag_un
     assert estimate.confidence == pytest.approx(confidence) and estimate.texts == len(texts)
     assert estimate.accuracy == pytest.approx((n * estimate.cross_validated + CONFIDENCE_WEIGHT * confidence)
                                               / (n + CONFIDENCE_WEIGHT))
-    assert (estimate.low, estimate.high) == wilson_interval(estimate.accuracy, n)
+    assert (estimate.low, estimate.high) == accuracy_interval(estimate.accuracy, n)
     assert f"mean confidence {confidence:.3f} on {len(texts)} of the texts" in estimate.describe()
     again = OfflineClassifier(LABELS, train, OfflineConfig(components=("labels", "self-trained")),
                               unlabeled=texts).fit()  # read back from its state, not blended twice
     assert again.estimate == estimate
+    state = clf.workdir() / "offline.json"  # as an earlier version saved it: the bare Wilson interval
+    saved = json.loads(state.read_text())
+    saved["low"], saved["high"] = wilson_interval(estimate.accuracy, n)
+    state.write_text(json.dumps(saved))
+    kept = OfflineClassifier(LABELS, train, OfflineConfig(components=("labels", "self-trained")), unlabeled=texts).fit()
+    assert (kept.estimate.low, kept.estimate.high) == accuracy_interval(estimate.accuracy, n)
 
 
 def test_pseudo_labels_take_each_labels_most_confident_share():
