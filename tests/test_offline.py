@@ -382,7 +382,7 @@ def test_the_estimate_states_how_wide_it_is_on_so_few_examples():
 
 def test_the_interval_also_holds_the_error_no_number_of_examples_removes():
     """On many examples the Wilson interval shrinks to nothing, but the estimate still misses by what the examples
-    cannot show (a label mix unlike the texts', SetFit's folds trained on fewer examples than its final model)."""
+    cannot show (a label mix unlike the texts', SetFit's fold models scored one by one but used averaged)."""
     from promptclf.methods.offline import ESTIMATE_BIAS, accuracy_interval, wilson_interval
 
     low, high = accuracy_interval(0.8, 10_000)

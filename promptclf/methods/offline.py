@@ -474,8 +474,8 @@ def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, fl
 
 
 # The estimate's error that no number of examples removes, as a standard deviation: examples drawn per class
-# measure another label mix than the texts have (GoEmotions), SetFit's fold models train on two thirds of the
-# examples, the confidence is calibrated differently on each data set. The Wilson interval alone held the
+# measure another label mix than the texts have (GoEmotions), SetFit's fold models are scored one by one and
+# used averaged, the confidence is calibrated differently on each data set. The Wilson interval alone held the
 # accuracy in 93% of the self-trained component's runs on 800 texts and in 76 of the 90 few_labels cells (34 of
 # 44 where SetFit was chosen: its intervals on hundreds of examples are narrow). The smallest bias that brought
 # the former to 95% (benchmarks/few_labels.py --estimators: 0.02 94%, 0.03 96%, 0.04 97%); with it the cells: 82 of 90.
