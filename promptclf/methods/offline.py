@@ -289,7 +289,7 @@ class Estimate:
     spread: float | None = None
     folds: int = 0
     candidates: dict = field(default_factory=dict)  # every candidate's cross-validated accuracy
-    low: float | None = None  # the 95% interval of `accuracy` on this many examples (wilson_interval)
+    low: float | None = None  # the stated 95% interval of `accuracy` (accuracy_interval)
     high: float | None = None
     cross_validated: float | None = None  # where `accuracy` also weighs the confidence (with_confidence)
     confidence: float | None = None
@@ -477,7 +477,7 @@ def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, fl
 # measure another label mix than the texts have (GoEmotions), SetFit's fold models are scored one by one and
 # used averaged, the confidence is calibrated differently on each data set. The Wilson interval alone held the
 # accuracy in 93% of the self-trained component's runs on 800 texts and in 76 of the 90 few_labels cells (34 of
-# 44 where SetFit was chosen: its intervals on hundreds of examples are narrow). The smallest bias that brought
+# 44 where SetFit was chosen, from 16 examples per label: narrow intervals). The smallest bias that brought
 # the former to 95% (benchmarks/few_labels.py --estimators: 0.02 94%, 0.03 96%, 0.04 97%); with it the cells: 82 of 90.
 ESTIMATE_BIAS = 0.03
 
@@ -556,7 +556,7 @@ class OfflineClassifier:
         state = workdir / STATE
         if state.exists():
             self.estimate = Estimate(**json.loads(state.read_text()))
-            if self.estimate.low is not None:  # a state saved before the interval held the bias: today's interval
+            if self.estimate.accuracy is not None:  # computed on every read: states saved before get today's
                 low, high = accuracy_interval(self.estimate.accuracy, len(y))
                 self.estimate = replace(self.estimate, low=low, high=high)
         elif can_cross_validate(y, len(self.labels)):
