@@ -324,7 +324,6 @@ def compare_rules(cells: list[dict]) -> str:
     margin. `self-trained+setfit` is their equal-weight combination (add_pair), a candidate only in the rules
     that name it; "setfit from T" puts SetFit first where every label has T examples or more (priors_for)."""
     cells = [add_pair(c) for c in cells if "candidates_cv" in c]
-    singles = ("labels", SELF_TRAINED, "examples", "setfit")
     fixed = [(f"{m:.2f}" if m < 1 else "never switch", lambda c, m=m: m) for m in (0.0, 0.05, 0.10, 0.15, 0.20, 1.0)]
     # a margin that shrinks as the cross-validation's noise does, with the number of examples n
     scaled = [(f"{k}/sqrt(n)", lambda c, k=k: k / np.sqrt(c["n_examples"])) for k in (0.3, 0.4, 0.57, 0.8)]
@@ -344,11 +343,11 @@ def compare_rules(cells: list[dict]) -> str:
              "| mean shortfall |", "|---|---|---|---|---|---|"]
     for rule_name, margin_name, chooser in choosers:
         accuracy = {id(c): c["accuracy"][chooser(c)] for c in cells}
-        gaps = {id(c): round(best_single(c, singles) - accuracy[id(c)], 6) for c in cells}
+        gaps = {id(c): round(c["accuracy"][best_single(c)] - accuracy[id(c)], 6) for c in cells}
         row = [rule_name, margin_name]
         for group in ([c for c in cells if c["seed"] == 0], [c for c in cells if c["seed"] != 0]):
             row.append(f"{sum(gaps[id(c)] <= 0.01 for c in group)}/{len(group)}")
-        rows = rows_within_a_point(cells, lambda c: accuracy[id(c)], singles)
+        rows = rows_within_a_point(cells, lambda c: accuracy[id(c)])
         row += [rows, f"{np.mean(list(gaps.values())):.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -358,11 +357,10 @@ def misses(cells: list[dict]) -> str:
     """The cells where today's rule lands more than a point below the best single component, with SetFit's lead
     over the self-trained component in cross-validation (pooled over the examples, ± the standard error of that
     paired difference) and on the test rows: how far the examples could tell them apart."""
-    singles = ("labels", SELF_TRAINED, "examples", "setfit")
     lines = ["| data | per class | seed | chosen | best single | setfit − self-trained, cross-validated "
              "| on the test rows |", "|---|---|---|---|---|---|---|"]
     for c in sorted(cells, key=lambda c: (NAMES.index(c["data"]), c["budget"], c["seed"])):
-        chosen, best = automatic_choice(c), max(singles, key=lambda n: c["accuracy"].get(n, -1.0))
+        chosen, best = automatic_choice(c), best_single(c)
         if c["accuracy"][best] - c["accuracy"][chosen] <= 0.01 + 1e-9:
             continue
         row = [c["data"], c["budget"], c["seed"], f"{chosen} {c['accuracy'][chosen]:.3f}",
@@ -393,8 +391,13 @@ def higher_estimate(cell: dict) -> str:
     return "setfit" if cell["candidates_cv"]["setfit"] > estimate_of(cell, SELF_TRAINED) else SELF_TRAINED
 
 
-def best_single(cell: dict, singles: tuple) -> float:
-    return max(cell["accuracy"][n] for n in singles if n in cell["accuracy"])
+# The single components the automatic choice is measured against.
+SINGLES = ("labels", SELF_TRAINED, "examples", "setfit")
+
+
+def best_single(cell: dict) -> str:
+    """The single component that scored highest on the cell's test rows."""
+    return max((n for n in SINGLES if n in cell["accuracy"]), key=lambda n: cell["accuracy"][n])
 
 
 def rows_of(cells: list[dict]) -> dict[tuple, list[dict]]:
@@ -405,13 +408,13 @@ def rows_of(cells: list[dict]) -> dict[tuple, list[dict]]:
     return groups
 
 
-def rows_within_a_point(cells: list[dict], accuracy, singles: tuple) -> str:
+def rows_within_a_point(cells: list[dict], accuracy) -> str:
     """In how many rows (data set, budget) the mean of `accuracy` over the seeds is within a point of the best
     single component's mean."""
     groups = rows_of(cells)
     within = 0
     for group in groups.values():
-        best = max(np.mean([c["accuracy"][n] for c in group]) for n in singles
+        best = max(np.mean([c["accuracy"][n] for c in group]) for n in SINGLES
                    if all(n in c["accuracy"] for c in group))
         within += best - np.mean([accuracy(c) for c in group]) <= 0.01 + 1e-9
     return f"{within}/{len(groups)}"
@@ -521,10 +524,9 @@ def interval_coverage(runs: list[dict], estimate) -> str:
     texts, for a few values of the estimate's systematic error (this chose offline.ESTIMATE_BIAS)."""
     lines = ["| systematic error (sd) | interval holds the accuracy | " + " | ".join(NAMES) + " | mean width |",
              "|---" * (3 + len(NAMES)) + "|"]
-    names = np.array([r["data"] for r in runs])
+    names, accuracy = np.array([r["data"] for r in runs]), np.array([r["accuracy"] for r in runs])
     for bias in (0.0, 0.02, 0.03, 0.04, 0.05):
         bounds = np.array([accuracy_interval(estimate(r), r["n"], bias) for r in runs])
-        accuracy = np.array([r["accuracy"] for r in runs])
         inside = (bounds[:, 0] <= accuracy) & (accuracy <= bounds[:, 1])
         width = np.mean(bounds[:, 1] - bounds[:, 0])
         lines.append(f"| {bias:.2f}{' (Wilson alone)' if not bias else ''} | {inside.mean():.1%} | "

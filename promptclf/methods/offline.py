@@ -516,9 +516,13 @@ class OfflineClassifier:
         self_trained = (SELF_TRAINED,) if self.unlabeled else ()
         if not self.examples:
             return self_trained or ZERO_SHOT
-        counts = [sum(r["label"] == name for r in self.examples) for name in self.labels.names]
-        with_examples = tuple(c for c in WITH_EXAMPLES if c != "setfit" or min(counts) >= SETFIT_FROM)
-        return with_examples + self_trained
+        enough = fewest_per_label(self.example_labels, len(self.labels)) >= SETFIT_FROM
+        return tuple(c for c in WITH_EXAMPLES if c != "setfit" or enough) + self_trained
+
+    @property
+    def example_labels(self) -> np.ndarray:
+        """The examples' labels, as indices into the label set."""
+        return np.array([self.labels.index(r["label"]) for r in self.examples], dtype=int)
 
     @property
     def identity(self) -> str:
@@ -551,7 +555,7 @@ class OfflineClassifier:
 
     def fit(self) -> "OfflineClassifier":
         """Cross-validate and choose (or read the choice an earlier run made), then train what is used."""
-        y = np.array([self.labels.index(r["label"]) for r in self.examples], dtype=int)
+        y = self.example_labels
         workdir = self.workdir()
         state = workdir / STATE
         if state.exists():
