@@ -13,7 +13,8 @@ is printed from whatever cells exist.
     python benchmarks/few_labels.py                      # everything (hours on 2 CPU cores)
     python benchmarks/few_labels.py --data ag_news,trec --budgets 0,8 --seeds 0
     python benchmarks/few_labels.py --table-only
-    python benchmarks/few_labels.py --rules         # the automatic choice replayed under other rules
+    python benchmarks/few_labels.py --rules         # the automatic choice replayed under other rules, its
+                                                    # misses, and how much of them the test rows' noise explains
     python benchmarks/few_labels.py --estimators    # ways to estimate the accuracy, 200 cheap runs
 """
 
@@ -377,10 +378,10 @@ def misses(cells: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def test_noise(cells: list[dict], draws: int = 2000, seed: int = 0) -> str:
+def noise_of_test_rows(cells: list[dict], draws: int = 2000, seed: int = 0) -> str:
     """How far the cells' own test rows can confirm the targets: each cell's test rows drawn again with
     replacement (the same draw for all its components), its measured accuracies taken as the truth. A chooser
-    that knows the truth takes each cell's best single component; today's rule keeps what it chose. Per rule,
+    that knows the truth takes each cell's best single component; today's rule keeps what it chose. Per chooser,
     the rows within a point of the best single component's mean on the drawn rows, and the mean |estimate − test|
     an estimate equal to the truth would show."""
     cells = [c for c in cells if "candidates_cv" in c]
@@ -600,7 +601,8 @@ def main() -> None:
                         help="the cells (kept in git, so that the README's table can be printed again anywhere)")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--rules", action="store_true", help="replay the automatic choice under other priors and "
-                        "margins on the stored cells")
+                        "margins on the stored cells; print its misses and how much of them the test rows' noise "
+                        "explains")
     parser.add_argument("--fit-defaults", type=int, metavar="BUDGET", help="grid the default weights on the cells "
                         "with this many examples per class (0: the zero-shot components)")
     parser.add_argument("--estimators", action="store_true", help="compare ways of estimating the accuracy on "
@@ -616,7 +618,7 @@ def main() -> None:
     if args.rules:
         cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
         print(compare_rules(cells) + "\n\n" + misses([c for c in cells if "candidates_cv" in c]) + "\n\n"
-              + test_noise(cells))
+              + noise_of_test_rows(cells))
         return
     if args.fit_defaults is not None:
         print(fit_defaults([json.loads(p.read_text()) for p in sorted(out.glob("*.json"))], args.fit_defaults))
