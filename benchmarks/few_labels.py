@@ -346,10 +346,10 @@ def compare_rules(cells: list[dict]) -> str:
              "| mean shortfall |", "|---|---|---|---|---|---|"]
     for rule_name, margin_name, chooser in choosers:
         accuracy = {id(c): c["accuracy"][chooser(c)] for c in cells}
-        gaps = {id(c): round(c["accuracy"][best_single(c)] - accuracy[id(c)], 6) for c in cells}
+        gaps = {id(c): c["accuracy"][best_single(c)] - accuracy[id(c)] for c in cells}
         row = [rule_name, margin_name]
         for group in ([c for c in cells if c["seed"] == 0], [c for c in cells if c["seed"] != 0]):
-            row.append(f"{sum(gaps[id(c)] <= 0.01 for c in group)}/{len(group)}")
+            row.append(f"{sum(within_a_point(gaps[id(c)]) for c in group)}/{len(group)}")
         rows = rows_within_a_point(cells, lambda c: accuracy[id(c)])
         row += [rows, f"{np.mean(list(gaps.values())):.3f}"]
         lines.append("| " + " | ".join(row) + " |")
@@ -364,7 +364,7 @@ def misses(cells: list[dict]) -> str:
              "| on the test rows |", "|---|---|---|---|---|---|---|"]
     for c in sorted(cells, key=lambda c: (NAMES.index(c["data"]), c["budget"], c["seed"])):
         chosen, best = automatic_choice(c), best_single(c)
-        if c["accuracy"][best] - c["accuracy"][chosen] <= 0.01 + 1e-9:
+        if within_a_point(c["accuracy"][best] - c["accuracy"][chosen]):
             continue
         row = [c["data"], c["budget"], c["seed"], f"{chosen} {c['accuracy'][chosen]:.3f}",
                f"{best} {c['accuracy'][best]:.3f}", "–", "–"]
@@ -392,6 +392,7 @@ def noise_of_test_rows(cells: list[dict], draws: int = 2000, seed: int = 0) -> s
         index = rng.integers(0, len(y), (draws, len(y)))
         drawn[id(c)] = {n: (np.array(c["probs"][n]).argmax(1) == y)[index].mean(1) for n in SINGLES if n in c["probs"]}
     rows = rows_of(cells)
+    cell_best = {i: np.max(list(accuracies.values()), 0) for i, accuracies in drawn.items()}
     choosers = {"knows each cell's accuracy": best_single, "today's rule": automatic_choice}
     lines = ["| chooser | rows within 1 pt: mean | 5th-95th percentile | all rows | cells within 1 pt: mean |",
              "|---|---|---|---|---|"]
@@ -399,17 +400,15 @@ def noise_of_test_rows(cells: list[dict], draws: int = 2000, seed: int = 0) -> s
         row_hits = np.zeros(draws)
         cell_hits = np.zeros(draws)
         for group in rows.values():
-            singles = [n for n in SINGLES if all(n in drawn[id(c)] for c in group)]
-            best = np.max([np.mean([drawn[id(c)][n] for c in group], 0) for n in singles], 0)
             chosen = [drawn[id(c)][chooser(c)] for c in group]
-            row_hits += best - np.mean(chosen, 0) <= 0.01 + 1e-9
+            row_hits += within_a_point(best_single_mean(group, lambda c: drawn[id(c)]) - np.mean(chosen, 0))
             for c, accuracy in zip(group, chosen):
-                cell_hits += np.max([drawn[id(c)][n] for n in drawn[id(c)]], 0) - accuracy <= 0.01 + 1e-9
+                cell_hits += within_a_point(cell_best[id(c)] - accuracy)
         low, high = np.percentile(row_hits, [5, 95])
         lines.append(f"| {name} | {row_hits.mean():.1f}/{len(rows)} | {low:.0f}-{high:.0f} | "
                      f"{(row_hits == len(rows)).mean():.1%} of draws | {cell_hits.mean():.1f}/{len(cells)} |")
-    floor = np.mean([np.abs(drawn[id(c)][automatic_choice(c)] - c["accuracy"][automatic_choice(c)]).mean()
-                     for c in cells])
+    floor = np.mean([np.abs(drawn[id(c)][chosen] - c["accuracy"][chosen]).mean()
+                     for c in cells for chosen in [automatic_choice(c)]])
     lines.append(f"\nAn estimate equal to the true accuracy would still be {floor:.3f} from the accuracy on "
                  f"{cells[0]['n_test']} test rows on average ({draws} draws of the test rows, seed {seed}).")
     return "\n".join(lines)
@@ -422,11 +421,16 @@ def pair_in_between(cell: dict) -> tuple:
     return (PAIR, SELF_TRAINED, "setfit") if SETFIT_FROM <= fewest_per_label(y) < SETFIT_FIRST_FROM else priors_for(y)
 
 
+def setfit_ran(cell: dict) -> bool:
+    """Whether SetFit was a candidate of the cell's automatic choice (every label has SETFIT_FROM examples)."""
+    return fewest_per_label(np.array(cell["y_examples"])) >= SETFIT_FROM and "setfit" in cell["candidates_cv"]
+
+
 def higher_estimate(cell: dict) -> str:
     """Whichever of the two components the estimate (estimate_of) expects to score higher on the texts: the
     self-trained component's cross-validated accuracy is biased upwards (+0.039 on the cells where it was
     chosen) and its blend with the confidence corrects that, where SetFit's is not."""
-    if fewest_per_label(np.array(cell["y_examples"])) < SETFIT_FROM or "setfit" not in cell["candidates_cv"]:
+    if not setfit_ran(cell):
         return SELF_TRAINED
     return "setfit" if cell["candidates_cv"]["setfit"] > estimate_of(cell, SELF_TRAINED) else SELF_TRAINED
 
@@ -434,9 +438,9 @@ def higher_estimate(cell: dict) -> str:
 def higher_mix_weighted_recall(cell: dict) -> str:
     """Whichever of the two components has the higher out-of-fold recall per label, weighted by the label mix of
     the cell's test rows: what cross-validation on per-class examples would say if it knew the texts' mix."""
-    y = np.array(cell["y_examples"])
-    if fewest_per_label(y) < SETFIT_FROM or "setfit" not in cell["candidates_cv"]:
+    if not setfit_ran(cell):
         return SELF_TRAINED
+    y = np.array(cell["y_examples"])
     mix = np.bincount(cell["y_test"], minlength=len(cell["oof"]["setfit"][0])) / len(cell["y_test"])
     setfit, self_trained = (weighted_recall(cell["oof"][n], y, mix) for n in ("setfit", SELF_TRAINED))
     return "setfit" if setfit > self_trained else SELF_TRAINED
@@ -469,12 +473,21 @@ def rows_within_a_point(cells: list[dict], accuracy) -> str:
     """In how many rows (data set, budget) the mean of `accuracy` over the seeds is within a point of the best
     single component's mean."""
     groups = rows_of(cells)
-    within = 0
-    for group in groups.values():
-        best = max(np.mean([c["accuracy"][n] for c in group]) for n in SINGLES
-                   if all(n in c["accuracy"] for c in group))
-        within += best - np.mean([accuracy(c) for c in group]) <= 0.01 + 1e-9
+    best = lambda group: best_single_mean(group, lambda c: c["accuracy"])  # noqa: E731
+    within = sum(within_a_point(best(group) - np.mean([accuracy(c) for c in group])) for group in groups.values())
     return f"{within}/{len(groups)}"
+
+
+def best_single_mean(group: list[dict], accuracies) -> float | np.ndarray:
+    """The best single component's mean over a row's cells, of `accuracies(cell)` (per component: a number, or
+    one per draw of the test rows), among the components every cell ran."""
+    singles = [n for n in SINGLES if all(n in accuracies(c) for c in group)]
+    return np.max([np.mean([accuracies(c)[n] for c in group], 0) for n in singles], 0)
+
+
+def within_a_point(shortfall):
+    """Whether a shortfall (a number or an array of them) is a point or less, tolerating float rounding."""
+    return shortfall <= 0.01 + 1e-9
 
 
 ESTIMATOR_BUDGETS, ESTIMATOR_SEEDS = (2, 4, 8, 16), 10
