@@ -99,17 +99,18 @@ class BatchLabeller:
             results[row] = _row(predictions[n]) if n not in failures else RowResult(
                 error=f"not labelled: {failures[n]}")
         self.rows_with_error += sum(r.error is not None for r in results)
-        self.usage.absorb(self.classifier.report)
         self.usage.add(items=len(texts), wall_s=time.perf_counter() - started)
         return results
 
     def _predict(self, texts: list[str]) -> tuple[list[Prediction | None], dict[int, str]]:
-        if not texts:
+        if not texts:  # no run: the classifier's report is still the previous batch's
             return [], {}
         try:
             return self.classifier.predict(texts), {}
         except LabellingError as exc:  # what was answered is in exc.predictions (and cached)
             return exc.predictions, exc.failures
+        finally:  # what this run paid, also when it stopped early
+            self.usage.absorb(self.classifier.report)
 
 
 def _row(prediction: Prediction) -> RowResult:
