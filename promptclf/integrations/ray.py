@@ -70,8 +70,10 @@ class UsageTally:
         actor = ray.remote(num_cpus=0)(_Counts).remote()
         return cls(actor, parse_model(model).id, prices)
 
-    def add(self, counts: dict):  # the actors hold this object and call it as they would the actor
-        return self.actor.add.remote(counts)
+    def add(self, counts: dict) -> None:
+        """Called by the actors, which hold this object. Waits until the tally has the counts: a call nobody
+        waits for can still be in flight, or lost with its actor, when the driver reads the tally."""
+        require_ray().get(self.actor.add.remote(counts))
 
     def counts(self) -> dict:
         return require_ray().get(self.actor.counts.remote())
