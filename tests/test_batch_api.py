@@ -10,6 +10,7 @@ from promptclf.workflows.batch_api import BATCH_DISCOUNT, BatchJob, request_key
 from promptclf.cache.store import answer_key
 from promptclf.classifier import Classifier
 from promptclf.cli import main
+from promptclf.core.errors import LabellingError
 
 from .conftest import LABELS
 from .fake_openai_server import ITEM, BatchConfig
@@ -272,3 +273,29 @@ def test_collect_with_another_prompt_is_refused(server_factory, sample_rows, tmp
     job = BatchJob.submit(classifier(server, tmp_path / "c"), texts, tmp_path / "m.json")
     with pytest.raises(ValueError, match="another model, prompt or label set"):
         job.collect(classifier(server, tmp_path / "c", instructions="Be terse."))
+
+
+def test_batch_answers_keep_the_confidence_the_interactive_path_gives(server_factory, sample_rows, tmp_path):
+    server = server_factory(label_probability=lambda item: 0.55 if len(item) % 2 else 0.95)
+    texts = [r["text"] for r in sample_rows[:30]]
+    interactive = classifier(server, tmp_path / "i").predict(texts)
+    clf = classifier(server, tmp_path / "b")
+    collected = BatchJob.submit(clf, texts, tmp_path / "m.json").collect(clf)
+    expected = [p.confidence for p in interactive]
+    assert None not in expected and len(set(round(c, 2) for c in expected)) == 2
+    assert [p.confidence for p in collected] == pytest.approx(expected)
+    assert [p.scores for p in collected] == [p.scores for p in interactive]
+    chat_before = server.log.chat_requests
+    with pytest.raises(LabellingError) as raised:  # the cached batch answers below it are routed, not kept
+        classifier(server, tmp_path / "b", fallback_below=0.7).predict(texts)
+    assert sorted(raised.value.failures) == [n for n, c in enumerate(expected) if c < 0.7]
+    assert server.log.chat_requests == chat_before
+
+
+def test_batch_answers_without_logprobs_are_said_to_carry_no_confidence(server_factory, sample_rows, tmp_path):
+    server = server_factory(chat_logprobs="omit")
+    texts = [r["text"] for r in sample_rows[:12]]
+    clf = classifier(server, tmp_path / "b")
+    job = BatchJob.submit(clf, texts, tmp_path / "m.json")
+    assert {p.confidence for p in job.collect(clf)} == {None}
+    assert job.report.without_confidence == 12 and "12 batch answers carry no confidence" in job.report.summary()

@@ -28,6 +28,7 @@ from promptclf.core.errors import ConfigError
 from promptclf.core.methods import Prediction
 from promptclf.core.model_spec import ModelSpec
 from promptclf.core.usage import Usage
+from promptclf.methods.chat_logprobs import label_confidences
 from promptclf.methods.requests import configuration_problem, describe_error
 from promptclf.task.schemas import item_ids, read_batch
 
@@ -215,6 +216,7 @@ class BatchReport:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     repaired: int = 0
+    without_confidence: int = 0  # answers whose line carried no logprobs for them (fallback_below skips them)
     interactive: Usage | None = None
     prices: dict = field(default_factory=dict, repr=False)
 
@@ -236,6 +238,9 @@ class BatchReport:
                 f"{self.errors} errors, {self.missing} never answered) | {self.items_answered} of {self.items} "
                 f"items answered | {self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | "
                 f"cost {cost}")
+        if self.without_confidence:
+            text += (f"\n{self.without_confidence} batch answers carry no confidence (no token logprobs for them): "
+                     "fallback_below and cascades do not apply to them")
         if self.interactive is not None:
             text += f"\nthen interactively (cache first, re-asks): {self.interactive.summary()}"
         return text
@@ -432,6 +437,9 @@ class BatchJob:
                         continue
                     seen.add(line["custom_id"])
                     answers.update(self._read_line(line, request, classifier, report))
+        if report.without_confidence:
+            log.warning("promptclf: %d batch answers came without token logprobs: they carry no confidence, and "
+                        "fallback_below does not apply to them", report.without_confidence)
         report.missing = len(by_id) - len(seen)
         report.items_answered = len(answers)
         classifier.cache.set_many(answers)
@@ -456,12 +464,22 @@ class BatchJob:
         if multi_label:  # stored as answering.answer stores a label set
             return {key_of[i]: {"label": ";".join(names), "confidence": None, "scores": None, "labels": list(names)}
                     for i, names in result.labels.items()}
-        return {key_of[i]: {"label": label, "confidence": None, "scores": None} for i, label in result.labels.items()}
+        found = _confidences(body, classifier.labels, result.labels)
+        if classifier.method.logprobs:  # asked for: an answer without one is not what its key promises
+            report.without_confidence += len(result.labels) - len(found)
+        return {key_of[i]: {"label": label, "confidence": found.get(i, (None, None))[0],
+                            "scores": found.get(i, (None, None))[1]} for i, label in result.labels.items()}
 
     def as_dict(self) -> dict:
         return {"manifest": str(self.path), "model": self.data["model_id"],
                 "report": {k: v for k, v in asdict(self.report).items() if k not in ("interactive", "prices")}
                 if self.report else None}
+
+
+def _confidences(body: dict, labels, answered: dict[int, str]) -> dict[int, tuple[float, dict]]:
+    """Each answer's (confidence, scores) from the line's token logprobs, as ChatLabeler gives them live."""
+    content = ((body.get("choices") or [{}])[0].get("logprobs") or {}).get("content")
+    return label_confidences(content, labels, answered) if content else {}
 
 
 def _parts(lines: list[bytes], max_requests: int, max_bytes: int):
