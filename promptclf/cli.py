@@ -148,21 +148,23 @@ def _classify_with_batch_api(args) -> int:
     manifest = Path(f"{args.output}.batch.json")
     if manifest.exists():
         job = BatchJob.load(manifest)
-        if job.texts != list(texts):
-            raise ConfigError(f"{manifest} is a batch for other texts: collect it, or delete it to submit anew")
+        try:
+            job.check_texts(texts)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}: collect it, or delete it to submit anew") from None
         print(f"promptclf: resuming the batches in {manifest}", file=sys.stderr)
     else:
         job = BatchJob.submit(clf, texts, manifest, extra={name: getattr(args, name) for name in BATCH_ARGS})
-        print(f"submitted {len(job.data['requests'])} requests in {len(job.data['batches'])} batches; manifest "
+        print(f"submitted {job.data['request_count']} requests in {len(job.data['batches'])} batches; manifest "
               f"{manifest} (resume with: promptclf batch collect {manifest})", file=sys.stderr)
     if args.batch_api == "submit":
         return 0
-    return _collect(job, clf, frame, args.output, progress=not args.no_progress)
+    return _collect(job, clf, frame, texts, args.output, progress=not args.no_progress)
 
 
-def _collect(job, clf, frame, output, progress: bool) -> int:
+def _collect(job, clf, frame, texts, output, progress: bool) -> int:
     try:
-        predictions = job.collect(clf, progress=progress)
+        predictions = job.collect(clf, texts, progress=progress)
     except KeyboardInterrupt:
         print(f"promptclf: interrupted; the batches go on: promptclf batch collect {job.path}", file=sys.stderr)
         return 130
@@ -199,10 +201,13 @@ def cmd_batch_collect(args) -> int:
         options.no_progress = True
     frame = read_table(options.input)
     texts = text_of(frame, options.text_column)
-    if list(texts) != job.texts:
-        raise ConfigError(f"{options.input} changed since the batch was submitted: its texts are not the batch's")
+    try:
+        job.check_texts(texts)
+    except ConfigError:
+        raise ConfigError(f"{options.input} changed since the batch was submitted: its texts are not the "
+                          "batch's") from None
     clf = _classifier(options, _labels_or_task(options), texts)
-    return _collect(job, clf, frame, options.output, progress=not options.no_progress)
+    return _collect(job, clf, frame, texts, options.output, progress=not options.no_progress)
 
 
 def cmd_batch_cancel(args) -> int:

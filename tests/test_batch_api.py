@@ -56,7 +56,7 @@ def test_requests_are_the_interactive_requests(server_factory, sample_rows, tmp_
     assert [line["method"] for line in lines] == ["POST", "POST"] and lines[0]["url"] == "/v1/chat/completions"
     assert [without_ids(line["body"]) for line in lines] == [without_ids(b) for b in server.log.bodies]
     ids_in_prompt = [int(i) for i, _ in ITEM.findall(lines[0]["body"]["messages"][-1]["content"])]
-    assert ids_in_prompt == [i for i, _ in job.data["requests"][0]["items"]]
+    assert ids_in_prompt == [i for i, _ in next(job.requests())["items"]]
 
 
 def test_batch_labels_equal_the_interactive_path_and_fill_the_cache(server_factory, sample_rows, tmp_path):
@@ -70,9 +70,9 @@ def test_batch_labels_equal_the_interactive_path_and_fill_the_cache(server_facto
     assert [p.label for p in predictions] == interactive == gold
     assert {p.source for p in predictions} == {"batch"}
     assert server.log.chat_requests == chat_before  # nothing asked interactively
-    assert server.batches.log.lines_answered == len(job.data["requests"]) == 12
+    assert server.batches.log.lines_answered == job.data["request_count"] == len(list(job.requests())) == 12
     keys = [answer_key(clf.method.identity, clf.labels.fingerprint(), t) for t in texts[:10]]
-    assert job.data["requests"][0]["custom_id"] == request_key(keys)
+    assert next(job.requests())["custom_id"] == request_key(keys)
     later = classifier(server, tmp_path / "batch")
     assert later.classify(texts) == gold
     assert server.log.chat_requests == chat_before and later.report.cache_hits == len(set(texts))
@@ -103,8 +103,8 @@ def test_expired_batch_reasks_exactly_the_missing_requests(server_factory, sampl
     predictions = job.collect(clf)
     answered = set(server.batches.log.answered_ids)
     assert len(answered) == 3 and job.report.missing == 3 and job.data["batches"][0]["status"] == "expired"
-    missing = [r for r in job.data["requests"] if r["custom_id"] not in answered]
-    expected = {t for r in missing for t in texts[job.data["requests"].index(r) * 10:][:10]}
+    missing = [r for r in job.requests() if r["custom_id"] not in answered]
+    expected = {texts[row] for r in missing for _, row in r["items"]}
     assert sorted(asked_interactively(server)) == sorted(expected)
     assert [p.label for p in predictions] == [r["label"] for r in sample_rows[:60]]
     assert [p.source for p in predictions].count("batch") == 30 and [p.source for p in predictions].count("llm") == 30
@@ -152,7 +152,7 @@ def test_cached_items_are_not_submitted(server_factory, sample_rows, tmp_path):
     classifier(server, tmp_path / "c").classify(texts[:20])
     clf = classifier(server, tmp_path / "c")
     job = BatchJob.submit(clf, texts, tmp_path / "m.json")
-    assert sum(len(r["items"]) for r in job.data["requests"]) == 10
+    assert sum(len(r["items"]) for r in job.requests()) == job.data["item_count"] == 10
     predictions = job.collect(clf)
     assert [p.source for p in predictions] == ["cache"] * 20 + ["batch"] * 10
 
@@ -299,3 +299,24 @@ def test_batch_answers_without_logprobs_are_said_to_carry_no_confidence(server_f
     job = BatchJob.submit(clf, texts, tmp_path / "m.json")
     assert {p.confidence for p in job.collect(clf)} == {None}
     assert job.report.without_confidence == 12 and "12 batch answers carry no confidence" in job.report.summary()
+
+
+def test_the_manifest_does_not_grow_with_the_texts_and_a_loaded_job_resumes(server_factory, tmp_path):
+    server = server_factory()
+    sizes, texts = {}, {}
+    for n in (100, 2000):
+        texts[n] = [f"item {i}: a story about markets, prices and the weather, number {i}" for i in range(n)]
+        BatchJob.submit(classifier(server, tmp_path / f"c{n}"), texts[n], tmp_path / f"m{n}.json")
+        sizes[n] = (tmp_path / f"m{n}.json").stat().st_size
+    assert sizes[2000] <= sizes[100] + 16  # counts and ranges gain a digit or two; nothing is kept per text
+    assert server.batches.log.uploads == 2 and server.log.chat_requests == 0
+
+    job = BatchJob.load(tmp_path / "m2000.json")
+    with pytest.raises(ValueError, match="pass the texts"):
+        job.collect(classifier(server, tmp_path / "c2000"))
+    with pytest.raises(ValueError, match="other texts"):
+        job.collect(classifier(server, tmp_path / "c2000"), texts[2000][:-1] + ["changed"])
+    predictions = job.collect(classifier(server, tmp_path / "c2000"), texts[2000])
+    assert {p.source for p in predictions} == {"batch"} and len(predictions) == 2000
+    assert job.report.items_answered == 2000 and job.report.requests == 200 and server.log.chat_requests == 0
+    assert (server.batches.log.uploads, server.batches.log.batches_created) == (2, 2)  # nothing paid twice
