@@ -127,11 +127,11 @@ def _write_predictions(frame, predictions, output) -> None:
 
 # --- batch APIs: classify --batch-api, batch status / collect / cancel (promptclf/batch_api.py) ------------
 
-BATCH_ARGS = ("input", "output", "text_column", "labels", "task", "model", "examples", "examples_text_column",
+BATCH_ARGS = ("input", "text_column", "labels", "task", "model", "examples", "examples_text_column",
               "examples_label_column", "example_selection", "k", "prompt", "instructions", "batch_size",
               "structured", "concurrency", "max_attempts", "timeout", "cache", "cache_dir", "no_cache", "fallback",
               "fallback_below", "skip_empty", "no_progress", "calibrate", "demo_words", "item_words", "quantize",
-              "threads", "no_logprobs")
+              "threads", "no_logprobs", "multi_label")  # batch_manifest.CliOptions: never the output
 
 
 def _classify_with_batch_api(args) -> int:
@@ -147,7 +147,7 @@ def _classify_with_batch_api(args) -> int:
     clf = _classifier(args, _labels_or_task(args), texts)
     manifest = Path(f"{args.output}.batch.json")
     if manifest.exists():
-        job = BatchJob.load(manifest)
+        job = BatchJob.load(manifest, model=args.model)  # the model given here names its host
         try:
             job.check_texts(texts)
         except ConfigError as exc:
@@ -176,7 +176,14 @@ def _collect(job, clf, frame, texts, output, progress: bool) -> int:
 def _batch_job(args):
     from promptclf.workflows.batch_api import BatchJob
 
-    return BatchJob.load(args.manifest)
+    return BatchJob.load(args.manifest, model=args.model)
+
+
+def _beside(manifest: Path) -> Path:
+    """The output a manifest was written for: <output>.batch.json names it, in the manifest's directory."""
+    if not manifest.name.endswith(".batch.json") or manifest.name == ".batch.json":
+        raise ConfigError(f"{manifest} is not named <output>.batch.json: say where to write with --output")
+    return manifest.with_name(manifest.name.removesuffix(".batch.json"))
 
 
 def cmd_batch_status(args) -> int:
@@ -191,11 +198,15 @@ def cmd_batch_status(args) -> int:
 
 def cmd_batch_collect(args) -> int:
     from promptclf.core.data import read_table, text_of
+    from promptclf.providers.registry import parse_model
 
     job = _batch_job(args)
     saved = job.extra
-    if not saved.get("output"):
+    if not saved:
         raise ConfigError(f"{job.path} was submitted from Python, not the CLI: collect it with BatchJob.collect")
+    if parse_model(saved["model"]) != job.spec():  # before any request: the classifier's key goes to its host
+        raise ConfigError(f"{job.path}: its options name another model than its batches' ({job.data['model_id']})")
+    output = args.output or _beside(job.path)
     options = argparse.Namespace(**saved)
     if args.no_progress:
         options.no_progress = True
@@ -207,7 +218,7 @@ def cmd_batch_collect(args) -> int:
         raise ConfigError(f"{options.input} changed since the batch was submitted: its texts are not the "
                           "batch's") from None
     clf = _classifier(options, _labels_or_task(options), texts)
-    return _collect(job, clf, frame, texts, options.output, progress=not options.no_progress)
+    return _collect(job, clf, frame, texts, output, progress=not options.no_progress)
 
 
 def cmd_batch_cancel(args) -> int:
@@ -225,7 +236,11 @@ def _add_batch_commands(sub) -> None:
                              ("cancel", cmd_batch_cancel, "cancel the batches that have not finished")):
         verb = verbs.add_parser(name, help=text)
         verb.add_argument("manifest", help="the manifest classify --batch-api wrote (<output>.batch.json)")
+        verb.add_argument("--model", help="the model string the batches were sent to, to name its host yourself "
+                          "where the manifest's cannot be checked (edited, or submitted with another key)")
         if name == "collect":
+            verb.add_argument("--output", help="where to write the labelled table (default: the <output> that "
+                              "<output>.batch.json names, beside the manifest)")
             verb.add_argument("--no-progress", action="store_true")
         verb.set_defaults(func=func)
 

@@ -6,11 +6,11 @@ import re
 import pandas as pd
 import pytest
 
-from promptclf.workflows.batch_api import BATCH_DISCOUNT, BatchJob, request_key
 from promptclf.cache.store import answer_key
 from promptclf.classifier import Classifier
 from promptclf.cli import main
 from promptclf.core.errors import LabellingError
+from promptclf.workflows.batch_api import BATCH_DISCOUNT, BatchJob, request_key
 
 from .conftest import LABELS
 from .fake_openai_server import ITEM, BatchConfig
@@ -282,7 +282,7 @@ def test_batch_answers_keep_the_confidence_the_interactive_path_gives(server_fac
     clf = classifier(server, tmp_path / "b")
     collected = BatchJob.submit(clf, texts, tmp_path / "m.json").collect(clf)
     expected = [p.confidence for p in interactive]
-    assert None not in expected and len(set(round(c, 2) for c in expected)) == 2
+    assert None not in expected and len({round(c, 2) for c in expected}) == 2
     assert [p.confidence for p in collected] == pytest.approx(expected)
     assert [p.scores for p in collected] == [p.scores for p in interactive]
     chat_before = server.log.chat_requests
@@ -320,3 +320,92 @@ def test_the_manifest_does_not_grow_with_the_texts_and_a_loaded_job_resumes(serv
     assert {p.source for p in predictions} == {"batch"} and len(predictions) == 2000
     assert job.report.items_answered == 2000 and job.report.requests == 200 and server.log.chat_requests == 0
     assert (server.batches.log.uploads, server.batches.log.batches_created) == (2, 2)  # nothing paid twice
+
+
+# --- the manifest is untrusted input -----------------------------------------------------------------
+
+def edit_manifest(path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def keys_received(server, secret: str) -> int:
+    return sum(secret in header for header in server.log.authorization + server.batches.log.authorization)
+
+
+@pytest.mark.parametrize("provider", ["openai", "openai-compatible"])
+def test_a_manifest_edited_to_another_host_sends_it_no_key(server_factory, sample_rows, tmp_path, capsys,
+                                                          monkeypatch, provider):
+    secret = "sk-the-users-own-secret"
+    server, other = server_factory(api_key=secret), server_factory()
+    if provider == "openai":
+        monkeypatch.setenv("OPENAI_API_KEY", secret)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)  # the user names the host for OPENAI_API_KEY
+        name = "openai:gpt-test"
+    else:
+        monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", secret)
+        name = model(server)
+    src, out = write_input(tmp_path, sample_rows[:12])
+    argv = classify_argv(src, out, server, tmp_path, "--batch-api", "submit")
+    argv[argv.index("--model") + 1] = name
+    assert main(argv) == 0
+    manifest = tmp_path / "out.csv.batch.json"
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)  # later, in another shell: the seal names the host
+    assert main(["batch", "status", str(manifest)]) == 0 and keys_received(server, secret) > 0
+
+    def elsewhere(data):
+        data["model"]["base_url"] = other.base_url
+        data["extra"]["model"] = data["extra"]["model"].replace(server.base_url, other.base_url)
+
+    edit_manifest(manifest, elsewhere)
+    capsys.readouterr()
+    for verb in ("status", "collect", "cancel"):
+        assert main(["batch", verb, str(manifest)]) == 2
+        assert "not named for" in capsys.readouterr().err
+    assert keys_received(other, secret) == 0 and not out.exists()
+    if provider == "openai-compatible":  # the user may name the host: then it gets the key
+        assert main(["batch", "status", str(manifest), "--model", model(other)]) == 2  # other has no such batch
+        assert keys_received(other, secret) == 1
+
+
+def test_collect_writes_beside_the_manifest_or_to_output_never_where_the_manifest_says(server_factory, sample_rows,
+                                                                                     tmp_path, capsys):
+    server = server_factory()
+    rows = sample_rows[:12]
+    src, out = write_input(tmp_path, rows)
+    assert main(classify_argv(src, out, server, tmp_path, "--batch-api", "submit")) == 0
+    manifest = tmp_path / "out.csv.batch.json"
+    elsewhere = tmp_path / "elsewhere" / "taken.csv"
+    edit_manifest(manifest, lambda data: data["extra"].update(output=str(elsewhere)))
+    assert main(["batch", "collect", str(manifest), "--no-progress"]) == 2
+    assert "extra.output" in capsys.readouterr().err and not elsewhere.exists()
+
+    edit_manifest(manifest, lambda data: data["extra"].pop("output"))
+    assert main(["batch", "collect", str(manifest), "--no-progress"]) == 0
+    assert list(pd.read_csv(out)["predicted_label"]) == [r["label"] for r in rows]
+    chosen = tmp_path / "chosen.csv"
+    assert main(["batch", "collect", str(manifest), "--no-progress", "--output", str(chosen)]) == 0
+    assert list(pd.read_csv(chosen)["predicted_label"]) == [r["label"] for r in rows] and not elsewhere.exists()
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["model"].update(base_url=7), "model.base_url"),
+    (lambda d: d.update(surprise=True), "surprise"),
+    (lambda d: d["batches"][0].update(id="../files/x"), "batches.0.id"),
+    (lambda d: d["extra"].update(batch_size="10"), "extra.batch_size"),
+    (lambda d: d["input"].update(rows=-1), "input.rows"),
+])
+def test_a_malformed_manifest_is_refused_naming_the_file_and_the_field(server_factory, sample_rows, tmp_path,
+                                                                      capsys, change, field):
+    server = server_factory()
+    src, out = write_input(tmp_path, sample_rows[:3])
+    assert main(classify_argv(src, out, server, tmp_path, "--batch-api", "submit")) == 0
+    manifest = tmp_path / "out.csv.batch.json"
+    edit_manifest(manifest, change)
+    requests_before = server.batches.log.retrieves
+    capsys.readouterr()
+    assert main(["batch", "status", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert str(manifest) in err and field in err and len(err.splitlines()) == 1
+    assert server.batches.log.retrieves == requests_before

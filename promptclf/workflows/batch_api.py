@@ -33,8 +33,10 @@ from promptclf.core.model_spec import ModelSpec
 from promptclf.core.usage import Usage
 from promptclf.methods.chat_logprobs import label_confidences
 from promptclf.methods.requests import configuration_problem, describe_error
+from promptclf.providers.registry import parse_model
 from promptclf.task.schemas import item_ids, read_batch
-from promptclf.workflows.batch_manifest import VERSION as MANIFEST_VERSION, RequestRecord, read_manifest
+from promptclf.workflows.batch_manifest import VERSION as MANIFEST_VERSION
+from promptclf.workflows.batch_manifest import CliOptions, RequestRecord, check_host, host_seal, read_manifest
 
 log = logging.getLogger("promptclf")
 
@@ -262,8 +264,9 @@ class BatchJob:
     holds is in `<manifest>.requests.jsonl` beside it (row numbers, written once as the requests are built)."""
 
     def __init__(self, path: str | Path, data: dict, *, texts: Sequence[str] | None = None,
-                 poll_initial: float = 0.5, poll_max: float = 60.0):
+                 model: str | None = None, poll_initial: float = 0.5, poll_max: float = 60.0):
         self.path, self.data = Path(path), data
+        self.named = parse_model(model) if model else None  # a model string the user gives: its host is named
         self.poll_initial, self.poll_max = poll_initial, poll_max
         self.report: BatchReport | None = None
         self._texts = texts  # the texts submit was given, so that a job collected in the same process needs none
@@ -280,7 +283,7 @@ class BatchJob:
                **options) -> "BatchJob":
         """Build, upload and create the batches for what the cache does not answer. Each request is written to
         disk as it is built (a file of at most one batch's lines at a time), and the manifest is saved after
-        each batch is created. `extra` is stored in the manifest as is (the CLI's options)."""
+        each batch is created. `extra`: the CLI's options (batch_manifest.CliOptions), for `batch collect`."""
         labeler = chat_labeler(classifier)
         if classifier.cache is None:
             raise ConfigError("the batch API loads its answers into the answer cache: it needs one (not --no-cache)")
@@ -295,7 +298,8 @@ class BatchJob:
         data = {"version": MANIFEST_VERSION, "model": {"provider": spec.provider, "name": spec.name,
                                                        "base_url": spec.base_url},
                 "model_id": spec.id, "identity": identity, "labels": labels, "input": seen,
-                "request_count": 0, "item_count": 0, "batches": [], "extra": extra or {}}
+                "request_count": 0, "item_count": 0, "batches": [], "host_seal": host_seal(spec),
+                "extra": CliOptions.model_validate(extra).model_dump() if extra else None}
         job = cls(path, data, texts=texts, **options)
         job.save()
         provider = Provider(spec, timeout=classifier.options["timeout"])
@@ -350,6 +354,8 @@ class BatchJob:
 
     @classmethod
     def load(cls, path: str | Path, **options) -> "BatchJob":
+        """A manifest, checked as untrusted input. `model`: a model string naming the host the requests go to,
+        where neither the environment nor the seal written at submit names it for the key."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no batch manifest {path}")
@@ -377,10 +383,16 @@ class BatchJob:
 
     @property
     def extra(self) -> dict:
-        return self.data.get("extra", {})
+        return self.data.get("extra") or {}
+
+    def spec(self) -> ModelSpec:
+        """The model the batches were sent to, once its host is known to be named for the key it would get."""
+        spec = ModelSpec(**self.data["model"])
+        check_host(self.path, spec, self.data.get("host_seal"), self.named)
+        return spec
 
     def provider(self) -> Provider:
-        return Provider(ModelSpec(**self.data["model"]))
+        return Provider(self.spec())
 
     def status(self, provider: Provider | None = None) -> list[dict]:
         """Each batch as the provider reports it now (id, status, request counts); the manifest is updated."""
@@ -432,6 +444,10 @@ class BatchJob:
 
     def check(self, classifier) -> None:
         """The classifier must ask what the batches asked: same model, prompt, structured mode and labels."""
+        if classifier.spec != ModelSpec(**self.data["model"]):
+            raise ConfigError(f"{self.path} was submitted to another model ({self.data['model_id']}); collect it "
+                              "with the same options")
+        self.named = classifier.spec  # the caller's classifier names its host (its key goes there anyway)
         labeler = chat_labeler(classifier)
         if (labeler.identity, classifier.labels.fingerprint()) != (self.data["identity"], self.data["labels"]):
             raise ConfigError(f"{self.path} was submitted with another model, prompt or label set "
@@ -498,13 +514,11 @@ class BatchJob:
         """Each request's (custom_id, [(item id, answer key)]) from the requests file, the keys computed from
         the texts; (None, None) for a record that does not match them (its items are asked interactively)."""
         identity, labels = self.data["identity"], self.data["labels"]
-        try:
-            records = open(self.requests_path, encoding="utf-8")
-        except FileNotFoundError:
+        if not self.requests_path.is_file():
             log.warning("promptclf: %s is missing: the batches' answers cannot be matched to their items, which "
                         "are asked interactively", self.requests_path)
             return
-        with records:
+        with open(self.requests_path, encoding="utf-8") as records:
             for n, text in enumerate(records):
                 try:
                     record = RequestRecord.model_validate_json(text)

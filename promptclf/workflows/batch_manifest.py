@@ -1,15 +1,19 @@
 """A batch manifest and its requests file, read as untrusted input: whoever can write them must not be able to
 steer a key, a write or a cache key. Every field has a strict type, unknown fields are refused, and an error
-names the file and the field."""
+names the file and the field. A key goes to the manifest's host only where the user named that host for it."""
 
 from __future__ import annotations
 
+import hmac
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from promptclf.core.credentials import is_openai, key_variable, redact_url
 from promptclf.core.errors import ConfigError
+from promptclf.core.model_spec import ModelSpec
 
 VERSION = 2  # 1 held the texts and every request's items
 # ends up in a URL path: no "/", "?", "#"
@@ -25,6 +29,14 @@ class Model(Strict):
     provider: Literal["openai", "together", "openai-compatible"]
     name: str
     base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_host(self):
+        if self.provider == "together" and self.base_url is not None:
+            raise ValueError("together: has one host; a base_url is not taken")
+        if self.provider == "openai-compatible" and self.base_url is None:
+            raise ValueError("openai-compatible: needs its base_url")
+        return self
 
 
 class Input(Strict):
@@ -43,6 +55,43 @@ class Batch(Strict):
     counts: dict[str, int | float | None] | int | float | None = None  # OpenAI's request_counts, Together's progress
 
 
+class CliOptions(Strict):
+    """The options `classify --batch-api` was given, which `batch collect` labels the rest with. No output: a
+    manifest never chooses where anything is written."""
+
+    input: str
+    text_column: str
+    labels: str | None
+    task: str | None
+    model: str
+    examples: str | None
+    examples_text_column: str
+    examples_label_column: str
+    example_selection: Literal["auto", "all", "per-class", "similar"]
+    k: int | None
+    prompt: str | None
+    instructions: str
+    batch_size: int = Field(ge=1)
+    structured: Literal["auto", "json_schema", "function_calling", "json_mode", "parser"]
+    concurrency: int = Field(ge=1)
+    max_attempts: int = Field(ge=1)
+    timeout: float = Field(gt=0)
+    cache: str | None
+    cache_dir: str | None
+    no_cache: bool
+    fallback: str | None
+    fallback_below: float | None
+    skip_empty: bool
+    no_progress: bool
+    calibrate: Literal["auto", "none", "content-free"]
+    demo_words: int
+    item_words: int | None
+    quantize: Literal["auto", "int8", "none"]
+    threads: int | None
+    no_logprobs: bool
+    multi_label: bool
+
+
 class Manifest(Strict):
     version: Literal[2]
     model: Model
@@ -53,7 +102,8 @@ class Manifest(Strict):
     request_count: int = Field(ge=0)
     item_count: int = Field(ge=0)
     batches: list[Batch]
-    extra: dict[str, str | int | float | bool | None]
+    host_seal: Digest | None = None
+    extra: CliOptions | None = None
 
 
 class RequestRecord(Strict):
@@ -107,3 +157,40 @@ def _check_batches(path: Path, manifest: Manifest) -> None:
     if expected != manifest.request_count:
         raise ConfigError(f"{path} is not a valid batch manifest: request_count {manifest.request_count} is not "
                           f"the {expected} requests its batches hold")
+
+
+# --- which host gets a key ---------------------------------------------------------------------------
+
+SEAL_CONTEXT = b"promptclf batch manifest host\n"
+
+
+def host_seal(spec: ModelSpec) -> str | None:
+    """An HMAC of the spec's host keyed by the key that goes there: written at submit, it shows later that the
+    user named this host for this key, without holding the key. None where no key or no base URL is used."""
+    variable = key_variable(spec.id)
+    key = os.environ.get(variable)
+    if not key or spec.base_url is None:
+        return None
+    return hmac.new(key.encode(), SEAL_CONTEXT + f"{variable}\n{spec.base_url}".encode(), "sha256").hexdigest()
+
+
+def check_host(path: Path, spec: ModelSpec, seal: str | None, named: ModelSpec | None = None) -> None:
+    """Refuse a manifest whose host would be sent a key the user did not name that host for. Named: the
+    provider's own host (Together's; OpenAI's when no base URL is set), OpenAI's key to OPENAI_BASE_URL, the
+    host of the model string the user gives now (`named`), or the host sealed at submit with this same key."""
+    if spec.base_url is None or named == spec:
+        return
+    variable = key_variable(spec.id)
+    if not os.environ.get(variable):
+        return  # no key is sent
+    named_by_environment = is_openai(spec.base_url) or spec.base_url == os.environ.get("OPENAI_BASE_URL")
+    if variable == "OPENAI_API_KEY" and named_by_environment:
+        return
+    expected = host_seal(spec)
+    if seal is not None and expected is not None and hmac.compare_digest(seal, expected):
+        return
+    how = ("set OPENAI_BASE_URL to it" if spec.provider == "openai"
+           else f"pass --model {spec.provider}:{spec.name}@<its base URL>")
+    raise ConfigError(f"{path} sends its requests to {redact_url(spec.base_url)}, a host not named for {variable} "
+                      f"(the manifest was edited, or submitted with another key): nothing sent. If you trust that "
+                      f"host, {how}")
