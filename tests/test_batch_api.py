@@ -409,3 +409,18 @@ def test_a_malformed_manifest_is_refused_naming_the_file_and_the_field(server_fa
     err = capsys.readouterr().err
     assert str(manifest) in err and field in err and len(err.splitlines()) == 1
     assert server.batches.log.retrieves == requests_before
+
+
+def test_an_edited_requests_file_writes_no_answer_to_another_item(server_factory, sample_rows, tmp_path, caplog):
+    server = server_factory()
+    texts = [r["text"] for r in sample_rows[:20]]
+    clf = classifier(server, tmp_path / "c")
+    job = BatchJob.submit(clf, texts, tmp_path / "m.json")
+    records = job.requests_path.read_text().splitlines()
+    first = json.loads(records[0])
+    first["items"] = [[item, (row + 10) % 20] for item, row in first["items"]]  # answers pinned on other rows
+    job.requests_path.write_text("\n".join([json.dumps(first), *records[1:]]) + "\n")
+    predictions = BatchJob.load(tmp_path / "m.json").collect(classifier(server, tmp_path / "c"), texts)
+    assert [p.label for p in predictions] == [r["label"] for r in sample_rows[:20]]
+    assert [p.source for p in predictions] == ["llm"] * 10 + ["batch"] * 10  # the first request's asked again
+    assert "line 1 of" in caplog.text and "does not match the texts" in caplog.text
