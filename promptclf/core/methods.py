@@ -16,13 +16,21 @@ from promptclf.core.usage import Usage
 class Prediction:
     """One item's label. `source` is "llm" (the configured method answered), "cache" or "fallback"; in a
     cascade, "local" or "api" (the stage that answered). A multi-label answer (promptclf.core.multilabel) has its
-    label set in `labels` and the names joined by `;` in `label`; a single-label one has labels None."""
+    label set in `labels` and the names joined by `;` in `label`; a single-label one has labels None.
 
-    label: str
+    A row that could not be labelled (`Classifier.stream`, `predict(errors="keep")`) has label None, source
+    "failed" and `error` saying why."""
+
+    label: str | None
     confidence: float | None = None
     source: str = "llm"
     scores: dict | None = None
     labels: tuple[str, ...] | None = None
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, reason: str) -> "Prediction":
+        return cls(None, source="failed", error=reason)
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,8 @@ class Failure:
 
 
 Outcome = Prediction | Failure
+
+NOT_ASKED = "not asked: run stopped"  # a Failure's reason for an item a stopped run never asked
 
 
 @runtime_checkable
