@@ -127,11 +127,10 @@ class Pipeline:
         results: dict = {}
         outcomes = answer(self.method, unique, usage, self.cache, self.labels)
         try:
-            for pos, outcome in outcomes:
+            for pos, outcome in outcomes:  # a tripped breaker stops the method asking; what is in flight lands
                 results[unique[pos]] = outcome
-                if state.breaker.tripped:
-                    state.stop(state.breaker.reason)
-                    break
+            if state.breaker.tripped:
+                state.stop(state.breaker.reason)
         except (ConfigError, CacheError) as exc:  # the method cannot go on; the rows not answered say why
             state.stop(str(exc), exc)
         finally:

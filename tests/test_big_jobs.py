@@ -124,3 +124,180 @@ def test_a_cache_that_fails_mid_run_warns_once_and_every_answer_reaches_the_outp
         assert clf.classify([r["text"] for r in rows]) == [r["label"] for r in rows]
     assert caplog.text.count("going on without it") == 1 and message in caplog.text
     assert sum(model.batch_sizes) == 20
+
+
+# --- the CLI on files --------------------------------------------------------------------------------------
+
+CLI_LABELS = ",".join(LABELS)
+
+
+def _texts_file(tmp_path, rows, name="in.csv"):
+    import pandas as pd
+
+    src = tmp_path / name
+    pd.DataFrame({"id": range(len(rows)), "text": [r["text"] for r in rows]}).to_csv(src, index=False)
+    return src
+
+
+def _never_answers(oracle, endings):
+    """An oracle that answers every item except those ending with one of `endings`: a label outside the set."""
+    return lambda text: "Nonsense" if text.strip().endswith(tuple(endings)) else oracle(text)
+
+
+def test_rows_never_answered_are_in_the_output_with_their_error_and_a_rerun_asks_only_them(
+        tmp_path, server_factory, oracle, sample_rows, capsys):
+    import pandas as pd
+
+    from promptclf.cli import main
+
+    rows = (sample_rows * 3)[:200]
+    rows = [{"text": f"{r['text']} ({i})", "label": r["label"]} for i, r in enumerate(rows)]
+    server = server_factory(oracle=_never_answers(oracle, [" (17)", " (150)"]))  # 1% of the rows
+    src, out = _texts_file(tmp_path, rows), tmp_path / "out.csv"
+    argv = ["classify", "--input", str(src), "--output", str(out), "--labels", CLI_LABELS, "--model",
+            f"openai-compatible:gpt-test@{server.base_url}", "--cache-dir", str(tmp_path / "c"), "--batch-size", "20",
+            "--window", "50"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "2 of 200 rows could not be labelled (rows 18, 151; 1 is the first data row)" in err
+    result = pd.read_csv(out, keep_default_na=False)
+    assert list(result["id"]) == list(range(200))
+    assert list(result.index[result["error"] != ""]) == [17, 150]
+    assert result["error"][17].startswith("no answer after 3 asks: answer 'Nonsense' is not in the label set")
+    assert (result["predicted_label"][result["error"] == ""] != "").all()
+    before = server.log.chat_requests
+    assert main(argv) == 1
+    assert server.log.chat_requests - before == 6  # only the two failed rows (other windows), 3 asks each
+
+
+def test_a_dead_server_stops_the_run_with_every_row_written(tmp_path, sample_rows, capsys):
+    import pandas as pd
+
+    from promptclf.cli import main
+
+    src, out = _texts_file(tmp_path, sample_rows[:40]), tmp_path / "out.jsonl"
+    code = main(["classify", "--input", str(src), "--output", str(out), "--labels", CLI_LABELS, "--model",
+                 "openai-compatible:m@http://127.0.0.1:9/v1", "--max-attempts", "1", "--no-cache", "--batch-size", "2",
+                 "--concurrency", "1", "--stop-after-failures", "3"])
+    err = capsys.readouterr().err
+    assert code == 1 and "the run stopped asking: 3 requests in a row failed (last: APIConnectionError" in err
+    result = pd.read_json(out, lines=True)
+    assert len(result) == 40 and result["predicted_label"].isna().all()
+    assert result["error"][5].startswith("no answer after 1 attempts: APIConnectionError")
+    assert result["error"][6].startswith("not asked: run stopped (3 requests in a row failed")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("text\n"), "no rows in"),
+    (lambda p: p.write_text(""), "is empty: no header, no rows"),
+    (lambda p: p.write_bytes(b"text\nfine\n" + bytes(range(128, 256))), "is not UTF-8 text (an undecodable byte at "
+                                                                         "offset 10)"),
+])
+def test_bad_input_is_refused_before_any_request(tmp_path, server_factory, capsys, make, message):
+    from promptclf.cli import main
+
+    server = server_factory()
+    src = tmp_path / "in.csv"
+    make(src)
+    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", CLI_LABELS,
+                 "--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and str(src) in err and len(err.splitlines()) == 1
+    assert server.log.requests == 0 and not (tmp_path / "o.csv").exists()
+
+
+def test_the_output_format_and_examples_columns_are_checked_before_reading_or_asking(tmp_path, server_factory,
+                                                                                     sample_rows, capsys):
+    import pandas as pd
+
+    from promptclf.cli import main
+
+    server = server_factory()
+    src = _texts_file(tmp_path, sample_rows[:3])
+    model = ["--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"]
+    assert main(["classify", "--input", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "o.xlsx"),
+                 "--labels", CLI_LABELS, *model]) == 2
+    err = capsys.readouterr().err
+    assert "output file" in err and "unsupported format '.xlsx'" in err
+    examples = tmp_path / "ex.csv"
+    pd.DataFrame({"text": ["a"], "category": ["World"]}).to_csv(examples, index=False)
+    assert main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", CLI_LABELS,
+                 "--examples", str(examples), *model]) == 2
+    err = capsys.readouterr().err
+    assert "'label'" in err and "['text', 'category']" in err
+    assert server.log.requests == 0
+
+
+def test_output_dash_writes_only_the_table_to_stdout(tmp_path, server_factory, sample_rows, capsys):
+    import io
+
+    import pandas as pd
+
+    from promptclf.cli import main
+
+    server = server_factory()
+    src = _texts_file(tmp_path, sample_rows[:5])
+    assert main(["classify", "--input", str(src), "--output", "-", "--labels", CLI_LABELS, "--model",
+                 f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"]) == 0
+    captured = capsys.readouterr()
+    table = pd.read_csv(io.StringIO(captured.out))
+    assert list(table["predicted_label"]) == [r["label"] for r in sample_rows[:5]]
+    assert "5 items" in captured.err and "wrote 5 rows to stdout" in captured.err
+
+
+def test_an_unexpected_error_is_a_bug_exit_70_with_the_traceback_on_request(tmp_path, monkeypatch, capsys):
+    from promptclf import cli
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "cmd_classify", broken)
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), broken))
+    argv = ["classify", "--input", "i.csv", "--output", "o.csv", "--labels", CLI_LABELS]
+    assert cli.main(argv) == 70
+    err = capsys.readouterr().err
+    assert "internal error: ZeroDivisionError: division by zero" in err and "--debug" in err
+    assert "Traceback" not in err
+    assert cli.main(["--debug", *argv]) == 70
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    monkeypatch.setenv("PROMPTCLF_DEBUG", "1")
+    assert cli.main(argv) == 70 and "Traceback" in capsys.readouterr().err
+
+
+def _with_func(parser, func):
+    parser._subparsers._group_actions[0].choices["classify"].set_defaults(func=func)
+    return parser
+
+
+def test_the_cli_keeps_stdout_for_results_and_stderr_free_of_dependency_noise(tmp_path, sample_rows):
+    """The packaged encoder, run as a user runs the command: a separate process, stdout piped."""
+    import os
+    import subprocess
+    import sys
+
+    src = _texts_file(tmp_path, sample_rows[:30])
+    env = {**os.environ, "PROMPTCLF_HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-m", "promptclf.cli", "classify", "--input", str(src), "--output", "-",
+                          "--labels", CLI_LABELS, "--model", "embed"], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "id,text,predicted_label,confidence,source,error" and len(lines) >= 31
+    noise = [line for line in run.stderr.splitlines()
+             if not line.startswith(("promptclf", "wrote 30 rows", "30 items"))]
+    assert noise == [], noise
+
+
+def test_setfit_training_prints_nothing_on_stdout_nor_dependency_warnings(sample_rows, tmp_path, capfd):
+    from promptclf.core.labels import LabelSet
+    from promptclf.methods.finetune import finetune
+    from promptclf.task.examples import sample_per_class
+
+    from .test_offline import TINY_SETFIT
+
+    train = sample_per_class(sample_rows, LabelSet.of(LABELS), 2, seed=0)
+    finetune(train, LABELS, out=tmp_path / "sf", method="setfit", progress=False, **TINY_SETFIT)
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "pin_memory" not in err and "Map" not in err, err

@@ -8,7 +8,7 @@ import logging
 import time
 from pathlib import Path
 
-from promptclf.core.errors import ConfigError
+from promptclf.core.errors import ConfigError, MissingFileError
 from promptclf.core.usage import Usage
 from promptclf.providers.registry import parse_model
 from promptclf.workflows.batch_labeller import BatchLabeller
@@ -156,7 +156,7 @@ def label_parquet(source, destination, labels, model: str | None = "offline", *,
     ray = require_ray()
     source, destination = Path(source), Path(destination)
     if not source.exists():
-        raise FileNotFoundError(f"input {str(source)!r} does not exist")
+        raise MissingFileError(f"input {str(source)!r} does not exist")
     if source.is_file() and source.suffix.lower() not in (".parquet", ".pq"):
         raise ConfigError(f"input {str(source)!r}: the Ray engine reads Parquet (a file or a directory of them)")
     if destination.exists() and (destination.is_file() or any(destination.iterdir())):

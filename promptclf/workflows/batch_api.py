@@ -27,7 +27,7 @@ import openai
 
 from promptclf.cache.store import answer_key, home
 from promptclf.core.credentials import api_key, key_variable, redact_url
-from promptclf.core.errors import ConfigError, InputError
+from promptclf.core.errors import ConfigError, InputError, MissingFileError
 from promptclf.core.methods import Prediction
 from promptclf.core.model_spec import ModelSpec
 from promptclf.core.usage import Usage
@@ -358,7 +358,7 @@ class BatchJob:
         where neither the environment nor the seal written at submit names it for the key."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no batch manifest {path}")
+            raise MissingFileError(f"no batch manifest {path}")
         return cls(path, read_manifest(path), **options)
 
     def save(self) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from promptclf.classifier import Classifier
 from promptclf.core.data import text_of
-from promptclf.core.errors import InputError, LabellingError
+from promptclf.core.errors import ColumnError, InputError, LabellingError
 from promptclf.core.methods import Prediction
 from promptclf.core.usage import Usage
 
@@ -70,7 +70,7 @@ class BatchLabeller:
             names = [c.strip() for c in self.text_column.split(",")]
             missing = [c for c in names if c not in batch.column_names]
             if missing:
-                raise KeyError(f"column(s) {missing} not in the batch; it has {batch.column_names}")
+                raise ColumnError(f"column(s) {missing} not in the batch; it has {batch.column_names}")
             results = self.label(text_of(batch.select(names).to_pandas(), names))
             for name, kind in zip(OUTPUT_COLUMNS, (pa.string(), pa.float64(), pa.string(), pa.string())):
                 batch = batch.append_column(name, pa.array([getattr(r, name) for r in results], type=kind))
