@@ -335,9 +335,13 @@ def _add_batch_commands(sub) -> None:
 
 
 def _classify_with_ray(args) -> int:
+    from promptclf.core.data import sample_of
     from promptclf.integrations.ray import label_parquet
+    from promptclf.methods.label_similarity import SAMPLE
 
     options = _classifier_options(args)
+    if Path(args.input).exists():  # the texts offline and embed self-train on, as the in-process path takes them
+        options["unlabeled"] = sample_of(args.input, args.text_column, SAMPLE)
     progress = options.pop("progress") is not False
     usage, rows_with_error = label_parquet(args.input, args.output, _labels_or_task(args), args.model,
                                            text_column=args.text_column, actors=args.actors, progress=progress,

@@ -197,3 +197,39 @@ def test_a_tally_add_returns_once_the_tally_holds_the_counts(monkeypatch):
     tally.add({"requests": 1, "prompt_tokens": 10})
     assert counts.counts() == {"requests": 3, "prompt_tokens": 50}
     assert tally.usage().requests == 3
+
+
+def test_the_ray_engine_self_trains_on_the_same_texts_as_the_in_process_path(monkeypatch, tmp_path, sample_rows):
+    """Before: --engine ray passed no texts to self-train on, so the default offline model labelled differently."""
+    import promptclf.integrations.ray as ray_integration
+    from promptclf.core.data import check_input
+    from promptclf.methods.label_similarity import SAMPLE
+
+    texts = [f"{r['text']} ({i})" for i, r in enumerate(sample_rows * 2)]
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"text": texts}).to_parquet(src)
+    seen = {}
+
+    def fake_label_parquet(source, destination, labels, model, **options):
+        seen.update(options)
+        return ray_integration.Usage(), 0
+
+    monkeypatch.setattr(ray_integration, "label_parquet", fake_label_parquet)
+    assert main(["classify", "--engine", "ray", "--input", str(src), "--output", str(tmp_path / "out"),
+                 "--labels", ",".join(LABELS), "--no-progress"]) == 0
+    in_process = check_input(src, "text", sample_size=SAMPLE).sample
+    assert len(in_process) == len(texts) and seen["unlabeled"] == in_process
+
+
+@pytest.mark.ray
+def test_the_default_offline_model_labels_row_for_row_as_on_ray(cluster, tmp_path, sample_rows):
+    texts = [f"{r['text']} ({i})" for i, r in enumerate(sample_rows * 2)]
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"id": range(len(texts)), "text": texts}).to_parquet(src)
+    common = ["--input", str(src), "--labels", ",".join(LABELS), "--no-progress"]
+    assert main(["classify", *common, "--output", str(tmp_path / "here.parquet")]) == 0
+    assert main(["classify", "--engine", "ray", "--actors", "2", *common, "--output", str(tmp_path / "ray")]) == 0
+    here = pd.read_parquet(tmp_path / "here.parquet")
+    on_ray = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "ray").glob("*.parquet"))], ignore_index=True)
+    assert list(on_ray["id"]) == list(here["id"])
+    assert list(on_ray["predicted_label"]) == list(here["predicted_label"])

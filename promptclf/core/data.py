@@ -304,6 +304,19 @@ class StableSample:
         return [t for t, _ in sorted(self._kept.items(), key=lambda item: item[1])[: self.size]]
 
 
+def sample_of(source: str | Path, text_column: str, size: int) -> list[str]:
+    """The StableSample of the texts of a file, or of a directory of Parquet files (the Ray engine's input)."""
+    source = Path(source)
+    paths = sorted(p for p in source.iterdir() if p.suffix.lower() in (".parquet", ".pq")) if source.is_dir() \
+        else [source]
+    sample = StableSample(size)
+    for path in paths:
+        for frame in read_chunks(path):
+            for text in text_of(frame, text_column):
+                sample.add(text)
+    return sample.texts()
+
+
 @dataclass(frozen=True)
 class InputSummary:
     """What one pass over an input file found: its rows and columns, and a stable sample of its texts."""
