@@ -11,7 +11,7 @@ from typing import Iterator
 
 from promptclf.cache.store import CacheBackend
 from promptclf.cache.url import open_cache
-from promptclf.core.errors import ConfigError, MissingFileError
+from promptclf.core.errors import ConfigError, InputError, MissingFileError
 
 ROWS_PER_BATCH = 50_000
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -67,10 +67,10 @@ def _read(path: str | Path) -> Iterator[dict[str, dict]]:
     try:
         source = pq.ParquetFile(path)
     except pa.ArrowException as exc:
-        raise ValueError(f"{path}: not a Parquet file ({exc})") from None
+        raise InputError(f"{path}: not a Parquet file ({exc})") from None
     missing = {"key", "value"} - set(source.schema_arrow.names)
     if missing:
-        raise ValueError(f"{path}: no {' or '.join(sorted(missing))} column; a promptclf cache export has "
+        raise InputError(f"{path}: no {' or '.join(sorted(missing))} column; a promptclf cache export has "
                          f"key and value (it has {source.schema_arrow.names})")
     row = 0
     for batch in source.iter_batches(batch_size=ROWS_PER_BATCH, columns=["key", "value"]):
@@ -83,7 +83,7 @@ def _read(path: str | Path) -> Iterator[dict[str, dict]]:
 
 def _checked_key(path, row: int, key) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise ValueError(f"{path}: row {row}: key {key!r:.80} is not a promptclf cache key (64 hex digits)")
+        raise InputError(f"{path}: row {row}: key {key!r:.80} is not a promptclf cache key (64 hex digits)")
     return key
 
 
@@ -93,7 +93,7 @@ def _checked_value(path, row: int, text) -> dict:
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        raise ValueError(f"{path}: row {row}: value {text!r:.80} is not a JSON object")
+        raise InputError(f"{path}: row {row}: value {text!r:.80} is not a JSON object")
     return value
 
 
