@@ -44,7 +44,7 @@ def test_a_value_that_is_not_a_string_is_named(scripted_model, cache_dir, sample
 
 
 def test_an_item_never_answered_is_an_error_on_its_row_only(scripted_model, cache_dir, sample_rows):
-    labeller, _ = make(scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1)  # 1 ask + 2 re-asks
+    labeller, _ = make(scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1, max_reasks=2)  # 1 ask + 2 re-asks
     rows = sample_rows[:3]
     out = labeller(pd.DataFrame({"text": [r["text"] for r in rows]}))
     assert out["error"].iloc[0].startswith("not labelled:") and "Weather" in out["error"].iloc[0]

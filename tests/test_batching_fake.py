@@ -44,8 +44,8 @@ def test_unparseable_batch_is_asked_again_then_in_halves(scripted_model, cache_d
     assert model.batch_sizes == [4, 4, 2, 2]  # the whole batch once more, then halves: 3 asks at most
 
 
-def test_an_item_is_asked_three_times_at_most(scripted_model, cache_dir, sample_rows):
-    clf, model = make(scripted_model, cache_dir, faults=["garbage"] * 3)
+def test_an_item_is_asked_three_times_at_most_with_max_reasks_2(scripted_model, cache_dir, sample_rows):
+    clf, model = make(scripted_model, cache_dir, faults=["garbage"] * 3, max_reasks=2)
     rows = sample_rows[:4]
     predictions = clf.predict([r["text"] for r in rows], errors="keep")
     assert model.batch_sizes == [4, 4, 2, 2]
@@ -59,7 +59,7 @@ def test_a_server_answering_garbage_costs_at_most_about_twice_the_requests(scrip
     clf, model = make(scripted_model, cache_dir, faults=["garbage"] * 1000, batch_size=10, breaker_after=0)
     predictions = clf.predict([r["text"] for r in sample_rows[:100]], errors="keep")
     assert all(p.label is None and p.error.startswith("no answer after") for p in predictions)
-    assert len(model.batch_sizes) <= 2 * 10 + 4  # 10 first requests, re-asks at most as many plus 4
+    assert len(model.batch_sizes) <= 2 * 10 + 16  # 10 first requests, re-asks at most as many plus 16
     assert clf.report.failed == 100 and clf.report.failed_requests == len(model.batch_sizes)
 
 
@@ -85,7 +85,7 @@ def test_aliases_are_repaired_and_off_label_answers_reasked(scripted_model, cach
 
 
 def test_an_item_that_is_never_answered_is_reported_by_position(scripted_model, cache_dir, sample_rows):
-    clf, _ = make(scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1)  # 1 ask + 2 re-asks
+    clf, _ = make(scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1, max_reasks=2)  # 1 ask + 2
     texts = [sample_rows[0]["text"], sample_rows[1]["text"]]
     with pytest.raises(LabellingError, match=r"1 of 2 items could not be labelled: item 0 .*Weather") as err:
         clf.predict(texts)

@@ -54,7 +54,7 @@ def test_bad_items_in_a_stream_become_error_rows(scripted_model, cache_dir, samp
 
 
 def test_predict_keep_returns_every_row_with_its_error(scripted_model, cache_dir, sample_rows):
-    clf, _ = scripted_classifier(scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1)
+    clf, _ = scripted_classifier(scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1, max_reasks=2)
     predictions = clf.predict([sample_rows[0]["text"], sample_rows[1]["text"]], errors="keep")
     assert predictions[0].label is None and predictions[0].source == "failed"
     assert predictions[0].error.startswith("no answer after 3 asks: answer")
@@ -163,11 +163,11 @@ def test_rows_never_answered_are_in_the_output_with_their_error_and_a_rerun_asks
     result = pd.read_csv(out, keep_default_na=False)
     assert list(result["id"]) == list(range(200))
     assert list(result.index[result["error"] != ""]) == [17, 150]
-    assert result["error"][17].startswith("no answer after 3 asks: answer 'Nonsense' is not in the label set")
+    assert result["error"][17].startswith("no answer after 5 asks: answer 'Nonsense' is not in the label set")
     assert (result["predicted_label"][result["error"] == ""] != "").all()
     before = server.log.chat_requests
     assert main(argv) == 1
-    assert server.log.chat_requests - before == 6  # only the two failed rows (other windows), 3 asks each
+    assert server.log.chat_requests - before == 10  # only the two failed rows (other windows), 5 asks each
 
 
 def test_a_dead_server_stops_the_run_with_every_row_written(tmp_path, sample_rows, capsys):

@@ -65,7 +65,10 @@ def test_misnumbered_answers_are_reasked_never_given_to_another_item(server_fact
     server = server_factory(fault_rate=0.3, faults=(fault,), seed=1)
     rows = sample_rows[:40]
     clf = Classifier(LABELS, model_at(server), cache=cache_dir, batch_size=8, concurrency=1)
-    assert clf.classify([r["text"] for r in rows]) == [r["label"] for r in rows]
+    predictions = clf.predict([r["text"] for r in rows], errors="keep")
+    # never another item's label; an item misnumbered on each of its 5 asks (0.3^5 each) may stay unlabelled
+    assert all(p.label in (r["label"], None) for p, r in zip(predictions, rows))
+    assert sum(p.label is None for p in predictions) <= 1
     assert server.log.faults[fault] >= 2 and clf.report.reasks > 0
 
 
@@ -131,7 +134,7 @@ def test_missing_api_key_names_the_variable(monkeypatch):
 
 
 def test_unknown_model_strings_list_the_valid_forms():
-    with pytest.raises(UnknownModelError, match="unknown model 'gpt-4o'.*openai:<model>"):
+    with pytest.raises(UnknownModelError, match="unknown model 'gpt-4o'\n.*openai:<name>"):
         parse_model("gpt-4o")
     with pytest.raises(UnknownModelError, match="expected openai-compatible:<model>@"):
         parse_model("openai-compatible:llama3")

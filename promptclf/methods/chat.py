@@ -19,6 +19,7 @@ from promptclf.core.labels import LabelSet
 from promptclf.core.methods import NOT_ASKED, Failure, Outcome, Prediction
 from promptclf.core.usage import Usage
 from promptclf.methods.chat_logprobs import label_confidences
+from promptclf.methods.chat_requests import answer_of, request_body, send, sends_directly
 from promptclf.methods.endpoints import endpoint, served_models
 from promptclf.methods.requests import Refusal, RefusedRequest, call, describe_error, is_request_error, is_transient
 from promptclf.task.prompts import ChatPrompt
@@ -71,7 +72,7 @@ class ChatLabeler:
 
     def __init__(self, llm: BaseChatModel, labels: LabelSet, prompt: ChatPrompt, *, model_id: str,
                  example_selector=None, batch_size: int = 10, concurrency: int = 4, max_attempts: int = 6,
-                 max_wait: float = 30.0, max_reasks: int = 2, structured: str = "auto",
+                 max_wait: float = 30.0, max_reasks: int = 4, structured: str = "auto",
                  system_in_user: bool | str = "auto", logprobs: bool = True, multi_label: bool = False):
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"structured={structured!r}: choose one of {STRUCTURED_MODES}")
@@ -190,25 +191,54 @@ class ChatLabeler:
         ids = [i for i, _ in batch]
         while True:
             mode, logprobs = self.structured, self.logprobs and not self.endpoint.logprobs_refused
-            chain, variables = self._chain(mode, logprobs), self._variables(batch, mode)
+            request = self._request(batch, mode, logprobs)
             try:
-                response = call(lambda: chain.invoke(variables), usage, where=self.model_id,
-                                max_attempts=self.max_attempts, max_wait=self.max_wait, stop=stop,
-                                unsupported_hint=self._hint(mode))
+                response = call(request, usage, where=self.model_id, max_attempts=self.max_attempts,
+                                max_wait=self.max_wait, stop=stop, unsupported_hint=self._hint(mode))
                 break
             except RefusedRequest as refused:
                 if not self._adapt(refused.refusal, mode, logprobs):
                     raise
         with self.endpoint.lock:
             self.endpoint.settled = True
-        raw, payload = self._unpack(response, mode)
-        meta = getattr(raw, "usage_metadata", None) or {}
-        usage.add(prompt_tokens=meta.get("input_tokens", 0), completion_tokens=meta.get("output_tokens", 0))
+        payload, tokens, counts = self._read(response, mode)
+        usage.add(**counts)
         result = read_batch(payload, self.labels, ids, self.multi_label)
         usage.add(repaired=result.repaired)
         if logprobs and result.labels:
-            self._add_confidence(result, raw, mode)
+            self._add_confidence(result, tokens, mode)
         return result
+
+    def request_body(self, batch: list[tuple[int, str]], mode: str, logprobs: bool) -> dict:
+        """The JSON body of the request for a batch of (item id, text), for an OpenAI-style chat model (see
+        chat_requests): what the interactive path sends, and what a batch API's request file holds."""
+        prompt = self.prompt.runnable(with_format_instructions=mode == "parser", system_in_user=self.system_in_user)
+        messages = prompt.invoke(self._variables(batch, mode)).to_messages()
+        top = min(20, max(5, len(self.labels) + 1)) if logprobs else None
+        bound = None if REASONING.match(str(self.llm.model_name)) else self.max_tokens
+        return request_body(self.llm, messages, mode, self.schema.model_json_schema(), top_logprobs=top,
+                            max_tokens=bound)
+
+    def _request(self, batch: list[tuple[int, str]], mode: str, logprobs: bool):
+        """The call that asks for a batch: straight through the chat model's openai client where it has one,
+        else through the LangChain chain."""
+        if sends_directly(self.llm):
+            body = self.request_body(batch, mode, logprobs)
+            return lambda: send(self.llm, body)
+        chain, variables = self._chain(mode, logprobs), self._variables(batch, mode)
+        return lambda: chain.invoke(variables)
+
+    def _read(self, response, mode: str) -> tuple[object, list | None, dict]:
+        """(payload to read answers from, the answer's token logprobs, token counts) of either kind of response."""
+        if isinstance(response, dict):  # the openai client's JSON (chat_requests.send)
+            payload, tokens, used = answer_of(response)
+            return payload, tokens, {"prompt_tokens": used.get("prompt_tokens") or 0,
+                                     "completion_tokens": used.get("completion_tokens") or 0}
+        raw, payload = self._unpack(response, mode)
+        meta = getattr(raw, "usage_metadata", None) or {}
+        tokens = ((getattr(raw, "response_metadata", None) or {}).get("logprobs") or {}).get("content")
+        return payload, tokens, {"prompt_tokens": meta.get("input_tokens", 0),
+                                 "completion_tokens": meta.get("output_tokens", 0)}
 
     def _hint(self, mode: str) -> str:
         if self.requested == "auto" and mode == self.candidates[-1]:
@@ -240,8 +270,7 @@ class ChatLabeler:
                         "on", self.model_id, mode, refused.status, refused.reason, left[0])
         return True
 
-    def _add_confidence(self, result: BatchResult, raw, mode: str) -> None:
-        content = ((getattr(raw, "response_metadata", None) or {}).get("logprobs") or {}).get("content")
+    def _add_confidence(self, result: BatchResult, content: list | None, mode: str) -> None:
         if not content:
             with self.endpoint.lock:
                 said, self.endpoint.logprobs_missing_said = self.endpoint.logprobs_missing_said, True
@@ -300,10 +329,10 @@ class ChatLabeler:
         halves = [failed] if asks == 1 or len(failed) == 1 else [failed[: (len(failed) + 1) // 2],
                                                                   failed[(len(failed) + 1) // 2 :]]
         for part in halves:
-            if stop.is_set():
-                outcomes += [(pos, Failure(NOT_ASKED)) for (pos, _), _ in part]
-            elif asks > self.max_reasks or not budget.take():
+            if asks > self.max_reasks or (not stop.is_set() and not budget.take()):
                 outcomes += [(pos, Failure(f"no answer after {asks} asks: {why}")) for (pos, _), why in part]
+            elif stop.is_set():
+                outcomes += [(pos, Failure(NOT_ASKED)) for (pos, _), _ in part]
             else:
                 usage.add(reasks=len(part))
                 outcomes += self._label_chunk([item for item, _ in part], usage, stop, budget, asks)
@@ -366,11 +395,11 @@ class ChatLabeler:
 
 
 class ReaskBudget:
-    """Re-asks for one `predict`: at most as many re-ask requests as first requests, plus a few (FLOOR) so that a
-    small run can still mend its answers. A server that answers nothing usable costs at most about twice the
-    requests a good one does, instead of halving every batch down to single items."""
+    """Re-asks for one `predict`: at most as many re-ask requests as first requests, plus FLOOR so that a small
+    run can still mend its answers on a flaky server. On a big run, a server that answers nothing usable costs at
+    most about twice the requests a good one does, instead of halving every batch down to single items."""
 
-    FLOOR = 4
+    FLOOR = 16
 
     def __init__(self, first_requests: int):
         self.left = first_requests + self.FLOOR

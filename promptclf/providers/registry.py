@@ -106,6 +106,7 @@ class ChatOptions(PromptOptions):
     concurrency: int = 4
     max_attempts: int = 6
     max_wait: float = 30.0
+    max_reasks: int = 4  # an item is asked at most 1 + this many times (the run's re-ask budget bounds the cost)
     timeout: float = 60.0
     structured: str = "auto"
     system_in_user: bool | str = "auto"
@@ -350,7 +351,7 @@ def _build_chat(spec: ModelSpec, labels: LabelSet, options: ChatOptions) -> Meth
                               **({"system_template": "system_multi"} if multi else {}))
     return ChatLabeler(llm, labels, prompt, model_id=model_id, example_selector=selector,
                        batch_size=options.batch_size, concurrency=options.concurrency,
-                       max_attempts=options.max_attempts, max_wait=options.max_wait,
+                       max_attempts=options.max_attempts, max_wait=options.max_wait, max_reasks=options.max_reasks,
                        structured=options.structured, system_in_user=options.system_in_user,
                        logprobs=options.logprobs, **multi)
 

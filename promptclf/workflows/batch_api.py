@@ -93,50 +93,23 @@ def chat_labeler(classifier):
             "openai", "together", "openai-compatible"):
         raise ConfigError(f"model {classifier.spec.id!r} has no batch API: use openai:, together: or "
                           "openai-compatible: (a server with /v1/files and /v1/batches)")
-    if not hasattr(classifier.method.llm, "_get_request_payload"):
+    from promptclf.methods.chat_requests import sends_directly
+
+    if not sends_directly(classifier.method.llm):
         raise ConfigError("a batch API needs an OpenAI-style chat model (ChatOpenAI, ChatTogether)")
     return classifier.method
 
 
-def _chat_model(runnable) -> tuple[object, dict] | None:
-    """The chat model a chain sends to, and the request parameters (response_format, tools, ...) bound to it."""
-    from langchain_core.language_models import BaseChatModel
-
-    if isinstance(runnable, BaseChatModel):
-        return runnable, {}
-    if isinstance(getattr(runnable, "bound", None), BaseChatModel):
-        return runnable.bound, dict(runnable.kwargs)
-    children = list(getattr(runnable, "steps", None) or [])
-    children += list((getattr(runnable, "steps__", None) or {}).values())
-    children += [getattr(runnable, name, None) for name in ("bound", "runnable")]
-    for child in children:
-        if child is not None and child is not runnable:
-            found = _chat_model(child)
-            if found is not None:
-                return found
-    return None
-
-
 class RequestBuilder:
-    """Request bodies for batches of (item id, text), as the labeler's chain would send them now (its current
-    structured mode, logprobs, answer bound and system-text placement)."""
+    """Request bodies for batches of (item id, text): the body the labeler sends now (its current structured
+    mode, logprobs, answer bound and system-text placement; methods/chat_requests.py)."""
 
     def __init__(self, labeler):
         self.labeler, self.mode = labeler, labeler.structured
-        logprobs = labeler.logprobs and not labeler.endpoint.logprobs_refused
-        self.chain = labeler._chain(self.mode, logprobs)
-        found = _chat_model(self.chain.last if self.mode == "parser" else self.chain)
-        if found is None:
-            raise ConfigError(f"structured={self.mode!r}: cannot find the request parameters it sets")
-        self.llm, self.kwargs = found
+        self.logprobs = labeler.logprobs and not labeler.endpoint.logprobs_refused
 
     def body(self, batch: list[tuple[int, str]]) -> dict:
-        variables = self.labeler._variables(batch, self.mode)  # the demos, items and format instructions
-        messages = self.chain.first.invoke(variables).to_messages()  # the chain's prompt step
-        payload = self.llm._get_request_payload(messages, **self.kwargs)
-        payload.update(payload.pop("extra_body", None) or {})  # the client merges extra_body into the body
-        # LangChain strips its ls_* tracing keys before sending; a batch line cannot stream
-        return {k: v for k, v in payload.items() if not k.startswith("ls_") and not (k == "stream" and v)}
+        return self.labeler.request_body(batch, self.mode, self.logprobs)
 
 
 def response_payload(body: dict):
