@@ -66,6 +66,9 @@ SETFIT_FROM = 8
 ZERO_SHOT_WEIGHTS = {"llm": 0.25, "labels": 1.0}
 DEFAULT_WEIGHTS = {"llm": 1.0, "labels": 1.0, "self-trained": 1.0, "examples": 1.0, "setfit": 1.0}
 STATE = "offline.json"
+# The trained state's format, in its directory's name (not in the identity: the answers are the same). 2: SetFit's
+# head is JSON (setfit_head.py); before, a pickle, which is never read, so those directories are trained again.
+STATE_FORMAT = 2
 
 
 @dataclass
@@ -564,9 +567,10 @@ class OfflineClassifier:
         return embedded_version() if self.config.llm_model == EMBEDDED else self.config.llm_model
 
     def workdir(self) -> Path:
+        """Named by the identity and STATE_FORMAT: state of another format is never read, but trained again."""
         from promptclf.cache.store import home
 
-        return home() / "offline" / self.identity[:24]
+        return home() / "offline" / f"{self.identity[:24]}-{STATE_FORMAT}"
 
     def fit(self) -> "OfflineClassifier":
         """Cross-validate and choose (or read the choice an earlier run made), then train what is used."""

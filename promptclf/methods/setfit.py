@@ -20,6 +20,7 @@ from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Outcome, from_probabilities
 from promptclf.core.usage import Usage
+from promptclf.methods.setfit_head import load_head, save_head
 
 log = logging.getLogger("promptclf")
 
@@ -66,7 +67,7 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
     few probabilities reach 0.5), each label given where its probability reaches the threshold: 0.5, or the
     one with the best micro-F1 on `dev_rows` when given. Single-label training takes no dev rows."""
     from datasets import Dataset
-    from setfit import SetFitModel, Trainer, TrainingArguments
+    from setfit import Trainer, TrainingArguments
     from transformers import set_seed
 
     config = SetFitConfig(**options)
@@ -82,15 +83,12 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
     else:
         y = [labels.index(labels.check(r["label"], f"training row {i}")) for i, r in enumerate(train_rows)]
     set_seed(config.seed)
-    if not progress:  # "model_head.pkl not found", "Running training": expected here, noise to a user
+    if not progress:  # "Running training": expected here, noise to a user
         logging.getLogger("setfit").setLevel(logging.ERROR)
     head = {"C": config.head_c, "max_iter": 2000}
-    strategy = {}
     if multi_label:
         head["class_weight"] = "balanced"
-        strategy = {"multi_target_strategy": "one-vs-rest"}
-    model = SetFitModel.from_pretrained(_body_path(config.base), local_files_only=True, head_params=head,
-                                        **strategy)
+    model = _new_model(_body_path(config.base), head, multi_label)
     if config.max_length:  # set on the body: SetFit's own max_length reaches only a differentiable head
         model.model_body.max_seq_length = config.max_length
     steps = config.steps(len(train_rows))
@@ -119,6 +117,27 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
     return method
 
 
+def _new_model(body: str, head_params: dict, multi_label: bool):
+    """An untrained SetFitModel on the encoder in `body`. Not SetFitModel.from_pretrained: it unpickles a
+    model_head.pkl it finds there (setfit_head.py)."""
+    from setfit import SetFitModel
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    head = LogisticRegression(**head_params)
+    if multi_label:
+        return SetFitModel(model_body=_encoder(body), model_head=OneVsRestClassifier(head),
+                           multi_target_strategy="one-vs-rest")
+    return SetFitModel(model_body=_encoder(body), model_head=head)
+
+
+def _encoder(path: str | Path, safetensors_only: bool = False):
+    from sentence_transformers import SentenceTransformer
+
+    model_kwargs = {"use_safetensors": True} if safetensors_only else None
+    return SentenceTransformer(str(path), local_files_only=True, trust_remote_code=False, model_kwargs=model_kwargs)
+
+
 def _accuracy(predicted, gold) -> dict:
     # SetFit's default metric loads "accuracy" from the hub, which is out of reach offline.
     return {"accuracy": float(np.mean(np.asarray(predicted) == np.asarray(gold)))}
@@ -143,11 +162,14 @@ class SetFitMethod:
         return method_identity(None, f"setfit:{self.path}")
 
     def save(self, out: Path, metrics: dict) -> None:
+        """The encoder as safetensors, the head as JSON (setfit_head.py); not SetFitModel.save_pretrained,
+        which pickles the head."""
         import setfit
 
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(out))
-        meta = {"format": 1, "method": "setfit", "labels": self.labels.to_json(), "config": asdict(self.config),
+        self.model.model_body.save(str(out), create_model_card=False, safe_serialization=True)
+        save_head(self.model.model_head, out, self.model.normalize_embeddings)
+        meta = {"format": 2, "method": "setfit", "labels": self.labels.to_json(), "config": asdict(self.config),
                 "metrics": metrics, "versions": {"setfit": setfit.__version__}}
         if self.multi_label:
             meta.update(multi_label=True, threshold=self.threshold)
@@ -158,9 +180,11 @@ class SetFitMethod:
 
     @classmethod
     def load(cls, path: str | Path, meta: dict) -> "SetFitMethod":
+        """The model `save` wrote; one with only setfit's pickled head (format 1) is refused (setfit_head.py)."""
         from setfit import SetFitModel
 
-        model = SetFitModel.from_pretrained(str(path), local_files_only=True)
+        head, settings = load_head(Path(path))
+        model = SetFitModel(model_body=_encoder(path, safetensors_only=True), model_head=head, **settings)
         return cls(model, LabelSet.from_json(meta["labels"]), SetFitConfig(**meta["config"]), path=Path(path),
                    multi_label=bool(meta.get("multi_label")), threshold=meta.get("threshold", 0.5))
 
