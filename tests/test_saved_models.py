@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 from promptclf.core.errors import ConfigError
 from promptclf.core.labels import LabelSet
 from promptclf.methods.finetune import finetune, load_finetuned
-from promptclf.methods.offline import COMPONENTS, OfflineClassifier, OfflineConfig
+from promptclf.methods.offline import COMPONENTS, Component, Estimate, OfflineClassifier, OfflineConfig
 
 from .conftest import LABELS
 from .test_offline import TINY_SETFIT, few  # noqa: F401 - the fixture, shared
@@ -139,3 +141,82 @@ def test_a_head_saved_as_json_gives_the_same_probabilities(kind, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(test), head.predict_proba(test))
     assert settings["multi_target_strategy"] == ("one-vs-rest" if kind == "multi-label" else None)
 
+
+# --- the offline classifier's trained state: one writer at a time, each file whole ------------------------------
+
+class SlowDiskModel(Component):
+    """A SetFit stand-in: saves its model in its fold's directory (slowly: another process reading it meanwhile
+    would find half a file), and loads it from there when it is saved."""
+
+    name = "setfit"
+    trainings: list = []
+
+    def fit(self, rows, workdir=None):
+        saved = workdir / "promptclf.json"
+        if saved.exists():
+            self.model = json.loads(saved.read_text())
+            return self
+        type(self).trainings.append(workdir)
+        self.model = {"rows": len(rows)}
+        text = json.dumps(self.model)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with saved.open("w") as f:
+            f.write(text[:3])
+            f.flush()
+            time.sleep(0.2)
+            f.write(text[3:])
+        return self
+
+    def probabilities(self, texts, usage=None):
+        probs = np.ones((len(texts), len(self.labels)))
+        probs[:, self.model["rows"] % len(self.labels)] += 1
+        return probs / probs.sum(1, keepdims=True)
+
+
+def test_two_trainings_of_the_same_examples_at_once_train_once_and_both_load_it(few, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(COMPONENTS, "setfit", SlowDiskModel)
+    SlowDiskModel.trainings = []
+    train, test = few
+    texts = [r["text"] for r in test[:5]]
+    _ = OfflineClassifier(LABELS, train).identity  # the encoder loaded first: transformers lazy imports race in threads
+    start, fitted, errors = threading.Barrier(2), [], []
+
+    def fit():
+        start.wait()
+        try:
+            fitted.append(OfflineClassifier(LABELS, train, OfflineConfig(components=("setfit",))).fit())
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    first, second = fitted
+    assert len(SlowDiskModel.trainings) == first.estimate.folds == 3  # one training per fold, in all
+    assert first.estimate == second.estimate == Estimate(**json.loads((first.workdir() / "offline.json").read_text()))
+    np.testing.assert_array_equal(first.probabilities(texts), second.probabilities(texts))
+
+
+def test_a_state_write_interrupted_midway_leaves_the_state_before_it(few, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path / "home"))
+    train, _ = few
+    clf = lambda: OfflineClassifier(LABELS, train, OfflineConfig(components=("examples",)))  # noqa: E731
+    saved = clf().fit().estimate
+    state = clf().workdir() / "offline.json"
+    write_text = Path.write_text
+
+    def dies_midway(path, text, *args, **kwargs):  # a full disk, or the process killed while it writes
+        write_text(path, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", dies_midway)
+    with pytest.raises(OSError):
+        clf().fit()
+    monkeypatch.setattr(Path, "write_text", write_text)
+    assert Estimate(**json.loads(state.read_text())) == saved
+    assert [p.name for p in state.parent.iterdir() if p.is_file()] == ["offline.json"]  # no temporary file left
+    assert clf().fit().estimate == saved

@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from promptclf.core.errors import ConfigError
+from promptclf.core.files import write_atomically
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Outcome, from_probabilities
@@ -367,7 +368,7 @@ class FineTunedMethod:
                 "versions": {"transformers": transformers.__version__, "peft": peft.__version__}}
         if self.multi_label:
             meta.update(multi_label=True, threshold=self.threshold)
-        (out / META).write_text(json.dumps(meta, indent=2))
+        write_atomically(out / META, json.dumps(meta, indent=2))  # last, and whole: it marks a saved model
         import shutil
 
         shutil.rmtree(out / "checkpoints", ignore_errors=True)

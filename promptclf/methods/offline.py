@@ -22,7 +22,8 @@ embedding speed. Without either, the combination of `llm` and `labels` uses weig
 sets.
 
 The trained state (SetFit fold models, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
-fingerprint of the labels, examples and settings, so a second run with the same examples starts at once.
+fingerprint of the labels, examples and settings, so a second run with the same examples starts at once (one
+process trains it; another with the same examples meanwhile waits for it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from promptclf.core.files import directory_lock, write_atomically
 from promptclf.core.hashing import fingerprint
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
@@ -573,9 +575,16 @@ class OfflineClassifier:
         return home() / "offline" / f"{self.identity[:24]}-{STATE_FORMAT}"
 
     def fit(self) -> "OfflineClassifier":
-        """Cross-validate and choose (or read the choice an earlier run made), then train what is used."""
-        y = self.example_labels
+        """Cross-validate and choose (or read the choice an earlier run made), then train what is used. One process
+        at a time: another with the same examples waits, then reads what this one kept."""
         workdir = self.workdir()
+        with directory_lock(workdir, "training the offline classifier in"):
+            self._fit_in(workdir)
+        (log.warning if self.progress else log.info)("promptclf: %s", self.estimate.describe())
+        return self
+
+    def _fit_in(self, workdir: Path) -> None:
+        y = self.example_labels
         state = workdir / STATE
         if state.exists():
             self.estimate = Estimate(**json.loads(state.read_text()))
@@ -601,10 +610,7 @@ class OfflineClassifier:
                 and self.estimate.confidence is None and self.unlabeled):
             confidence = self.components[self.estimate.chosen].probabilities(self.unlabeled).max(axis=1).mean()
             self.estimate = with_confidence(self.estimate, float(confidence), len(self.unlabeled), len(y))
-        workdir.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps(asdict(self.estimate), indent=2))
-        (log.warning if self.progress else log.info)("promptclf: %s", self.estimate.describe())
-        return self
+        write_atomically(state, json.dumps(asdict(self.estimate), indent=2))
 
     def _final(self, name: str, workdir: Path) -> Component:
         """The cross-fitted fold models where cross-validation made them, else one trained on all examples."""

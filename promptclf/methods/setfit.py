@@ -16,6 +16,7 @@ import numpy as np
 
 from promptclf.core.quiet import quiet_dependencies
 from promptclf.core.errors import ConfigError
+from promptclf.core.files import write_atomically
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Outcome, from_probabilities
@@ -173,7 +174,7 @@ class SetFitMethod:
                 "metrics": metrics, "versions": {"setfit": setfit.__version__}}
         if self.multi_label:
             meta.update(multi_label=True, threshold=self.threshold)
-        (out / META).write_text(json.dumps(meta, indent=2))
+        write_atomically(out / META, json.dumps(meta, indent=2))  # last, and whole: it marks a saved model
         import shutil
 
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
