@@ -353,6 +353,27 @@ def test_import_into_redis_then_a_worker_pays_nothing(redis_url, server_factory,
     assert server.log.requests == paid
 
 
+def test_export_says_which_offline_models_trained_here_it_leaves_behind(sample_rows, tmp_path, monkeypatch, capsys):
+    from promptclf.core.labels import LabelSet
+    from promptclf.methods.offline import OfflineClassifier, OfflineConfig
+    from promptclf.task.examples import sample_per_class
+
+    monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path / "home"))
+    export = ["cache", "export", str(tmp_path / "x.parquet"), "--cache", f"sqlite://{tmp_path}/answers"]
+    OfflineClassifier(LABELS, config=OfflineConfig(components=("labels",))).fit()  # zero-shot: nothing learned
+    assert main(export) == 0
+    assert "not in the export" not in capsys.readouterr().err
+    examples = sample_per_class(sample_rows, LabelSet.of(LABELS), 2, seed=0)
+    trained = OfflineClassifier(LABELS, examples, OfflineConfig(components=("examples",))).fit().workdir()
+    assert main(export) == 0
+    err = capsys.readouterr().err
+    assert "not in the export: 1 offline model trained on your examples" in err and str(trained) in err
+    assert "trains it again" in err
+    with pytest.raises(SystemExit):
+        main(["cache", "export", "--help"])
+    assert "not included" in " ".join(capsys.readouterr().out.split())
+
+
 def test_an_empty_cache_exports_a_file_with_no_rows(tmp_path):
     assert main(["cache", "export", str(tmp_path / "e.parquet"), "--cache", f"sqlite://{tmp_path}/empty"]) == 0
     assert pd.read_parquet(tmp_path / "e.parquet").shape == (0, 2)

@@ -1,14 +1,20 @@
 """`promptclf cache export` / `import`: an answer cache to and from Parquet (columns `key`, `value`: JSON text),
-so the workers of a cluster job can each keep a local cache and merge what they learned without a server."""
+so the workers of a cluster job can each keep a local cache and merge what they learned without a server.
+
+The offline models trained on the user's examples ($PROMPTCLF_HOME/offline: SetFit encoders, tens of MB each) are
+not exported: an import elsewhere answers the texts it has cached, and trains the model again for any other text.
+The export says which it leaves behind."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Iterator
 
+from promptclf.cache.offline_state import trained_state_dirs
 from promptclf.cache.store import CacheBackend
 from promptclf.cache.url import open_cache
 from promptclf.core.errors import ConfigError, InputError, MissingFileError
@@ -108,7 +114,19 @@ def cmd_export(args) -> int:
     cache = _open(args.cache)
     rows = export_cache(cache, args.output)
     print(f"exported {rows} answers from {cache.url} to {args.output}")
+    _say_what_is_left_behind()
     return 0
+
+
+def _say_what_is_left_behind() -> None:
+    dirs = trained_state_dirs()
+    if not dirs:
+        return
+    one = len(dirs) == 1
+    print(f"promptclf: not in the export: {len(dirs)} offline model{'' if one else 's'} trained on your examples "
+          f"here ({', '.join(map(str, dirs))}). An import elsewhere answers the texts it has cached, and trains "
+          f"{'it' if one else 'them'} again for any other text; to carry {'it' if one else 'them'}, copy "
+          f"{'the directory' if one else 'the directories'} to $PROMPTCLF_HOME/offline/ there.", file=sys.stderr)
 
 
 def cmd_import(args) -> int:
@@ -123,7 +141,11 @@ def register_cli(sub) -> None:
     p = sub.add_parser("cache", help="export the answer cache to Parquet, or import (merge) Parquet exports")
     verbs = p.add_subparsers(dest="verb", required=True)
     where = "the cache: sqlite://<directory> (default: $PROMPTCLF_HOME/answers) or redis://host:port/db"
-    e = verbs.add_parser("export", help="write every cached answer to a Parquet file (columns key, value)")
+    e = verbs.add_parser("export", help="write every cached answer to a Parquet file (columns key, value)",
+                         description="Write every cached answer to a Parquet file (columns key, value). The offline "
+                                     "models trained on your examples ($PROMPTCLF_HOME/offline) are not included: "
+                                     "an import elsewhere trains them again for texts it has not cached (the export "
+                                     "lists them on stderr).")
     e.add_argument("output", help="the Parquet file to write")
     e.add_argument("--cache", help=where)
     e.set_defaults(func=cmd_export)

@@ -39,6 +39,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from promptclf.cache.offline_state import STATE, state_dir
 from promptclf.core.files import directory_lock, write_atomically
 from promptclf.core.hashing import fingerprint
 from promptclf.core.identity import method_identity
@@ -67,10 +68,6 @@ SETFIT_FROM = 8
 # -0.115, similarity alone -0.050). With fewer than two examples for some label nothing was measured: equal.
 ZERO_SHOT_WEIGHTS = {"llm": 0.25, "labels": 1.0}
 DEFAULT_WEIGHTS = {"llm": 1.0, "labels": 1.0, "self-trained": 1.0, "examples": 1.0, "setfit": 1.0}
-STATE = "offline.json"
-# The trained state's format, in its directory's name (not in the identity: the answers are the same). 2: SetFit's
-# head is JSON (setfit_head.py); before, a pickle, which is never read, so those directories are trained again.
-STATE_FORMAT = 2
 
 
 @dataclass
@@ -569,10 +566,7 @@ class OfflineClassifier:
         return embedded_version() if self.config.llm_model == EMBEDDED else self.config.llm_model
 
     def workdir(self) -> Path:
-        """Named by the identity and STATE_FORMAT: state of another format is never read, but trained again."""
-        from promptclf.cache.store import home
-
-        return home() / "offline" / f"{self.identity[:24]}-{STATE_FORMAT}"
+        return state_dir(self.identity)
 
     def fit(self) -> "OfflineClassifier":
         """Cross-validate and choose (or read the choice an earlier run made), then train what is used. One process
