@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "promptclf"
 # One package per layer; the facade (Classifier, the cascade, the scikit-learn estimator) and the CLI are the
 # top-level modules. promptclf/__init__.py re-exports the facade and is left out.
 LAYERS = ("core", "cache", "task", "methods", "providers", "facade", "workflows", "cli")
-FACADE = {"classifier", "cascade", "sklearn"}
+FACADE = {"classifier", "cascade", "sklearn", "pipeline"}
 
 
 def module_name(path: Path) -> str:
