@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from promptclf.cache.answering import answer
 from promptclf.cache.store import CacheBackend, CacheError
+from promptclf.core import telemetry
 from promptclf.core.breaker import CircuitBreaker
 from promptclf.core.errors import ConfigError, InputError
 from promptclf.core.labels import LabelSet
@@ -68,10 +69,11 @@ class Pipeline:
         InputError for a row that cannot be labelled."""
         self.state = state = RunState(CircuitBreaker(self.breaker_after))
         usage.on_request = state.breaker.record
+        usage.span = telemetry.start("promptclf.run", gen_ai__request__model=usage.model)
         if total is None and hasattr(rows, "__len__"):
             total = len(rows)
         bar = tqdm(total=total, disable=not self._show_progress(total), unit="row", desc=self.name, file=sys.stderr)
-        failed = 0
+        failed = rows_done = 0
         try:
             it = iter(rows)
             start = 0
@@ -81,11 +83,17 @@ class Pipeline:
                         failed += 1
                         bar.set_postfix(failed=failed, refresh=False)
                     bar.update(1)
+                    rows_done += 1
                     yield prediction
                 start += len(window)
         finally:
             usage.on_request = None
             bar.close()
+            telemetry.end(usage.span, promptclf__items=rows_done, promptclf__cache_hits=usage.cache_hits,
+                          promptclf__failed=failed, promptclf__requests=usage.requests,
+                          promptclf__retries=usage.retries, promptclf__reasks=usage.reasks,
+                          gen_ai__usage__input_tokens=usage.prompt_tokens,
+                          gen_ai__usage__output_tokens=usage.completion_tokens, promptclf__stopped=state.reason)
 
     def _window(self, start: int, rows: list, usage: Usage, state: RunState, prepare) -> list[Prediction | None]:
         prepared, bad = [], {}

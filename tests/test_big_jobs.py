@@ -301,3 +301,40 @@ def test_setfit_training_prints_nothing_on_stdout_nor_dependency_warnings(sample
     out, err = capfd.readouterr()
     assert out == ""
     assert "pin_memory" not in err and "Map" not in err, err
+
+
+def test_telemetry_spans_carry_the_genai_attributes_of_each_request_and_the_run(server_factory, sample_rows,
+                                                                                 cache_dir):
+    pytest.importorskip("opentelemetry.sdk", reason='the otel extra: pip install "promptclf[otel]"')
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)  # once per process: OpenTelemetry keeps the first provider set
+    server = server_factory()
+    clf = Classifier(LABELS, f"openai-compatible:gpt-test@{server.base_url}", cache=cache_dir, batch_size=4,
+                     concurrency=2)
+    clf.predict([r["text"] for r in sample_rows[:10]])
+    spans = [s for s in exporter.get_finished_spans() if s.instrumentation_scope.name == "promptclf"]
+    requests = [s for s in spans if s.name.startswith("chat ")]
+    (run,) = [s for s in spans if s.name == "promptclf.run"]
+    assert len(requests) == server.log.chat_requests == 3
+    assert sum(s.attributes["gen_ai.usage.input_tokens"] for s in requests) == clf.report.prompt_tokens > 0
+    assert {s.attributes["gen_ai.request.model"] for s in requests} == {clf.spec.id}
+    assert all(s.parent is not None and s.parent.span_id == run.context.span_id for s in requests)
+    assert run.attributes["promptclf.items"] == 10 and run.attributes["promptclf.requests"] == 3
+    assert run.attributes["gen_ai.usage.output_tokens"] == clf.report.completion_tokens
+
+
+def test_without_the_otel_extra_spans_are_no_ops(monkeypatch):
+    from promptclf.core import telemetry
+
+    monkeypatch.setattr(telemetry, "trace", None)
+    with telemetry.span("x", a=1) as current:
+        assert current is None
+    assert telemetry.start("run") is None
+    telemetry.end(None, items=1)

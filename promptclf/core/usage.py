@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from typing import Callable
+from typing import Any, Callable
 
 # USD per 1M tokens (input, output). Extend with `register_price` or `Classifier(prices=...)`.
 PRICES: dict[str, tuple[float, float]] = {
@@ -62,6 +62,7 @@ class Usage:
     prices: dict = field(default_factory=dict, repr=False)
     # Told of every request's outcome (ok, reason): the run's circuit breaker listens here (core/breaker.py).
     on_request: Callable[[bool, str | None], bool] | None = field(default=None, repr=False, compare=False)
+    span: Any = field(default=None, repr=False, compare=False)  # the run's telemetry span: requests' parent
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __deepcopy__(self, memo):
@@ -97,7 +98,7 @@ class Usage:
 
     def as_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)
-                if not f.name.startswith("_") and f.name not in ("prices", "on_request")}
+                if not f.name.startswith("_") and f.name not in ("prices", "on_request", "span")}
         data["cost_usd"] = self.cost_usd
         return data
 

@@ -13,6 +13,7 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import PydanticOutputParser
 
+from promptclf.core import telemetry
 from promptclf.core.credentials import is_openai
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
@@ -188,7 +189,22 @@ class ChatLabeler:
     def _ask(self, batch: list[tuple[int, str]], usage: Usage, stop: threading.Event) -> BatchResult:
         """One request for a batch of (item id, text); retried on transient errors, and asked again in
         another form once if the server refuses this one and another can be tried."""
-        ids = [i for i, _ in batch]
+        with telemetry.span(f"chat {self.model_id}", parent=usage.span, gen_ai__operation__name="chat",
+                            gen_ai__request__model=self.model_id, promptclf__items=len(batch)) as span:
+            response, mode, logprobs = self._send(batch, usage, stop)
+            payload, tokens, counts = self._read(response, mode)
+            usage.add(**counts)
+            result = read_batch(payload, self.labels, [i for i, _ in batch], self.multi_label)
+            usage.add(repaired=result.repaired)
+            if logprobs and result.labels:
+                self._add_confidence(result, tokens, mode)
+            telemetry.set_attributes(span, gen_ai__usage__input_tokens=counts["prompt_tokens"],
+                                     gen_ai__usage__output_tokens=counts["completion_tokens"],
+                                     promptclf__answered=len(result.labels), promptclf__structured=mode)
+        return result
+
+    def _send(self, batch: list[tuple[int, str]], usage: Usage, stop: threading.Event):
+        """(response, structured mode, logprobs asked) of the request that got through."""
         while True:
             mode, logprobs = self.structured, self.logprobs and not self.endpoint.logprobs_refused
             request = self._request(batch, mode, logprobs)
@@ -201,13 +217,7 @@ class ChatLabeler:
                     raise
         with self.endpoint.lock:
             self.endpoint.settled = True
-        payload, tokens, counts = self._read(response, mode)
-        usage.add(**counts)
-        result = read_batch(payload, self.labels, ids, self.multi_label)
-        usage.add(repaired=result.repaired)
-        if logprobs and result.labels:
-            self._add_confidence(result, tokens, mode)
-        return result
+        return response, mode, logprobs
 
     def request_body(self, batch: list[tuple[int, str]], mode: str, logprobs: bool) -> dict:
         """The JSON body of the request for a batch of (item id, text), for an OpenAI-style chat model (see
