@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from promptclf import Classifier, LabellingError, UnknownModelError, classify
+from promptclf.core.errors import ConfigError
 from promptclf.core.credentials import api_key, redact_url
 from promptclf.providers.registry import parse_model
 from promptclf.cache.store import home
@@ -67,6 +68,24 @@ def test_a_refused_key_is_one_line_exit_2_without_the_key(server_factory, tmp_pa
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "401" in err and SECRET not in err
 
+
+
+def test_a_key_given_in_code_never_reaches_an_error(server_factory):
+    """A key given as an llm's api_key (or to api_key()) is scrubbed like one from the environment."""
+    from langchain_openai import ChatOpenAI
+
+    from promptclf.core.credentials import scrub
+
+    given = "sk-given-in-code-SECRET-1"
+    server = server_factory(api_key="another-key")  # its 401 message repeats the key it was given
+    llm = ChatOpenAI(model="gpt-test", base_url=server.base_url, api_key=given)
+    clf = Classifier(LABELS, model_at(server), llm=llm, cache=False, max_attempts=1)
+    with pytest.raises(ConfigError) as refused:
+        clf.classify(["Oil prices rise"])
+    assert "401" in str(refused.value) and given not in str(refused.value)
+    passed = "sk-passed-to-api-key-SECRET-2"
+    assert api_key(parse_model("openai-compatible:m@http://127.0.0.1:9/v1"), passed) == passed
+    assert passed not in scrub(f"refused {passed}")
 
 # --- what the cache key must tell apart -------------------------------------------------------------
 

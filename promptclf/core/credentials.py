@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -16,6 +17,26 @@ if TYPE_CHECKING:
 API_KEY_VARS = {"together": "TOGETHER_API_KEY", "openai": "OPENAI_API_KEY"}
 SERVER_KEY_VAR = "OPENAI_COMPATIBLE_API_KEY"  # any other server's key: OpenAI's own key stays with OpenAI
 OPENAI_HOST = "api.openai.com"
+SHORTEST_SECRET = 8  # shorter strings ("x", "none") would scrub ordinary words, and no real key is that short
+
+# Keys given in code (api_key=, a chat model's own key): scrubbed like those read from the environment.
+_GIVEN_KEYS: set[str] = set()
+_GIVEN_KEYS_LOCK = threading.Lock()
+
+
+def remember_secret(secret: str | None) -> None:
+    """Have `scrub` hide this key from every text from now on (for the life of the process)."""
+    if secret and len(secret) >= SHORTEST_SECRET:
+        with _GIVEN_KEYS_LOCK:
+            _GIVEN_KEYS.add(secret)
+
+
+def _secrets() -> list[str]:
+    """Every key to hide, longest first (a key that contains another is hidden whole)."""
+    from_environment = {os.environ.get(var) for var in {*API_KEY_VARS.values(), SERVER_KEY_VAR}}
+    with _GIVEN_KEYS_LOCK:
+        found = {s for s in from_environment | _GIVEN_KEYS if s and len(s) >= SHORTEST_SECRET}
+    return sorted(found, key=len, reverse=True)
 
 
 def redact_url(url: str | None) -> str | None:
@@ -35,12 +56,11 @@ _URL = re.compile(r"https?://[^\s'\"<>]+")
 
 
 def scrub(text: str) -> str:
-    """Text for an error message or a log: URLs redacted, and no API key from the environment in it."""
+    """Text for an error message or a log: URLs redacted, and no API key (from the environment or given in
+    code, see remember_secret) in it."""
     text = _URL.sub(lambda m: redact_url(m.group()), text)
-    for var in {*API_KEY_VARS.values(), SERVER_KEY_VAR}:
-        secret = os.environ.get(var)
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, "***")
+    for secret in _secrets():
+        text = text.replace(secret, "***")
     return text
 
 
@@ -63,6 +83,7 @@ def is_openai(url: str | None) -> bool:
 
 def api_key(spec: ModelSpec, given: str | None = None) -> str:
     if given:
+        remember_secret(given)
         return given
     var = key_variable(spec.id)
     key = os.environ.get(var)
