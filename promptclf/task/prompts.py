@@ -20,13 +20,22 @@ def defuse(text: str) -> str:
     return _DELIMITER.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
 
 
+_PACKAGED_NAME = re.compile(r"\w+")
+
+
+def is_packaged_name(name_or_path: str | Path) -> bool:
+    """Whether a template is named as a packaged one is (`few_shot`): a bare word, which cannot lead out of
+    the package's templates (a path with `..` or `/` joined there could)."""
+    return isinstance(name_or_path, str) and _PACKAGED_NAME.fullmatch(name_or_path) is not None
+
+
 def template_text(name_or_path: str | Path) -> str:
     """A packaged template by name (`zero_shot`, `few_shot`, `system`, `scoring`) or a path to a file."""
     path = Path(name_or_path)
     if path.suffix and path.exists():
         return path.read_text()
     resource = resources.files("promptclf.templates").joinpath(f"{name_or_path}.jinja")
-    if not resource.is_file():
+    if not is_packaged_name(name_or_path) or not resource.is_file():
         raise FileNotFoundError(f"no prompt template {str(name_or_path)!r} (not a file, not a packaged template)")
     return resource.read_text()
 
