@@ -6,9 +6,10 @@ import os
 import re
 import threading
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 from promptclf.core.errors import MissingAPIKeyError
+from promptclf.core.hashing import fingerprint
 
 if TYPE_CHECKING:
     from promptclf.core.model_spec import ModelSpec
@@ -52,6 +53,38 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+# Query parameters whose values are credentials (api-key, access_token, sig, X-Amz-Signature, password, ...).
+_SECRET_PARAMETER = re.compile(r"key|token|sig|secret|passw|pwd|auth|credential", re.I)
+
+
+def keyed_url(url: str | None) -> str | None:
+    """A base URL as cache keys and reports name it: the whole URL (scheme, host, port, path, query; IPv6 hosts
+    in their brackets) with only its credentials, the userinfo and the values of key/token/sig/secret/password/
+    auth-like query parameters, each replaced by a short hash of it: other credentials, or another deployment
+    or API version, key other answers, and no credential is shown."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # not a URL we can take apart: key on all of it, show none of it
+        return f"<url {_hidden(url)}>"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{_hidden(userinfo)}@" if userinfo else "") + (f"[{host}]" if ":" in host else host) + \
+        (f":{port}" if port else "")
+    query = "&".join(_keyed_parameter(p) for p in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _keyed_parameter(parameter: str) -> str:
+    name, equals, value = parameter.partition("=")
+    return f"{name}={_hidden(value)}" if value and _SECRET_PARAMETER.search(unquote_plus(name)) else parameter
+
+
+def _hidden(secret: str) -> str:
+    return f"***{fingerprint('url credential', secret)[:8]}"
+
+
 _URL = re.compile(r"https?://[^\s'\"<>]+")
 
 
@@ -70,7 +103,8 @@ def key_variable(model_id: str) -> str:
     provider, _, rest = model_id.partition(":")
     if provider in API_KEY_VARS:
         return API_KEY_VARS[provider]
-    return "OPENAI_API_KEY" if is_openai(rest.rpartition("@")[2]) else SERVER_KEY_VAR
+    base_url = re.search(r"@(https?://.*)", rest)  # the first "@http", as parse_model reads it: a URL may hold "@"
+    return "OPENAI_API_KEY" if base_url and is_openai(base_url.group(1)) else SERVER_KEY_VAR
 
 
 def is_openai(url: str | None) -> bool:
