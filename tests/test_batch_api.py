@@ -106,7 +106,7 @@ def test_expired_batch_reasks_exactly_the_missing_requests(server_factory, sampl
     expected = {t for r in missing for t in texts[job.data["requests"].index(r) * 10:][:10]}
     assert sorted(asked_interactively(server)) == sorted(expected)
     assert [p.label for p in predictions] == [r["label"] for r in sample_rows[:60]]
-    assert [p.source for p in predictions].count("batch") == 30 and [p.source for p in predictions].count("llm") == 30
+    assert [p.source for p in predictions].count("batch") == 30 and [p.source for p in predictions].count("api") == 30
 
 
 def test_failed_lines_and_off_schema_answers_are_reasked_item_by_item(server_factory, sample_rows, tmp_path):
@@ -227,7 +227,7 @@ def test_cli_waits_and_collects_in_one_go(server_factory, sample_rows, tmp_path,
     assert main(classify_argv(src, out, server, tmp_path, "--batch-api")) == 0
     result = pd.read_csv(out)
     assert list(result["predicted_label"]) == [r["label"] for r in rows]
-    assert list(result["source"]) == ["batch"] * 10 + ["llm"] * 15
+    assert list(result["source"]) == ["batch"] * 10 + ["api"] * 15
     err = capsys.readouterr().err
     assert "2 never answered" in err and "then interactively" in err
 

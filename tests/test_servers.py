@@ -225,7 +225,7 @@ def test_fallback_below_works_for_chat_models(server_factory, sample_rows, cache
 
     clf = Classifier(LABELS, model_at(server), cache=cache_dir, fallback=Everything(), fallback_below=0.5)
     preds = clf.predict([r["text"] for r in rows])
-    assert [p.source for p in preds] == ["fallback"] * 4 + ["llm"] * 6
+    assert [p.source for p in preds] == ["fallback"] * 4 + ["api"] * 6
     assert clf.report.fallback == 4
 
 

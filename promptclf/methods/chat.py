@@ -325,8 +325,8 @@ class ChatLabeler:
         if self.multi_label:
             from promptclf.core.multilabel import multi_prediction
 
-            return multi_prediction(label)
-        return Prediction(label, result.confidence.get(i), scores=result.scores.get(i))
+            return multi_prediction(label, source="api")
+        return Prediction(label, result.confidence.get(i), "api", scores=result.scores.get(i))
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
         items = list(enumerate(texts))
