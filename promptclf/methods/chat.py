@@ -149,7 +149,7 @@ class ChatLabeler:
         """Whether the one model the server lists is a Gemma. One model listed is the one that answers
         (llama.cpp serves one, whatever name is asked for); a server listing many (vLLM, Ollama) answers only to
         the name asked. A listing that does not come back is retried as a request would be, then fails the
-        request it came before (ListingUnavailable): no answer is rendered on a guess."""
+        request it came before (a ConnectionError): no answer is rendered on a guess."""
         secret = getattr(self.llm, "openai_api_key", None)
         key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else None
         for attempt in retrying(self.max_attempts, max_wait=self.max_wait):

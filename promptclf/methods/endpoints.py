@@ -30,12 +30,6 @@ def endpoint(key: str) -> Endpoint:
         return _ENDPOINTS.setdefault(key, Endpoint())
 
 
-class ListingUnavailable(ConnectionError):
-    """GET /models got no answer that says what the server lists (no connection, a timeout, a 5xx, a 408 or
-    429): worth another try, and never remembered. A ConnectionError, so retries and reports take it as a
-    transient failure of the request it came before."""
-
-
 # Statuses that say nothing about the listing: the server is down, busy or still loading its model.
 _TRANSIENT_STATUSES = {408, 429}
 
@@ -43,22 +37,21 @@ _TRANSIENT_STATUSES = {408, 429}
 def served_models(base_url: str, api_key: str | None, found: Endpoint, timeout: float = 5.0) -> list[str]:
     """The model ids an OpenAI-compatible server lists at GET {base_url}/models, remembered per endpoint once
     the server has answered: [] when it answers without a listing (a 404, a body that is not one).
-    ListingUnavailable where it did not answer; that is not remembered."""
+    Where it did not (no connection, a timeout, a 5xx, a 408 or 429) a ConnectionError, which is not
+    remembered: retries and reports take it as a transient failure of the request it came before."""
     with found.lock:
         if found.served_models is not None:
             return found.served_models
     import httpx
-
-    from promptclf.core.credentials import redact_url
 
     url = base_url.rstrip("/") + "/models"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = httpx.get(url, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise ListingUnavailable(f"GET {redact_url(url)}: {type(exc).__name__}{_advice()}") from None
+        raise _unavailable(url, type(exc).__name__) from None
     if response.status_code >= 500 or response.status_code in _TRANSIENT_STATUSES:
-        raise ListingUnavailable(f"GET {redact_url(url)}: {response.status_code}{_advice()}")
+        raise _unavailable(url, str(response.status_code))
     try:
         ids = [str(m.get("id", "")) for m in response.json().get("data", [])] if response.is_success else []
     except (ValueError, AttributeError, TypeError):
@@ -68,6 +61,8 @@ def served_models(base_url: str, api_key: str | None, found: Endpoint, timeout: 
     return ids
 
 
-def _advice() -> str:
-    return (" (system_in_user='auto' reads the server's model listing to know where the system text goes; "
-            "system_in_user=True or False does without it)")
+def _unavailable(url: str, reason: str) -> ConnectionError:
+    from promptclf.core.credentials import redact_url
+
+    return ConnectionError(f"GET {redact_url(url)}: {reason} (system_in_user='auto' reads the server's model "
+                           "listing to know where the system text goes; system_in_user=True or False does without it)")
