@@ -8,18 +8,17 @@ import sys
 import time
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Sequence
-
-from tqdm.auto import tqdm
+from typing import Iterable, Iterator, Sequence
 
 from promptclf.cache.store import CacheBackend
-from promptclf.cache.url import open_cache
+from promptclf.cache.guard import open_guarded
 from promptclf.core.errors import ConfigError, InputError, LabellingError
 from promptclf.core.labels import LabelSet
-from promptclf.core.methods import Failure, Method, Prediction
+from promptclf.core.methods import Method, Prediction
 from promptclf.core.model_spec import ModelSpec
 from promptclf.core.multilabel import same_kind
 from promptclf.core.usage import Usage
+from promptclf.pipeline import EMPTY, Pipeline
 from promptclf.providers.registry import (
     build,
     check_options,
@@ -52,8 +51,10 @@ class Classifier:
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
                  method: Method | None = None, unlabeled: Sequence[str] | None = None,
                  cascade_from: str | Method | None = None, cascade_below: float | None = None,
-                 multi_label: bool = False, **options):
-        """`options` are the backend's (promptclf.providers.registry: each provider's options dataclass says which it
+                 multi_label: bool = False, window: int | None = None, breaker_after: int = 20, **options):
+        """`window`: rows held at once by `stream` (default: 2000, or 16 batches per request slot if more).
+        `breaker_after`: stop asking after this many requests in a row failed (0: never; see core/breaker.py).
+        `options` are the backend's (promptclf.providers.registry: each provider's options dataclass says which it
         takes and their defaults); one set to other than its default that the model's backend does not take
         is a ConfigError naming the backends that take it."""
         if truncate not in ("warn", "error", "silent"):
@@ -87,7 +88,7 @@ class Classifier:
             self.method = build(self.spec, self.labels, resolved)
         else:
             self.options, self.method = values, same_kind(method, self.multi_label, type(method).__name__)
-        self.cache = open_cache(cache)
+        self.cache = open_guarded(cache)
         if cascade_from is not None or cascade_below is not None:
             if self.multi_label:
                 raise ConfigError("a cascade routes single labels by confidence; it does not take multi-label tasks")
@@ -96,6 +97,9 @@ class Classifier:
         self.fallback_below = fallback_below
         self.skip_empty, self.max_item_tokens, self.truncate = skip_empty, max_item_tokens, truncate
         self.progress, self.prices = progress, prices or {}
+        if window is not None and window < 1:
+            raise ValueError(f"window={window}: at least 1 row")
+        self.window, self.breaker_after = window, breaker_after
         self.report = Usage(model=self.spec.id, prices=self.prices)
 
     def _cascade(self, local, below):
@@ -112,24 +116,57 @@ class Classifier:
 
     # --- the verbs ------------------------------------------------------------------------------------
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction | None]:
-        """One Prediction per input, in input order (None only for empty items with skip_empty=True)."""
+    def stream(self, texts: Iterable, *, total: int | None = None) -> Iterator[Prediction | None]:
+        """One Prediction per input, in input order, as they are ready, holding at most `window` rows (and
+        their requests) at a time: `texts` may be any iterable, a generator of millions of rows included.
+
+        Nothing is dropped: a row that could not be labelled comes as a Prediction with label None, source
+        "failed" and `error` saying why (an item that is not a string or is empty: "input: ..."). Empty items
+        under skip_empty come as None. Duplicates are asked once within a window and found in the cache across
+        windows. After the last row, `report` holds the run's counts and `stopped` why it stopped asking, if it
+        did. `total` is only for the progress bar, where `texts` has no length."""
+        return self._run(texts, self._prepared_row, total)
+
+    def _run(self, rows: Iterable, prepare, total: int | None) -> Iterator[Prediction | None]:
         started = time.perf_counter()
-        self.report = Usage(model=self.spec.id, prices=self.prices, items=len(texts))
+        self.report = Usage(model=self.spec.id, prices=self.prices)
+        self.pipeline = self._pipeline()
+        try:
+            for prediction in self.pipeline.run(rows, self.report, prepare, total):
+                self.report.add(items=1, failed=int(prediction is not None and prediction.error is not None))
+                yield prediction
+        finally:
+            self.report.add(wall_s=time.perf_counter() - started)
+            if getattr(self.method, "estimate", None) is not None:
+                self.report.estimate = self.method.estimate.describe()
+
+    def predict(self, texts: Sequence[str], errors: str = "raise") -> list[Prediction | None]:
+        """One Prediction per input, in input order (None only for empty items with skip_empty=True). Every item
+        is checked before anything is asked (InputError names the first bad one).
+
+        errors="raise": if items could not be labelled, LabellingError names them (what was answered is in its
+        `predictions`, and cached), or the ConfigError that stopped the run is raised. errors="keep": failed items
+        come back as Predictions with label None and `error` set (see `stream`)."""
+        if errors not in ("raise", "keep"):
+            raise ValueError(f"errors={errors!r}: choose 'raise' or 'keep'")
         prepared = self._prepare(texts)
-        unique = list(dict.fromkeys(t for t in prepared if t is not None))
-        answers, failures = self._answer(unique)
-        if failures and self.fallback is not None:
-            answers.update(self._fall_back(list(failures)))
-            failures = {t: why for t, why in failures.items() if t not in answers}
-        self.report.add(failed=len(failures), wall_s=time.perf_counter() - started)
-        if getattr(self.method, "estimate", None) is not None:
-            self.report.estimate = self.method.estimate.describe()
-        predictions = [answers.get(t) if t is not None else None for t in prepared]
+        predictions = list(self._run(prepared, lambda i, text: EMPTY if text is None else text, len(prepared)))
+        if errors == "keep":
+            return predictions
+        if self.pipeline.state.error is not None:
+            raise self.pipeline.state.error
+        failures = {i: p.error for i, p in enumerate(predictions) if p is not None and p.error is not None}
         if failures:
-            positions = {i: failures[t] for i, t in enumerate(prepared) if t in failures}
-            raise LabellingError(positions, [str(t) for t in prepared], predictions)
+            kept = [None if p is None or p.error is not None else p for p in predictions]
+            raise LabellingError(failures, [str(t) for t in texts], kept)
         return predictions
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the last run stopped asking before its last row (its circuit breaker, a refused configuration),
+        or None where it asked everything."""
+        pipeline = getattr(self, "pipeline", None)
+        return pipeline.state.reason if pipeline is not None and pipeline.state is not None else None
 
     def classify(self, texts: Sequence[str]) -> list:
         """One label per input; for a multi-label task, one list of labels per input (possibly empty)."""
@@ -160,6 +197,8 @@ class Classifier:
     # --- the steps ------------------------------------------------------------------------------------
 
     def _prepare(self, texts) -> list[str | None]:
+        """Every item checked (and cut to length) before anything is asked: an InputError names the first that
+        cannot be labelled."""
         if isinstance(texts, str):
             raise InputError("texts must be a list of strings, not one string: wrap it as [text]")
         return [self.prepare_item(i, text) for i, text in enumerate(texts)]
@@ -195,39 +234,16 @@ class Classifier:
             log.warning("promptclf: item %d is longer than %d tokens; truncated", i, self.max_item_tokens)
         return cut()
 
-    def _answer(self, unique: list[str]) -> tuple[dict[str, Prediction], dict[str, str]]:
-        """Cache first, the method for the rest (answering.answer); answers below fallback_below fail."""
-        from promptclf.cache.answering import answer
+    def _pipeline(self) -> Pipeline:
+        default_window = max(2000, 16 * int(self.options.get("batch_size") or 1) * int(self.options.get("concurrency") or 1))
+        return Pipeline(self.method, self.labels, self.cache, fallback=self.fallback,
+                        fallback_below=self.fallback_below, window=self.window or default_window,
+                        breaker_after=self.breaker_after, progress=self.progress,
+                        name=f"labelling with {self.spec.id}")
 
-        answers: dict[str, Prediction] = {}
-        failures: dict[str, str] = {}
-        with tqdm(total=len(unique), disable=not self._show_progress(len(unique)), unit="item",
-                  desc=f"labelling with {self.spec.id}") as bar:
-            for pos, outcome in answer(self.method, unique, self.report, self.cache, self.labels):
-                if isinstance(outcome, Failure):
-                    failures[unique[pos]] = outcome.reason
-                else:
-                    answers[unique[pos]] = outcome
-                bar.update(1)
-        if self.fallback_below is not None:
-            for text, pred in list(answers.items()):
-                if pred.confidence is not None and pred.confidence < self.fallback_below:
-                    failures[text] = f"confidence {pred.confidence:.2f} below {self.fallback_below}"
-                    del answers[text]
-        return answers, failures
-
-    def _fall_back(self, texts: list[str]) -> dict[str, Prediction]:
-        routed = {}
-        for pos, outcome in self.fallback.predict(texts, Usage()):
-            if isinstance(outcome, Prediction):
-                routed[texts[pos]] = replace(outcome, source="fallback")
-        self.report.add(fallback=len(routed))
-        return routed
-
-    def _show_progress(self, n: int) -> bool:
-        if self.progress is not None:
-            return bool(self.progress) and n > 0
-        return n >= 20 and sys.stderr.isatty()
+    def _prepared_row(self, i: int, text):
+        prepared = self.prepare_item(i, text)
+        return EMPTY if prepared is None else prepared
 
 
 def _check_custom(method: Method, options: dict) -> None:

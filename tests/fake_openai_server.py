@@ -77,6 +77,8 @@ class ServerLog:
     faults: dict = field(default_factory=dict)
     items_seen: int = 0
     unbounded: int = 0  # chat requests that carried no limit the server reads
+    prompt_tokens: int = 0  # the usage of every chat answer given, interactive or in a batch: what it bills
+    completion_tokens: int = 0
     authorization: list = field(default_factory=list)
     bodies: list = field(default_factory=list)
     listings: int = 0  # GET /v1/models asked
@@ -259,6 +261,9 @@ class FakeOpenAIServer:
 
     def _reply(self, body, text, content, message=None, finish="stop", logprobs=None):
         message = message or {"role": "assistant", "content": content}
+        with self.log.lock:
+            self.log.prompt_tokens += len(text) // 4
+            self.log.completion_tokens += len(content) // 4
         return {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],

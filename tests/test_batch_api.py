@@ -6,10 +6,11 @@ import re
 import pandas as pd
 import pytest
 
-from promptclf.workflows.batch_api import BATCH_DISCOUNT, BatchJob, request_key
 from promptclf.cache.store import answer_key
 from promptclf.classifier import Classifier
 from promptclf.cli import main
+from promptclf.core.errors import LabellingError
+from promptclf.workflows.batch_api import BATCH_DISCOUNT, BatchJob, request_key
 
 from .conftest import LABELS
 from .fake_openai_server import ITEM, BatchConfig
@@ -55,7 +56,7 @@ def test_requests_are_the_interactive_requests(server_factory, sample_rows, tmp_
     assert [line["method"] for line in lines] == ["POST", "POST"] and lines[0]["url"] == "/v1/chat/completions"
     assert [without_ids(line["body"]) for line in lines] == [without_ids(b) for b in server.log.bodies]
     ids_in_prompt = [int(i) for i, _ in ITEM.findall(lines[0]["body"]["messages"][-1]["content"])]
-    assert ids_in_prompt == [i for i, _ in job.data["requests"][0]["items"]]
+    assert ids_in_prompt == [i for i, _ in next(job.requests())["items"]]
 
 
 def test_batch_labels_equal_the_interactive_path_and_fill_the_cache(server_factory, sample_rows, tmp_path):
@@ -69,9 +70,9 @@ def test_batch_labels_equal_the_interactive_path_and_fill_the_cache(server_facto
     assert [p.label for p in predictions] == interactive == gold
     assert {p.source for p in predictions} == {"batch"}
     assert server.log.chat_requests == chat_before  # nothing asked interactively
-    assert server.batches.log.lines_answered == len(job.data["requests"]) == 12
+    assert server.batches.log.lines_answered == job.data["request_count"] == len(list(job.requests())) == 12
     keys = [answer_key(clf.method.identity, clf.labels.fingerprint(), t) for t in texts[:10]]
-    assert job.data["requests"][0]["custom_id"] == request_key(keys)
+    assert next(job.requests())["custom_id"] == request_key(keys)
     later = classifier(server, tmp_path / "batch")
     assert later.classify(texts) == gold
     assert server.log.chat_requests == chat_before and later.report.cache_hits == len(set(texts))
@@ -102,8 +103,8 @@ def test_expired_batch_reasks_exactly_the_missing_requests(server_factory, sampl
     predictions = job.collect(clf)
     answered = set(server.batches.log.answered_ids)
     assert len(answered) == 3 and job.report.missing == 3 and job.data["batches"][0]["status"] == "expired"
-    missing = [r for r in job.data["requests"] if r["custom_id"] not in answered]
-    expected = {t for r in missing for t in texts[job.data["requests"].index(r) * 10:][:10]}
+    missing = [r for r in job.requests() if r["custom_id"] not in answered]
+    expected = {texts[row] for r in missing for _, row in r["items"]}
     assert sorted(asked_interactively(server)) == sorted(expected)
     assert [p.label for p in predictions] == [r["label"] for r in sample_rows[:60]]
     assert [p.source for p in predictions].count("batch") == 30 and [p.source for p in predictions].count("api") == 30
@@ -151,7 +152,7 @@ def test_cached_items_are_not_submitted(server_factory, sample_rows, tmp_path):
     classifier(server, tmp_path / "c").classify(texts[:20])
     clf = classifier(server, tmp_path / "c")
     job = BatchJob.submit(clf, texts, tmp_path / "m.json")
-    assert sum(len(r["items"]) for r in job.data["requests"]) == 10
+    assert sum(len(r["items"]) for r in job.requests()) == job.data["item_count"] == 10
     predictions = job.collect(clf)
     assert [p.source for p in predictions] == ["cache"] * 20 + ["batch"] * 10
 
@@ -272,3 +273,154 @@ def test_collect_with_another_prompt_is_refused(server_factory, sample_rows, tmp
     job = BatchJob.submit(classifier(server, tmp_path / "c"), texts, tmp_path / "m.json")
     with pytest.raises(ValueError, match="another model, prompt or label set"):
         job.collect(classifier(server, tmp_path / "c", instructions="Be terse."))
+
+
+def test_batch_answers_keep_the_confidence_the_interactive_path_gives(server_factory, sample_rows, tmp_path):
+    server = server_factory(label_probability=lambda item: 0.55 if len(item) % 2 else 0.95)
+    texts = [r["text"] for r in sample_rows[:30]]
+    interactive = classifier(server, tmp_path / "i").predict(texts)
+    clf = classifier(server, tmp_path / "b")
+    collected = BatchJob.submit(clf, texts, tmp_path / "m.json").collect(clf)
+    expected = [p.confidence for p in interactive]
+    assert None not in expected and len({round(c, 2) for c in expected}) == 2
+    assert [p.confidence for p in collected] == pytest.approx(expected)
+    assert [p.scores for p in collected] == [p.scores for p in interactive]
+    chat_before = server.log.chat_requests
+    with pytest.raises(LabellingError) as raised:  # the cached batch answers below it are routed, not kept
+        classifier(server, tmp_path / "b", fallback_below=0.7).predict(texts)
+    assert sorted(raised.value.failures) == [n for n, c in enumerate(expected) if c < 0.7]
+    assert server.log.chat_requests == chat_before
+
+
+def test_batch_answers_without_logprobs_are_said_to_carry_no_confidence(server_factory, sample_rows, tmp_path):
+    server = server_factory(chat_logprobs="omit")
+    texts = [r["text"] for r in sample_rows[:12]]
+    clf = classifier(server, tmp_path / "b")
+    job = BatchJob.submit(clf, texts, tmp_path / "m.json")
+    assert {p.confidence for p in job.collect(clf)} == {None}
+    assert job.report.without_confidence == 12 and "12 batch answers carry no confidence" in job.report.summary()
+
+
+def test_the_manifest_does_not_grow_with_the_texts_and_a_loaded_job_resumes(server_factory, tmp_path):
+    server = server_factory()
+    sizes, texts = {}, {}
+    for n in (100, 2000):
+        texts[n] = [f"item {i}: a story about markets, prices and the weather, number {i}" for i in range(n)]
+        BatchJob.submit(classifier(server, tmp_path / f"c{n}"), texts[n], tmp_path / f"m{n}.json")
+        sizes[n] = (tmp_path / f"m{n}.json").stat().st_size
+    assert sizes[2000] <= sizes[100] + 16  # counts and ranges gain a digit or two; nothing is kept per text
+    assert server.batches.log.uploads == 2 and server.log.chat_requests == 0
+
+    job = BatchJob.load(tmp_path / "m2000.json")
+    with pytest.raises(ValueError, match="pass the texts"):
+        job.collect(classifier(server, tmp_path / "c2000"))
+    with pytest.raises(ValueError, match="other texts"):
+        job.collect(classifier(server, tmp_path / "c2000"), texts[2000][:-1] + ["changed"])
+    predictions = job.collect(classifier(server, tmp_path / "c2000"), texts[2000])
+    assert {p.source for p in predictions} == {"batch"} and len(predictions) == 2000
+    assert job.report.items_answered == 2000 and job.report.requests == 200 and server.log.chat_requests == 0
+    assert (server.batches.log.uploads, server.batches.log.batches_created) == (2, 2)  # nothing paid twice
+
+
+# --- the manifest is untrusted input -----------------------------------------------------------------
+
+def edit_manifest(path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def keys_received(server, secret: str) -> int:
+    return sum(secret in header for header in server.log.authorization + server.batches.log.authorization)
+
+
+@pytest.mark.parametrize("provider", ["openai", "openai-compatible"])
+def test_a_manifest_edited_to_another_host_sends_it_no_key(server_factory, sample_rows, tmp_path, capsys,
+                                                          monkeypatch, provider):
+    secret = "sk-the-users-own-secret"
+    server, other = server_factory(api_key=secret), server_factory()
+    if provider == "openai":
+        monkeypatch.setenv("OPENAI_API_KEY", secret)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)  # the user names the host for OPENAI_API_KEY
+        name = "openai:gpt-test"
+    else:
+        monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", secret)
+        name = model(server)
+    src, out = write_input(tmp_path, sample_rows[:12])
+    argv = classify_argv(src, out, server, tmp_path, "--batch-api", "submit")
+    argv[argv.index("--model") + 1] = name
+    assert main(argv) == 0
+    manifest = tmp_path / "out.csv.batch.json"
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)  # later, in another shell: the seal names the host
+    assert main(["batch", "status", str(manifest)]) == 0 and keys_received(server, secret) > 0
+
+    def elsewhere(data):
+        data["model"]["base_url"] = other.base_url
+        data["extra"]["model"] = data["extra"]["model"].replace(server.base_url, other.base_url)
+
+    edit_manifest(manifest, elsewhere)
+    capsys.readouterr()
+    for verb in ("status", "collect", "cancel"):
+        assert main(["batch", verb, str(manifest)]) == 2
+        assert "not named for" in capsys.readouterr().err
+    assert keys_received(other, secret) == 0 and not out.exists()
+    if provider == "openai-compatible":  # the user may name the host: then it gets the key
+        assert main(["batch", "status", str(manifest), "--model", model(other)]) == 2  # other has no such batch
+        assert keys_received(other, secret) == 1
+
+
+def test_collect_writes_beside_the_manifest_or_to_output_never_where_the_manifest_says(server_factory, sample_rows,
+                                                                                     tmp_path, capsys):
+    server = server_factory()
+    rows = sample_rows[:12]
+    src, out = write_input(tmp_path, rows)
+    assert main(classify_argv(src, out, server, tmp_path, "--batch-api", "submit")) == 0
+    manifest = tmp_path / "out.csv.batch.json"
+    elsewhere = tmp_path / "elsewhere" / "taken.csv"
+    edit_manifest(manifest, lambda data: data["extra"].update(output=str(elsewhere)))
+    assert main(["batch", "collect", str(manifest), "--no-progress"]) == 2
+    assert "extra.output" in capsys.readouterr().err and not elsewhere.exists()
+
+    edit_manifest(manifest, lambda data: data["extra"].pop("output"))
+    assert main(["batch", "collect", str(manifest), "--no-progress"]) == 0
+    assert list(pd.read_csv(out)["predicted_label"]) == [r["label"] for r in rows]
+    chosen = tmp_path / "chosen.csv"
+    assert main(["batch", "collect", str(manifest), "--no-progress", "--output", str(chosen)]) == 0
+    assert list(pd.read_csv(chosen)["predicted_label"]) == [r["label"] for r in rows] and not elsewhere.exists()
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["model"].update(base_url=7), "model.base_url"),
+    (lambda d: d.update(surprise=True), "surprise"),
+    (lambda d: d["batches"][0].update(id="../files/x"), "batches.0.id"),
+    (lambda d: d["extra"].update(batch_size="10"), "extra.batch_size"),
+    (lambda d: d["input"].update(rows=-1), "input.rows"),
+])
+def test_a_malformed_manifest_is_refused_naming_the_file_and_the_field(server_factory, sample_rows, tmp_path,
+                                                                      capsys, change, field):
+    server = server_factory()
+    src, out = write_input(tmp_path, sample_rows[:3])
+    assert main(classify_argv(src, out, server, tmp_path, "--batch-api", "submit")) == 0
+    manifest = tmp_path / "out.csv.batch.json"
+    edit_manifest(manifest, change)
+    requests_before = server.batches.log.retrieves
+    capsys.readouterr()
+    assert main(["batch", "status", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert str(manifest) in err and field in err and len(err.splitlines()) == 1
+    assert server.batches.log.retrieves == requests_before
+
+
+def test_an_edited_requests_file_writes_no_answer_to_another_item(server_factory, sample_rows, tmp_path, caplog):
+    server = server_factory()
+    texts = [r["text"] for r in sample_rows[:20]]
+    clf = classifier(server, tmp_path / "c")
+    job = BatchJob.submit(clf, texts, tmp_path / "m.json")
+    records = job.requests_path.read_text().splitlines()
+    first = json.loads(records[0])
+    first["items"] = [[item, (row + 10) % 20] for item, row in first["items"]]  # answers pinned on other rows
+    job.requests_path.write_text("\n".join([json.dumps(first), *records[1:]]) + "\n")
+    predictions = BatchJob.load(tmp_path / "m.json").collect(classifier(server, tmp_path / "c"), texts)
+    assert [p.label for p in predictions] == [r["label"] for r in sample_rows[:20]]
+    assert [p.source for p in predictions] == ["api"] * 10 + ["batch"] * 10  # the first request's asked again
+    assert "line 1 of" in caplog.text and "does not match the texts" in caplog.text

@@ -86,3 +86,22 @@ def test_a_missing_text_column_is_named(scripted_model, cache_dir):
         BatchLabeller(labeller.classifier, text_column="body")(pd.DataFrame({"text": ["a"]}))
     with pytest.raises(KeyError, match="body"):
         BatchLabeller(labeller.classifier, text_column="body")(pa.table({"text": ["a"]}))
+
+
+def test_usage_equals_the_servers_count_when_a_batch_has_nothing_to_label(server_factory, cache_dir, sample_rows):
+    from promptclf import Classifier
+
+    server = server_factory()
+    prices = {"openai-compatible:gpt-test": (1.0, 2.0)}
+    clf = Classifier(LABELS, f"openai-compatible:gpt-test@{server.base_url}", cache=cache_dir, batch_size=4,
+                     skip_empty=True, prices=prices)
+    labeller = BatchLabeller(clf)
+    labeller(pd.DataFrame({"text": [r["text"] for r in sample_rows[:6]]}))
+    labeller(pd.DataFrame({"text": ["", "  "]}))  # nothing to label: skipped rows
+    labeller.label([42])  # nothing to label: a bad row
+    usage = labeller.usage
+    assert server.log.chat_requests == 2 and server.log.prompt_tokens > 0
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (
+        server.log.chat_requests, server.log.prompt_tokens, server.log.completion_tokens)
+    assert usage.cost_usd == pytest.approx((server.log.prompt_tokens + 2 * server.log.completion_tokens) / 1e6)
+    assert usage.items == 9 and labeller.rows_with_error == 1

@@ -37,11 +37,43 @@ def test_missing_answer_is_reasked_not_shifted(scripted_model, cache_dir, sample
     assert clf.report.reasks == 1
 
 
-def test_unparseable_batch_is_split_down_to_single_items(scripted_model, cache_dir, sample_rows):
-    clf, model = make(scripted_model, cache_dir, faults=["garbage", "garbage", "garbage"])
+def test_unparseable_batch_is_asked_again_then_in_halves(scripted_model, cache_dir, sample_rows):
+    clf, model = make(scripted_model, cache_dir, faults=["garbage", "garbage"])
     rows = sample_rows[:4]
     assert clf.classify([r["text"] for r in rows]) == [r["label"] for r in rows]
-    assert model.batch_sizes == [4, 2, 1, 1, 1, 2]  # halves; a single item gets re-asked alone
+    assert model.batch_sizes == [4, 4, 2, 2]  # the whole batch once more, then halves: 3 asks at most
+
+
+def test_an_item_is_asked_three_times_at_most(scripted_model, cache_dir, sample_rows):
+    clf, model = make(scripted_model, cache_dir, faults=["garbage"] * 3)
+    rows = sample_rows[:4]
+    predictions = clf.predict([r["text"] for r in rows], errors="keep")
+    assert model.batch_sizes == [4, 4, 2, 2]
+    assert [p.label for p in predictions[2:]] == [r["label"] for r in rows[2:]]
+    assert [p.error for p in predictions[:2]] == ["no answer after 3 asks: response is not valid JSON of the "
+                                                  "batch schema"] * 2
+
+
+def test_a_server_answering_garbage_costs_at_most_about_twice_the_requests(scripted_model, cache_dir, sample_rows):
+    """Before: halving down to single items and re-asking those, 39 requests for 10 items."""
+    clf, model = make(scripted_model, cache_dir, faults=["garbage"] * 1000, batch_size=10, breaker_after=0)
+    predictions = clf.predict([r["text"] for r in sample_rows[:100]], errors="keep")
+    assert all(p.label is None and p.error.startswith("no answer after") for p in predictions)
+    assert len(model.batch_sizes) <= 2 * 10 + 4  # 10 first requests, re-asks at most as many plus 4
+    assert clf.report.failed == 100 and clf.report.failed_requests == len(model.batch_sizes)
+
+
+def test_the_breaker_stops_a_run_whose_requests_all_fail_and_keeps_every_row(scripted_model, cache_dir,
+                                                                              sample_rows):
+    clf, model = make(scripted_model, cache_dir, faults=["garbage"] * 1000, batch_size=1, breaker_after=5)
+    texts = [r["text"] for r in sample_rows[:50]]
+    predictions = clf.predict(texts, errors="keep")
+    assert len(predictions) == 50 and len(model.batch_sizes) == 5
+    assert clf.stopped.startswith("5 requests in a row failed (last: response is not valid JSON")
+    assert predictions[0].error.startswith("no answer after")
+    assert all(p.error.startswith("not asked: run stopped (5 requests in a row failed") for p in predictions[5:])
+    with pytest.raises(LabellingError, match="50 of 50 items could not be labelled"):
+        make(scripted_model, cache_dir, faults=["garbage"] * 1000, batch_size=1, breaker_after=5)[0].predict(texts)
 
 
 def test_aliases_are_repaired_and_off_label_answers_reasked(scripted_model, cache_dir, sample_rows):

@@ -116,6 +116,19 @@ class Spy(Component):
         return np.full((len(texts), len(self.labels)), 1.0 / len(self.labels))
 
 
+def test_cross_validation_shows_one_bar_over_its_trainings_when_asked(few, monkeypatch, capsys):
+    train, _ = few
+    labels = LabelSet.of(LABELS)
+    monkeypatch.setitem(COMPONENTS, "spy", Spy)
+    y = np.array([labels.index(r["label"]) for r in train])
+    config = OfflineConfig(folds=3)
+    cross_validate({"spy": Spy(labels, config)}, train, y, config, None)
+    assert "cross-validating" not in capsys.readouterr().err
+    cross_validate({"spy": Spy(labels, config)}, train, y, config, None, progress=True)
+    err = capsys.readouterr().err
+    assert "cross-validating on the examples" in err and "3/3" in err
+
+
 def test_cross_validation_never_scores_rows_it_trained_on(few, monkeypatch):
     train, _ = few
     labels = LabelSet.of(LABELS)

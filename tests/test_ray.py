@@ -60,7 +60,7 @@ def test_actors_answer_as_one_process_does_and_a_rerun_pays_nothing(cluster, ag_
 
     model = f"openai-compatible:gpt-ray@{server.base_url}"
     single = Classifier(LABELS, model, batch_size=5, cache=tmp_path / "single").predict(list(ag_frame["text"]))
-    before = server.log.requests
+    before, tokens_before = server.log.requests, (server.log.prompt_tokens, server.log.completion_tokens)
     tally = UsageTally.start(model)
     out = labelled(cluster, ag_frame, model, actors=2, rows_per_batch=16, batch_size=5, tally=tally)
     assert list(out["id"]) == list(ag_frame["id"]) and list(out["text"]) == list(ag_frame["text"])
@@ -71,6 +71,8 @@ def test_actors_answer_as_one_process_does_and_a_rerun_pays_nothing(cluster, ag_
     paid = server.log.requests - before
     usage = tally.usage()
     assert paid >= 12 and usage.requests == paid and usage.items == 60 and usage.prompt_tokens > 0
+    assert (usage.prompt_tokens, usage.completion_tokens) == (server.log.prompt_tokens - tokens_before[0],
+                                                              server.log.completion_tokens - tokens_before[1])
 
     rerun_tally = UsageTally.start(model)
     again = labelled(cluster, ag_frame, model, actors=2, rows_per_batch=16, batch_size=5, tally=rerun_tally)
@@ -168,3 +170,66 @@ def test_cli_without_ray_exits_2_with_the_install_command(monkeypatch, tmp_path,
     assert main(["classify", "--engine", "ray", "--input", str(tmp_path / "in.parquet"), "--output",
                  str(tmp_path / "out"), "--labels", ",".join(LABELS), "--model", "embed"]) == 2
     assert 'pip install "promptclf[ray]"' in capsys.readouterr().err
+
+
+def test_a_tally_add_returns_once_the_tally_holds_the_counts(monkeypatch):
+    """An actor's counts must reach the tally before its batch is handed on: a call nobody waits for may
+    still be in flight (or lost with the actor) when the driver reads the tally. Modelled without Ray: a
+    call's reference runs only when it is fetched, as nothing guarantees it runs sooner."""
+    import types
+
+    from promptclf.integrations import ray as ray_integration
+    from promptclf.integrations.ray import UsageTally, _Counts
+
+    counts = _Counts()
+
+    class Method:
+        def __init__(self, name):
+            self.name = name
+
+        def remote(self, *args):
+            return lambda: getattr(counts, self.name)(*args)
+
+    actor = types.SimpleNamespace(add=Method("add"), counts=Method("counts"))
+    monkeypatch.setattr(ray_integration, "require_ray", lambda: types.SimpleNamespace(get=lambda ref: ref()))
+    tally = UsageTally(actor, "openai-compatible:m@http://127.0.0.1:9/v1", None)
+    tally.add({"requests": 2, "prompt_tokens": 40})
+    tally.add({"requests": 1, "prompt_tokens": 10})
+    assert counts.counts() == {"requests": 3, "prompt_tokens": 50}
+    assert tally.usage().requests == 3
+
+
+def test_the_ray_engine_self_trains_on_the_same_texts_as_the_in_process_path(monkeypatch, tmp_path, sample_rows):
+    """Before: --engine ray passed no texts to self-train on, so the default offline model labelled differently."""
+    import promptclf.integrations.ray as ray_integration
+    from promptclf.core.data import check_input
+    from promptclf.methods.label_similarity import SAMPLE
+
+    texts = [f"{r['text']} ({i})" for i, r in enumerate(sample_rows * 2)]
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"text": texts}).to_parquet(src)
+    seen = {}
+
+    def fake_label_parquet(source, destination, labels, model, **options):
+        seen.update(options)
+        return ray_integration.Usage(), 0
+
+    monkeypatch.setattr(ray_integration, "label_parquet", fake_label_parquet)
+    assert main(["classify", "--engine", "ray", "--input", str(src), "--output", str(tmp_path / "out"),
+                 "--labels", ",".join(LABELS), "--no-progress"]) == 0
+    in_process = check_input(src, "text", sample_size=SAMPLE).sample
+    assert len(in_process) == len(texts) and seen["unlabeled"] == in_process
+
+
+@pytest.mark.ray
+def test_the_default_offline_model_labels_row_for_row_as_on_ray(cluster, tmp_path, sample_rows):
+    texts = [f"{r['text']} ({i})" for i, r in enumerate(sample_rows * 2)]
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"id": range(len(texts)), "text": texts}).to_parquet(src)
+    common = ["--input", str(src), "--labels", ",".join(LABELS), "--no-progress"]
+    assert main(["classify", *common, "--output", str(tmp_path / "here.parquet")]) == 0
+    assert main(["classify", "--engine", "ray", "--actors", "2", *common, "--output", str(tmp_path / "ray")]) == 0
+    here = pd.read_parquet(tmp_path / "here.parquet")
+    on_ray = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "ray").glob("*.parquet"))], ignore_index=True)
+    assert list(on_ray["id"]) == list(here["id"])
+    assert list(on_ray["predicted_label"]) == list(here["predicted_label"])

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from promptclf.cache.store import CacheBackend
 from promptclf.cache.url import open_cache
-from promptclf.core.errors import ConfigError
+from promptclf.core.errors import ConfigError, MissingFileError
 
 ROWS_PER_BATCH = 50_000
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -63,7 +63,7 @@ def _read(path: str | Path) -> Iterator[dict[str, dict]]:
     import pyarrow.parquet as pq
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     try:
         source = pq.ParquetFile(path)
     except pa.ArrowException as exc:

@@ -26,6 +26,17 @@ class InputError(ValueError):
         self.reason = reason or message
 
 
+class MissingFileError(InputError, FileNotFoundError):
+    """A file the user named does not exist."""
+
+
+class ColumnError(InputError, KeyError):
+    """A file lacks a column the user named; the message names the columns it has."""
+
+    def __str__(self) -> str:  # a KeyError would show its message quoted
+        return str(self.args[0]) if self.args else ""
+
+
 class LabellingError(RuntimeError):
     """Some items could not be labelled after retries and re-asks, and no fallback took them.
 

@@ -20,13 +20,21 @@ class Prediction:
     combination joins its components with "+", e.g. "gemma+embedding"), or "cache" or "fallback"; in a cascade,
     "local" or "api" (the stage that answered); "batch" for a batch API's answer. A method that does not say
     gets "llm". A multi-label answer (promptclf.core.multilabel) has its label set in `labels` and the names
-    joined by `;` in `label`; a single-label one has labels None."""
+    joined by `;` in `label`; a single-label one has labels None.
 
-    label: str
+    A row that could not be labelled (`Classifier.stream`, `predict(errors="keep")`) has label None, source
+    "failed" and `error` saying why."""
+
+    label: str | None
     confidence: float | None = None
     source: str = "llm"
     scores: dict | None = None
     labels: tuple[str, ...] | None = None
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, reason: str) -> "Prediction":
+        return cls(None, source="failed", error=reason)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class Failure:
 
 
 Outcome = Prediction | Failure
+
+NOT_ASKED = "not asked: run stopped"  # a Failure's reason for an item a stopped run never asked
 
 
 @runtime_checkable

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field, fields
+from typing import Callable
 
 # USD per 1M tokens (input, output). Extend with `register_price` or `Classifier(prices=...)`.
 PRICES: dict[str, tuple[float, float]] = {
@@ -52,12 +53,15 @@ class Usage:
     cache_hits: int = 0
     fallback: int = 0
     failed: int = 0
+    failed_requests: int = 0  # requests that got no usable answer (retries spent, refused, or all off-schema)
     answered_locally: int = 0  # a cascade's items its local stage answered
     escalated: int = 0  # a cascade's items sent on to its API stage
     compute_s: float = 0.0
     wall_s: float = 0.0
     estimate: str = ""  # what an offline classifier chose, and its estimated accuracy
     prices: dict = field(default_factory=dict, repr=False)
+    # Told of every request's outcome (ok, reason): the run's circuit breaker listens here (core/breaker.py).
+    on_request: Callable[[bool, str | None], bool] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __deepcopy__(self, memo):
@@ -68,11 +72,19 @@ class Usage:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
+    def request_done(self, ok: bool, reason: str | None = None) -> bool:
+        """A request ended: with a usable answer (ok) or without one (its retries spent, refused, or every
+        answer in it off-schema). Methods that call servers say so once per request; True means the run's
+        circuit breaker has tripped, and the method should ask nothing more."""
+        if not ok:
+            self.add(failed_requests=1)
+        return bool(self.on_request(ok, reason)) if self.on_request is not None else False
+
     def absorb(self, other: "Usage") -> None:
         """Add the calls, tokens and compute of another run (e.g. one Classifier.predict) to this one."""
         self.add(**{name: getattr(other, name) for name in ("requests", "retries", "reasks", "repaired",
                                                             "prompt_tokens", "completion_tokens", "cache_hits",
-                                                            "fallback", "failed", "answered_locally", "escalated",
+                                                            "fallback", "failed", "failed_requests", "answered_locally", "escalated",
                                                             "compute_s")})
 
     @property
@@ -84,7 +96,8 @@ class Usage:
         return (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1e6
 
     def as_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_") and f.name != "prices"}
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if not f.name.startswith("_") and f.name not in ("prices", "on_request")}
         data["cost_usd"] = self.cost_usd
         return data
 

@@ -8,7 +8,7 @@ import logging
 import time
 from pathlib import Path
 
-from promptclf.core.errors import ConfigError
+from promptclf.core.errors import ConfigError, MissingFileError
 from promptclf.core.usage import Usage
 from promptclf.providers.registry import parse_model
 from promptclf.workflows.batch_labeller import BatchLabeller
@@ -70,8 +70,10 @@ class UsageTally:
         actor = ray.remote(num_cpus=0)(_Counts).remote()
         return cls(actor, parse_model(model).id, prices)
 
-    def add(self, counts: dict):  # the actors hold this object and call it as they would the actor
-        return self.actor.add.remote(counts)
+    def add(self, counts: dict) -> None:
+        """Called by the actors, which hold this object. Waits until the tally has the counts: a call nobody
+        waits for can still be in flight, or lost with its actor, when the driver reads the tally."""
+        require_ray().get(self.actor.add.remote(counts))
 
     def counts(self) -> dict:
         return require_ray().get(self.actor.counts.remote())
@@ -154,7 +156,7 @@ def label_parquet(source, destination, labels, model: str | None = "offline", *,
     ray = require_ray()
     source, destination = Path(source), Path(destination)
     if not source.exists():
-        raise FileNotFoundError(f"input {str(source)!r} does not exist")
+        raise MissingFileError(f"input {str(source)!r} does not exist")
     if source.is_file() and source.suffix.lower() not in (".parquet", ".pq"):
         raise ConfigError(f"input {str(source)!r}: the Ray engine reads Parquet (a file or a directory of them)")
     if destination.exists() and (destination.is_file() or any(destination.iterdir())):

@@ -16,7 +16,7 @@ from langchain_core.output_parsers import PydanticOutputParser
 from promptclf.core.credentials import is_openai
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
-from promptclf.core.methods import Failure, Outcome, Prediction
+from promptclf.core.methods import NOT_ASKED, Failure, Outcome, Prediction
 from promptclf.core.usage import Usage
 from promptclf.methods.chat_logprobs import label_confidences
 from promptclf.methods.endpoints import endpoint, served_models
@@ -291,34 +291,45 @@ class ChatLabeler:
 
     # --- a chunk, with re-asks ----------------------------------------------------------------------
 
-    def _label_chunk(self, chunk: list[tuple[int, str]], usage: Usage, stop: threading.Event,
-                     alone: int = 0) -> list[tuple[int, Outcome]]:
-        """Label a chunk of (position, text). What the answer got wrong is re-asked in halves, then alone.
-        Nothing is asked once `stop` is set."""
+    def _label_chunk(self, chunk: list[tuple[int, str]], usage: Usage, stop: threading.Event, budget: "ReaskBudget",
+                     asks: int = 0) -> list[tuple[int, Outcome]]:
+        """Label a chunk of (position, text), its items asked `asks` times before. What the answer got wrong is
+        asked again, in halves, until each item was asked 1 + max_reasks times or the run's re-ask budget is spent.
+        Once `stop` is set nothing is asked: the chunk's items fail as not asked."""
         if stop.is_set():
-            return []
+            return [(pos, Failure(NOT_ASKED)) for pos, _ in chunk]
         by_id = dict(zip(item_ids(len(chunk)), chunk))
         try:
             result = self._ask([(i, text) for i, (_, text) in by_id.items()], usage, stop)
         except Exception as exc:  # noqa: BLE001
+            if stop.is_set() and is_transient(exc):  # interrupted while waiting to retry
+                return [(pos, Failure(NOT_ASKED)) for pos, _ in chunk]
+            if usage.request_done(False, describe_error(exc)):
+                stop.set()  # the run's breaker tripped: nothing more is asked
             if is_transient(exc):  # retries are spent: the backend is down, splitting would not help
-                return [(pos, Failure(describe_error(exc))) for pos, _ in chunk]
+                return [(pos, Failure(f"no answer after {self.max_attempts} attempts: {describe_error(exc)}"))
+                        for pos, _ in chunk]
             if not is_request_error(exc):
                 raise
             result = BatchResult(failed={i: describe_error(exc) for i in by_id})
+        else:
+            if usage.request_done(bool(result.labels), None if result.labels else next(iter(result.failed.values()), None)):
+                stop.set()
         outcomes = [(by_id[i][0], self._prediction(label, result, i)) for i, label in result.labels.items()]
-        failed = [item for i, item in by_id.items() if i in result.failed]
+        failed = [(item, result.failed[i]) for i, item in by_id.items() if i in result.failed]
         if not failed:
             return outcomes
-        if len(chunk) == 1:
-            if alone >= self.max_reasks:
-                return [(chunk[0][0], Failure(next(iter(result.failed.values()))))]
-            usage.add(reasks=1)
-            return self._label_chunk(chunk, usage, stop, alone + 1)
-        usage.add(reasks=len(failed))
-        half = (len(failed) + 1) // 2
-        for start in range(0, len(failed), half):
-            outcomes += self._label_chunk(failed[start : start + half], usage, stop)
+        asks += 1
+        halves = [failed] if asks == 1 or len(failed) == 1 else [failed[: (len(failed) + 1) // 2],
+                                                                  failed[(len(failed) + 1) // 2 :]]
+        for part in halves:
+            if stop.is_set():
+                outcomes += [(pos, Failure(NOT_ASKED)) for (pos, _), _ in part]
+            elif asks > self.max_reasks or not budget.take():
+                outcomes += [(pos, Failure(f"no answer after {asks} asks: {why}")) for (pos, _), why in part]
+            else:
+                usage.add(reasks=len(part))
+                outcomes += self._label_chunk([item for item, _ in part], usage, stop, budget, asks)
         return outcomes
 
     def _prediction(self, label, result: BatchResult, i: int) -> Prediction:
@@ -332,13 +343,18 @@ class ChatLabeler:
         items = list(enumerate(texts))
         chunks = [items[s : s + self.batch_size] for s in range(0, len(items), self.batch_size)]
         stop = threading.Event()
+        budget = ReaskBudget(first_requests=len(chunks))
         if self.concurrency == 1 or len(chunks) == 1:
-            for chunk in chunks:
-                yield from self._label_chunk(chunk, usage, stop)
+            try:
+                for chunk in chunks:
+                    yield from self._label_chunk(chunk, usage, stop, budget)
+            finally:
+                stop.set()
             return
-        yield from self._in_parallel(chunks, usage, stop)
+        yield from self._in_parallel(chunks, usage, stop, budget)
 
-    def _in_parallel(self, chunks, usage: Usage, stop: threading.Event) -> Iterator[tuple[int, Outcome]]:
+    def _in_parallel(self, chunks, usage: Usage, stop: threading.Event, budget: "ReaskBudget"
+                     ) -> Iterator[tuple[int, Outcome]]:
         """Chunks on `concurrency` threads. On Ctrl-C or an error no request starts any more; the ones in
         flight finish and their answers are handed on (and so cached) before the exception is. A server not
         asked yet gets the first chunk alone: what it refuses is learnt on one request, not on `concurrency`."""
@@ -346,7 +362,7 @@ class ChatLabeler:
 
         def run(chunk):
             try:
-                return self._label_chunk(chunk, usage, stop)
+                return self._label_chunk(chunk, usage, stop, budget)
             except BaseException:
                 stop.set()  # before this thread takes the next chunk
                 raise
@@ -370,6 +386,25 @@ class ChatLabeler:
         finally:
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class ReaskBudget:
+    """Re-asks for one `predict`: at most as many re-ask requests as first requests, plus a few (FLOOR) so that a
+    small run can still mend its answers. A server that answers nothing usable costs at most about twice the
+    requests a good one does, instead of halving every batch down to single items."""
+
+    FLOOR = 4
+
+    def __init__(self, first_requests: int):
+        self.left = first_requests + self.FLOOR
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
 
 
 def _answers_in_flight(futures, handed) -> Iterator[tuple[int, Outcome]]:

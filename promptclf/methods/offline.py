@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -352,6 +353,7 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
     texts = [r["text"] for r in rows]
     oof, fold_models, stopped, means = {}, {}, {}, {}
     prior = next((n for n in priors_for(y) if n in components), None) if stop_hopeless else None
+    bar = _trainings_bar(components, len(folds), progress)
     for name in sorted(components, key=lambda n: n != prior):  # the others are measured against the prior
         component, started = components[name], time.perf_counter()
         if not component.trains:
@@ -361,8 +363,11 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
             for k, (train, test) in enumerate(folds):
                 if prior and hopeless(name, accuracies, len(folds), prior, means, margin_for(config, len(rows))):
                     stopped[name] = accuracies
+                    bar.update(len(folds) - k)  # the folds it will not train
                     break
+                bar.set_postfix_str(f"{name}, fold {k + 1} of {len(folds)}")
                 part = component.fresh().fit([rows[i] for i in train], fold_dir(workdir, name, k))
+                bar.update(1)
                 oof[name][test] = part.probabilities([texts[i] for i in test])
                 accuracies.append(fold_accuracy(oof[name], y, test))
                 if name in CROSS_FITTED:
@@ -378,7 +383,17 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
             how = f"stopped after {len(stopped[name])} folds: it could not be picked" if name in stopped else "done"
             log.warning("promptclf: cross-validated %s on %d examples in %.0fs (%s)", name, len(rows),
                         time.perf_counter() - started, how)
+    bar.close()
     return CrossValidation({n: oof[n] for n in components if n in oof}, folds, fold_models, stopped)
+
+
+def _trainings_bar(components: dict[str, Component], folds: int, progress: bool):
+    """One bar on stderr over the trainings cross-validation makes (SetFit's take minutes on 2 cores)."""
+    from tqdm.auto import tqdm
+
+    trainings = folds * sum(1 for c in components.values() if c.trains)
+    return tqdm(total=trainings, desc="cross-validating on the examples", unit="training", file=sys.stderr,
+                disable=not progress or trainings == 0)
 
 
 def fold_accuracy(probs: np.ndarray, y: np.ndarray, test) -> float:

@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from promptclf.core.quiet import quiet_dependencies
 from promptclf.core.errors import ConfigError
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
@@ -100,9 +101,11 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
                              logging_first_step=False,
                              output_dir=str(Path(out) / "checkpoints") if out else "/tmp/promptclf-setfit")
     data = Dataset.from_dict({"text": [r["text"] for r in train_rows], "label": y})
-    trainer = Trainer(model=model, args=args, train_dataset=data, metric=_subset_accuracy if multi_label else _accuracy)
     started = time.perf_counter()
-    trainer.train()
+    with quiet_dependencies():  # SetFit prints its training dicts on stdout; datasets shows Map bars
+        trainer = Trainer(model=model, args=args, train_dataset=data,
+                          metric=_subset_accuracy if multi_label else _accuracy)
+        trainer.train()
     method = SetFitMethod(model, labels, config, path=Path(out) if out else None, multi_label=multi_label)
     if multi_label and dev_rows:
         from promptclf.core.multilabel import choose_threshold, indicator

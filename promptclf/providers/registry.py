@@ -241,8 +241,11 @@ def parse_model(model: str | None) -> ModelSpec:
 
 
 def _unknown(model) -> str:
-    forms = "; ".join(p.form for p in REGISTRY.values())
-    return f"unknown model {scrub(str(model))!r}: use one of: {forms}"
+    """Three lines: what was given, the accepted forms (by prefix), where the full table is."""
+    prefixes = ", ".join(name if p.default is not None else f"{name}:<model>@<url>" if p.needs_url
+                         else f"{name}:<name>" for name, p in REGISTRY.items())
+    return (f"unknown model {scrub(str(model))[:80]!r}\n  accepted: {prefixes}\n"
+            "  each form and its key: the model-string table in README.md, or docs/guides/api-models.md")
 
 
 # --- options given to Classifier ------------------------------------------------------------------------

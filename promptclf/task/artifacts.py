@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from promptclf.core.errors import ConfigError
+from promptclf.core.errors import ConfigError, MissingFileError
 from promptclf.core.labels import LabelSet
 from promptclf.task.definition import Task, TaskLabel
 
@@ -63,7 +63,7 @@ class PromptArtifact:
     def load(cls, path: str | Path, labels: LabelSet | None = None) -> "PromptArtifact":
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"prompt artifact {str(path)!r} does not exist")
+            raise MissingFileError(f"prompt artifact {str(path)!r} does not exist")
         data = json.loads(path.read_text())
         if data.get("version") not in READS:
             raise ConfigError(f"prompt artifact {str(path)!r} has version {data.get('version')}, "

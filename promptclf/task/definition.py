@@ -22,7 +22,7 @@ from typing import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from promptclf.core.errors import ConfigError
+from promptclf.core.errors import ConfigError, MissingFileError
 from promptclf.core.labels import Label, LabelSet
 from promptclf.task.examples import check_examples
 
@@ -113,7 +113,7 @@ class Task(BaseModel):
         if path.suffix not in TASK_SUFFIXES:
             raise ConfigError(f"{path}: a task file ends in .json, .yaml or .yml")
         if not path.exists():
-            raise FileNotFoundError(f"task file {path} does not exist")
+            raise MissingFileError(f"task file {path} does not exist")
         data = _read(path)
         try:
             task = cls.model_validate(data)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from langchain_core.prompts import ChatPromptTemplate
 
+from promptclf.core.errors import MissingFileError
 from promptclf.core.hashing import fingerprint
 from promptclf.core.labels import LabelSet
 
@@ -61,7 +62,7 @@ def template_text(name_or_path: str | Path) -> str:
         return path.read_text()
     resource = resources.files("promptclf.templates").joinpath(f"{name_or_path}.jinja")
     if not is_packaged_name(name_or_path) or not resource.is_file():
-        raise FileNotFoundError(f"no prompt template {str(name_or_path)!r} (not a file, not a packaged template)")
+        raise MissingFileError(f"no prompt template {str(name_or_path)!r} (not a file, not a packaged template)")
     return resource.read_text()
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from promptclf.classifier import Classifier
 from promptclf.core.data import text_of
-from promptclf.core.errors import InputError, LabellingError
+from promptclf.core.errors import ColumnError, InputError, LabellingError
 from promptclf.core.methods import Prediction
 from promptclf.core.usage import Usage
 
@@ -70,7 +70,7 @@ class BatchLabeller:
             names = [c.strip() for c in self.text_column.split(",")]
             missing = [c for c in names if c not in batch.column_names]
             if missing:
-                raise KeyError(f"column(s) {missing} not in the batch; it has {batch.column_names}")
+                raise ColumnError(f"column(s) {missing} not in the batch; it has {batch.column_names}")
             results = self.label(text_of(batch.select(names).to_pandas(), names))
             for name, kind in zip(OUTPUT_COLUMNS, (pa.string(), pa.float64(), pa.string(), pa.string())):
                 batch = batch.append_column(name, pa.array([getattr(r, name) for r in results], type=kind))
@@ -99,17 +99,18 @@ class BatchLabeller:
             results[row] = _row(predictions[n]) if n not in failures else RowResult(
                 error=f"not labelled: {failures[n]}")
         self.rows_with_error += sum(r.error is not None for r in results)
-        self.usage.absorb(self.classifier.report)
         self.usage.add(items=len(texts), wall_s=time.perf_counter() - started)
         return results
 
     def _predict(self, texts: list[str]) -> tuple[list[Prediction | None], dict[int, str]]:
-        if not texts:
+        if not texts:  # no run: the classifier's report is still the previous batch's
             return [], {}
         try:
             return self.classifier.predict(texts), {}
         except LabellingError as exc:  # what was answered is in exc.predictions (and cached)
             return exc.predictions, exc.failures
+        finally:  # what this run paid, also when it stopped early
+            self.usage.absorb(self.classifier.report)
 
 
 def _row(prediction: Prediction) -> RowResult:

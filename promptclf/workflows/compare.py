@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from promptclf.classifier import Classifier
+from promptclf.core.errors import ColumnError
 from promptclf.core.labels import LabelSet
 from promptclf.core.metrics import classification_metrics
 
@@ -482,7 +483,7 @@ def cmd_compare(args) -> int:
 
     frame = read_table(args.data)
     if args.label_column not in frame.columns:
-        raise KeyError(f"column {args.label_column!r} not in {args.data}; it has {list(frame.columns)}")
+        raise ColumnError(f"column {args.label_column!r} not in {args.data}; it has {list(frame.columns)}")
     texts = [t.replace("\\", " ") for t in text_of(frame, args.text_column)]
     gold = frame[args.label_column].astype(str).tolist()
     label_map = dict(pair.split("=", 1) for pair in args.label_names.split(",")) if args.label_names else {}

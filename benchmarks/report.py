@@ -1,0 +1,181 @@
+"""Write docs/benchmarks.md from the result files kept in benchmarks/results/, so no figure in it is typed by hand.
+
+Each kept result set is printed with the data, split, seeds, machine and date its files record; what they do not
+record is printed as "not recorded". The benchmarks that keep no result file are listed with what they measure
+and how to run them.
+
+    python benchmarks/report.py            # write docs/benchmarks.md
+    python benchmarks/report.py --check    # exit 1 when docs/benchmarks.md differs from what the results give
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent
+ROOT = BENCHMARKS.parent
+RESULTS = BENCHMARKS / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"
+NOT_RECORDED = "not recorded"
+# Keys a result file would hold its machine or date under; none of today's files has one.
+MACHINE_KEYS = ("machine", "host", "cpu", "device")
+DATE_KEYS = ("date", "timestamp", "started")
+
+
+def docstring(path: Path) -> str:
+    return ast.get_docstring(ast.parse(path.read_text())) or ""
+
+
+def first_paragraph(text: str) -> str:
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def recorded(cells: list[dict], keys: tuple[str, ...]) -> str:
+    values = sorted({str(c[k]) for c in cells for k in keys if k in c})
+    return ", ".join(values) if values else NOT_RECORDED
+
+
+def last_commit_date(path: Path) -> str | None:
+    """The day git last changed the files: a fact about the repository, not a date the files record."""
+    try:
+        found = subprocess.run(
+            ["git", "log", "-1", "--format=%ad", "--date=short", "--", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return found or None
+
+
+def few_labels(folder: Path) -> str:
+    """The few-labels cells: the table, the automatic choice's replay under other rules, its misses, and how
+    much of them the test rows' own noise explains, each computed by benchmarks/few_labels.py's own functions."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import _datasets
+    import few_labels as bench
+
+    load = lambda: [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]  # noqa: E731
+    cells = load()
+    data = [n for n in _datasets.NAMES if any(c["data"] == n for c in cells)]
+    budgets = sorted({c["budget"] for c in cells})
+    seeds = sorted({c["seed"] for c in cells})
+    committed = last_commit_date(folder)
+    facts = [
+        ("result files", f"`{folder.relative_to(ROOT)}/` ({len(cells)} cells: data set, examples per class, seed)"),
+        ("data", ", ".join(data)),
+        ("split", " ".join(_datasets.__doc__.split("\n\n")[1].split())),
+        (
+            "test rows",
+            ", ".join(f"{n} per data set" for n in sorted({c["n_test"] for c in cells}))
+            + " (the same seeded sample for every seed and budget)",
+        ),
+        ("examples per class", ", ".join(map(str, budgets)) + " (drawn from the train pool with the cell's seed)"),
+        ("seeds", ", ".join(map(str, seeds))),
+        ("machine", recorded(cells, MACHINE_KEYS)),
+        (
+            "date",
+            recorded(cells, DATE_KEYS) + (f" (the files were last changed in git on {committed})" if committed else ""),
+        ),
+    ]
+    return "\n".join(
+        [
+            "## Few labels or none (`benchmarks/few_labels.py`)",
+            "",
+            "Every offline component, their combination and the automatic choice on every shared data set, over "
+            "examples per class and seeds, with the estimate the run report states next to the measured accuracy.",
+            "",
+            "| | |",
+            "|---|---|",
+            *(f"| {name} | {value} |" for name, value in facts),
+            "",
+            "Accuracy on the test rows, mean ± standard deviation over the seeds. `auto` is the automatic choice of "
+            "`model=\"offline\"` replayed with today's rule on each cell's stored cross-validation; `estimate` is the "
+            "accuracy the run report would state; `train s` is the cross-validation time and `auto items/s` the "
+            'labelling speed of what `auto` runs ("encoder": embedding components only), both on the machine above.',
+            "",
+            bench.table(load()).replace("(|mean| ", "(\\|mean\\| "),  # a bare | would split the table cell
+            "",
+            "### The automatic choice under other rules",
+            "",
+            "Replayed on the same cells (`python benchmarks/few_labels.py --rules`): cells of seed 0, cells of the "
+            "other seeds, rows as the mean over their seeds, and the mean shortfall from the best single component.",
+            "",
+            bench.compare_rules(load()),
+            "",
+            "### Where today's rule misses",
+            "",
+            bench.misses([c for c in load() if "candidates_cv" in c]),
+            "",
+            "### How much of the miss the test rows explain",
+            "",
+            bench.noise_of_test_rows(load()),
+        ]
+    )
+
+
+RENDERERS = {"few_labels": few_labels}
+
+
+def unkept() -> str:
+    kept = {p.name for p in RESULTS.iterdir() if p.is_dir()} if RESULTS.exists() else set()
+    lines = [
+        "## Benchmarks that keep no result file",
+        "",
+        "These print their table when run and keep nothing in `benchmarks/results/`, so this page has no "
+        "figure from them. Data, split and seed are in each script's docstring.",
+        "",
+        "| script | what it measures |",
+        "|---|---|",
+    ]
+    for path in sorted(BENCHMARKS.glob("[a-z]*.py")):
+        if path.stem in kept or path.name == Path(__file__).name:
+            continue
+        lines.append(f"| `python benchmarks/{path.name}` | {first_paragraph(docstring(path))} |")
+    return "\n".join(lines)
+
+
+def page() -> str:
+    sections = []
+    for folder in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+        render = RENDERERS.get(folder.name)
+        sections.append(
+            render(folder)
+            if render
+            else f"## {folder.name}\n\n`{folder.relative_to(ROOT)}/` has no renderer in benchmarks/report.py."
+        )
+    header = (
+        "# Benchmarks\n\n<!-- Generated by `python benchmarks/report.py` from benchmarks/results/: "
+        "edit the script or the results, not this file. -->\n\n"
+        "Every figure on this page is computed from the result files kept in `benchmarks/results/` by "
+        "`python benchmarks/report.py`; CI checks that the page matches them."
+    )
+    return "\n\n".join([header, *sections, unkept()]) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare with docs/benchmarks.md instead of writing it")
+    parser.add_argument("--out", type=Path, default=PAGE)
+    args = parser.parse_args()
+    text = page()
+    if args.check:
+        if not args.out.exists() or args.out.read_text() != text:
+            print(f"{args.out} is out of date: run python benchmarks/report.py", file=sys.stderr)
+            return 1
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The labelling pipeline: rows in, one Prediction per row out, in input order, a bounded window of rows at a
+time: input checks, then the cache, the method, the fallback and the run report. `Classifier` builds the method
+and the pipeline; the pipeline runs it the same way for any method.
+
+Nothing is lost: a row that cannot be labelled comes out as a failed Prediction with its reason, and a run that
+must stop (a server that stopped answering, a configuration the server refuses) marks every row it did not ask
+"not asked: run stopped (...)" instead of dropping them."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+from promptclf.cache.answering import answer
+from promptclf.cache.store import CacheBackend, CacheError
+from promptclf.core.breaker import CircuitBreaker
+from promptclf.core.errors import ConfigError, InputError
+from promptclf.core.labels import LabelSet
+from promptclf.core.methods import NOT_ASKED, Failure, Method, Prediction
+from promptclf.core.usage import Usage
+
+log = logging.getLogger("promptclf")
+
+EMPTY = object()  # an empty row left unlabelled (skip_empty): None in the output, never asked
+
+
+@dataclass
+class RunState:
+    """Why the run stopped asking, if it did: `reason` for the rows' error column, `error` the exception that
+    stopped it (a ConfigError, a CacheError), where one did."""
+
+    breaker: CircuitBreaker
+    reason: str | None = None
+    error: BaseException | None = None
+
+    def stop(self, reason: str, error: BaseException | None = None) -> None:
+        if self.reason is None:
+            self.reason, self.error = reason, error
+            log.error("promptclf: the run stopped asking: %s", reason)
+
+    @property
+    def not_asked(self) -> Failure:
+        return Failure(f"not asked: run stopped ({self.reason})")
+
+
+class Pipeline:
+    """Runs `method` over rows a window at a time."""
+
+    def __init__(self, method: Method, labels: LabelSet, cache: CacheBackend | None, *, fallback: Method | None = None,
+                 fallback_below: float | None = None, window: int = 2000, breaker_after: int = 20,
+                 progress: bool | None = None, name: str = ""):
+        if window < 1:
+            raise ValueError(f"window={window}: at least 1 row")
+        self.method, self.labels, self.cache = method, labels, cache
+        self.fallback, self.fallback_below = fallback, fallback_below
+        self.window, self.breaker_after, self.progress, self.name = window, breaker_after, progress, name
+        self.state: RunState | None = None
+
+    def run(self, rows: Iterable, usage: Usage, prepare: Callable[[int, object], object],
+            total: int | None = None) -> Iterator[Prediction | None]:
+        """One Prediction (or None for an empty row under skip_empty) per row, in order, as windows finish.
+        `prepare(i, row)` gives the text to label (cut to length), EMPTY for a row to leave unlabelled, or raises
+        InputError for a row that cannot be labelled."""
+        self.state = state = RunState(CircuitBreaker(self.breaker_after))
+        usage.on_request = state.breaker.record
+        if total is None and hasattr(rows, "__len__"):
+            total = len(rows)
+        bar = tqdm(total=total, disable=not self._show_progress(total), unit="row", desc=self.name, file=sys.stderr)
+        failed = 0
+        try:
+            it = iter(rows)
+            start = 0
+            while window := list(itertools.islice(it, self.window)):
+                for prediction in self._window(start, window, usage, state, prepare):
+                    if prediction is not None and prediction.error is not None:
+                        failed += 1
+                        bar.set_postfix(failed=failed, refresh=False)
+                    bar.update(1)
+                    yield prediction
+                start += len(window)
+        finally:
+            usage.on_request = None
+            bar.close()
+
+    def _window(self, start: int, rows: list, usage: Usage, state: RunState, prepare) -> list[Prediction | None]:
+        prepared, bad = [], {}
+        for offset, row in enumerate(rows):
+            try:
+                prepared.append(prepare(start + offset, row))
+            except InputError as exc:
+                prepared.append(EMPTY)
+                bad[offset] = f"input: {exc.reason}"
+        unique = list(dict.fromkeys(t for t in prepared if t is not EMPTY))
+        results = self._answer(unique, usage, state)
+        out: list[Prediction | None] = []
+        for offset, text in enumerate(prepared):
+            if offset in bad:
+                out.append(Prediction.failed(bad[offset]))
+            elif text is EMPTY:
+                out.append(None)
+            else:
+                outcome = results[text]
+                out.append(outcome if isinstance(outcome, Prediction) else Prediction.failed(outcome.reason))
+        return out
+
+    def _answer(self, unique: list[str], usage: Usage, state: RunState) -> dict:
+        """Each text's outcome: cache, method, then the fallback for what failed or was below fallback_below."""
+        results = self._ask(unique, usage, state) if state.reason is None else {}
+        for text in unique:
+            results.setdefault(text, state.not_asked)
+        if self.fallback_below is not None:
+            for text, outcome in results.items():
+                if isinstance(outcome, Prediction) and outcome.confidence is not None \
+                        and outcome.confidence < self.fallback_below:
+                    results[text] = Failure(f"confidence {outcome.confidence:.2f} below {self.fallback_below}")
+        failed = [text for text, outcome in results.items() if isinstance(outcome, Failure)]
+        if failed and self.fallback is not None:
+            results.update(self._fall_back(failed, usage))
+        return results
+
+    def _ask(self, unique: list[str], usage: Usage, state: RunState) -> dict:
+        results: dict = {}
+        outcomes = answer(self.method, unique, usage, self.cache, self.labels)
+        try:
+            for pos, outcome in outcomes:  # a tripped breaker stops the method asking; what is in flight lands
+                results[unique[pos]] = outcome
+            if state.breaker.tripped:
+                state.stop(state.breaker.reason)
+        except (ConfigError, CacheError) as exc:  # the method cannot go on; the rows not answered say why
+            state.stop(str(exc), exc)
+        finally:
+            outcomes.close()  # a stopped run asks nothing more; what came back is cached
+        if state.reason is not None:  # a method stopped by the breaker says "not asked"; here it says why
+            results = {t: state.not_asked if isinstance(o, Failure) and o.reason == NOT_ASKED else o
+                       for t, o in results.items()}
+        elif len(results) < len(unique):
+            raise RuntimeError(f"{type(self.method).__name__} gave no outcome for {len(unique) - len(results)} of "
+                               f"{len(unique)} items: every item must get a Prediction or a Failure")
+        return results
+
+    def _fall_back(self, texts: list[str], usage: Usage) -> dict[str, Prediction]:
+        routed = {}
+        for pos, outcome in self.fallback.predict(texts, Usage()):
+            if isinstance(outcome, Prediction):
+                routed[texts[pos]] = replace(outcome, source="fallback")
+        usage.add(fallback=len(routed))
+        return routed
+
+    def _show_progress(self, total: int | None) -> bool:
+        if self.progress is not None:
+            return bool(self.progress) and total != 0
+        return (total is None or total >= 20) and sys.stderr.isatty()
