@@ -55,6 +55,7 @@ class ServerConfig:
     chat_logprobs: str = "yes"  # "omit": never return them; "refuse": 400 when asked for them
     label_probability: Callable[[str], float] = lambda item: 0.9  # the model's probability for its answer
     served_model: str = "fake-model"  # what GET /v1/models lists (comma-separated: several)
+    listing_failures: int = 0  # the first this many GET /v1/models answer 503
     json_schema_500: bool = False  # a JSON-schema response_format is a 500 validation error (llama-cpp-python)
     drops_system: bool = False  # the chat template drops the system message (llama.cpp's gemma format)
     prompt_lists: bool = True  # False: a list of several prompts is a 500 with an empty message
@@ -80,6 +81,7 @@ class ServerLog:
     completion_tokens: int = 0
     authorization: list = field(default_factory=list)
     bodies: list = field(default_factory=list)
+    listings: int = 0  # GET /v1/models asked
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -328,6 +330,11 @@ class FakeOpenAIServer:
 
             def do_GET(self):
                 if self.path.endswith("/models"):
+                    with server.log.lock:
+                        server.log.listings += 1
+                        failing = server.log.listings <= server.config.listing_failures
+                    if failing:
+                        return self._send(503, _error("loading model", "unavailable"))
                     served = server.config.served_model.split(",")
                     return self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in served]})
                 return self._send(404, _error(f"no route {self.path}", "not_found"))

@@ -107,7 +107,7 @@ def test_expired_batch_reasks_exactly_the_missing_requests(server_factory, sampl
     expected = {texts[row] for r in missing for _, row in r["items"]}
     assert sorted(asked_interactively(server)) == sorted(expected)
     assert [p.label for p in predictions] == [r["label"] for r in sample_rows[:60]]
-    assert [p.source for p in predictions].count("batch") == 30 and [p.source for p in predictions].count("llm") == 30
+    assert [p.source for p in predictions].count("batch") == 30 and [p.source for p in predictions].count("api") == 30
 
 
 def test_failed_lines_and_off_schema_answers_are_reasked_item_by_item(server_factory, sample_rows, tmp_path):
@@ -228,7 +228,7 @@ def test_cli_waits_and_collects_in_one_go(server_factory, sample_rows, tmp_path,
     assert main(classify_argv(src, out, server, tmp_path, "--batch-api")) == 0
     result = pd.read_csv(out)
     assert list(result["predicted_label"]) == [r["label"] for r in rows]
-    assert list(result["source"]) == ["batch"] * 10 + ["llm"] * 15
+    assert list(result["source"]) == ["batch"] * 10 + ["api"] * 15
     err = capsys.readouterr().err
     assert "2 never answered" in err and "then interactively" in err
 
@@ -422,5 +422,5 @@ def test_an_edited_requests_file_writes_no_answer_to_another_item(server_factory
     job.requests_path.write_text("\n".join([json.dumps(first), *records[1:]]) + "\n")
     predictions = BatchJob.load(tmp_path / "m.json").collect(classifier(server, tmp_path / "c"), texts)
     assert [p.label for p in predictions] == [r["label"] for r in sample_rows[:20]]
-    assert [p.source for p in predictions] == ["llm"] * 10 + ["batch"] * 10  # the first request's asked again
+    assert [p.source for p in predictions] == ["api"] * 10 + ["batch"] * 10  # the first request's asked again
     assert "line 1 of" in caplog.text and "does not match the texts" in caplog.text

@@ -27,7 +27,7 @@ def test_bad_rows_get_an_error_and_the_rest_are_labelled(scripted_model, cache_d
     assert list(out.index) == list(range(100, 107)) and list(out["id"]) == list(frame["id"])
     gold = [r["label"] for r in sample_rows[:5]]
     assert list(out["predicted_label"].iloc[[0, 1, 2, 5, 6]]) == gold
-    assert list(out["source"].iloc[[0, 1, 2, 5, 6]]) == ["llm"] * 5
+    assert list(out["source"].iloc[[0, 1, 2, 5, 6]]) == ["api"] * 5
     assert out["error"].iloc[[0, 1, 2, 5, 6]].isna().all()
     for row in (3, 4):  # whitespace, and a missing value (read as empty, as the CLI reads it)
         assert out["error"].iloc[row].startswith("bad input: empty or whitespace-only")
@@ -56,7 +56,7 @@ def test_an_item_never_answered_is_an_error_on_its_row_only(scripted_model, cach
 def test_skip_empty_rows_are_marked_skipped(scripted_model, cache_dir, sample_rows):
     labeller, _ = make(scripted_model, cache_dir, skip_empty=True)
     out = labeller(pd.DataFrame({"text": ["", sample_rows[0]["text"]]}))
-    assert list(out["source"]) == ["skipped", "llm"] and out["error"].isna().all()
+    assert list(out["source"]) == ["skipped", "api"] and out["error"].isna().all()
 
 
 def test_arrow_batches_come_back_as_arrow_with_the_same_answers(scripted_model, cache_dir, sample_rows):

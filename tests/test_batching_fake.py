@@ -26,7 +26,7 @@ def test_batches_are_answered_in_input_order(scripted_model, cache_dir, sample_r
     assert [p.label for p in preds] == [r["label"] for r in rows]
     assert model.batch_sizes == [5, 5, 5, 5, 3]
     assert clf.report.requests == 5 and clf.report.prompt_tokens > 0
-    assert {p.source for p in preds} == {"llm"}
+    assert {p.source for p in preds} == {"api"}
 
 
 def test_missing_answer_is_reasked_not_shifted(scripted_model, cache_dir, sample_rows):

@@ -144,14 +144,59 @@ def test_a_backend_travels_to_another_process_and_opens_the_same_store(tmp_path)
 
 
 @needs_redis
-def test_a_redis_backend_travels_with_its_password_and_reconnects():
+def test_a_redis_backend_travels_without_its_password_and_reconnects(monkeypatch):
     import pickle
 
-    with RedisServer(password="pw") as url:
-        cache = open_cache(url)
+    with RedisServer(password="pw-SECRET") as url:
+        monkeypatch.setenv("PROMPTCLF_REDIS_PASSWORD", "pw-SECRET")
+        cache = open_cache(url.replace(":pw-SECRET@", ""))
         cache.set_many({"k": {"label": "World"}})
-        assert pickle.loads(pickle.dumps(cache)).get_many(["k"]) == {"k": {"label": "World"}}
-        assert "pw" not in cache.url
+        pickled = pickle.dumps(cache)
+        assert b"SECRET" not in pickled
+        assert pickle.loads(pickled).get_many(["k"]) == {"k": {"label": "World"}}
+        assert "SECRET" not in open_cache(url).url
+
+
+class FakeRedis:
+    """redis.Redis.from_url's stand-in: records what it was given, answers ping."""
+
+    given: list = []
+
+    @classmethod
+    def from_url(cls, url, **options):
+        cls.given.append((url, options))
+        return cls()
+
+    def ping(self):
+        return True
+
+
+@pytest.mark.parametrize("url", ["redis://:pw-SECRET@127.0.0.1:6379/0", "redis://u:pw-SECRET@127.0.0.1:6379/0",
+                                 "redis://127.0.0.1:6379/0?password=pw-SECRET", "unix:///tmp/r.sock?password=pw-SECRET"])
+def test_a_redis_url_with_a_password_is_never_pickled(url, monkeypatch):
+    import pickle
+
+    import redis
+
+    monkeypatch.setattr(redis.Redis, "from_url", FakeRedis.from_url)
+    cache = open_cache(url)
+    with pytest.raises(ConfigError, match="PROMPTCLF_REDIS_PASSWORD") as refused:
+        pickle.dumps(cache)
+    assert "SECRET" not in str(refused.value)
+
+
+def test_a_redis_password_from_the_environment_is_used_and_never_pickled(monkeypatch):
+    import pickle
+
+    import redis
+
+    monkeypatch.setattr(redis.Redis, "from_url", FakeRedis.from_url)
+    monkeypatch.setenv("PROMPTCLF_REDIS_PASSWORD", "pw-SECRET")
+    FakeRedis.given.clear()
+    pickled = pickle.dumps(open_cache("redis://127.0.0.1:6379/0"))
+    assert b"SECRET" not in pickled
+    pickle.loads(pickled)  # the other process reads the password from its own environment
+    assert [options["password"] for _, options in FakeRedis.given] == ["pw-SECRET"] * 2
 
 
 # --- SQLite: JSON, never a pickle ----------------------------------------------------------------------

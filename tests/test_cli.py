@@ -23,7 +23,7 @@ def test_classify_file_keeps_extra_columns(tmp_path, server_factory, sample_rows
     result = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}[suffix](out)
     assert list(result["id"]) == list(range(12))
     assert list(result["predicted_label"]) == list(result["gold"])
-    assert set(result["source"]) == {"llm"}
+    assert set(result["source"]) == {"api"}
     err = capsys.readouterr().err
     assert "12 items" in err and "calls" in err and "prompt" in err
 
@@ -93,7 +93,7 @@ def test_empty_or_missing_texts_are_named_or_skipped(tmp_path, server_factory, s
     assert "row 2: the text is empty (pass --skip-empty" in err and len(err.splitlines()) == 1
     assert main(argv + ["--skip-empty"]) == 0
     out = pd.read_csv(tmp_path / "o.csv")
-    assert list(out["source"]) == ["llm", "skipped"] and out["predicted_label"][0] == sample_rows[0]["label"]
+    assert list(out["source"]) == ["api", "skipped"] and out["predicted_label"][0] == sample_rows[0]["label"]
 
 
 def test_structured_output_mode_is_a_cli_option(tmp_path, server_factory, sample_rows):

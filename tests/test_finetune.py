@@ -75,7 +75,7 @@ def test_low_confidence_answers_can_be_routed_to_the_fallback(trained, server_fa
     model = f"completions:tiny@{server.base_url}"
     sure = Classifier(LABELS, model, cache=cache_dir, calibrate="none", fallback=f"finetuned:{trained / 'model'}",
                       fallback_below=0.5)
-    assert {p.source for p in sure.predict(texts)} == {"llm"}
+    assert {p.source for p in sure.predict(texts)} == {"api"}
     doubtful = Classifier(LABELS, model, cache=cache_dir, calibrate="none", fallback=trained / "model",
                           fallback_below=0.999)
     assert {p.source for p in doubtful.predict(texts)} == {"fallback"}
@@ -86,7 +86,9 @@ def test_fine_tuned_model_string_works_in_classify(trained, ag_split):
     _, test = ag_split
     rows = test[:40]
     clf = Classifier(LABELS, f"finetuned:{trained / 'model'}")
-    labels = clf.classify([r["text"] for r in rows])
+    predictions = clf.predict([r["text"] for r in rows])
+    labels = [p.label for p in predictions]
+    assert {p.source for p in predictions} == {"lora"}
     assert sum(label == r["label"] for label, r in zip(labels, rows)) >= 24  # chance 10; 0.855 of 200 above
     assert clf.report.compute_s > 0
 

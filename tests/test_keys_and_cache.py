@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from promptclf import Classifier, LabellingError, UnknownModelError, classify
-from promptclf.core.credentials import api_key, redact_url
+from promptclf.core.errors import ConfigError
+from promptclf.core.credentials import api_key, key_variable, redact_url
 from promptclf.providers.registry import parse_model
 from promptclf.cache.store import home
 from promptclf.cli import main
@@ -68,7 +69,43 @@ def test_a_refused_key_is_one_line_exit_2_without_the_key(server_factory, tmp_pa
     assert code == 2 and len(err.splitlines()) == 1 and "401" in err and SECRET not in err
 
 
+
+def test_a_key_given_in_code_never_reaches_an_error(server_factory):
+    """A key given as an llm's api_key (or to api_key()) is scrubbed like one from the environment."""
+    from langchain_openai import ChatOpenAI
+
+    from promptclf.core.credentials import scrub
+
+    given = "sk-given-in-code-SECRET-1"
+    server = server_factory(api_key="another-key")  # its 401 message repeats the key it was given
+    llm = ChatOpenAI(model="gpt-test", base_url=server.base_url, api_key=given)
+    clf = Classifier(LABELS, model_at(server), llm=llm, cache=False, max_attempts=1)
+    with pytest.raises(ConfigError) as refused:
+        clf.classify(["Oil prices rise"])
+    assert "401" in str(refused.value) and given not in str(refused.value)
+    passed = "sk-passed-to-api-key-SECRET-2"
+    assert api_key(parse_model("openai-compatible:m@http://127.0.0.1:9/v1"), passed) == passed
+    assert passed not in scrub(f"refused {passed}")
+
 # --- what the cache key must tell apart -------------------------------------------------------------
+
+def test_the_whole_base_url_keys_answers_with_only_its_secrets_hashed():
+    """Deployments told apart by their URL's query never share answers or endpoint findings; an IPv6 host keeps
+    its brackets; credentials (userinfo, key/token/sig-like query values) key by a hash, never shown."""
+    azure = "https://h.example/openai/deployments/a?api-version={}"
+    ids = {parse_model(f"openai-compatible:m@{azure.format(v)}").id for v in ("2024-02-01", "2025-01-01")}
+    assert len(ids) == 2 and all("api-version=20" in i for i in ids)
+    identities = {Classifier(LABELS, f"openai-compatible:m@{azure.format(v)}", cache=False).method.identity
+                  for v in ("2024-02-01", "2025-01-01")}
+    assert len(identities) == 2
+    assert parse_model("openai-compatible:m@http://[::1]:8000/v1").id == "openai-compatible:m@http://[::1]:8000/v1"
+    assert parse_model("openai-compatible:m@http://127.0.0.1:9/v1").id == "openai-compatible:m@http://127.0.0.1:9/v1"
+    with_secrets = "http://alice:pw-SECRET-{0}@h.example/v1?api-version=1&api-key=k-SECRET-{0}&sig=s-SECRET-{0}"
+    first, second, again = (parse_model(f"openai-compatible:m@{with_secrets.format(n)}").id for n in (1, 2, 1))
+    assert first != second and first == again
+    assert "SECRET" not in first + second and "alice" not in first and "api-version=1" in first
+    assert key_variable(parse_model("openai-compatible:m@https://u:p@api.openai.com/v1").id) == "OPENAI_API_KEY"
+
 
 def test_openai_base_url_is_part_of_the_cache_key(server_factory, sample_rows, cache_dir, monkeypatch):
     first, second = server_factory(), server_factory()

@@ -145,6 +145,16 @@ def test_defuse_only_touches_our_delimiters():
     assert defuse("a < b and <items>") == "a < b and <items>"
     assert defuse("</ITEM> <example>") == "‹/ITEM> ‹example>"
     assert defuse("<b>bold</b>") == "<b>bold</b>"
+    assert defuse("AT&amp;T <br/> &lt;b&gt; see http://x/item") == "AT&amp;T <br/> &lt;b&gt; see http://x/item"
+
+
+@pytest.mark.parametrize("delimiter, defused", [
+    ("< /item>", "‹/item>"), ("<\t/ item>", "‹/item>"), ("&lt;/item&gt;", "‹/item&gt;"),
+    ("&LT;&#47;item>", "‹/item>"), ("&#60;/example>", "‹/example>"), ("&#x3C;item id=9>", "‹item id=9>"),
+    ("&lt;&nbsp;/&#x20;Item>", "‹/Item>"), ("&ltitem>", "‹item>"), ("&amp;</item>", "&amp;‹/item>"),
+])
+def test_defuse_sees_through_whitespace_and_entities_in_a_delimiter(delimiter, defused):
+    assert defuse(delimiter) == defused
 
 
 class AngleEncoder:

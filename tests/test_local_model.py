@@ -84,7 +84,9 @@ def test_default_model_labels_ag_news_well_above_chance(sample_rows, cache_dir):
 
 def test_zero_shot_default_runs_through_classify(sample_rows, cache_dir):
     rows = sample_rows[:24]
-    labels = classify([r["text"] for r in rows], labels=LABELS, model="local", cache=cache_dir)
+    predictions = Classifier(LABELS, "local", cache=cache_dir).predict([r["text"] for r in rows])
+    labels = [p.label for p in predictions]
+    assert {p.source for p in predictions} == {"gemma"}
     accuracy = np.mean([label == r["label"] for label, r in zip(labels, rows)])
     assert accuracy >= 0.5, accuracy  # chance 0.25; measured 0.75 on these 24 (0.61 on 1,000 AG News items)
     assert Classifier(LABELS, "local", cache=False).method.scorer.quantize is None  # zero-shot stays in float32
@@ -112,7 +114,7 @@ def test_completions_endpoint_scoring(server_factory, sample_rows, cache_dir):
     clf = Classifier(LABELS, f"completions:tiny@{server.base_url}", cache=cache_dir, calibrate="none",
                      local_batch_size=8)
     preds = clf.predict([r["text"] for r in rows])
-    assert [p.label for p in preds] == [r["label"] for r in rows]
+    assert [p.label for p in preds] == [r["label"] for r in rows] and {p.source for p in preds} == {"api"}
     assert server.log.completion_requests == 2  # 12 items in batches of 8, all labels in one request
     assert len(server.log.bodies[0]["prompt"]) == 8 * len(LABELS) and server.log.bodies[0]["echo"] is True
 

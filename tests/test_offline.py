@@ -48,8 +48,9 @@ def test_setfit_trains_saves_and_loads_identical(few, tmp_path):
     assert trained.model.model_body.max_seq_length == loaded.model.model_body.max_seq_length == 48
     assert np.allclose(loaded.probabilities(texts).sum(1), 1.0)
     # the same directory through the model string and as a fallback
-    via_string = Classifier(LABELS, f"finetuned:{tmp_path / 'sf'}", cache=False, progress=False).classify(texts)
-    assert via_string == [LABELS[i] for i in trained.probabilities(texts).argmax(1)]
+    via_string = Classifier(LABELS, f"finetuned:{tmp_path / 'sf'}", cache=False, progress=False).predict(texts)
+    assert [p.label for p in via_string] == [LABELS[i] for i in trained.probabilities(texts).argmax(1)]
+    assert {p.source for p in via_string} == {"setfit"}  # the component that answered, not "llm"
 
 
 def test_setfit_budget_scales_with_rows():
@@ -311,12 +312,13 @@ def test_cli_setfit_model_and_embed(few, tmp_path, capsys):
     finetune(train, LABELS, out=tmp_path / "sf", method="setfit", progress=False, **TINY_SETFIT)
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": [r["text"] for r in test[:6]]}).to_csv(src, index=False)
-    for model in (f"finetuned:{tmp_path / 'sf'}", "embed"):
+    for model, source in ((f"finetuned:{tmp_path / 'sf'}", "setfit"), ("embed", "embedding")):
         out = tmp_path / "out.csv"
         assert main(["classify", "--input", str(src), "--output", str(out), "--labels", ",".join(LABELS),
                      "--model", model, "--no-cache", "--no-progress"]) == 0
         expected = Classifier(LABELS, model, cache=False, progress=False).classify([r["text"] for r in test[:6]])
         assert list(pd.read_csv(out)["predicted_label"]) == expected
+        assert set(pd.read_csv(out)["source"]) == {source}
     capsys.readouterr()
     code = main(["finetune", "--method", "setfit", "--train", str(src), "--label-column", "text",
                  "--out", str(tmp_path / "x"), "--base", str(tmp_path / "no-such-encoder")])
@@ -330,7 +332,9 @@ def test_default_without_examples_is_the_measured_zero_shot_combination(sample_r
     texts = [r["text"] for r in sample_rows[:8]]
     clf = Classifier(LABELS, cache=False, progress=False)
     assert clf.spec.provider == "offline" and clf.method.names == ZERO_SHOT
-    labels = classify(texts, LABELS, cache=False, progress=False)
+    predictions = clf.predict(texts)
+    labels = [p.label for p in predictions]
+    assert {p.source for p in predictions} == {"gemma+embedding"}  # both components answered every item
     config, labelset = OfflineConfig(), LabelSet.of(LABELS)
     probs = {n: COMPONENTS[n](labelset, config).probabilities(texts) for n in ZERO_SHOT}
     assert labels == [LABELS[i] for i in combine(probs, ZERO_SHOT_WEIGHTS).argmax(1)]
@@ -447,8 +451,10 @@ def test_self_training_sample_is_stable_and_needs_enough_texts(ag_unlabeled):
 def test_classify_without_examples_self_trains_on_its_texts_and_resumes_from_the_cache(ag_unlabeled, home):
     texts, gold = ag_unlabeled
     clf = Classifier(LABELS, "offline", unlabeled=texts, progress=False)
-    first = clf.classify(texts)
+    predictions = clf.predict(texts)
+    first = [p.label for p in predictions]
     assert "self-trained on 300 unlabelled texts" in clf.report.estimate
+    assert {p.source for p in predictions} == {"embedding"}
     assert np.mean([p == g for p, g in zip(first, gold)]) > 0.7  # no examples, no LLM (measured 0.78)
     again = Classifier(LABELS, "offline", unlabeled=texts, progress=False)
     assert again.classify(texts[:40]) == first[:40] and again.report.cache_hits == 40

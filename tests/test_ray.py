@@ -67,7 +67,7 @@ def test_actors_answer_as_one_process_does_and_a_rerun_pays_nothing(cluster, ag_
     assert list(out["predicted_label"]) == [p.label for p in single] == list(ag_frame["gold"])
     assert list(out["confidence"].astype(object).where(out["confidence"].notna(), None)) == \
         [p.confidence for p in single]
-    assert set(out["source"]) == {"llm"} and out["error"].isna().all()
+    assert set(out["source"]) == {"api"} and out["error"].isna().all()
     paid = server.log.requests - before
     usage = tally.usage()
     assert paid >= 12 and usage.requests == paid and usage.items == 60 and usage.prompt_tokens > 0

@@ -225,7 +225,7 @@ def test_fallback_below_works_for_chat_models(server_factory, sample_rows, cache
 
     clf = Classifier(LABELS, model_at(server), cache=cache_dir, fallback=Everything(), fallback_below=0.5)
     preds = clf.predict([r["text"] for r in rows])
-    assert [p.source for p in preds] == ["fallback"] * 4 + ["llm"] * 6
+    assert [p.source for p in preds] == ["fallback"] * 4 + ["api"] * 6
     assert clf.report.fallback == 4
 
 
@@ -279,8 +279,43 @@ def test_the_real_server_test_says_what_to_install_when_the_package_is_missing(m
             pass
 
 
-def test_a_server_listing_many_models_is_not_taken_for_the_one_that_answers(server_factory):
+def test_a_server_listing_many_models_is_not_taken_for_the_one_that_answers(server_factory, sample_rows):
     one = server_factory(served_model="gemma-3-27b-it")  # llama.cpp: one model, whatever name is asked for
     many = server_factory(served_model="gemma-3-27b-it,llama-3")  # vLLM, Ollama: the name asked is served
-    assert Classifier(LABELS, model_at(one, "llama-3"), cache=False).method.identity.endswith("|system-in-user")
-    assert not Classifier(LABELS, model_at(many, "llama-3"), cache=False).method.identity.endswith("|system-in-user")
+    for server, roles in ((one, ["user"]), (many, ["system", "user"])):
+        classify([sample_rows[0]["text"]], labels=LABELS, model=model_at(server, "llama-3"), cache=False)
+        assert [m["role"] for m in server.log.bodies[-1]["messages"]] == roles
+
+
+def test_the_cache_key_of_system_in_user_auto_never_asks_the_server(server_factory):
+    """The key follows the model name and the capability table: the same whatever the server lists or whether
+    it answers, and reading it asks nothing."""
+    server = server_factory(served_model="gemma-3-27b-it")
+    keys = set()
+    for served in ("gemma-3-27b-it", "gemma-3-27b-it,llama-3"):
+        server.config.served_model = served
+        keys.add(Classifier(LABELS, model_at(server, "llama-3"), cache=False).method.identity)
+    server.stop()
+    keys.add(Classifier(LABELS, model_at(server, "llama-3"), cache=False).method.identity)  # nothing listens
+    assert len(keys) == 1 and server.log.listings == 0
+    named = Classifier(LABELS, model_at(server, "gemma-3-4b-it"), cache=False).method.identity
+    assert named.endswith("|system-in-user")  # known by its name: the key says so, as before
+
+
+def test_a_failed_models_listing_is_retried_and_never_remembered(server_factory, sample_rows, cache_dir):
+    server = server_factory(drops_system=True, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf",
+                            listing_failures=1)
+    rows = sample_rows[:5]
+    texts = [r["text"] for r in rows]
+    clf = Classifier(LABELS, model_at(server), cache=cache_dir, structured="parser")
+    assert clf.classify(texts) == [r["label"] for r in rows]  # the 503 was retried; the Gemma then found
+    assert server.log.listings == 2
+    down = server_factory(drops_system=True, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf",
+                          listing_failures=10**6)
+    with pytest.raises(LabellingError, match="/models"):
+        classify(texts, labels=LABELS, model=model_at(down), cache=cache_dir, structured="parser", max_attempts=2,
+                 max_wait=0.1)
+    assert down.log.chat_requests == 0  # no answer rendered on a guess, so none cached under the key
+    down.config.listing_failures = 0
+    assert classify(texts, labels=LABELS, model=model_at(down), cache=cache_dir, structured="parser") == \
+        [r["label"] for r in rows]  # the failure was not remembered

@@ -1,6 +1,7 @@
 """The task as one piece of data (promptclf/task.py): files, validation, the keyword form's identity, the CLI."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -120,6 +121,46 @@ def test_each_labels_examples_reach_the_prompt_after_the_task_wide_ones(server_f
                                 {"text": "Cup final", "label": "Sports"}],
                       negative_examples=[{"text": "Cup final", "label": "World"}])
     assert Classifier(task, chat(server), cache=False).method.identity == flat.method.identity
+
+
+@pytest.mark.parametrize("template", ["../outside.jinja", "{outside}", "link.jinja", "sub/../../outside.jinja",
+                                      "{from_the_packaged_templates}"])
+def test_a_task_files_template_stays_in_its_directory(tmp_path, monkeypatch, template):
+    """A task file may name a template beside it or below it, never any other file the process can read."""
+    outside = tmp_path / "outside.jinja"
+    outside.write_text("SECRET {{ items }}")
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "link.jinja").symlink_to(outside)
+    monkeypatch.chdir(tmp_path)  # where a path relative to the working directory would find the file
+    from importlib import resources
+
+    packaged = str(resources.files("promptclf.templates"))  # a name is looked up there, with .jinja added
+    written = template.format(outside=outside,
+                              from_the_packaged_templates=os.path.relpath(outside.with_suffix(""), packaged))
+    (folder / "task.yaml").write_text(f"labels: [{{name: A}}, {{name: B}}]\ntemplate: {json.dumps(written)}\n")
+    with pytest.raises(ConfigError, match="task file's directory"):
+        Task.load(folder / "task.yaml")
+
+
+def test_a_task_files_template_is_read_beside_it(tmp_path, monkeypatch):
+    folder = tmp_path / "task"
+    (folder / "prompts").mkdir(parents=True)
+    (folder / "prompts" / "mine.jinja").write_text("MINE {% for i in items %}{{ i.text }}{% endfor %}")
+    (folder / "task.yaml").write_text("labels: [{name: A}, {name: B}]\ntemplate: prompts/mine.jinja\n")
+    monkeypatch.chdir(tmp_path)  # not the task file's directory
+    method = Classifier(folder / "task.yaml", "openai-compatible:m@http://127.0.0.1:9/v1", cache=False).method
+    assert method.prompt.user_template.startswith("MINE")
+    Task.load(folder / "task.yaml").save(folder / "copy.yaml")  # saved beside its template: still relative
+    assert "template: prompts/mine.jinja" in (folder / "copy.yaml").read_text()
+
+
+def test_a_template_the_user_names_in_code_may_be_anywhere(tmp_path):
+    outside = tmp_path / "outside.jinja"
+    outside.write_text("MINE {% for i in items %}{{ i.text }}{% endfor %}")
+    method = Classifier(Task.of(["A", "B"], template=outside), "openai-compatible:m@http://127.0.0.1:9/v1",
+                        cache=False).method
+    assert method.prompt.user_template.startswith("MINE")
 
 
 @pytest.mark.parametrize("option, value", [("examples", []), ("instructions", "x"), ("descriptions", {"a": "b"}),

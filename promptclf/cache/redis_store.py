@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Iterator
 
 from promptclf.cache.store import CacheError, OneByOne, answer_key, decode, encode
@@ -9,11 +10,15 @@ from promptclf.core.credentials import redact_url
 from promptclf.core.errors import ConfigError
 
 PREFIX = "promptclf:answer:"
+# The password for a URL that holds none: what lets a cache travel to another process (Ray, multiprocessing)
+# without its password in the pickle.
+PASSWORD_VAR = "PROMPTCLF_REDIS_PASSWORD"
 
 
 class RedisCache(OneByOne):
     """JSON answers under `promptclf:answer:<sha256>`: `MGET` per chunk of keys, `SET NX` (first answer wins)
-    in one pipeline per chunk, so each chunk costs one round trip."""
+    in one pipeline per chunk, so each chunk costs one round trip. The password is the URL's, else
+    $PROMPTCLF_REDIS_PASSWORD's (the only form that can be sent to another process)."""
 
     CHUNK = 1000
     key = staticmethod(answer_key)
@@ -27,12 +32,21 @@ class RedisCache(OneByOne):
         self.url, self._address = redact_url(url), url
         self._errors = redis.RedisError
         try:
-            self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            self._password_in_url = "password" in redis.connection.parse_url(url)
+            password = None if self._password_in_url else os.environ.get(PASSWORD_VAR) or None
+            self._redis = redis.Redis.from_url(url, password=password, socket_timeout=timeout,
+                                               socket_connect_timeout=timeout)
             self._redis.ping()
         except (redis.RedisError, ValueError) as exc:
             raise ConfigError(f"cache {self.url}: cannot use it: {self._reason(exc)}") from None
 
-    def __reduce__(self):  # to another worker (multiprocessing, Ray), which connects to the same server
+    def __reduce__(self):
+        """To another worker (multiprocessing, Ray), which connects to the same server: the URL travels, a
+        password never does (a pickle is stored and logged where a password must not be)."""
+        if self._password_in_url:
+            raise ConfigError(f"cache {self.url}: a Redis cache whose URL holds its password is not sent to other "
+                              f"processes (the pickle would carry the password): give the URL without it and the "
+                              f"password in {PASSWORD_VAR}, set for every worker (Ray: runtime_env env_vars)")
         return RedisCache, (self._address,)
 
     def _reason(self, exc: Exception) -> str:

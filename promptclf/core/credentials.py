@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 from promptclf.core.errors import MissingAPIKeyError
+from promptclf.core.hashing import fingerprint
 
 if TYPE_CHECKING:
     from promptclf.core.model_spec import ModelSpec
@@ -16,6 +18,26 @@ if TYPE_CHECKING:
 API_KEY_VARS = {"together": "TOGETHER_API_KEY", "openai": "OPENAI_API_KEY"}
 SERVER_KEY_VAR = "OPENAI_COMPATIBLE_API_KEY"  # any other server's key: OpenAI's own key stays with OpenAI
 OPENAI_HOST = "api.openai.com"
+SHORTEST_SECRET = 8  # shorter strings ("x", "none") would scrub ordinary words, and no real key is that short
+
+# Keys given in code (api_key=, a chat model's own key): scrubbed like those read from the environment.
+_GIVEN_KEYS: set[str] = set()
+_GIVEN_KEYS_LOCK = threading.Lock()
+
+
+def remember_secret(secret: str | None) -> None:
+    """Have `scrub` hide this key from every text from now on (for the life of the process)."""
+    if secret and len(secret) >= SHORTEST_SECRET:
+        with _GIVEN_KEYS_LOCK:
+            _GIVEN_KEYS.add(secret)
+
+
+def _secrets() -> list[str]:
+    """Every key to hide, longest first (a key that contains another is hidden whole)."""
+    from_environment = {os.environ.get(var) for var in {*API_KEY_VARS.values(), SERVER_KEY_VAR}}
+    with _GIVEN_KEYS_LOCK:
+        found = {s for s in from_environment | _GIVEN_KEYS if s and len(s) >= SHORTEST_SECRET}
+    return sorted(found, key=len, reverse=True)
 
 
 def redact_url(url: str | None) -> str | None:
@@ -31,16 +53,47 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+# Query parameters whose values are credentials (api-key, access_token, sig, X-Amz-Signature, password, ...).
+_SECRET_PARAMETER = re.compile(r"key|token|sig|secret|passw|pwd|auth|credential", re.I)
+
+
+def keyed_url(url: str | None) -> str | None:
+    """A base URL as cache keys and reports name it: the whole URL (scheme, host, port, path, query; IPv6 hosts
+    in their brackets) with only its credentials, the userinfo and the values of key/token/sig/secret/password/
+    auth-like query parameters, each replaced by a short hash of it: other credentials, or another deployment
+    or API version, key other answers, and no credential is shown."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # not a URL we can take apart: key on all of it, show none of it
+        return f"<url {_hidden(url)}>"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{_hidden(userinfo)}@" if userinfo else "") + (f"[{host}]" if ":" in host else host) + \
+        (f":{port}" if port else "")
+    query = "&".join(_keyed_parameter(p) for p in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _keyed_parameter(parameter: str) -> str:
+    name, equals, value = parameter.partition("=")
+    return f"{name}={_hidden(value)}" if value and _SECRET_PARAMETER.search(unquote_plus(name)) else parameter
+
+
+def _hidden(secret: str) -> str:
+    return f"***{fingerprint('url credential', secret)[:8]}"
+
+
 _URL = re.compile(r"https?://[^\s'\"<>]+")
 
 
 def scrub(text: str) -> str:
-    """Text for an error message or a log: URLs redacted, and no API key from the environment in it."""
+    """Text for an error message or a log: URLs redacted, and no API key (from the environment or given in
+    code, see remember_secret) in it."""
     text = _URL.sub(lambda m: redact_url(m.group()), text)
-    for var in {*API_KEY_VARS.values(), SERVER_KEY_VAR}:
-        secret = os.environ.get(var)
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, "***")
+    for secret in _secrets():
+        text = text.replace(secret, "***")
     return text
 
 
@@ -50,7 +103,8 @@ def key_variable(model_id: str) -> str:
     provider, _, rest = model_id.partition(":")
     if provider in API_KEY_VARS:
         return API_KEY_VARS[provider]
-    return "OPENAI_API_KEY" if is_openai(rest.rpartition("@")[2]) else SERVER_KEY_VAR
+    base_url = re.search(r"@(https?://.*)", rest)  # the first "@http", as parse_model reads it: a URL may hold "@"
+    return "OPENAI_API_KEY" if base_url and is_openai(base_url.group(1)) else SERVER_KEY_VAR
 
 
 def is_openai(url: str | None) -> bool:
@@ -63,6 +117,7 @@ def is_openai(url: str | None) -> bool:
 
 def api_key(spec: ModelSpec, given: str | None = None) -> str:
     if given:
+        remember_secret(given)
         return given
     var = key_variable(spec.id)
     key = os.environ.get(var)

@@ -14,9 +14,13 @@ from promptclf.core.usage import Usage
 
 @dataclass(frozen=True)
 class Prediction:
-    """One item's label. `source` is "llm" (the configured method answered), "cache" or "fallback"; in a
-    cascade, "local" or "api" (the stage that answered). A multi-label answer (promptclf.core.multilabel) has its
-    label set in `labels` and the names joined by `;` in `label`; a single-label one has labels None.
+    """One item's label. `source` names what answered: the method's component ("api" for a model behind an
+    API, chat or completions; "gemma" for the embedded LLM, "local-llm" for another local causal LM;
+    "embedding" for label similarity, self-training and embeddings + LR; "setfit"; "lora"; "tfidf"; offline's
+    combination joins its components with "+", e.g. "gemma+embedding"), or "cache" or "fallback"; in a cascade,
+    "local" or "api" (the stage that answered); "batch" for a batch API's answer. A method that does not say
+    gets "llm". A multi-label answer (promptclf.core.multilabel) has its label set in `labels` and the names
+    joined by `;` in `label`; a single-label one has labels None.
 
     A row that could not be labelled (`Classifier.stream`, `predict(errors="keep")`) has label None, source
     "failed" and `error` saying why."""
@@ -66,11 +70,13 @@ class FittableMethod(Method, Protocol):
 
 
 def from_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str],
-                       usage: Usage) -> Iterator[tuple[int, Outcome]]:
-    """`predict` for a method that computes per-label probabilities: timed, then one Prediction per row."""
+                       usage: Usage, source: str) -> Iterator[tuple[int, Outcome]]:
+    """`predict` for a method that computes per-label probabilities: timed, then one Prediction per row,
+    answered by `source` (Prediction.source)."""
     started = time.perf_counter()
     probs = probabilities(texts)
     usage.add(compute_s=time.perf_counter() - started)
     for i, row in enumerate(probs):
         best = int(np.argmax(row))
-        yield i, Prediction(labels.names[best], float(row[best]), scores=dict(zip(labels.names, map(float, row))))
+        yield i, Prediction(labels.names[best], float(row[best]), source,
+                            scores=dict(zip(labels.names, map(float, row))))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from promptclf.core.credentials import redact_url
+from promptclf.core.credentials import keyed_url, redact_url
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,10 @@ class ModelSpec:
 
     @property
     def id(self) -> str:
-        """The model string as reports and cache keys show it (no credentials)."""
+        """The model string as reports and cache keys show it: its base URL whole, credentials hashed."""
         if (self.provider, self.name) in (("local", "gemma3-270m"), ("offline", "default"), ("embed", "minilm")):
             return self.provider
-        suffix = f"@{redact_url(self.base_url)}" if self.base_url else ""  # openai: with OPENAI_BASE_URL too
+        suffix = f"@{keyed_url(self.base_url)}" if self.base_url else ""  # openai: with OPENAI_BASE_URL too
         return f"{self.provider}:{self.name}{suffix}"
 
     @property

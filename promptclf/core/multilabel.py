@@ -71,15 +71,17 @@ def multi_prediction(names: Sequence[str], confidence: float | None = None, sour
 
 
 def from_label_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]], np.ndarray],
-                             texts: Sequence[str], usage: Usage, threshold: float) -> Iterator[tuple[int, Outcome]]:
-    """`predict` for a method with one-vs-rest probabilities: every label at or above the threshold."""
+                             texts: Sequence[str], usage: Usage, threshold: float,
+                             source: str) -> Iterator[tuple[int, Outcome]]:
+    """`predict` for a method with one-vs-rest probabilities: every label at or above the threshold,
+    answered by `source` (Prediction.source)."""
     started = time.perf_counter()
     probs = probabilities(texts)
     usage.add(compute_s=time.perf_counter() - started)
     for i, row in enumerate(probs):
         chosen = row >= threshold
         sure = np.where(chosen, row, 1.0 - row)
-        yield i, multi_prediction([n for n, c in zip(labels.names, chosen) if c], float(sure.min()),
+        yield i, multi_prediction([n for n, c in zip(labels.names, chosen) if c], float(sure.min()), source,
                                   scores=dict(zip(labels.names, map(float, row))))
 
 
@@ -152,13 +154,13 @@ class Thresholded:
             probs[np.arange(len(rows)), top] = 1.0
         return choose_threshold(probs, gold)
 
-    def label_set(self, scores: dict) -> Prediction:
+    def label_set(self, scores: dict, source: str) -> Prediction:
         row = np.array([float(scores[name]) for name in self.labels.names])
         chosen = row >= self.threshold
         if self.keep_top:
             chosen[int(row.argmax())] = True
         sure = np.where(chosen, row, 1.0 - row)
-        return multi_prediction([n for n, c in zip(self.labels.names, chosen) if c], float(sure.min()),
+        return multi_prediction([n for n, c in zip(self.labels.names, chosen) if c], float(sure.min()), source,
                                 scores=dict(zip(self.labels.names, row.tolist())))
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
@@ -169,7 +171,7 @@ class Thresholded:
         for i, outcome in self.method.predict(texts, usage):
             if isinstance(outcome, Prediction) and not outcome.scores:
                 outcome = Failure(f"{type(self.method).__name__} gave no per-label scores to threshold")
-            yield i, self.label_set(outcome.scores) if isinstance(outcome, Prediction) else outcome
+            yield i, self.label_set(outcome.scores, outcome.source) if isinstance(outcome, Prediction) else outcome
 
 
 def same_kind(method, multi_label: bool, where: str) -> Method:

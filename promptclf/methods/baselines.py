@@ -24,6 +24,7 @@ class _SklearnMethod:
     """A scikit-learn classifier over features of the text, behind the labelling-method protocol."""
 
     cacheable = False
+    source = "embedding"  # Prediction.source
 
     def __init__(self, labels, seed: int = 0, C: float = 1.0):
         self.labels, self.seed, self.C = LabelSet.of(labels), seed, C
@@ -63,12 +64,14 @@ class _SklearnMethod:
         usage.add(compute_s=time.perf_counter() - started)
         for i, row in enumerate(probs):
             best = int(np.argmax(row))
-            yield i, Prediction(self.labels.names[best], float(row[best]),
+            yield i, Prediction(self.labels.names[best], float(row[best]), self.source,
                                 scores=dict(zip(self.labels.names, map(float, row))))
 
 
 class TfidfLR(_SklearnMethod):
     """Word 1-2-gram TF-IDF (sublinear tf) + logistic regression."""
+
+    source = "tfidf"
 
     def _estimator(self):
         return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),

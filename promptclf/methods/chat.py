@@ -22,7 +22,8 @@ from promptclf.core.usage import Usage
 from promptclf.methods.chat_logprobs import label_confidences
 from promptclf.methods.chat_requests import answer_of, request_body, send, sends_directly
 from promptclf.methods.endpoints import endpoint, served_models
-from promptclf.methods.requests import Refusal, RefusedRequest, call, describe_error, is_request_error, is_transient
+from promptclf.methods.requests import (Refusal, RefusedRequest, call, describe_error, is_request_error, is_transient,
+                                        retrying)
 from promptclf.task.prompts import ChatPrompt
 from promptclf.task.schemas import BatchResult, batch_schema, item_ids, read_batch
 
@@ -115,25 +116,48 @@ class ChatLabeler:
 
     @property
     def system_in_user(self) -> bool:
-        if self._system_in_user == "auto":
-            self._system_in_user = self._has_no_system_role()
-        return self._system_in_user
+        """Whether requests put the system text at the top of the user turn. "auto": where the model's name
+        is a Gemma's (NO_SYSTEM_ROLE); else, on a self-hosted server, where the one model it lists at /models
+        is (asked at the first request, see _listed_without_system_role)."""
+        if self._system_in_user != "auto":
+            return self._system_in_user
+        return self._named_without_system_role() or (self._listing_base() is not None
+                                                     and self._listed_without_system_role())
 
-    def _has_no_system_role(self) -> bool:
-        """Known by the model's name, or on a self-hosted server by the ids it lists at /models (a llama.cpp
-        server answers to any model name; its listing names the GGUF file)."""
+    def _layout_key(self) -> tuple:
+        """What the cache key says of system_in_user, from the option, the model's name and the capability table
+        alone (no request): answers must never move to another key because a listing did or did not come back.
+        Where the server's listing decides the layout, the key names that rule; the same server lists the same
+        model, so the rule gives the same layout every time it is applied."""
+        if self._system_in_user != "auto":
+            return ("system-in-user",) if self._system_in_user else ()
+        if self._named_without_system_role():
+            return ("system-in-user",)
+        return ("system-in-user-if-listed",) if self._listing_base() is not None else ()
+
+    def _named_without_system_role(self) -> bool:
+        name = str(getattr(self.llm, "model_name", None) or getattr(self.llm, "model", None) or "")
+        return NO_SYSTEM_ROLE.search(name) is not None
+
+    def _listing_base(self) -> str | None:
+        """The base URL of a self-hosted server whose /models listing can name the model that answers (a
+        llama.cpp server answers to any model name; its listing names the GGUF file); None elsewhere."""
         from langchain_openai import ChatOpenAI
 
-        names = [str(getattr(self.llm, "model_name", None) or getattr(self.llm, "model", None) or "")]
         base = getattr(self.llm, "openai_api_base", None)
-        if type(self.llm) is ChatOpenAI and base and not is_openai(base):
-            secret = getattr(self.llm, "openai_api_key", None)
-            key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else None
-            served = served_models(base, key, self.endpoint)
-            # One model listed is the one that answers (llama.cpp serves one, whatever name is asked for);
-            # a server listing many (vLLM, Ollama) answers only to the name asked, checked above.
-            names += served if len(served) == 1 else []
-        return any(NO_SYSTEM_ROLE.search(name) for name in names)
+        return base if type(self.llm) is ChatOpenAI and base and not is_openai(base) else None
+
+    def _listed_without_system_role(self) -> bool:
+        """Whether the one model the server lists is a Gemma. One model listed is the one that answers
+        (llama.cpp serves one, whatever name is asked for); a server listing many (vLLM, Ollama) answers only to
+        the name asked. A listing that does not come back is retried as a request would be, then fails the
+        request it came before (a ConnectionError): no answer is rendered on a guess."""
+        secret = getattr(self.llm, "openai_api_key", None)
+        key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else None
+        for attempt in retrying(self.max_attempts, max_wait=self.max_wait):
+            with attempt:
+                served = served_models(self._listing_base(), key, self.endpoint)
+        return len(served) == 1 and NO_SYSTEM_ROLE.search(served[0]) is not None
 
     def _chain(self, mode: str, logprobs: bool):
         """prompt | chat model for a structured mode, built once per (mode, logprobs)."""
@@ -172,10 +196,9 @@ class ChatLabeler:
     def identity(self) -> str:
         selector = self.example_selector.fingerprint() if self.example_selector else None
         # "auto" is keyed by the first mode it tries: what it falls back to is fixed by the server it asks.
-        moved = ("system-in-user",) if self.system_in_user else ()
         multi = ("multi-label",) if self.multi_label else ()
-        return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0], *moved,
-                               *multi, *self._without_logprobs)
+        return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0],
+                               *self._layout_key(), *multi, *self._without_logprobs)
 
     # --- one request --------------------------------------------------------------------------------
 
@@ -352,8 +375,8 @@ class ChatLabeler:
         if self.multi_label:
             from promptclf.core.multilabel import multi_prediction
 
-            return multi_prediction(label)
-        return Prediction(label, result.confidence.get(i), scores=result.scores.get(i))
+            return multi_prediction(label, source="api")
+        return Prediction(label, result.confidence.get(i), "api", scores=result.scores.get(i))
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
         items = list(enumerate(texts))

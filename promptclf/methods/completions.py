@@ -32,6 +32,8 @@ class CompletionsScorer:
     answers a list with a 500) is asked once per prompt from then on, remembered while the process lives.
     """
 
+    source = "api"  # Prediction.source
+
     def __init__(self, spec: ModelSpec, *, timeout: float = 60.0, max_attempts: int = 6, client=None):
         self.spec, self.max_attempts = spec, max_attempts
         self.client = client or openai.OpenAI(base_url=spec.base_url, api_key=api_key(spec), timeout=timeout,

@@ -411,8 +411,8 @@ class FineTunedMethod:
         if self.multi_label:
             from promptclf.core.multilabel import from_label_probabilities
 
-            return from_label_probabilities(self.labels, self.probabilities, texts, usage, self.threshold)
-        return from_probabilities(self.labels, self.probabilities, texts, usage)
+            return from_label_probabilities(self.labels, self.probabilities, texts, usage, self.threshold, "lora")
+        return from_probabilities(self.labels, self.probabilities, texts, usage, "lora")
 
 
 def _finetune_options(args) -> dict:

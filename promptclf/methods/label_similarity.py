@@ -113,7 +113,7 @@ class LabelSimilarity(UsesEncoder):
         return softmax(self.similarities(texts) / self.temperature)
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
-        return from_probabilities(self.labels, self.probabilities, texts, usage)
+        return from_probabilities(self.labels, self.probabilities, texts, usage, "embedding")
 
 
 def unlabeled_sample(texts: Sequence[str]) -> list[str]:

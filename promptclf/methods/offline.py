@@ -206,6 +206,9 @@ class LLMComponent(Component):
         return self._method
 
 
+# What answered, as Prediction.source names it, per component ("llm": see OfflineClassifier.source).
+SOURCES = {"labels": "embedding", "self-trained": "embedding", "examples": "embedding", "setfit": "setfit"}
+
 COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, SelfTrainedComponent, ExamplesComponent,
                                   SetFitComponent)}
 # Components whose cross-validation models are also the final model (their probabilities averaged): SetFit's
@@ -634,10 +637,20 @@ class OfflineClassifier:
         probs = {n: c.probabilities(texts, usage) for n, c in self.components.items()}
         return combine(probs, self.estimate.weights)
 
+    @property
+    def source(self) -> str:
+        """What answers (Prediction.source): the components in use, by kind, joined by "+" where several are
+        combined ("gemma+embedding" for the zero-shot combination)."""
+        from promptclf.methods.local import EMBEDDED
+
+        llm = "gemma" if self.config.llm_model == EMBEDDED else "local-llm"
+        return "+".join(dict.fromkeys(SOURCES.get(name, llm) for name in self.components))
+
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
         if self.estimate is None:
             self.fit()  # outside the try: a training or configuration error is the caller's, not an item's
         try:  # each component adds its own compute time and tokens to the usage
-            yield from from_probabilities(self.labels, lambda t: self.probabilities(t, usage), texts, Usage())
+            yield from from_probabilities(self.labels, lambda t: self.probabilities(t, usage), texts, Usage(),
+                                          self.source)
         except Exception as exc:  # noqa: BLE001 - reported per item, like any method's failure
             yield from ((i, Failure(f"offline classifier failed: {exc}")) for i in range(len(texts)))

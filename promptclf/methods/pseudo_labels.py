@@ -74,7 +74,8 @@ class PseudoLabelLR:
         return probs
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
-        return from_probabilities(self.labels, self.probabilities, texts, usage)  # fitting on first use is timed
+        # fitting on first use is timed
+        return from_probabilities(self.labels, self.probabilities, texts, usage, "embedding")
 
 
 def confident(probs: np.ndarray, share: float) -> np.ndarray:

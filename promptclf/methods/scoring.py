@@ -180,7 +180,7 @@ class LabelScorer:
             probs = softmax(row)
             best = int(np.argmax(probs))
             scores = dict(zip(self.labels.names, map(float, probs)))
-            yield n, Prediction(self.labels.names[best], float(probs[best]), scores=scores)
+            yield n, Prediction(self.labels.names[best], float(probs[best]), self.scorer.source, scores=scores)
 
 
 class CausalLMScorer:
@@ -207,6 +207,13 @@ class CausalLMScorer:
 
     def __deepcopy__(self, memo):
         return self  # the model's weights are read-only here; copies of a program share them
+
+    @property
+    def source(self) -> str:
+        """What answered, for Prediction.source: the embedded Gemma, or another local causal LM."""
+        from promptclf.methods.local import EMBEDDED
+
+        return "gemma" if self.name == EMBEDDED else "local-llm"
 
     @property
     def identity(self) -> str:

@@ -208,8 +208,8 @@ class SetFitMethod:
         if self.multi_label:
             from promptclf.core.multilabel import from_label_probabilities
 
-            return from_label_probabilities(self.labels, self.probabilities, texts, usage, self.threshold)
-        return from_probabilities(self.labels, self.probabilities, texts, usage)
+            return from_label_probabilities(self.labels, self.probabilities, texts, usage, self.threshold, "setfit")
+        return from_probabilities(self.labels, self.probabilities, texts, usage, "setfit")
 
 
 def _positive_columns(probs, n_labels: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from promptclf.core.credentials import api_key
+from promptclf.core.credentials import api_key, remember_secret
 from promptclf.core.errors import ConfigError
 from promptclf.core.model_spec import ModelSpec
 
@@ -14,6 +14,16 @@ def llm_fingerprint(llm) -> str:
     LangChain's own LLM cache keys on (secrets appear in it by name, never by value)."""
     described = llm._get_llm_string() if hasattr(llm, "_get_llm_string") else ""
     return hashlib.sha256(f"{type(llm).__qualname__}|{described}".encode()).hexdigest()[:16]
+
+
+def remember_keys_of(llm) -> None:
+    """A user's own chat model carries its key (a pydantic SecretStr field, e.g. ChatOpenAI's
+    openai_api_key): scrub hides it from errors as it hides keys from the environment."""
+    from pydantic import SecretStr
+
+    for value in getattr(llm, "__dict__", {}).values():
+        if isinstance(value, SecretStr):
+            remember_secret(value.get_secret_value())
 
 
 def chat_model(spec: ModelSpec, *, timeout: float = 60.0, temperature: float = 0.0, key: str | None = None, **kwargs):

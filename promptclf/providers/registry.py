@@ -333,7 +333,7 @@ def _thresholded(build_single: Callable[[ModelSpec, LabelSet, Options], Method])
 
 
 def _build_chat(spec: ModelSpec, labels: LabelSet, options: ChatOptions) -> Method:
-    from promptclf.providers.chat_models import chat_model, llm_fingerprint
+    from promptclf.providers.chat_models import chat_model, llm_fingerprint, remember_keys_of
     from promptclf.methods.chat import ChatLabeler
     from promptclf.task.prompts import ChatPrompt
 
@@ -342,6 +342,8 @@ def _build_chat(spec: ModelSpec, labels: LabelSet, options: ChatOptions) -> Meth
                           "and offline; a chat model's demonstrations take one 'label' each")
 
     fixed, selector = options.demonstrations(labels)
+    if options.llm is not None:
+        remember_keys_of(options.llm)
     llm = options.llm or chat_model(spec, timeout=options.timeout)
     model_id = spec.id if options.llm is None else f"{spec.id}|llm={llm_fingerprint(llm)}"
     template = options.prompt or ("few_shot" if selector else None)  # demos chosen per batch need its loop

@@ -116,14 +116,20 @@ class Task(BaseModel):
             raise MissingFileError(f"task file {path} does not exist")
         data = _read(path)
         try:
-            return cls.model_validate(data)
+            task = cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"{path}: {_describe(exc)}") from None
+        task.template = _template_beside(task.template, path)
+        return task
 
     def save(self, path: str | Path) -> Path:
         """Write the task as JSON or YAML (by the file's suffix); fields at their defaults are left out."""
         path = Path(path).expanduser()
         data = self.model_dump(mode="json", exclude_defaults=True)
+        if self.template is not None and Path(self.template).is_absolute():  # as a loaded task file's template is
+            beside = Path(self.template).resolve()
+            if beside.is_relative_to(path.parent.resolve()):
+                data["template"] = beside.relative_to(path.parent.resolve()).as_posix()
         data["labels"] = [label.model_dump(mode="json", exclude_defaults=True) for label in self.labels]
         if path.suffix == ".json":
             import json
@@ -172,6 +178,23 @@ def is_task(labels) -> bool:
     if isinstance(labels, Path):
         return True
     return isinstance(labels, str) and "," not in labels and labels.strip().lower().endswith(TASK_SUFFIXES)
+
+
+def _template_beside(template: str | None, task_file: Path) -> str | None:
+    """A task file's template: a packaged template's name, or the path of a file in the task file's directory
+    or below it (read relative to that directory). Any other file (an absolute path, `..`, a symlink leading
+    out) is refused: a task file must not make promptclf read whatever the user can. A template the user names
+    in code or with --prompt may be anywhere."""
+    from promptclf.task.prompts import is_packaged_name
+
+    if template is None or is_packaged_name(template):
+        return template
+    directory = task_file.parent.resolve()
+    resolved = (directory / template).resolve()  # follows symlinks and `..`; an absolute template stays itself
+    if not resolved.is_relative_to(directory):
+        raise ConfigError(f"{task_file}: template {template!r} is outside the task file's directory {directory}: "
+                          "put it beside the task file, or name it yourself (--prompt, prompt=)")
+    return str(resolved)
 
 
 def _dump(rows) -> list[dict]:

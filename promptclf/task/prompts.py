@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -14,11 +15,44 @@ from promptclf.core.hashing import fingerprint
 from promptclf.core.labels import LabelSet
 
 # Items may contain our own delimiters; defuse them so an item cannot close its tag and speak as another.
-_DELIMITER = re.compile(r"<(/?)\s*(item|example)\b", re.I)
+# A model reads `< /item>` and `&lt;/item&gt;` as the tag too: a tag's start may be written with whitespace
+# and HTML entities (named, numeric, or the legacy `&lt` without its semicolon).
+# A run of whitespace is one part, taken whole (a part ending before more whitespace is no part: backtracking
+# cannot split a run into many).
+_TAG_CHARACTER = r"&[a-zA-Z]{1,31};|&(?:lt|LT)|&#[0-9]{1,7};?|&#[xX][0-9a-fA-F]{1,6};?|\s+(?!\s)|[</]"
+_TAG_PART = re.compile(_TAG_CHARACTER)
+# From a `<` (as itself or an entity), at most 16 more parts before the name: the bound keeps a long run of
+# `<`s or entities from costing quadratic time.
+_TAG_NAME = re.compile(rf"((?:<|&lt;?|&#0*60;?|&#x0*3c;?)(?:{_TAG_CHARACTER}){{0,16}})(item|example)\b", re.I)
 
 
 def defuse(text: str) -> str:
-    return _DELIMITER.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+    return _TAG_NAME.sub(_defuse_tag, text)
+
+
+def _defuse_tag(found: re.Match) -> str:
+    """`<`, an optional `/` and whitespace before our tag name (each maybe an HTML entity) become `‹` or `‹/`;
+    the characters before that `<` are kept, and anything else is left as it was."""
+    before, name = found.group(1), found.group(2)
+    closing = False
+    for part in reversed(list(_TAG_PART.finditer(before))):
+        character = html.unescape(part.group())
+        if character == "<":
+            return f"{before[: part.start()]}‹{'/' if closing else ''}{name}"
+        if character == "/" and not closing:
+            closing = True
+        elif not character.isspace():
+            break
+    return found.group()
+
+
+_PACKAGED_NAME = re.compile(r"\w+")
+
+
+def is_packaged_name(name_or_path: str | Path) -> bool:
+    """Whether a template is named as a packaged one is (`few_shot`): a bare word, which cannot lead out of
+    the package's templates (a path with `..` or `/` joined there could)."""
+    return isinstance(name_or_path, str) and _PACKAGED_NAME.fullmatch(name_or_path) is not None
 
 
 def template_text(name_or_path: str | Path) -> str:
@@ -27,7 +61,7 @@ def template_text(name_or_path: str | Path) -> str:
     if path.suffix and path.exists():
         return path.read_text()
     resource = resources.files("promptclf.templates").joinpath(f"{name_or_path}.jinja")
-    if not resource.is_file():
+    if not is_packaged_name(name_or_path) or not resource.is_file():
         raise MissingFileError(f"no prompt template {str(name_or_path)!r} (not a file, not a packaged template)")
     return resource.read_text()
 

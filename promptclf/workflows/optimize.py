@@ -151,12 +151,14 @@ def dspy_lm(model: str, usage: Usage, cache: AnswerCache | None, llm=None, timeo
     """A dspy.LM for a promptclf model string (together:, openai:, openai-compatible:)."""
     import dspy
 
-    from promptclf.providers.chat_models import chat_model
+    from promptclf.providers.chat_models import chat_model, remember_keys_of
 
     spec = parse_model(model)
     if not generates(spec):
         raise ConfigError(f"model {spec.id!r} cannot generate DSPy answers; for the embedded model use "
                           f"optimizer='bootstrap' (label scoring) or an OpenAI-compatible server")
+    if llm is not None:
+        remember_keys_of(llm)
     engine = PromptclfEngine(llm or chat_model(spec, timeout=timeout), spec.id, usage, cache,
                              config_error=config_error)
     return dspy.LM(f"openai/{spec.name}", engine=engine, cache=False, temperature=0.0, max_tokens=200)
