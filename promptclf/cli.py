@@ -173,14 +173,18 @@ def _label_file(clf, args, rows: int, writer) -> list[int]:
                 frames.append(frame)
                 yield from text_of(frame, args.text_column)
 
-    failed, pending = [], []
+    failed, pending, labelled = [], [], 0
     for row, prediction in enumerate(clf.stream(texts(), total=rows), start=1):
+        labelled += prediction is not None and prediction.error is None
         pending.append(prediction)
         if prediction is not None and prediction.error is not None:
             failed.append(row)
         if len(pending) == len(frames[0]):
             writer.write(with_predictions(frames.popleft(), pending))
             pending = []
+    stopped_by = clf.pipeline.state.error
+    if isinstance(stopped_by, ConfigError) and not labelled:  # refused from the first request: nothing to keep
+        raise stopped_by
     return failed
 
 

@@ -42,7 +42,7 @@ class RunState:
     def stop(self, reason: str, error: BaseException | None = None) -> None:
         if self.reason is None:
             self.reason, self.error = reason, error
-            log.error("promptclf: the run stopped asking: %s", reason)
+            log.info("promptclf: the run stopped asking: %s", reason)  # callers say it: Classifier.stopped
 
     @property
     def not_asked(self) -> Failure:

@@ -180,10 +180,10 @@ def test_a_dead_server_stops_the_run_with_every_row_written(tmp_path, sample_row
                  "openai-compatible:m@http://127.0.0.1:9/v1", "--max-attempts", "1", "--no-cache", "--batch-size", "2",
                  "--concurrency", "1", "--stop-after-failures", "3"])
     err = capsys.readouterr().err
-    assert code == 1 and "the run stopped asking: 3 requests in a row failed (last: APIConnectionError" in err
+    assert code == 1 and "the run stopped asking: 3 requests in a row failed (last: " in err
     result = pd.read_json(out, lines=True)
     assert len(result) == 40 and result["predicted_label"].isna().all()
-    assert result["error"][5].startswith("no answer after 1 attempts: APIConnectionError")
+    assert result["error"][5].startswith("no answer after 1 attempts: ")
     assert result["error"][6].startswith("not asked: run stopped (3 requests in a row failed")
 
 
@@ -338,3 +338,27 @@ def test_without_the_otel_extra_spans_are_no_ops(monkeypatch):
         assert current is None
     assert telemetry.start("run") is None
     telemetry.end(None, items=1)
+
+
+def test_a_key_refused_mid_run_keeps_what_was_answered_and_names_the_reason(tmp_path, server_factory, sample_rows,
+                                                                           monkeypatch, capsys):
+    """A refused key before any row is answered is exit 2 and no output (test_keys_and_cache); once rows are
+    answered (here from the cache), the run writes every row and exits 1."""
+    import pandas as pd
+
+    from promptclf.cli import main
+
+    server = server_factory(api_key="right-key")
+    src, out = _texts_file(tmp_path, sample_rows[:20]), tmp_path / "out.csv"
+    argv = ["classify", "--input", str(src), "--output", str(out), "--labels", CLI_LABELS, "--model",
+            f"openai-compatible:gpt-test@{server.base_url}", "--cache-dir", str(tmp_path / "c"), "--batch-size", "5"]
+    monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "right-key")
+    first = _texts_file(tmp_path, sample_rows[:5], "first.csv")
+    assert main([*argv[:2], str(first), *argv[3:]]) == 0
+    monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "revoked-key")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "the run stopped asking: model" in err and "401" in err and "revoked-key" not in err
+    result = pd.read_csv(out, keep_default_na=False)
+    assert list(result["source"][:5]) == ["cache"] * 5 and (result["error"][:5] == "").all()
+    assert result["error"][5:].str.startswith("not asked: run stopped (model").all()

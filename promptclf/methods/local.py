@@ -144,4 +144,5 @@ def local_scorer(path: str = EMBEDDED, *, max_length: int = 1024, threads: int |
         torch.set_num_threads(threads)
     model, tokenizer = load_causal_lm(path, quantize)
     return CausalLMScorer(model, tokenizer, name=path, max_length=max_length,
-                          quantize="int8" if is_int8(model) else None, version=model_version(path))
+                          quantize="int8" if is_int8(model) else None, version=model_version(path),
+                          source="gemma" if path == EMBEDDED else "local-llm")

@@ -194,11 +194,12 @@ class CausalLMScorer:
     """
 
     def __init__(self, model, tokenizer, *, name: str, max_length: int = 1024, min_shared_prefix: int = 32,
-                 quantize: str | None = None, version: str = ""):
+                 quantize: str | None = None, version: str = "", source: str = "local-llm"):
         import torch
 
         self.model, self.tokenizer, self.name, self.max_length = model.eval(), tokenizer, name, max_length
         self.quantize, self.version = quantize, version
+        self.source = source  # what answered, for Prediction.source: "gemma" for the embedded model
         self._pad = tokenizer.pad_token_id or 0  # prompts are left-padded by _left_pad, not the tokenizer
         self._torch = torch
         self._label_ids: dict[tuple[str, ...], list[list[int]]] = {}
@@ -207,13 +208,6 @@ class CausalLMScorer:
 
     def __deepcopy__(self, memo):
         return self  # the model's weights are read-only here; copies of a program share them
-
-    @property
-    def source(self) -> str:
-        """What answered, for Prediction.source: the embedded Gemma, or another local causal LM."""
-        from promptclf.methods.local import EMBEDDED
-
-        return "gemma" if self.name == EMBEDDED else "local-llm"
 
     @property
     def identity(self) -> str:
