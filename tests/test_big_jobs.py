@@ -362,3 +362,35 @@ def test_a_key_refused_mid_run_keeps_what_was_answered_and_names_the_reason(tmp_
     result = pd.read_csv(out, keep_default_na=False)
     assert list(result["source"][:5]) == ["cache"] * 5 and (result["error"][:5] == "").all()
     assert result["error"][5:].str.startswith("not asked: run stopped (model").all()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", "/"])
+def test_files_are_read_and_written_a_chunk_at_a_time_in_order(tmp_path, server_factory, sample_rows, monkeypatch,
+                                                               suffix):
+    import pandas as pd
+
+    from promptclf.cli import main
+    from promptclf.core import data
+
+    real = data.read_chunks  # 40 rows in chunks of 7: six chunks, the last one short
+    monkeypatch.setattr(data, "read_chunks", lambda path, chunk_rows=7: real(path, 7))
+    rows = sample_rows[:40]
+    frame = pd.DataFrame({"id": range(40), "text": [r["text"] for r in rows]})
+    src = tmp_path / ("in.jsonl" if suffix == ".jsonl" else "in.parquet" if suffix != ".csv" else "in.csv")
+    {".csv": lambda: frame.to_csv(src, index=False), ".jsonl": lambda: frame.to_json(src, orient="records", lines=True),
+     ".parquet": lambda: frame.to_parquet(src), "/": lambda: frame.to_parquet(src)}[suffix]()
+    out = tmp_path / ("out" + suffix if suffix != "/" else "parts")
+    target = str(out) + ("/" if suffix == "/" else "")
+    server = server_factory()
+    assert main(["classify", "--input", str(src), "--output", target, "--labels", CLI_LABELS, "--model",
+                 f"openai-compatible:gpt-test@{server.base_url}", "--no-cache", "--window", "10"]) == 0
+    if suffix == "/":
+        parts = sorted(out.glob("*.parquet"))
+        assert len(parts) == 6
+        result = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    else:
+        result = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True),
+                  ".parquet": pd.read_parquet}[suffix](out)
+    assert list(result["id"]) == list(range(40))
+    assert list(result["predicted_label"]) == [r["label"] for r in rows]
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]  # the temporary output was moved into place
