@@ -243,7 +243,7 @@ def split(rows: Sequence, sizes: Sequence[int], seed: int = 0) -> list[list]:
     """Shuffle with the seed, then cut consecutive slices of the given sizes (train rows 0..n-1, ...)."""
     order = np.random.default_rng(seed).permutation(len(rows))
     if sum(sizes) > len(rows):
-        raise ValueError(f"split sizes {list(sizes)} add up to more than the {len(rows)} rows")
+        raise InputError(f"split sizes {list(sizes)} add up to more than the {len(rows)} rows")
     out, start = [], 0
     for size in sizes:
         out.append([rows[i] for i in order[start : start + size]])

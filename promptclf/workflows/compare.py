@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from promptclf.classifier import Classifier
-from promptclf.core.errors import ColumnError
+from promptclf.core.errors import ColumnError, ConfigError
 from promptclf.core.labels import LabelSet
 from promptclf.core.metrics import classification_metrics
 
@@ -73,13 +73,13 @@ def _gold(ctx: Context, rows: list[dict]) -> list:
 def _api_options(ctx: Context, name: str) -> dict:
     """The Classifier options of an API method row: zero-shot, few-shot (the train rows) or optimized."""
     if name == "optimized" and not ctx.prompt:
-        raise ValueError("method 'optimized' needs an optimised prompt artifact: pass prompt= (promptclf optimize)")
+        raise ConfigError("method 'optimized' needs an optimised prompt artifact: pass prompt= (promptclf optimize)")
     return {"zero-shot": {}, "few-shot": {"examples": _examples(ctx)}, "optimized": {"prompt": ctx.prompt}}[name]
 
 
 def _optimized(ctx: Context) -> Classifier:
     if not ctx.prompt:
-        raise ValueError("method 'optimized' needs an optimised prompt artifact: pass prompt= (promptclf optimize)")
+        raise ConfigError("method 'optimized' needs an optimised prompt artifact: pass prompt= (promptclf optimize)")
     return _llm(ctx, prompt=ctx.prompt)
 
 
@@ -200,10 +200,10 @@ def _cascade_options(ctx: Context) -> tuple[dict, object]:
 
     options = {**CASCADE_DEFAULTS, **ctx.cascade}
     if options["from"] not in CASCADE_LOCAL or options["api"] not in CASCADE_API:
-        raise ValueError(f"cascade from {options['from']!r} to {options['api']!r}: the local stage is one of "
+        raise ConfigError(f"cascade from {options['from']!r} to {options['api']!r}: the local stage is one of "
                          f"{list(CASCADE_LOCAL)}, the API stage one of {list(CASCADE_API)}")
     if not ctx.dev:
-        raise ValueError("the cascade row chooses its threshold on the dev rows: give a split with some "
+        raise ConfigError("the cascade row chooses its threshold on the dev rows: give a split with some "
                          "(train/dev/test, e.g. 4000/600/3000)")
     return options, Goal.parse(options["goal"])
 
@@ -297,7 +297,7 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
+        raise ConfigError(f"unknown method(s) {unknown}: choose from {list(METHODS)}")
     labels = LabelSet.of(labels)
     if multi_label:
         rows = _label_set_rows(rows, labels, methods)
