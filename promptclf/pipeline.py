@@ -78,11 +78,14 @@ class Pipeline:
             it = iter(rows)
             start = 0
             while window := list(itertools.islice(it, self.window)):
-                for prediction in self._window(start, window, usage, state, prepare):
+                answered = []  # the bar moves as each answer arrives (a local model's pass takes minutes)
+                predictions = self._window(start, window, usage, state, prepare, tick=lambda: (
+                    answered.append(1), bar.update(1)))
+                bar.update(len(window) - len(answered))
+                for prediction in predictions:
                     if prediction is not None and prediction.error is not None:
                         failed += 1
                         bar.set_postfix(failed=failed, refresh=False)
-                    bar.update(1)
                     rows_done += 1
                     yield prediction
                 start += len(window)
@@ -95,7 +98,8 @@ class Pipeline:
                           gen_ai__usage__input_tokens=usage.prompt_tokens,
                           gen_ai__usage__output_tokens=usage.completion_tokens, promptclf__stopped=state.reason)
 
-    def _window(self, start: int, rows: list, usage: Usage, state: RunState, prepare) -> list[Prediction | None]:
+    def _window(self, start: int, rows: list, usage: Usage, state: RunState, prepare, tick
+                ) -> list[Prediction | None]:
         prepared, bad = [], {}
         for offset, row in enumerate(rows):
             try:
@@ -104,7 +108,7 @@ class Pipeline:
                 prepared.append(EMPTY)
                 bad[offset] = f"input: {exc.reason}"
         unique = list(dict.fromkeys(t for t in prepared if t is not EMPTY))
-        results = self._answer(unique, usage, state)
+        results = self._answer(unique, usage, state, tick)
         out: list[Prediction | None] = []
         for offset, text in enumerate(prepared):
             if offset in bad:
@@ -116,9 +120,10 @@ class Pipeline:
                 out.append(outcome if isinstance(outcome, Prediction) else Prediction.failed(outcome.reason))
         return out
 
-    def _answer(self, unique: list[str], usage: Usage, state: RunState) -> dict:
-        """Each text's outcome: cache, method, then the fallback for what failed or was below fallback_below."""
-        results = self._ask(unique, usage, state) if state.reason is None else {}
+    def _answer(self, unique: list[str], usage: Usage, state: RunState, tick) -> dict:
+        """Each text's outcome: cache, method, then the fallback for what failed or was below fallback_below;
+        `tick()` as each answer arrives."""
+        results = self._ask(unique, usage, state, tick) if state.reason is None else {}
         for text in unique:
             results.setdefault(text, state.not_asked)
         if self.fallback_below is not None:
@@ -131,12 +136,13 @@ class Pipeline:
             results.update(self._fall_back(failed, usage))
         return results
 
-    def _ask(self, unique: list[str], usage: Usage, state: RunState) -> dict:
+    def _ask(self, unique: list[str], usage: Usage, state: RunState, tick) -> dict:
         results: dict = {}
         outcomes = answer(self.method, unique, usage, self.cache, self.labels)
         try:
             for pos, outcome in outcomes:  # a tripped breaker stops the method asking; what is in flight lands
                 results[unique[pos]] = outcome
+                tick()
             if state.breaker.tripped:
                 state.stop(state.breaker.reason)
         except (ConfigError, CacheError) as exc:  # the method cannot go on; the rows not answered say why

@@ -394,3 +394,26 @@ def test_files_are_read_and_written_a_chunk_at_a_time_in_order(tmp_path, server_
     assert list(result["id"]) == list(range(40))
     assert list(result["predicted_label"]) == [r["label"] for r in rows]
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]  # the temporary output was moved into place
+
+
+def test_the_progress_bar_moves_as_answers_arrive_not_when_a_window_ends(monkeypatch):
+    """A local model's pass over one window takes minutes: the bar must move with each answer."""
+    import promptclf.pipeline as pipeline_module
+    from promptclf.core.labels import LabelSet
+    from promptclf.core.methods import Prediction
+
+    bars, seen = [], []
+    real_tqdm = pipeline_module.tqdm
+    monkeypatch.setattr(pipeline_module, "tqdm", lambda *a, **k: bars.append(real_tqdm(*a, **k)) or bars[-1])
+
+    class Slow:
+        labels, identity, cacheable = LabelSet.of(LABELS), "slow", False
+
+        def predict(self, texts, usage):
+            for i in range(len(texts)):
+                seen.append(bars[-1].n)  # where the bar stands when each answer is made
+                yield i, Prediction("World")
+
+    clf = Classifier(LABELS, method=Slow(), cache=False, progress=True)
+    assert len(clf.predict([f"text {i}" for i in range(30)])) == 30
+    assert seen == list(range(30)) and bars[-1].n == 30
