@@ -129,6 +129,27 @@ def test_cross_validation_shows_one_bar_over_its_trainings_when_asked(few, monke
     assert "cross-validating on the examples" in err and "3/3" in err
 
 
+def test_the_final_setfit_training_shows_its_steps_when_progress_is_on(few, home, monkeypatch):
+    """SetFit trained on all examples (no cross-validation to reuse) takes minutes: its own steps bar shows."""
+    import promptclf.methods.setfit as setfit_module
+    from promptclf.methods.offline import Estimate
+
+    asked = []
+
+    def no_training(rows, labels, **options):
+        asked.append(options.get("progress"))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(setfit_module, "train_setfit", no_training)
+    train, _ = few
+    for progress in (True, False):
+        clf = OfflineClassifier(LABELS, train, OfflineConfig(components=("setfit",)), progress=progress)
+        clf.estimate = Estimate("setfit", {"setfit": 1.0})
+        with pytest.raises(RuntimeError, match="stop here"):
+            clf._final("setfit", clf.workdir())
+    assert asked == [True, False]
+
+
 def test_cross_validation_never_scores_rows_it_trained_on(few, monkeypatch):
     train, _ = few
     labels = LabelSet.of(LABELS)

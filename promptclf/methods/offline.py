@@ -95,10 +95,13 @@ def method_probabilities(method, texts: Sequence[str], labels: LabelSet, usage: 
 
 
 class Component:
-    """fit(rows) -> self; probabilities(texts) -> array. `trains`: fitting on examples changes it."""
+    """fit(rows) -> self; probabilities(texts) -> array. `trains`: fitting on examples changes it. `progress`: a
+    training that shows its own progress (SetFit's steps) shows it; off for cross-validation's folds, which one bar
+    counts."""
 
     name = ""
     trains = True
+    progress = False
 
     def __init__(self, labels: LabelSet, config: OfflineConfig):
         self.labels, self.config = labels, config
@@ -172,7 +175,8 @@ class SetFitComponent(Component):
         if saved is not None and saved.exists():  # trained by an earlier run with the same examples
             self.method = SetFitMethod.load(workdir, json.loads(saved.read_text()))
         else:
-            self.method = train_setfit(rows, self.labels, out=workdir, seed=self.config.seed, **self.config.setfit)
+            self.method = train_setfit(rows, self.labels, out=workdir, seed=self.config.seed, progress=self.progress,
+                                       **self.config.setfit)
         return self
 
 
@@ -619,7 +623,9 @@ class OfflineClassifier:
         if self.progress and name == "setfit" and not (workdir / name / "promptclf.json").exists():
             log.warning("promptclf: training SetFit on %d examples (%d steps)", len(self.examples),
                         SetFitConfig(**self.config.setfit).steps(len(self.examples)))
-        return self._component(name).fit(self.examples, workdir / name)
+        component = self._component(name)
+        component.progress = self.progress  # one training: its own steps bar
+        return component.fit(self.examples, workdir / name)
 
     def _component(self, name: str) -> Component:
         if name == SELF_TRAINED:
