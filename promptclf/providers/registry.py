@@ -69,9 +69,10 @@ class PromptOptions(Options):
         """prompt=<artifact>.json: the optimised instructions and demonstrations, all shown, in its order.
         Examples, instructions or a selection given with it would change the prompt its dev score was
         measured for, so they are an error rather than dropped or merged."""
-        if self.prompt is None or not str(self.prompt).endswith(".json"):
+        from promptclf.task.artifacts import PromptArtifact, is_artifact
+
+        if not is_artifact(self.prompt):
             return self
-        from promptclf.task.artifacts import PromptArtifact
 
         artifact = PromptArtifact.load(self.prompt, labels)
         given = [name for name, unset in (("examples", not self.examples), ("instructions", not self.instructions),
@@ -219,10 +220,12 @@ def provider_of(spec: ModelSpec) -> Provider:
     return REGISTRY[spec.provider]
 
 
-def parse_model(model: str | None) -> ModelSpec:
-    """Parse a model string such as "openai:gpt-4o-mini" or "openai-compatible:llama3@http://host:8000/v1"."""
+def parse_model(model: str | None, prompt: str | Path | None = None) -> ModelSpec:
+    """Parse a model string such as "openai:gpt-4o-mini" or "openai-compatible:llama3@http://host:8000/v1".
+    No model (None) is the one a prompt artifact (`prompt`, a .json file) was optimised for, since its dev score
+    holds for that model alone; with no artifact, the offline default."""
     if model is None:
-        model = "offline"
+        model = _artifact_model(prompt) or "offline"
     found = REGISTRY.get(model) if isinstance(model, str) else None
     if found is not None and found.default is not None:
         return ModelSpec(found.name, found.default)
@@ -239,6 +242,12 @@ def parse_model(model: str | None) -> ModelSpec:
         return ModelSpec(prefix, *found.groups())
     base_url = os.environ.get(provider.base_url_env) if provider.base_url_env else None
     return ModelSpec(prefix, name, base_url or None)
+
+
+def _artifact_model(prompt) -> str | None:
+    from promptclf.task.artifacts import PromptArtifact, is_artifact
+
+    return PromptArtifact.load(prompt).model if is_artifact(prompt) else None
 
 
 def _unknown(model) -> str:

@@ -18,6 +18,11 @@ ARTIFACT_VERSION = 2
 READS = (1, 2)
 
 
+def is_artifact(prompt) -> bool:
+    """Whether a `prompt=` option names an artifact (a .json file) rather than a template or a template's name."""
+    return prompt is not None and str(prompt).endswith(".json")
+
+
 @dataclass
 class PromptArtifact:
     """An optimised prompt: a Task (instructions + demonstrations for the few-shot template) plus provenance."""
