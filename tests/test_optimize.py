@@ -13,6 +13,8 @@ from promptclf.providers.registry import parse_model
 from promptclf.task.artifacts import PromptArtifact
 from promptclf.workflows.optimize import optimize
 
+from .fake_openai_server import ITEM
+
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
@@ -44,6 +46,17 @@ def test_bootstrap_scores_the_deployed_prompt_and_rerun_is_cached(uneven_server,
     assert 0.5 < score == artifact.dev_score < 1.0
     body = server.log.bodies[-1]["messages"]
     assert artifact.instructions in body[0]["content"] and "<example>" in body[-1]["content"]
+
+
+def test_optimisation_scores_the_batches_classify_sends(server_factory, sample_rows):
+    """Every prompt the optimiser scores holds as many items as `classify` puts in one request: a demo kept
+    because a one-item prompt got it right says nothing of the ten-item prompt that is deployed."""
+    server = server_factory()
+    model = f"openai-compatible:gpt-test@{server.base_url}"
+    deployed = Classifier(LABELS, model, cache=False).options["batch_size"]
+    optimize(sample_rows[:2 * deployed], sample_rows[40:40 + deployed], LABELS, model, max_demos=4, cache=False)
+    items_per_request = [len(ITEM.findall(body["messages"][-1]["content"])) for body in server.log.bodies]
+    assert len(items_per_request) > 1 and set(items_per_request) == {deployed}
 
 
 def test_engine_sends_the_requests_settings_and_samples_anew(server_factory, tmp_path):
@@ -141,10 +154,12 @@ def test_mipro_runs_through_the_engine_and_counts_its_calls(uneven_server, sampl
     artifact = optimize(sample_rows[:30], dev, LABELS, model, optimizer="mipro", max_demos=2, cache=False,
                         out=tmp_path / "m.json")
     assert artifact.optimizer == "mipro"
-    assert artifact.usage["requests"] == server.log.chat_requests > 50  # every DSPy call went through promptclf
-    assert artifact.usage["prompt_tokens"] > 0
     sampled = [b for b in server.log.bodies if b["temperature"] > 0]
     assert len(sampled) >= 2  # MIPROv2's proposals are sampled as it asks, not answered at temperature 0
+    batched = [b for b in server.log.bodies if ITEM.search(b["messages"][-1]["content"])]
+    assert len(batched) > 1  # and the labelling, in promptclf's batched prompts
+    assert artifact.usage["requests"] == server.log.chat_requests  # every DSPy call went through promptclf
+    assert artifact.usage["prompt_tokens"] > 0
     predicted = Classifier(LABELS, model, prompt=tmp_path / "m.json", cache=False).classify([r["text"] for r in dev])
     assert classification_metrics([r["label"] for r in dev], predicted, LABELS)["accuracy"] == artifact.dev_score
 

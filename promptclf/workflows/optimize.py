@@ -3,13 +3,15 @@
 The task is declared as a DSPy signature (text -> label, the label a Literal of the set). What DSPy optimises
 is the prompt promptclf deploys: `DeployedPredict` is a dspy.Predict whose forward labels the text with the
 Classifier that `classify(prompt=artifact)` builds from its current instructions and demos (the batched Jinja
-chat prompt for API models, label scoring for the embedded model), and the artifact's dev score is that
-Classifier's on the dev rows. The calls DSPy makes itself (MIPROv2 proposing instructions) go through
-`PromptclfEngine`, a DSPy engine over promptclf's LangChain backend, retries, answer cache and usage.
+chat prompt for API models, label scoring for the embedded model), each text asked among as many training texts
+as `classify` puts in one request, and the artifact's dev score is that Classifier's on the dev rows. The calls
+DSPy makes itself (MIPROv2 proposing instructions) go through `PromptclfEngine`, a DSPy engine over promptclf's
+LangChain backend, retries, answer cache and usage.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -179,10 +181,9 @@ def deployed_predict_class():
 
         def forward(self, **kwargs):
             demos = [{"text": d.text, "label": d.label} for d in self.demos]
-            clf = self.config_error.guard(lambda: self.build(self.signature.instructions, demos))
-            (prediction,) = self.config_error.guard(lambda: clf.predict([kwargs["text"]]))
-            self.usage.absorb(clf.report)
-            pred = dspy.Prediction(label=prediction.label)
+            label = self.config_error.guard(
+                lambda: self.build.label(self.signature.instructions, demos, kwargs["text"], self.usage))
+            pred = dspy.Prediction(label=label)
             if dspy.settings.trace is not None:  # as dspy.Predict does: BootstrapFewShot takes its demos from it
                 dspy.settings.trace.append((self, dict(kwargs), pred))
             return pred
@@ -192,11 +193,20 @@ def deployed_predict_class():
 
 class DeployedClassifiers:
     """build(instructions, demos) -> the Classifier `classify(prompt=artifact)` builds for them; one per
-    (instructions, demos), so its calibration is computed once, shared by every copy DSPy makes of a program."""
+    (instructions, demos), so its calibration is computed once, shared by every copy DSPy makes of a program.
 
-    def __init__(self, labels: LabelSet, model: str, cache, llm=None):
+    label(instructions, demos, text) -> that Classifier's label for one text, asked as `classify` asks: in a
+    prompt of its deployed batch size (10 items for chat models, one for label scoring), the text with the
+    next texts of the pool (the training rows DSPy asks about) not yet labelled under that prompt. DSPy asks
+    one example at a time; a demo kept because a one-item prompt got it right says nothing of the batch."""
+
+    def __init__(self, labels: LabelSet, model: str, cache, llm=None, pool: Sequence[str] = ()):
         self.labels, self.model, self.cache, self.llm = labels, model, cache, llm
+        self.pool = list(dict.fromkeys(pool))
+        self._place = {text: i for i, text in enumerate(self.pool)}
         self._built: dict = {}
+        self._labelled: dict[str, dict[str, str | None]] = {}
+        self._lock = threading.Lock()
 
     def __deepcopy__(self, memo):
         return self
@@ -211,6 +221,21 @@ class DeployedClassifiers:
                                           progress=False)
         return self._built[key]
 
+    def label(self, instructions: str, demos: list[dict], text: str, usage: Usage) -> str | None:
+        with self._lock:
+            clf = self(instructions, demos)
+            known = self._labelled.setdefault(fingerprint(demos, instructions), {})
+            if text not in known:
+                batch = self._batch(text, known, int(clf.options.get("batch_size") or 1))
+                known.update(zip(batch, _labels(clf, batch, usage)))
+            return known[text]
+
+    def _batch(self, text: str, known: dict, size: int) -> list[str]:
+        """`text` and the pool's next texts (wrapping round) not yet labelled under this prompt."""
+        start = self._place.get(text, -1) + 1
+        following = (t for t in self.pool[start:] + self.pool[:start] if t != text and t not in known)
+        return [text, *itertools.islice(following, size - 1)]
+
 
 # --- optimise -------------------------------------------------------------------------------------------
 
@@ -221,15 +246,22 @@ def _examples(rows: Sequence[dict], labels: LabelSet, what: str):
             for i, r in enumerate(rows)]
 
 
-def _score(clf, dev, labels: LabelSet, metric: str, usage: Usage) -> float:
-    """The deployed Classifier's score on the dev rows, batched as it will run."""
+def _labels(clf, texts: list[str], usage: Usage) -> list[str | None]:
+    """The Classifier's labels for the texts, batched as it will run; None for an item it could not label,
+    which counts as wrong, as in dspy.Evaluate. A configuration error is raised."""
     from promptclf.core.errors import LabellingError
 
     try:
-        predicted = [p.label for p in clf.predict([e.text for e in dev])]
-    except LabellingError as exc:  # an item it could not label counts as wrong, as in dspy.Evaluate
+        predicted = [p.label for p in clf.predict(texts)]
+    except LabellingError as exc:
         predicted = [p.label if p else None for p in exc.predictions]
     usage.absorb(clf.report)
+    return predicted
+
+
+def _score(clf, dev, labels: LabelSet, metric: str, usage: Usage) -> float:
+    """The deployed Classifier's score on the dev rows, batched as it will run."""
+    predicted = _labels(clf, [e.text for e in dev], usage)
     result = classification_metrics([e.label for e in dev], predicted, labels.names)
     return result["accuracy" if metric == "accuracy" else "macro_f1"]
 
@@ -268,7 +300,8 @@ def optimize(train_rows: Sequence[dict], dev_rows: Sequence[dict], labels, model
                           f"supports optimizer='bootstrap' (demo selection by label scoring)")
     config_error = FirstConfigError()
     lm = None if scoring else dspy_lm(model, usage, answer_cache, llm, config_error=config_error)
-    build = DeployedClassifiers(labels, model, answer_cache if answer_cache is not None else False, llm)
+    build = DeployedClassifiers(labels, model, answer_cache if answer_cache is not None else False, llm,
+                                pool=[e.text for e in train])
     program = deployed_predict_class()(signature(labels), build, usage, config_error)
     with dspy.context(lm=lm), config_error.raised():
         compiled = _compile(program, train, optimizer, max_demos, seed, lm)
