@@ -45,21 +45,23 @@ class Classifier:
     (descriptions, aliases, examples, negative_examples, instructions) then come from it, not from options.
     """
 
-    def __init__(self, labels, model: str | None = "offline", *, aliases=None,
+    def __init__(self, labels, model: str | None = None, *, aliases=None,
                  cache: bool | str | Path | CacheBackend = True, fallback=None,
                  fallback_below: float | None = None, skip_empty: bool = False, max_item_tokens: int = 2000,
                  truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
                  method: Method | None = None, unlabeled: Sequence[str] | None = None,
                  cascade_from: str | Method | None = None, cascade_below: float | None = None,
                  multi_label: bool = False, window: int | None = None, breaker_after: int = 20, **options):
-        """`window`: rows held at once by `stream` (default: 2000, or 16 batches per request slot if more).
+        """`model`: None (the default) is the model a prompt artifact given as `prompt=` was optimised for, else
+        offline. `window`: rows held at once by `stream` (default: 2000, or 16 batches per request slot if more).
         `breaker_after`: stop asking after this many requests in a row failed (0: never; see core/breaker.py).
         `options` are the backend's (promptclf.providers.registry: each provider's options dataclass says which it
         takes and their defaults); one set to other than its default that the model's backend does not take
         is a ConfigError naming the backends that take it."""
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
-        self.spec = parse_model(model) if method is None else ModelSpec("custom", type(method).__name__)
+        self.spec = (parse_model(model, options.get("prompt")) if method is None
+                     else ModelSpec("custom", type(method).__name__))
         if method is None:
             check_options(self.spec, options)
         else:
@@ -289,7 +291,7 @@ def _fallback(fallback, labels: LabelSet, multi_label: bool = False) -> Method |
     return same_kind(load_finetuned(path, labels), multi_label, f"the fallback {path}")
 
 
-def classify(texts: Sequence[str], labels, model: str | None = "offline", **options) -> list:
+def classify(texts: Sequence[str], labels, model: str | None = None, **options) -> list:
     """Label each text with one label from `labels` (multi_label=True, or a multi-label Task: a list of
     labels per text), in input order. Options are Classifier's; without
     examples, `embed` and the offline default self-train on the texts themselves (pass unlabeled=[] not to)."""

@@ -107,8 +107,6 @@ def test_no_model_given_with_an_artifact_parses_as_its_model(server_factory, sam
     assert parse_model(None, prompt="my_template.jinja") == parse_model("offline")
 
 
-@pytest.mark.xfail(strict=True, reason="needs Classifier's model to default to None and be parsed with the prompt "
-                   "(promptclf/classifier.py: see parse_model's prompt)")
 def test_classify_with_an_artifact_and_no_model_asks_the_artifacts_model(server_factory, sample_rows, tmp_path):
     server = server_factory()
     artifact = _artifact_for(f"openai-compatible:gpt-test@{server.base_url}", sample_rows[:2], tmp_path / "a.json")
