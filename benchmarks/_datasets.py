@@ -11,6 +11,7 @@ import csv
 from pathlib import Path
 
 from _common import ROOT
+
 from promptclf.core.data import load_ag_news, split
 
 SHARED = ROOT.parent / "shared" / "data"

@@ -10,8 +10,8 @@ test the last 3,000 (--split). Seed: 0 (--seed). Answers are not cached, so ever
 
 import argparse
 
-from promptclf.workflows.compare import compare, markdown
 from promptclf.core.data import default_ag_news_path, load_ag_news
+from promptclf.workflows.compare import compare, markdown
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--methods", default="zero-shot,few-shot,lora-4bit,lora,emb-lr,tfidf-lr")

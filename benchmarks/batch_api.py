@@ -14,9 +14,9 @@ from pathlib import Path
 
 from _common import LABELS, SPLIT_TEXT, ag_split, oracle_server
 
-from promptclf.workflows.batch_api import BatchJob
 from promptclf.classifier import Classifier
 from promptclf.core.usage import PRICES
+from promptclf.workflows.batch_api import BatchJob
 from tests.fake_openai_server import BatchConfig
 
 N = 1000

@@ -20,8 +20,8 @@ from _common import LABELS, oracle_server
 
 from promptclf import Classifier
 from promptclf.cache.store import SQLiteCache
-from promptclf.cache.url import open_cache
 from promptclf.cache.transfer import export_cache, import_cache
+from promptclf.cache.url import open_cache
 from promptclf.core.data import load_ag_news
 from tests.redis_server import RedisServer, missing
 

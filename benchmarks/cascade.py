@@ -28,13 +28,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from _common import DATA, LABELS, SPLIT_TEXT, ag_split  # also puts the repository on sys.path
-from promptclf.methods.baselines import EmbeddingLR
+
 from promptclf.cascade import choose_threshold, frontier, measure
 from promptclf.classifier import Classifier
-from promptclf.workflows.compare import frontier_markdown, plot_frontier, write_frontier_csv
-from promptclf.task.examples import sample_per_class
 from promptclf.core.labels import LabelSet
 from promptclf.core.usage import Usage
+from promptclf.methods.baselines import EmbeddingLR
+from promptclf.task.examples import sample_per_class
+from promptclf.workflows.compare import frontier_markdown, plot_frontier, write_frontier_csv
 from tests.fake_openai_server import FakeOpenAIServer, ServerConfig, noisy_oracle
 
 PRICE = {"openai-compatible:gpt-4o-mini": (0.15, 0.60)}  # assumed: gpt-4o-mini's list price, USD per 1M tokens

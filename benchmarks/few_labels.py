@@ -26,16 +26,39 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import ROOT  # noqa: F401 - puts the repository on sys.path
 from _datasets import NAMES, load
-from promptclf.task.examples import sample_per_class
+
 from promptclf.core.labels import LabelSet
-from promptclf.methods.offline import (CALIBRATED, COMPONENTS, CONFIDENCE_WEIGHT, DEFAULT_WEIGHTS, ESTIMATE_BIAS,
-                                      SELF_TRAINED, WITH_EXAMPLES, ZERO_SHOT, ZERO_SHOT_WEIGHTS, Estimate, FoldAverage,
-                                      OfflineConfig, SETFIT_FIRST_FROM, SETFIT_FROM, SelfTrainedComponent,
-                                      accuracy_interval, can_cross_validate, choose, combine, cross_validate,
-                                      fewest_per_label, fold_accuracy, margin_for, pick, priors_for, with_confidence)
+from promptclf.methods.offline import (
+    CALIBRATED,
+    COMPONENTS,
+    CONFIDENCE_WEIGHT,
+    DEFAULT_WEIGHTS,
+    ESTIMATE_BIAS,
+    SELF_TRAINED,
+    SETFIT_FIRST_FROM,
+    SETFIT_FROM,
+    WITH_EXAMPLES,
+    ZERO_SHOT,
+    ZERO_SHOT_WEIGHTS,
+    Estimate,
+    FoldAverage,
+    OfflineConfig,
+    SelfTrainedComponent,
+    accuracy_interval,
+    can_cross_validate,
+    choose,
+    combine,
+    cross_validate,
+    fewest_per_label,
+    fold_accuracy,
+    margin_for,
+    pick,
+    priors_for,
+    with_confidence,
+)
+from promptclf.task.examples import sample_per_class
 
 METHODS = ("llm", "labels", SELF_TRAINED, "examples", "setfit", "combination", "auto")
 # The texts a user labels: the first UNLABELED rows of the seeded test sample, of which the first --n-test are
@@ -350,7 +373,7 @@ def compare_rules(cells: list[dict]) -> str:
         row = [rule_name, margin_name]
         for group in ([c for c in cells if c["seed"] == 0], [c for c in cells if c["seed"] != 0]):
             row.append(f"{sum(within_a_point(gaps[id(c)]) for c in group)}/{len(group)}")
-        rows = rows_within_a_point(cells, lambda c: accuracy[id(c)])
+        rows = rows_within_a_point(cells, lambda c, accuracy=accuracy: accuracy[id(c)])
         row += [rows, f"{np.mean(list(gaps.values())):.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

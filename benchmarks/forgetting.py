@@ -10,9 +10,9 @@ import tempfile
 
 from _common import DATA, LABELS, SPLIT_TEXT, ag_split
 
-from promptclf.methods.finetune import finetune
 from promptclf.core.metrics import classification_metrics
 from promptclf.core.usage import Usage
+from promptclf.methods.finetune import finetune
 
 N_TRAIN, N_TEST, REPLAY = 800, 400, 0.05
 train, _, test = ag_split()

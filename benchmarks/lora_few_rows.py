@@ -53,7 +53,7 @@ def dataset(name, seed):
         pool, test = split(load_ag_news(), [4000, 1000], seed=seed)
         return per_class(pool, 64, seed), None, test, AG
     if name == "trec8":
-        load = lambda f: [{"text": t, "label": l} for t, l in zip(*(read_table(DATA_DIR / "trec" / f)[c]  # noqa: E731
+        load = lambda f: [{"text": t, "label": lab} for t, lab in zip(*(read_table(DATA_DIR / "trec" / f)[c]  # noqa: E731
                                                                      for c in ("text", "label")))]
         train, test = load("train.csv"), load("test.csv")
         return per_class(train, 8, seed), None, test, sorted({r["label"] for r in train})

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from _common import ROOT
+
 from promptclf import Classifier
 from promptclf.core.multilabel import split_labels
 
@@ -35,7 +35,7 @@ EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
 
 def read(name: str) -> list[dict]:
     frame = pd.read_csv(DATA / f"goemotions_ekman_{name}.csv", keep_default_na=False)
-    return [{"text": t, "labels": split_labels(l)} for t, l in zip(frame.text, frame.labels)]
+    return [{"text": t, "labels": split_labels(lab)} for t, lab in zip(frame.text, frame.labels)]
 
 
 def per_label(rows: list[dict], k: int, seed: int) -> list[dict]:
@@ -63,7 +63,7 @@ def run(name: str, args, train, dev, test) -> dict:
         clf = Classifier(EKMAN, name, multi_label=True, examples=train, cache=False, progress=False,
                          unlabeled=[r["text"] for r in test])  # as classify() passes the texts it labels
     else:
-        examples = [{"text": r["text"], "label": l} for r in train for l in r["labels"]] if name == "few-shot" else None
+        examples = [{"text": r["text"], "label": lab} for r in train for lab in r["labels"]] if name == "few-shot" else None
         clf = Classifier(EKMAN, args.model, multi_label=True, examples=examples, progress=False)
     train_s = time.perf_counter() - started
     started = time.perf_counter()

@@ -19,9 +19,9 @@ import tempfile
 import time
 
 import numpy as np
-
 from _datasets import NAMES
 from few_labels import cell_data
+
 from promptclf import Classifier
 
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 from _common import ROOT  # noqa: F401 - puts the repository on sys.path
 from _datasets import NAMES, load
 from few_labels import test_sample
-from promptclf.methods.embeddings import cached_encode, default_encoder
-from promptclf.task.examples import sample_per_class
-from promptclf.methods.label_similarity import LabelSimilarity, self_train
+
 from promptclf.core.labels import LabelSet
+from promptclf.methods.embeddings import cached_encode, default_encoder
+from promptclf.methods.label_similarity import LabelSimilarity, self_train
+from promptclf.task.examples import sample_per_class
 
 
 def gains(name: str, sizes, rounds, mixes, draws: int, n_test: int) -> dict:
@@ -53,9 +53,9 @@ def gains(name: str, sizes, rounds, mixes, draws: int, n_test: int) -> dict:
 
 
 def with_examples(budgets, n_test: int) -> str:
+    from few_labels import UNLABELED
     from sklearn.linear_model import LogisticRegression
 
-    from few_labels import UNLABELED
     from promptclf.methods.pseudo_labels import confident, training_set
 
     grid = [(w, keep, c) for w in (0.25, 0.5, 1.0, 2.0) for keep in (0.5, 1.0) for c in (1.0, 10.0)]

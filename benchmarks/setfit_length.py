@@ -15,9 +15,9 @@ import argparse
 import time
 
 import numpy as np
-
 from _datasets import NAMES
 from few_labels import cell_data
+
 from promptclf.methods.setfit import train_setfit
 
 

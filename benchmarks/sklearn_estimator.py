@@ -12,14 +12,14 @@ default_rng(0) permutation, as benchmarks/few_labels.py draws them). Grid search
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-
 from _common import LABELS, ag_split
 from few_labels import test_sample
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
 from promptclf import Classifier
-from promptclf.task.examples import sample_per_class
 from promptclf.core.labels import LabelSet
 from promptclf.sklearn import PromptClassifier
+from promptclf.task.examples import sample_per_class
 
 DESCRIPTIONS = {"World": "world news, politics, conflicts, diplomacy", "Sports": "sports, games, players, teams",
                 "Business": "business, companies, markets, the economy", "Sci/Tech": "science and technology"}

@@ -10,6 +10,7 @@ logistic regression and gradient boosting on the raw features.
 
 import time
 
+import _common  # noqa: F401 - puts the repository on sys.path
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import GradientBoostingClassifier
@@ -17,11 +18,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import _common  # noqa: F401 - puts the repository on sys.path
 from promptclf import Classifier
 from promptclf.core.data import serialize_rows
-from promptclf.methods.finetune import finetune
 from promptclf.core.usage import Usage
+from promptclf.methods.finetune import finetune
 
 data = load_breast_cancer(as_frame=True)
 features = [c for c in data.frame.columns if c.startswith("mean ")]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -190,7 +190,7 @@ class Goal:
             raise ConfigError(f"cascade goal {self.kind}:{self.value!r}: the value must be a number, 0 or more")
 
     @classmethod
-    def parse(cls, text: str) -> "Goal":
+    def parse(cls, text: str) -> Goal:
         kind, sep, value = str(text).partition(":")
         try:
             number = float(value)

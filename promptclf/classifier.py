@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from dataclasses import fields, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
-from promptclf.cache.store import CacheBackend
 from promptclf.cache.guard import open_guarded
+from promptclf.cache.store import CacheBackend
 from promptclf.core.errors import ConfigError, InputError, LabellingError
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Method, Prediction
@@ -261,7 +260,7 @@ def _check_custom(method: Method, options: dict) -> None:
 def _warn_unused(spec: ModelSpec, task_values: dict, labels: LabelSet) -> None:
     """A task is meant for any model, so parts of it this backend cannot use are said, not refused."""
     taken = {f.name for f in fields(provider_of(spec).options)}
-    parts = {**task_values, "descriptions": [l.description for l in labels.labels if l.description]}
+    parts = {**task_values, "descriptions": [lab.description for lab in labels.labels if lab.description]}
     unused = [name for name, value in parts.items() if value and name not in taken]
     if unused:
         log.warning("promptclf: model %s does not use the task's %s", spec.id, ", ".join(unused))

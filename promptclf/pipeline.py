@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -79,7 +79,7 @@ class Pipeline:
             start = 0
             while window := list(itertools.islice(it, self.window)):
                 answered = []  # the bar moves as each answer arrives (a local model's pass takes minutes)
-                predictions = self._window(start, window, usage, state, prepare, tick=lambda: (
+                predictions = self._window(start, window, usage, state, prepare, tick=lambda answered=answered: (
                     answered.append(1), bar.update(1)))
                 bar.update(len(window) - len(answered))
                 for prediction in predictions:

@@ -32,7 +32,7 @@ fail and every other passes).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -188,8 +188,8 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             return None
         from pathlib import Path
 
-        from promptclf.methods.finetune import read_meta
         from promptclf.core.labels import LabelSet
+        from promptclf.methods.finetune import read_meta
 
         return LabelSet.from_json(read_meta(Path(parse_model(self.model).name))["labels"]).names
 

@@ -5,7 +5,7 @@ cascade answer through it, so the same method's answers are shared between them.
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from promptclf.cache.store import CacheBackend, ChunkedWriter, answer_key
 from promptclf.core.labels import LabelSet

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from promptclf.cache.store import SQLITE_FILE, CacheBackend, CacheError, SQLiteCache
 from promptclf.cache.url import open_cache

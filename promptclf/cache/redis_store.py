@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from promptclf.cache.store import CacheError, OneByOne, answer_key, decode, encode
 from promptclf.core.credentials import redact_url
@@ -62,7 +62,7 @@ class RedisCache(OneByOne):
         keys, found = list(keys), {}
         for start in range(0, len(keys), self.CHUNK):
             chunk = keys[start : start + self.CHUNK]
-            values = self._guard(lambda: self._redis.mget([PREFIX + k for k in chunk]))
+            values = self._guard(lambda chunk=chunk: self._redis.mget([PREFIX + k for k in chunk]))
             for key, text in zip(chunk, values):
                 value = decode(key, text)
                 if value is not None:
@@ -108,7 +108,7 @@ class RedisCache(OneByOne):
     def clear(self) -> None:
         names = list(self._names())
         for start in range(0, len(names), self.CHUNK):
-            self._guard(lambda: self._redis.delete(*names[start : start + self.CHUNK]))
+            self._guard(lambda start=start: self._redis.delete(*names[start : start + self.CHUNK]))
 
     def close(self) -> None:
         self._redis.close()

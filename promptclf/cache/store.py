@@ -14,8 +14,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 log = logging.getLogger("promptclf")
 
@@ -233,7 +234,7 @@ class ChunkedWriter:
             self.pending = {}
         self._since = time.monotonic()
 
-    def __enter__(self) -> "ChunkedWriter":
+    def __enter__(self) -> ChunkedWriter:
         return self
 
     def __exit__(self, *exc) -> None:

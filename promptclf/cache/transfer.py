@@ -11,8 +11,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from promptclf.cache.offline_state import trained_state_dirs
 from promptclf.cache.store import CacheBackend

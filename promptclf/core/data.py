@@ -6,16 +6,17 @@ import hashlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
+from promptclf.core.errors import ColumnError, InputError, MissingFileError
+
 AG_NEWS_LABELS = {1: "World", 2: "Sports", 3: "Business", 4: "Sci/Tech"}
 AG_NEWS_ALIASES = {"Sci/Tech": ["science/technology", "science and technology", "science", "technology", "tech"]}
-from promptclf.core.errors import ColumnError, InputError, MissingFileError
 
 
 def default_ag_news_path() -> Path:
@@ -189,7 +190,7 @@ class TableWriter:
             table = pa.Table.from_pandas(frame, schema=self._parquet.schema, preserve_index=False)
         self._parquet.write_table(table)
 
-    def __enter__(self) -> "TableWriter":
+    def __enter__(self) -> TableWriter:
         return self
 
     def __exit__(self, kind, exc, traceback) -> None:
@@ -236,7 +237,7 @@ def load_ag_news(path: str | Path | None = None, text_columns: str = "title,desc
     """AG News rows as [{"text", "label"}] with label names (World, Sports, Business, Sci/Tech)."""
     frame = read_table(path or default_ag_news_path())
     texts = [t.replace("\\", " ") for t in text_of(frame, text_columns)]
-    return [{"text": t, "label": AG_NEWS_LABELS[int(l)]} for t, l in zip(texts, frame["label"])]
+    return [{"text": t, "label": AG_NEWS_LABELS[int(lab)]} for t, lab in zip(texts, frame["label"])]
 
 
 def split(rows: Sequence, sizes: Sequence[int], seed: int = 0) -> list[list]:
@@ -277,7 +278,7 @@ def rows_from_file(path, text_column: str, label_column: str | None = None):
         return texts
     if label_column not in frame.columns:
         raise ColumnError(f"column {label_column!r} not in {path}; it has {list(frame.columns)}")
-    return [{"text": t, "label": str(l)} for t, l in zip(texts, frame[label_column])]
+    return [{"text": t, "label": str(lab)} for t, lab in zip(texts, frame[label_column])]
 
 
 class StableSample:

@@ -6,8 +6,8 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 
 class LabelError(ValueError):
@@ -74,10 +74,10 @@ class LabelSet:
     @classmethod
     def of(
         cls,
-        labels: "LabelSet | Iterable[str | Label] | Mapping[str, str]",
+        labels: LabelSet | Iterable[str | Label] | Mapping[str, str],
         descriptions: Mapping[str, str] | None = None,
         aliases: Mapping[str, Iterable[str]] | None = None,
-    ) -> "LabelSet":
+    ) -> LabelSet:
         """Accepts a LabelSet, a list of names, a comma-separated string, or a {name: description} dict."""
         if isinstance(labels, LabelSet) and not descriptions and not aliases:
             return labels
@@ -132,12 +132,12 @@ class LabelSet:
         return resolved
 
     def fingerprint(self) -> str:
-        payload = json.dumps([[l.name, l.description, list(l.aliases)] for l in self.labels])
+        payload = json.dumps([[lab.name, lab.description, list(lab.aliases)] for lab in self.labels])
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def to_json(self) -> list[dict]:
-        return [{"name": l.name, "description": l.description, "aliases": list(l.aliases)} for l in self.labels]
+        return [{"name": lab.name, "description": lab.description, "aliases": list(lab.aliases)} for lab in self.labels]
 
     @classmethod
-    def from_json(cls, data: list[dict]) -> "LabelSet":
+    def from_json(cls, data: list[dict]) -> LabelSet:
         return cls(tuple(Label(d["name"], d.get("description", ""), tuple(d.get("aliases", ()))) for d in data))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class Prediction:
     error: str | None = None
 
     @classmethod
-    def failed(cls, reason: str) -> "Prediction":
+    def failed(cls, reason: str) -> Prediction:
         return cls(None, source="failed", error=reason)
 
 
@@ -66,7 +67,7 @@ class Method(Protocol):
 
 
 class FittableMethod(Method, Protocol):
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "FittableMethod": ...
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> FittableMethod: ...
 
 
 def from_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str],

@@ -8,7 +8,7 @@ while `import evaluate` costs 6.6 s of CPU on this project's machine (it imports
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def classification_metrics(gold: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]) -> dict:

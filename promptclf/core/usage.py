@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 # USD per 1M tokens (input, output). Extend with `register_price` or `Classifier(prices=...)`.
 PRICES: dict[str, tuple[float, float]] = {
@@ -81,7 +82,7 @@ class Usage:
             self.add(failed_requests=1)
         return bool(self.on_request(ok, reason)) if self.on_request is not None else False
 
-    def absorb(self, other: "Usage") -> None:
+    def absorb(self, other: Usage) -> None:
         """Add the calls, tokens and compute of another run (e.g. one Classifier.predict) to this one."""
         self.add(**{name: getattr(other, name) for name in ("requests", "retries", "reasks", "repaired",
                                                             "prompt_tokens", "completion_tokens", "cache_hits",

@@ -65,7 +65,7 @@ class UsageTally:
         self.actor, self.model, self.prices = actor, model, prices or {}
 
     @classmethod
-    def start(cls, model: str | None = "offline", prices: dict | None = None) -> "UsageTally":
+    def start(cls, model: str | None = "offline", prices: dict | None = None) -> UsageTally:
         ray = require_ray()
         actor = ray.remote(num_cpus=0)(_Counts).remote()
         return cls(actor, parse_model(model).id, prices)

@@ -4,7 +4,7 @@ sentence embeddings + logistic regression ("transfer learning on embeddings").""
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -47,7 +47,7 @@ class _SklearnMethod:
             self.model = OneVsRestClassifier(self._estimator()).fit(self.features(texts), y)
             self._trained_on = fingerprint(list(texts), y.tolist())
             return self
-        y = [self.labels.index(self.labels.check(l, f"training row {i}")) for i, l in enumerate(labels)]
+        y = [self.labels.index(self.labels.check(lab, f"training row {i}")) for i, lab in enumerate(labels)]
         self.model = self._estimator().fit(self.features(texts), y)
         self._trained_on = fingerprint(list(texts), y)
         return self

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
-from typing import Iterator, Sequence
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
@@ -22,8 +22,15 @@ from promptclf.core.usage import Usage
 from promptclf.methods.chat_logprobs import label_confidences
 from promptclf.methods.chat_requests import answer_of, request_body, send, sends_directly
 from promptclf.methods.endpoints import endpoint, served_models
-from promptclf.methods.requests import (Refusal, RefusedRequest, call, describe_error, is_request_error, is_transient,
-                                        retrying)
+from promptclf.methods.requests import (
+    Refusal,
+    RefusedRequest,
+    call,
+    describe_error,
+    is_request_error,
+    is_transient,
+    retrying,
+)
 from promptclf.task.prompts import ChatPrompt
 from promptclf.task.schemas import BatchResult, batch_schema, item_ids, read_batch
 
@@ -330,7 +337,7 @@ class ChatLabeler:
 
     # --- a chunk, with re-asks ----------------------------------------------------------------------
 
-    def _label_chunk(self, chunk: list[tuple[int, str]], usage: Usage, stop: threading.Event, budget: "ReaskBudget",
+    def _label_chunk(self, chunk: list[tuple[int, str]], usage: Usage, stop: threading.Event, budget: ReaskBudget,
                      asks: int = 0) -> list[tuple[int, Outcome]]:
         """Label a chunk of (position, text), its items asked `asks` times before. What the answer got wrong is
         asked again, in halves, until each item was asked 1 + max_reasks times or the run's re-ask budget is spent.
@@ -392,7 +399,7 @@ class ChatLabeler:
             return
         yield from self._in_parallel(chunks, usage, stop, budget)
 
-    def _in_parallel(self, chunks, usage: Usage, stop: threading.Event, budget: "ReaskBudget"
+    def _in_parallel(self, chunks, usage: Usage, stop: threading.Event, budget: ReaskBudget
                      ) -> Iterator[tuple[int, Outcome]]:
         """Chunks on `concurrency` threads. On Ctrl-C or an error no request starts any more; the ones in
         flight finish and their answers are handed on (and so cached) before the exception is. A server not

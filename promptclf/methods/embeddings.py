@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import diskcache
 import numpy as np

@@ -11,9 +11,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -227,7 +227,7 @@ def plan_schedule(n_train: int, config: FineTuneConfig, evaluate: bool = True) -
 
 def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: Sequence[dict] | None = None,
              progress: bool = True, init_from: str | Path | None = None, method: str = "lora",
-             multi_label: bool = False, **options) -> "FineTunedMethod":
+             multi_label: bool = False, **options) -> FineTunedMethod:
     """Train a LoRA classifier on [{"text", "label"}] rows and save it to `out`; returns the loaded method.
 
     method="setfit": SetFit on a sentence-transformers encoder instead (options are SetFitConfig's: base,
@@ -243,8 +243,7 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     binary cross-entropy, its threshold chosen for micro-F1 on the dev rows (0.5 without any).
     """
     import torch
-    from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments,
-                              set_seed)
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
     if method == "setfit":
         from promptclf.methods.setfit import train_setfit
@@ -374,7 +373,7 @@ class FineTunedMethod:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
     @classmethod
-    def load(cls, path: str | Path, labels=None, trainable: bool = False) -> "FineTunedMethod":
+    def load(cls, path: str | Path, labels=None, trainable: bool = False) -> FineTunedMethod:
         from peft import PeftModel
 
         path = Path(path)

@@ -33,9 +33,10 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -106,10 +107,10 @@ class Component:
     def __init__(self, labels: LabelSet, config: OfflineConfig):
         self.labels, self.config = labels, config
 
-    def fit(self, rows: Sequence[dict], workdir: Path | None = None) -> "Component":
+    def fit(self, rows: Sequence[dict], workdir: Path | None = None) -> Component:
         return self
 
-    def fresh(self) -> "Component":
+    def fresh(self) -> Component:
         """An untrained copy with the same settings (for a cross-validation fold)."""
         return type(self)(self.labels, self.config)
 
@@ -199,9 +200,9 @@ class LLMComponent(Component):
     def method(self):
         """Built once per fit: it keeps the calibration prior and the example pool's embeddings."""
         if self._method is None:
-            from promptclf.methods.similar_examples import SimilarExamples
             from promptclf.methods.local import local_scorer
             from promptclf.methods.scoring import LabelScorer, ScoringPrompt
+            from promptclf.methods.similar_examples import SimilarExamples
 
             selector = SimilarExamples(self.rows, k=1) if self.rows else None
             scorer = local_scorer(self.config.llm_model, quantize="int8" if self.rows else None)
@@ -575,7 +576,7 @@ class OfflineClassifier:
     def workdir(self) -> Path:
         return state_dir(self.identity)
 
-    def fit(self) -> "OfflineClassifier":
+    def fit(self) -> OfflineClassifier:
         """Cross-validate and choose (or read the choice an earlier run made), then train what is used. One process
         at a time: another with the same examples waits, then reads what this one kept."""
         workdir = self.workdir()

@@ -9,7 +9,7 @@ self-trained from example-seeded centroids on every set."""
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class PseudoLabelLR:
 
         return cached_encode(self.similarity.encoder, list(texts))
 
-    def fit(self) -> "PseudoLabelLR":
+    def fit(self) -> PseudoLabelLR:
         from sklearn.linear_model import LogisticRegression
 
         unlabeled = self.similarity.unlabeled

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 from jinja2.sandbox import SandboxedEnvironment
@@ -41,7 +41,7 @@ class ScoringPrompt:
     item_words: int | None = None  # likewise the item being labelled (its opening carries most of the topic)
 
     @classmethod
-    def build(cls, template: str | None = None, **kwargs) -> "ScoringPrompt":
+    def build(cls, template: str | None = None, **kwargs) -> ScoringPrompt:
         return cls(template_text(template or "scoring"), **kwargs)
 
     def __post_init__(self):

@@ -8,18 +8,18 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
-from promptclf.core.quiet import quiet_dependencies
 from promptclf.core.errors import ConfigError
 from promptclf.core.files import write_atomically
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Outcome, from_probabilities
+from promptclf.core.quiet import quiet_dependencies
 from promptclf.core.usage import Usage
 from promptclf.methods.setfit_head import load_head, save_head
 
@@ -61,7 +61,7 @@ def _body_path(base: str) -> str:
 
 
 def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None = None, progress: bool = False,
-                 multi_label: bool = False, dev_rows: Sequence[dict] | None = None, **options) -> "SetFitMethod":
+                 multi_label: bool = False, dev_rows: Sequence[dict] | None = None, **options) -> SetFitMethod:
     """Train SetFit on [{"text", "label"}] rows; saved to `out` when given. Options are SetFitConfig's.
     `multi_label`: rows carry `labels` (a list, or names joined by `;`); SetFit's one-vs-rest strategy, a
     logistic regression per label with balanced class weights (each label is rare among the rows: unweighted,
@@ -180,7 +180,7 @@ class SetFitMethod:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
     @classmethod
-    def load(cls, path: str | Path, meta: dict) -> "SetFitMethod":
+    def load(cls, path: str | Path, meta: dict) -> SetFitMethod:
         """The model `save` wrote; one with only setfit's pickled head (format 1) is refused (setfit_head.py)."""
         from setfit import SetFitModel
 

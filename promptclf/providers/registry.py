@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from promptclf.core.credentials import scrub
 from promptclf.core.errors import ConfigError, UnknownModelError
@@ -37,7 +38,7 @@ class Options:
     # per-label scores (promptclf.core.multilabel.Thresholded), built zero-shot: the examples choose the threshold.
     multi_label: bool = False
 
-    def resolved(self, spec: ModelSpec, labels: LabelSet) -> "Options":
+    def resolved(self, spec: ModelSpec, labels: LabelSet) -> Options:
         """These options with every "auto" decided for this model and label set."""
         return self
 
@@ -52,7 +53,7 @@ class PromptOptions(Options):
     prompt: str | Path | None = None
     instructions: str = ""
 
-    def resolved(self, spec: ModelSpec, labels: LabelSet) -> "PromptOptions":
+    def resolved(self, spec: ModelSpec, labels: LabelSet) -> PromptOptions:
         self = self.with_artifact(labels)
         if self.example_selection not in ("auto", "all", "per-class", "similar"):
             raise ValueError(f"example_selection={self.example_selection!r}: choose auto, all, per-class or similar")
@@ -65,7 +66,7 @@ class PromptOptions(Options):
             selection = "similar" if scoring else ("all" if len(self.examples) <= k * len(labels) else "per-class")
         return replace(self, k=k, example_selection=selection)
 
-    def with_artifact(self, labels: LabelSet) -> "PromptOptions":
+    def with_artifact(self, labels: LabelSet) -> PromptOptions:
         """prompt=<artifact>.json: the optimised instructions and demonstrations, all shown, in its order.
         Examples, instructions or a selection given with it would change the prompt its dev score was
         measured for, so they are an error rather than dropped or merged."""
@@ -129,7 +130,7 @@ class ScoringOptions(PromptOptions):
         """The examples the prompt shows: none for a multi-label task, whose examples choose the threshold."""
         return [] if self.multi_label else self.examples
 
-    def resolved(self, spec: ModelSpec, labels: LabelSet) -> "ScoringOptions":
+    def resolved(self, spec: ModelSpec, labels: LabelSet) -> ScoringOptions:
         options = super().resolved(spec, labels)
         if options.calibrate not in ("auto", "none", "content-free"):
             raise ValueError(f"calibrate={options.calibrate!r}: choose 'auto', 'none' or 'content-free'")
@@ -147,7 +148,7 @@ class LocalOptions(ScoringOptions):
     quantize: str | None = "auto"
     max_length: int = 1024
 
-    def resolved(self, spec: ModelSpec, labels: LabelSet) -> "LocalOptions":
+    def resolved(self, spec: ModelSpec, labels: LabelSet) -> LocalOptions:
         options = super().resolved(spec, labels)
         if options.quantize == "auto":  # int8 only where it was measured to cost nothing (see local.py)
             nearest = options.demos and options.example_selection == "similar"
@@ -175,7 +176,7 @@ class OfflineOptions(Options):
     examples: list[dict] = field(default_factory=list)
     offline: Any = None  # an OfflineConfig, or a dict of its options
 
-    def resolved(self, spec: ModelSpec, labels: LabelSet) -> "OfflineOptions":
+    def resolved(self, spec: ModelSpec, labels: LabelSet) -> OfflineOptions:
         from promptclf.methods.offline import OfflineConfig
 
         if isinstance(self.offline, OfflineConfig):
@@ -342,8 +343,8 @@ def _thresholded(build_single: Callable[[ModelSpec, LabelSet, Options], Method])
 
 
 def _build_chat(spec: ModelSpec, labels: LabelSet, options: ChatOptions) -> Method:
-    from promptclf.providers.chat_models import chat_model, llm_fingerprint, remember_keys_of
     from promptclf.methods.chat import ChatLabeler
+    from promptclf.providers.chat_models import chat_model, llm_fingerprint, remember_keys_of
     from promptclf.task.prompts import ChatPrompt
 
     if any("labels" in r for r in options.examples):
@@ -415,8 +416,8 @@ def _build_offline(spec: ModelSpec, labels: LabelSet, options: OfflineOptions) -
 
 
 def _build_finetuned(spec: ModelSpec, labels: LabelSet, options: FinetunedOptions) -> Method:
-    from promptclf.methods.finetune import load_finetuned
     from promptclf.core.multilabel import same_kind
+    from promptclf.methods.finetune import load_finetuned
 
     return same_kind(load_finetuned(spec.name, labels), options.multi_label, spec.id)
 

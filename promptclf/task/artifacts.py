@@ -37,9 +37,9 @@ class PromptArtifact:
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     @classmethod
-    def of(cls, instructions: str, demos: list[dict], labels: LabelSet, **provenance) -> "PromptArtifact":
-        task = Task(labels=[TaskLabel(name=l.name, description=l.description, aliases=list(l.aliases))
-                            for l in labels.labels], instructions=instructions, template="few_shot", examples=demos)
+    def of(cls, instructions: str, demos: list[dict], labels: LabelSet, **provenance) -> PromptArtifact:
+        task = Task(labels=[TaskLabel(name=lab.name, description=lab.description, aliases=list(lab.aliases))
+                            for lab in labels.labels], instructions=instructions, template="few_shot", examples=demos)
         return cls(task=task, **provenance)
 
     @property
@@ -65,7 +65,7 @@ class PromptArtifact:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, labels: LabelSet | None = None) -> "PromptArtifact":
+    def load(cls, path: str | Path, labels: LabelSet | None = None) -> PromptArtifact:
         path = Path(path)
         if not path.exists():
             raise MissingFileError(f"prompt artifact {str(path)!r} does not exist")
@@ -80,13 +80,13 @@ class PromptArtifact:
         return artifact
 
     @classmethod
-    def _from_v2(cls, data: dict) -> "PromptArtifact":
+    def _from_v2(cls, data: dict) -> PromptArtifact:
         provenance = {k: data[k] for k in ("model", "optimizer", "metric", "dev_score", "versions", "usage",
                                            "created") if k in data}
         return cls(task=Task.model_validate(data["task"]), **provenance)
 
     @classmethod
-    def _from_v1(cls, data: dict) -> "PromptArtifact":
+    def _from_v1(cls, data: dict) -> PromptArtifact:
         """Version 1 kept the instructions, demos and labels at the top level, and only dspy's version."""
         return cls.of(data["instructions"], data["demos"], LabelSet.from_json(data["labels"]), model=data["model"],
                       optimizer=data["optimizer"], metric=data["metric"], dev_score=data["dev_score"],

@@ -17,8 +17,8 @@ answers cached under one form are found under the other.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -67,7 +67,7 @@ class Task(BaseModel):
     negative_examples: list[Example] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _check(self) -> "Task":
+    def _check(self) -> Task:
         """Label names, aliases and example labels are checked by LabelSet and check_examples, the same checks
         the keyword form gets; example labels given as aliases become the label's name."""
         labels = self.label_set()
@@ -87,27 +87,27 @@ class Task(BaseModel):
     def of(cls, labels, descriptions: Mapping[str, str] | None = None,
            aliases: Mapping[str, Iterable[str]] | None = None, examples: Iterable[dict] | None = None,
            negative_examples: Iterable[dict] | None = None, instructions: str = "",
-           template: str | Path | None = None, multi_label: bool = False) -> "Task":
+           template: str | Path | None = None, multi_label: bool = False) -> Task:
         """The Task that Classifier's keyword form describes: `labels` as LabelSet.of takes them (names, a
         comma-separated string, a {name: description} dict, a LabelSet), examples as [{"text", "label"}]."""
         if isinstance(labels, Task):
             return labels
         label_set = LabelSet.of(labels, descriptions, aliases)
-        return cls(labels=[TaskLabel(name=l.name, description=l.description, aliases=list(l.aliases))
-                           for l in label_set.labels],
+        return cls(labels=[TaskLabel(name=lab.name, description=lab.description, aliases=list(lab.aliases))
+                           for lab in label_set.labels],
                    examples=check_examples(examples, label_set),
                    negative_examples=check_examples(negative_examples, label_set, "negative example"),
                    instructions=instructions, template=None if template is None else str(template),
                    multi_label=multi_label)
 
     @classmethod
-    def coerce(cls, task: "Task | str | Path") -> "Task":
+    def coerce(cls, task: Task | str | Path) -> Task:
         return task if isinstance(task, Task) else cls.load(task)
 
     # --- files --------------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path) -> "Task":
+    def load(cls, path: str | Path) -> Task:
         """A task from a .json, .yaml or .yml file; a bad one raises ConfigError naming the file and the field."""
         path = Path(path).expanduser()
         if path.suffix not in TASK_SUFFIXES:
@@ -148,14 +148,14 @@ class Task(BaseModel):
     # --- what Classifier reads ----------------------------------------------------------------------------
 
     def label_set(self) -> LabelSet:
-        return LabelSet.of([Label(l.name, l.description, tuple(l.aliases)) for l in self.labels])
+        return LabelSet.of([Label(lab.name, lab.description, tuple(lab.aliases)) for lab in self.labels])
 
     def all_examples(self) -> list[dict]:
-        return _dump(self.examples) + [{"text": t, "label": l.name} for l in self.labels for t in l.examples]
+        return _dump(self.examples) + [{"text": t, "label": lab.name} for lab in self.labels for t in lab.examples]
 
     def all_negative_examples(self) -> list[dict]:
-        return _dump(self.negative_examples) + [{"text": t, "label": l.name}
-                                                for l in self.labels for t in l.negative_examples]
+        return _dump(self.negative_examples) + [{"text": t, "label": lab.name}
+                                                for lab in self.labels for t in lab.negative_examples]
 
     def keyword_options(self, given: Mapping[str, object], prompt=None) -> dict:
         """Classifier's keyword form of this task. `given` holds the task keywords the caller also passed

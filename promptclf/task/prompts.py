@@ -77,7 +77,7 @@ class ChatPrompt:
 
     @classmethod
     def build(cls, labels: LabelSet, template: str | Path | None = None, *, examples=(), negative_examples=(),
-              instructions: str = "", system_template: str | Path = "system") -> "ChatPrompt":
+              instructions: str = "", system_template: str | Path = "system") -> ChatPrompt:
         if template is None:
             template = "few_shot" if examples or negative_examples else "zero_shot"
         variables = {

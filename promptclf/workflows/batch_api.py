@@ -17,10 +17,10 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import httpx
 import openai
@@ -253,7 +253,7 @@ class BatchJob:
     @classmethod
     def submit(cls, classifier, texts: Sequence[str], manifest: str | Path | None = None, *,
                max_requests: int | None = None, max_bytes: int | None = None, extra: dict | None = None,
-               **options) -> "BatchJob":
+               **options) -> BatchJob:
         """Build, upload and create the batches for what the cache does not answer. Each request is written to
         disk as it is built (a file of at most one batch's lines at a time), and the manifest is saved after
         each batch is created. `extra`: the CLI's options (batch_manifest.CliOptions), for `batch collect`."""
@@ -326,7 +326,7 @@ class BatchJob:
     # --- resume ---
 
     @classmethod
-    def load(cls, path: str | Path, **options) -> "BatchJob":
+    def load(cls, path: str | Path, **options) -> BatchJob:
         """A manifest, checked as untrusted input. `model`: a model string naming the host the requests go to,
         where neither the environment nor the seal written at submit names it for the key."""
         path = Path(path)

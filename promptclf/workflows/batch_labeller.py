@@ -4,8 +4,8 @@ a loop over Parquet row groups). Each row gets a label or its own error: one bad
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pandas as pd
 
@@ -47,7 +47,7 @@ class BatchLabeller:
 
     @classmethod
     def build(cls, labels, model: str | None = "offline", *, text_column: str = "text",
-              **classifier_options) -> "BatchLabeller":
+              **classifier_options) -> BatchLabeller:
         """Build the Classifier once (per process or actor) from the same arguments Classifier takes."""
         if classifier_options.get("progress") is None:  # the engine shows progress over all batches
             classifier_options["progress"] = False

@@ -6,9 +6,9 @@ import json
 import platform
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -372,7 +372,7 @@ def markdown(results: list[dict], setup: dict) -> str:
     labels = list(results[0]["per_class_f1"]) if results else []
     lines += ["", "Per-class F1:", "", "| method | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for r in results:
-        lines.append(f"| {r['method']} | " + " | ".join(f"{r['per_class_f1'][l]:.3f}" for l in labels) + " |")
+        lines.append(f"| {r['method']} | " + " | ".join(f"{r['per_class_f1'][lab]:.3f}" for lab in labels) + " |")
     lines += ["", "Local methods cost no dollars: their price is the compute time shown. Peak MB is the "
               "process's resident memory while the method trained and ran (it never goes down)."]
     for r in results:

@@ -4,8 +4,8 @@ both are scored on gold rows where given. `promptclf distill` on the command lin
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -15,9 +15,10 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from promptclf.cache.store import AnswerCache
 from promptclf.cache.url import open_cache
@@ -30,12 +31,13 @@ from promptclf.methods.requests import call
 from promptclf.providers.registry import generates, parse_model, scores_labels
 from promptclf.task.artifacts import PromptArtifact
 
+
 def signature(labels: LabelSet, instructions: str | None = None):
     """The task as data: text -> label, the label typed as a Literal of the set."""
     import dspy
 
     label_type = Literal[tuple(labels.names)]  # type: ignore[valid-type]
-    described = "; ".join(f"{l.name}: {l.description}" for l in labels.labels if l.description)
+    described = "; ".join(f"{lab.name}: {lab.description}" for lab in labels.labels if lab.description)
     doc = instructions or f"Classify the text into exactly one of: {', '.join(labels.names)}." + (
         f" ({described})" if described else "")
     return dspy.Signature(
@@ -175,7 +177,7 @@ def deployed_predict_class():
         """dspy.Predict that labels with the Classifier `classify(prompt=artifact)` would build from its current
         instructions and demos, so the optimiser scores the prompt that is deployed."""
 
-        def __init__(self, sig, build: "DeployedClassifiers", usage: Usage, config_error: FirstConfigError):
+        def __init__(self, sig, build: DeployedClassifiers, usage: Usage, config_error: FirstConfigError):
             super().__init__(sig)
             self.build, self.usage, self.config_error = build, usage, config_error
 
