@@ -137,7 +137,7 @@ class Thresholded:
 
     @property
     def identity(self) -> str:
-        return f"{self.method.identity}|multi-label|threshold={self.threshold:.2f}|keep-top={self.keep_top}"
+        return f"{self.method.identity}|multi-label|threshold={self.threshold!r}|keep-top={self.keep_top}"
 
     def _choose(self) -> float:
         self._tuning = Usage()
