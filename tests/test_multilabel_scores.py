@@ -71,11 +71,37 @@ def test_the_threshold_is_chosen_on_the_examples_and_its_cost_reported_once():
         Thresholded(FixedScores(SCORES), [{"text": "ab", "labels": ["a", "zzz"]}])
 
 
+class CountedScores(FixedScores):
+    """FixedScores that counts the texts it scores."""
+
+    def __init__(self, scores: dict):
+        super().__init__(scores)
+        self.scored = 0
+
+    def predict(self, texts, usage):
+        self.scored += len(texts)
+        yield from super().predict(texts, usage)
+
+
 def test_the_exact_threshold_is_in_the_identity():
     """Rounded to two decimals, 0.331 and 0.334 shared cached answers that differ wherever a score lies between."""
     identity = lambda threshold: Thresholded(FixedScores(SCORES), threshold=threshold).identity  # noqa: E731
     assert identity(0.331) != identity(0.334)
     assert identity(0.5) == Thresholded(FixedScores(SCORES)).identity  # the default is 0.5: the same answers
+
+
+def test_reading_the_identity_scores_nothing():
+    """The identity is a cache key, read before anything is labelled: it must not score the examples. It names
+    what determines the threshold (the examples), and the threshold is chosen when the first item is labelled."""
+    gold = [{"text": "ab", "labels": ["b", "a"]}, {"text": "c", "labels": "c"}, {"text": "flat", "label": "a"}]
+    scorer = CountedScores(SCORES)
+    method = Thresholded(scorer, gold)
+    identity = method.identity
+    assert scorer.scored == 0
+    assert identity != Thresholded(CountedScores(SCORES), gold[:2]).identity  # other examples, another threshold
+    assert identity == Thresholded(CountedScores(SCORES), gold).identity
+    list(method.predict(["c"], Usage()))
+    assert scorer.scored == 3 + 1 and method.identity == identity
 
 
 # --- embed: the packaged MiniLM on GoEmotions ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from promptclf.core.errors import ConfigError
+from promptclf.core.hashing import fingerprint
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Failure, Method, Outcome, Prediction
 from promptclf.core.usage import Usage
@@ -106,7 +107,8 @@ class Thresholded:
     joined by `;`, or one `label`) for the best micro-F1 of their scores under the wrapped method
     (choose_threshold; the method must not have been trained on these rows, or the threshold fits its training
     fit); else DEFAULT_THRESHOLD. It is chosen on first use (scoring the rows is paid for then and reported in
-    the first predict's usage), and is part of the identity, so answers at another threshold are not shared."""
+    the first predict's usage); the identity names the value given or the rows it is chosen on, so answers at
+    another threshold are not shared and reading the identity scores nothing."""
 
     multi_label = True
 
@@ -119,7 +121,7 @@ class Thresholded:
         sets = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in gold_rows], self.labels,
                                 "example labels")
         self.gold_rows = [(r["text"], names) for r, names in zip(gold_rows, sets)]
-        self._threshold, self._tuning = threshold, None
+        self.given, self._threshold, self._tuning = threshold, threshold, None
 
     @property
     def scorer(self):  # the wrapped scorer's tokenizer cuts long items (Classifier._limit)
@@ -137,7 +139,15 @@ class Thresholded:
 
     @property
     def identity(self) -> str:
-        return f"{self.method.identity}|multi-label|threshold={self.threshold!r}|keep-top={self.keep_top}"
+        return f"{self.method.identity}|multi-label|threshold={self._threshold_source()}|keep-top={self.keep_top}"
+
+    def _threshold_source(self) -> str:
+        """What decides the threshold, known without scoring (the identity is read before anything is labelled):
+        the value given or the default, else the rows it is chosen on (the choice is a function of the wrapped
+        method's scores on them, and that method is in the identity)."""
+        if self.given is not None or not self.gold_rows:
+            return repr(self.given if self.given is not None else DEFAULT_THRESHOLD)
+        return f"chosen-on-{fingerprint(self.gold_rows)}"
 
     def _choose(self) -> float:
         self._tuning = Usage()
