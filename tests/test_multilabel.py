@@ -119,6 +119,25 @@ def test_a_cascade_refuses_a_multi_label_task(emotion_server):
         Classifier(task(), chat(emotion_server()), cache=False, cascade_from="offline", cascade_below=0.5)
 
 
+def test_a_label_name_with_the_separator_is_refused_for_a_multi_label_task(tmp_path):
+    """Label sets are written and read joined by ';': a name holding one would come back as two labels."""
+    from promptclf.methods.baselines import TfidfLR
+    from promptclf.workflows.compare import compare
+
+    labels = ["joy", "anger;rage", "fear"]
+    with pytest.raises(ConfigError, match="'anger;rage'.*';'"):
+        Classifier(labels, "openai-compatible:m@http://127.0.0.1:9/v1", multi_label=True, cache=False)
+    with pytest.raises(ConfigError, match="'anger;rage'"):
+        Classifier(Task.of(labels, multi_label=True), "embed", cache=False)
+    rows = [{"text": f"text {i}", "labels": [labels[i % 3]]} for i in range(12)]
+    with pytest.raises(ConfigError, match="'anger;rage'"):
+        compare(rows, labels, methods=["tfidf-lr"], split=(6, 0, 6), out=tmp_path, multi_label=True)
+    with pytest.raises(ConfigError, match="'anger;rage'"):
+        TfidfLR(labels).fit([r["text"] for r in rows], [r["labels"] for r in rows])
+    single = Classifier(labels, "openai-compatible:m@http://127.0.0.1:9/v1", cache=False)  # one label: no joining
+    assert single.labels.names == labels
+
+
 # --- reading answers and gold labels -------------------------------------------------------------------------
 
 def test_read_batch_reads_label_sets_by_id():

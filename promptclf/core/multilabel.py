@@ -47,9 +47,22 @@ def split_labels(value) -> list[str]:
     return [part.strip() for part in str(value).split(SEPARATOR) if part.strip()]
 
 
+def check_names(labels: LabelSet) -> LabelSet:
+    """The set, refused where a label's name or alias holds the separator: joined and split again, it would come
+    back as other labels."""
+    for label in labels.labels:
+        for form in (label.name, *label.aliases):
+            if SEPARATOR in form:
+                what = f"label {form!r}" if form == label.name else f"alias {form!r} of label {label.name!r}"
+                raise ConfigError(f"{what} holds {SEPARATOR!r}, which joins the labels of a multi-label item (in "
+                                  f"files and the CLI's output): rename it for a multi-label task")
+    return labels
+
+
 def check_label_sets(values: Sequence, labels: LabelSet, what: str = "gold labels") -> list[list[str]]:
     """Each item's label set, names and aliases checked against the set (an error names the item), in
     label-set order without repeats."""
+    check_names(labels)
     out = []
     for i, value in enumerate(values):
         names = {labels.check(name, f"{what} of item {i}") for name in split_labels(value)}

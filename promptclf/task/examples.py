@@ -16,8 +16,10 @@ def check_examples(examples: Iterable, labels: LabelSet, what: str = "example",
                    multi_label: bool = False) -> list[dict]:
     """[{"text", "label"}] with labels resolved onto the set; bad rows raise naming the row. Multi-label: a row
     may instead give `labels` (a list, or names joined by `;`), kept as {"text", "labels"} in label-set order."""
-    from promptclf.core.multilabel import split_labels
+    from promptclf.core.multilabel import check_names, split_labels
 
+    if multi_label:
+        check_names(labels)
     rows = []
     for n, row in enumerate(examples or ()):
         key = "labels" if multi_label and isinstance(row, dict) and "labels" in row else "label"
