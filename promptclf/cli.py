@@ -104,6 +104,7 @@ def _labels_or_task(args, required: bool = True):
 def _classifier_options(args) -> dict:
     """Classifier's keyword arguments from the model options (the Ray engine sends them to every actor)."""
     from promptclf.core.data import read_table, text_of
+    from promptclf.core.multilabel import cell_labels
 
     examples = None
     if args.examples:
@@ -112,7 +113,7 @@ def _classifier_options(args) -> dict:
             raise ColumnError(f"examples file {args.examples!r} has no column {args.examples_label_column!r}: its "
                               f"columns are {[str(c) for c in frame.columns]} (choose with --examples-label-column)")
         texts = text_of(frame, args.examples_text_column)
-        examples = [{"text": t, "label": l} for t, l in zip(texts, frame[args.examples_label_column].astype(str))]
+        examples = [{"text": t, "label": cell_labels(l)} for t, l in zip(texts, frame[args.examples_label_column])]
     cache = False if args.no_cache else (args.cache or args.cache_dir or True)
     return dict(examples=examples, example_selection=args.example_selection, k=args.k,
                 prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,

@@ -187,6 +187,36 @@ def test_label_set_examples_are_refused_where_they_cannot_be_used(emotions):
         Classifier(EKMAN, "openai-compatible:m@http://127.0.0.1:9/v1", multi_label=True, cache=False, examples=rows)
 
 
+def test_a_joined_or_listed_label_is_a_label_set_example(emotion_scorer):
+    """Under multi_label a row's `label` may hold a set too, as one column of a file does: names joined by ';'."""
+    given = [{"text": "a", "label": "joy;anger"}, {"text": "b", "label": ["fear", "joy"]}, {"text": "c", "label": "joy"}]
+    clf = Classifier(EKMAN, emotion_scorer, multi_label=True, cache=False, examples=given)
+    assert clf.method.gold_rows == [("a", ["anger", "joy"]), ("b", ["fear", "joy"]), ("c", ["joy"])]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_cli_multi_label_examples_from_a_joined_or_listed_label_column(emotion_scorer, emotions, tmp_path, suffix):
+    """--examples under --multi-label: a CSV column of names joined by ';', a JSONL or Parquet column of lists.
+    The sets reach the threshold's choice as sets: the server puts its probability on all of an item's labels, so
+    only a threshold chosen on the multi-label rows finds them (0.5 gives one label each)."""
+    rows = emotions["train"][:30]
+    column = [";".join(r["labels"]) if suffix == ".csv" else r["labels"] for r in rows]
+    frame = pd.DataFrame({"text": [r["text"] for r in rows], "emotions": column})
+    examples = tmp_path / f"examples{suffix}"
+    {".csv": lambda: frame.to_csv(examples, index=False),
+     ".jsonl": lambda: frame.to_json(examples, orient="records", lines=True),
+     ".parquet": lambda: frame.to_parquet(examples)}[suffix]()
+    test = [r for r in emotions["test"][20:40]]
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    pd.DataFrame({"text": [r["text"] for r in test]}).to_csv(src, index=False)
+    code = main(["classify", "--input", str(src), "--output", str(out), "--labels", ",".join(EKMAN), "--multi-label",
+                 "--model", emotion_scorer, "--calibrate", "none", "--no-cache", "--examples", str(examples),
+                 "--examples-label-column", "emotions"])
+    assert code == 0
+    written = pd.read_csv(out, keep_default_na=False)["predicted_label"]
+    assert [v.split(";") for v in written] == [in_order(r["labels"]) for r in test]
+
+
 @pytest.mark.slow  # loads the embedded Gemma (about a minute on 2 cores)
 def test_the_embedded_model_labels_sets_at_a_threshold_chosen_on_the_examples(emotions):
     clf = Classifier(EKMAN, "local", multi_label=True, cache=False, examples=emotions["train"][:16])

@@ -38,9 +38,20 @@ def unsupported(method: str) -> ConfigError:
     return ConfigError(f"{method} cannot label multi-label tasks (multi_label=True); use {SUPPORTED}")
 
 
+def holds_a_set(value) -> bool:
+    """Whether one value gives a label set: a list (an array from Parquet), or names joined by `;`."""
+    return isinstance(value, (list, tuple, np.ndarray)) or (isinstance(value, str) and SEPARATOR in value)
+
+
+def cell_labels(value) -> str | list[str]:
+    """A file cell's label: a list (JSONL) or array (Parquet) is a label set, anything else a string (one name,
+    or a multi-label task's names joined by `;`)."""
+    return split_labels(value) if isinstance(value, (list, tuple, np.ndarray)) else str(value)
+
+
 def split_labels(value) -> list[str]:
-    """One item's labels as given: a list/tuple of names, or a string of names joined by `;` ("" is none)."""
-    if isinstance(value, (list, tuple)):
+    """One item's labels as given: a list/tuple/array of names, or a string of names joined by `;` ("" is none)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
         return [str(v).strip() for v in value]
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []

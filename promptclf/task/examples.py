@@ -15,8 +15,9 @@ class ExampleError(ValueError):
 def check_examples(examples: Iterable, labels: LabelSet, what: str = "example",
                    multi_label: bool = False) -> list[dict]:
     """[{"text", "label"}] with labels resolved onto the set; bad rows raise naming the row. Multi-label: a row
-    may instead give `labels` (a list, or names joined by `;`), kept as {"text", "labels"} in label-set order."""
-    from promptclf.core.multilabel import check_names, split_labels
+    may instead give `labels` (a list, or names joined by `;`), or a `label` holding such a set (one column of a
+    file), kept as {"text", "labels"} in label-set order."""
+    from promptclf.core.multilabel import check_names, holds_a_set, split_labels
 
     if multi_label:
         check_names(labels)
@@ -28,6 +29,8 @@ def check_examples(examples: Iterable, labels: LabelSet, what: str = "example",
             raise ExampleError(f"{what} {n} must be a dict with 'text' and {wanted}, got {row!r:.80}")
         if not isinstance(row["text"], str) or not row["text"].strip():
             raise ExampleError(f"{what} {n} has an empty or non-string text")
+        if multi_label and key == "label" and holds_a_set(row["label"]):
+            key, row = "labels", {"text": row["text"], "labels": row["label"]}
         if key == "labels":
             names = {labels.check(name, f"{what} {n}") for name in split_labels(row["labels"])}
             rows.append({"text": row["text"], "labels": [name for name in labels.names if name in names]})
