@@ -15,7 +15,9 @@ refuses them. `LLAMACPP` switches on what llama-cpp-python's server (0.3.x, `--c
 a 500 validation error for a JSON-schema `response_format`, the system message dropped, a list of prompts
 refused with an empty 500, `max_tokens` 0 or absent meaning "until the context is full" on completions,
 and `max_completion_tokens` ignored. `noisy_oracle`
-makes an oracle of a set error rate (a simulated model of known accuracy).
+makes an oracle of a set error rate (a simulated model of known accuracy); with `taught_oracle` a batch prompt
+that shows labelled examples is answered by another oracle (a model that does better with examples), and
+`binomial_spread` says how far a measured accuracy may fall from a known rate.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class ServerConfig:
     retry_after: str = "0.05"
     shuffle: bool = True
     item_oracle: Callable[[str], str] | None = None  # answers to promptclf's batch prompts (default: oracle)
+    taught_oracle: Callable[[str], str] | None = None  # answers to a batch prompt that shows labelled examples
     api_key: str | None = None  # refuse (401) requests that do not carry this key
     response_format: bool = True  # False: refuse (400) requests that ask for structured output
     prompt_logprobs: bool = True  # False: completions carry no logprobs (llama.cpp's server)
@@ -141,6 +144,8 @@ class FakeOpenAIServer:
         with self.log.lock:
             self.log.items_seen += len(items)
         oracle = self.config.item_oracle or self.config.oracle
+        if self.config.taught_oracle is not None and "<example>" in text:  # a model that learns from examples
+            oracle = self.config.taught_oracle
         knows_task = '{"answers": [' in text  # the system text says the labels and the answer format
         constrained = bool(body.get("tools") or body.get("response_format"))
         if not knows_task and not constrained:  # a model that was never told the task writes prose
@@ -663,6 +668,12 @@ def noisy_oracle(oracle: Callable[[str], str], labels, error_rate: float, seed: 
         return others[int.from_bytes(digest[8:16], "big") % len(others)]
 
     return answer
+
+
+def binomial_spread(accuracy: float, n: int, z: float = 3.0) -> float:
+    """How far an accuracy measured on n items may lie from the true rate `accuracy`: z binomial standard
+    deviations, sqrt(p (1 - p) / n) each (z=3: exceeded about 3 times in 1000)."""
+    return z * math.sqrt(accuracy * (1 - accuracy) / n)
 
 
 # ===========================================================================================

@@ -3,15 +3,25 @@
 import json
 
 from promptclf.cli import main
+from promptclf.core.data import split
 from promptclf.workflows.compare import compare
+
+from .fake_openai_server import binomial_spread, noisy_oracle
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 KEYS = {"method", "accuracy", "macro_f1", "cost_per_1k_items", "items_per_s", "per_class_f1", "calls",
         "prompt_tokens_per_item", "train_s", "latency_p50_s", "latency_p95_s", "peak_rss_mb"}
 
 
-def test_compare_writes_one_row_per_method(tmp_path, sample_rows, server_factory):
-    server = server_factory()
+def accuracy_of(answer, rows) -> float:
+    return sum(answer(r["text"]) == r["label"] for r in rows) / len(rows)
+
+
+def test_compare_writes_one_row_per_method(tmp_path, sample_rows, server_factory, oracle):
+    """A simulated model wrong on 40% of items without examples and on 10% with them: each row's accuracy is the
+    share of the test rows that model gets right, and few-shot ranks above zero-shot."""
+    zero_shot, taught = noisy_oracle(oracle, LABELS, 0.4, seed=1), noisy_oracle(oracle, LABELS, 0.1, seed=2)
+    server = server_factory(item_oracle=zero_shot, taught_oracle=taught)
     model = f"openai-compatible:gpt-test@{server.base_url}"
     results = compare(sample_rows, LABELS, methods=["zero-shot", "few-shot", "tfidf-lr", "emb-lr"], split=(60, 10, 50),
                       seed=0, model=model, out=tmp_path, chunk=25, classifier_options={"batch_size": 10})
@@ -19,7 +29,13 @@ def test_compare_writes_one_row_per_method(tmp_path, sample_rows, server_factory
     for row in results:
         assert KEYS <= row.keys() and row["n_test"] == 50
     by = {r["method"]: r for r in results}
-    assert by["zero-shot"]["accuracy"] == 1.0 and by["zero-shot"]["calls"] == 6  # the oracle server; 2 chunks x 3
+    test = split(sample_rows, (60, 10, 50), seed=0)[2]
+    for method, answer, right in (("zero-shot", zero_shot, 0.6), ("few-shot", taught, 0.9)):
+        # the simulated model's own accuracy on these 50 rows, within 3 binomial sd of its rate (0.21 and 0.13)
+        assert by[method]["accuracy"] == accuracy_of(answer, test)
+        assert abs(by[method]["accuracy"] - right) <= binomial_spread(right, 50)
+    assert by["few-shot"]["accuracy"] > by["zero-shot"]["accuracy"]
+    assert by["zero-shot"]["calls"] == 6  # 2 chunks x 3
     assert by["few-shot"]["prompt_tokens_per_item"] > by["zero-shot"]["prompt_tokens_per_item"]
     assert by["tfidf-lr"]["calls"] == 0 and by["emb-lr"]["accuracy"] > 0.5
     saved = json.loads((tmp_path / "report.json").read_text())
