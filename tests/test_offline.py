@@ -18,6 +18,7 @@ from promptclf.methods.offline import (COMPONENTS, SELF_TRAINED, Component, Offl
 from promptclf.core.usage import Usage
 
 from .conftest import LABELS
+from .fake_openai_server import binomial_spread
 
 TINY_SETFIT = {"iterations": 2, "min_pairs": 32, "max_pairs": 64, "batch_size": 16, "max_length": 48}
 
@@ -273,6 +274,25 @@ def test_the_automatic_choice_stops_setfit_and_a_chosen_combination_does_not(few
     assert set(asked.estimate.candidates) == {"setfit", SELF_TRAINED, "combination"}
 
 
+def test_offline_chooses_a_planted_better_component_and_labels_with_it(few, home, monkeypatch):
+    """Among the real label similarity and examples components, a planted component right on every example and
+    one wrong on every example: with no prior (self-trained, SetFit) among them the best single component is
+    chosen, its estimate is its cross-validated accuracy (1.0), and the texts are labelled by it."""
+    train, test = few
+    rows = train + test[:20]
+    right = type("right", (Oracle,), {"name": "right", "right": 1.0, "gold": {r["text"]: r["label"] for r in rows}})
+    wrong = type("wrong", (Oracle,), {"name": "wrong", "right": 0.0, "gold": right.gold})
+    monkeypatch.setitem(COMPONENTS, "right", right)
+    monkeypatch.setitem(COMPONENTS, "wrong", wrong)
+    config = OfflineConfig(components=("wrong", "labels", "examples", "right"))
+    clf = Classifier(LABELS, "offline", examples=train, offline=config, cache=False, progress=False)
+    labelled = clf.classify([r["text"] for r in test[:20]])
+    estimate = clf.method.estimate
+    assert estimate.chosen == "right" and estimate.accuracy == estimate.candidates["right"] == 1.0
+    assert estimate.candidates["wrong"] == 0.0 and max(estimate.candidates["labels"], estimate.candidates["examples"]) < 1
+    assert labelled == [r["label"] for r in test[:20]]
+
+
 def test_offline_chooses_estimates_and_caches_what_it_trained(few, home, monkeypatch):
     train, test = few
     config = OfflineConfig(components=("labels", "examples", "setfit"), setfit=TINY_SETFIT)
@@ -280,9 +300,12 @@ def test_offline_chooses_estimates_and_caches_what_it_trained(few, home, monkeyp
     texts = [r["text"] for r in test[:30]]
     predictions = clf.predict(texts)
     estimate = clf.method.estimate
-    assert estimate.chosen in ("labels", "examples", "setfit", "combination")
     assert set(estimate.candidates) == {"labels", "examples", "setfit", "combination"}
-    assert 0.0 <= estimate.accuracy <= 1.0 and estimate.folds == 3
+    assert estimate.chosen == "setfit"  # the only prior that ran: the others are not candidates beside it
+    assert estimate.accuracy == estimate.candidates["setfit"] and estimate.folds == 3
+    measured = np.mean([p.label == r["label"] for p, r in zip(predictions, test[:30])])
+    # the estimate (16 examples) and the accuracy measured on 30 texts, each within 3 binomial sd of the truth
+    assert abs(estimate.accuracy - measured) <= binomial_spread(measured, 16) + binomial_spread(measured, 30)
     assert "cross-validated accuracy" in clf.report.summary()
     for p in predictions:
         assert abs(sum(p.scores.values()) - 1.0) < 1e-6 and p.label == max(p.scores, key=p.scores.get)
