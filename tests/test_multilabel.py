@@ -17,6 +17,7 @@ from promptclf.core.usage import Usage
 from promptclf.task.schemas import read_batch
 
 from .conftest import EKMAN
+from .fake_openai_server import noisy_oracle
 
 
 @pytest.fixture
@@ -27,6 +28,18 @@ def emotion_server(server_factory, emotions):
         return server_factory(**config)
 
     return make
+
+
+def noisy_sets(emotions, error_rate: float, seed: int):
+    """A simulated model of known error: the gold set, or for a seeded share of items one other label (which may
+    be in the gold set: half right)."""
+    gold = {" ".join(r["text"].split()): ";".join(r["labels"]) for rows in emotions.values() for r in rows}
+    return noisy_oracle(lambda text: gold.get(" ".join(text.split()), "neutral"), EKMAN, error_rate, seed)
+
+
+def metrics_of(answer, rows) -> dict:
+    """The multi-label metrics of a simulated model's answers on rows: what a run against it must report."""
+    return multilabel_metrics([r["labels"] for r in rows], [split_labels(answer(r["text"])) for r in rows], EKMAN)
 
 
 def chat(server) -> str:
@@ -183,10 +196,17 @@ def test_score_reports_the_multi_label_metrics(emotion_server, emotions):
     rows = emotions["test"][:12]
     clf = Classifier(task(), chat(emotion_server()), cache=False)
     metrics = clf.score([r["text"] for r in rows], [";".join(r["labels"]) for r in rows])
-    assert metrics["micro_f1"] == metrics["subset_accuracy"] == 1.0
+    assert metrics["micro_f1"] == metrics["subset_accuracy"] == 1.0  # the server answers the gold sets
     present = {name for r in rows for name in r["labels"]}  # a label no item has, nor is given, scores F1 0
     assert metrics["macro_f1"] == pytest.approx(len(present) / len(EKMAN)) and len(present) < len(EKMAN)
     assert metrics["hamming_loss"] == 0.0 and metrics["n"] == 12
+    answer = noisy_sets(emotions, 0.4, seed=11)  # wrong on about 40% of items: the scores are its own
+    noisy = Classifier(task(), chat(emotion_server(oracle=answer)), cache=False)
+    measured = noisy.score([r["text"] for r in rows], [";".join(r["labels"]) for r in rows])
+    expected = metrics_of(answer, rows)
+    for name in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"):
+        assert measured[name] == pytest.approx(expected[name]), name
+    assert 0 < measured["subset_accuracy"] < 1
 
 
 # --- the command line ----------------------------------------------------------------------------------------
@@ -209,15 +229,32 @@ def test_cli_evaluate_reads_semicolon_gold_and_prints_multi_label_metrics(emotio
     data = tmp_path / "gold.csv"
     pd.DataFrame({"text": [r["text"] for r in rows], "labels": [";".join(r["labels"]) for r in rows]}) \
         .to_csv(data, index=False)
+    answer = noisy_sets(emotions, 0.4, seed=12)  # a model wrong on about 40% of items: its own scores are printed
     code = main(["evaluate", "--data", str(data), "--label-column", "labels", "--labels", ",".join(EKMAN),
-                 "--multi-label", "--model", chat(emotion_server()), "--no-cache", "--json", str(tmp_path / "m.json")])
+                 "--multi-label", "--model", chat(emotion_server(oracle=answer)), "--no-cache",
+                 "--json", str(tmp_path / "m.json")])
     assert code == 0
     out = capsys.readouterr().out
-    assert "micro-F1 1.0000" in out and "subset accuracy 1.0000" in out and "Hamming loss 0.0000" in out
-    assert json.loads((tmp_path / "m.json").read_text())["hamming_loss"] == 0.0
+    expected = metrics_of(answer, rows)
+    assert 0 < expected["subset_accuracy"] < 1
+    assert f"micro-F1 {expected['micro_f1']:.4f}" in out and f"subset accuracy {expected['subset_accuracy']:.4f}" in out
+    assert f"Hamming loss {expected['hamming_loss']:.4f}" in out
+    assert json.loads((tmp_path / "m.json").read_text())["hamming_loss"] == pytest.approx(expected["hamming_loss"])
 
 
 # --- models trained for it: LoRA (a sigmoid per label, BCE) and SetFit (one-vs-rest) --------------------------
+
+def assert_beats_text_free_answers(metrics: dict, emotions: dict) -> None:
+    """A model that learned something from the texts is not matched on both micro- and macro-F1 by an answer that
+    ignores them: every label for every item (on the sample's 60 test rows: micro-F1 0.264, macro-F1 0.239), or
+    the train rows' most frequent label for every item (joy: 0.419, 0.086)."""
+    gold = [r["labels"] for r in emotions["test"]]
+    counts = pd.Series([name for r in emotions["train"] for name in r["labels"]]).value_counts()
+    for answer in (EKMAN, [counts.index[0]]):
+        ignoring = multilabel_metrics(gold, [answer] * len(gold), EKMAN)
+        assert metrics["micro_f1"] > ignoring["micro_f1"] or metrics["macro_f1"] > ignoring["macro_f1"], \
+            (answer, metrics, ignoring)
+
 
 def _check_trained(path, emotions, method_name):
     from promptclf.methods.finetune import read_meta
@@ -232,7 +269,7 @@ def _check_trained(path, emotions, method_name):
         assert list(p.labels) == [n for n in EKMAN if p.scores[n] >= meta["threshold"]]
     assert any(abs(sum(p.scores.values()) - 1) > 0.05 for p in predictions)  # not a softmax
     metrics = clf.score(texts, [r["labels"] for r in emotions["test"]])
-    assert 0 <= metrics["hamming_loss"] <= 1 and metrics["micro_f1"] > 0
+    assert_beats_text_free_answers(metrics, emotions)
     with pytest.raises(ConfigError, match="is multi-label, the task is single-label"):
         Classifier(EKMAN, f"finetuned:{path}", cache=False)
     return metrics
@@ -249,6 +286,8 @@ def setfit_dir(emotions, tmp_path_factory):
     return out
 
 
+@pytest.mark.xfail(strict=True, reason="issue 26: SetFit multi-label (80 rows, 64 pairs) gives every label to "
+                   "every test item, no better than ignoring the text (micro-F1 0.264 both)")
 def test_setfit_trains_one_vs_rest_and_chooses_its_threshold_on_dev_rows(emotions, setfit_dir):
     _check_trained(setfit_dir, emotions, "setfit")
 
@@ -290,14 +329,23 @@ def test_a_single_label_model_refuses_a_multi_label_task(tmp_path, sample_rows):
 def test_compare_scores_multi_label_rows_with_their_metrics(emotion_server, emotions, tmp_path):
     from promptclf.workflows.compare import compare, markdown
 
+    from promptclf.core.data import split
+
     rows = emotions["train"][:20] + emotions["test"][:20]
-    results = compare(rows, EKMAN, methods=["zero-shot", "few-shot"], split=(10, 0, 20), model=chat(emotion_server()),
+    # a model wrong on about half the items without examples and on a tenth with them
+    untaught, taught = noisy_sets(emotions, 0.5, seed=13), noisy_sets(emotions, 0.1, seed=14)
+    server = emotion_server(oracle=untaught, taught_oracle=taught)
+    results = compare(rows, EKMAN, methods=["zero-shot", "few-shot"], split=(10, 0, 20), model=chat(server),
                       out=tmp_path, multi_label=True)
-    for r in results:  # the oracle answers every gold set
-        assert r["micro_f1"] == r["subset_accuracy"] == 1.0 and r["hamming_loss"] == 0.0 and r["calls"] > 0
+    test = split(rows, (10, 0, 20), seed=0)[2]
+    for r, answer in zip(results, (untaught, taught)):  # each row scores its model's own answers
+        expected = metrics_of(answer, test)
+        assert r["calls"] > 0 and r["hamming_loss"] == pytest.approx(expected["hamming_loss"])
+        assert (r["micro_f1"], r["subset_accuracy"]) == pytest.approx((expected["micro_f1"], expected["subset_accuracy"]))
+    assert results[1]["micro_f1"] > results[0]["micro_f1"]  # few-shot ranks above zero-shot
     table = markdown(results, dict(data="goemotions", split=[10, 0, 20], seed=0, model="fake"))
     assert "| micro-F1 | macro-F1 | subset acc. | Hamming loss |" in table
-    assert "| zero-shot | " in table and "| 1.000 | " in table
+    assert "| zero-shot | " in table and f"| {results[1]['micro_f1']:.3f} | " in table
 
 
 @pytest.mark.parametrize("methods, message", [(["optimized"], "compare's optimized cannot label multi-label tasks"),
@@ -310,6 +358,7 @@ def test_compare_refuses_rows_that_cannot_take_label_sets(emotions, tmp_path, me
 
 
 def test_compare_runs_the_local_rows_on_label_sets(emotions, tmp_path):
+    from promptclf.core.data import split
     from promptclf.methods.baselines import EmbeddingLR
     from promptclf.workflows.compare import compare
 
@@ -321,9 +370,9 @@ def test_compare_runs_the_local_rows_on_label_sets(emotions, tmp_path):
     results = compare(rows, EKMAN, methods=["emb-lr", "tfidf-lr", "embed"], split=(80, 32, 60), out=tmp_path,
                       multi_label=True)
     assert [r["method"] for r in results] == ["emb-lr", "tfidf-lr", "embed"]
+    train, _, test = split(rows, (80, 32, 60), seed=0)
     for r in results:
-        assert 0.0 < r["micro_f1"] <= 1.0 and 0.0 <= r["hamming_loss"] < 1.0
-    assert max(r["micro_f1"] for r in results) > 0.25  # 7 emotions from 80 Reddit comments
+        assert_beats_text_free_answers(r, {"train": train, "test": test})
 
 
 def test_cli_compare_reads_semicolon_gold(emotion_server, emotions, tmp_path, capsys):
@@ -331,11 +380,17 @@ def test_cli_compare_reads_semicolon_gold(emotion_server, emotions, tmp_path, ca
     data = tmp_path / "g.csv"
     pd.DataFrame({"text": [r["text"] for r in rows], "labels": [";".join(r["labels"]) for r in rows]}) \
         .to_csv(data, index=False)
+    from promptclf.core.data import split
+
+    answer = noisy_sets(emotions, 0.3, seed=15)  # a model wrong on about 30% of items
     code = main(["compare", "--data", str(data), "--label-column", "labels", "--multi-label", "--labels",
-                 ",".join(EKMAN), "--methods", "zero-shot", "--split", "4/0/20", "--model", chat(emotion_server()),
-                 "--no-cache", "--out", str(tmp_path / "report")])
+                 ",".join(EKMAN), "--methods", "zero-shot", "--split", "4/0/20",
+                 "--model", chat(emotion_server(oracle=answer)), "--no-cache", "--out", str(tmp_path / "report")])
     assert code == 0 and "Hamming loss" in capsys.readouterr().out
-    assert json.loads((tmp_path / "report" / "report.json").read_text())[0]["micro_f1"] == 1.0
+    expected = metrics_of(answer, split(rows, (4, 0, 20), seed=0)[2])
+    assert 0 < expected["subset_accuracy"] < 1
+    assert json.loads((tmp_path / "report" / "report.json").read_text())[0]["micro_f1"] == \
+        pytest.approx(expected["micro_f1"])
 
 
 def test_the_batch_api_collects_label_sets_like_the_interactive_path(emotion_server, emotions, tmp_path):
