@@ -11,6 +11,8 @@ from promptclf.cli import main
 from promptclf.core.data import load_ag_news, split
 from promptclf.methods.finetune import FineTuneConfig, FineTunedMethod, finetune, plan_schedule
 
+from .fake_openai_server import binomial_spread, noisy_oracle
+
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
@@ -118,7 +120,9 @@ def test_eight_bit_fine_tuning_trains_saves_and_loads(ag_split, tmp_path):
 def test_distill_teaches_the_local_model_what_the_llm_answered(server_factory, ag_split, tmp_path, capsys):
     train, test = ag_split
     gold = {" ".join(r["text"].split()): r["label"] for r in train + test}
-    server = server_factory(oracle=lambda text: gold[" ".join(text.split())])  # a teacher that is always right
+    # a teacher wrong on about 20% of items: the report must give its own accuracy on the test rows
+    teacher = noisy_oracle(lambda text: gold[" ".join(text.split())], LABELS, 0.2, seed=16)
+    server = server_factory(oracle=teacher)
     pd.DataFrame({"text": [r["text"] for r in train[:160]]}).to_csv(tmp_path / "pool.csv", index=False)
     pd.DataFrame(test[:60]).to_csv(tmp_path / "gold.csv", index=False)
     code = main(["distill", "--pool", str(tmp_path / "pool.csv"), "--test", str(tmp_path / "gold.csv"),
@@ -127,8 +131,10 @@ def test_distill_teaches_the_local_model_what_the_llm_answered(server_factory, a
     assert code == 0
     report = json.loads((tmp_path / "student" / "distill.json").read_text())
     assert report["pool"] == 160 and report["teacher_usage"]["requests"] >= 16
-    assert report["teacher_accuracy"] == 1.0
-    assert report["agreement"] == report["student_accuracy"] > 0.4  # a right teacher: agreeing is being right
+    # its accuracy on these 60 rows, within 3 binomial sd (0.15) of its rate 0.8
+    right = sum(teacher(r["text"]) == r["label"] for r in test[:60]) / 60
+    assert report["teacher_accuracy"] == pytest.approx(right) and abs(right - 0.8) <= binomial_spread(0.8, 60)
+    assert report["agreement"] > 0.4 and report["student_accuracy"] > 0.4  # chance 0.25
     assert FineTunedMethod.load(tmp_path / "student").labels.names == LABELS
 
 
