@@ -113,7 +113,7 @@ def _classifier_options(args) -> dict:
             raise ColumnError(f"examples file {args.examples!r} has no column {args.examples_label_column!r}: its "
                               f"columns are {[str(c) for c in frame.columns]} (choose with --examples-label-column)")
         texts = text_of(frame, args.examples_text_column)
-        examples = [{"text": t, "label": cell_labels(l)} for t, l in zip(texts, frame[args.examples_label_column])]
+        examples = [{"text": t, "label": cell_labels(cell)} for t, cell in zip(texts, frame[args.examples_label_column])]
     cache = False if args.no_cache else (args.cache or args.cache_dir or True)
     return dict(examples=examples, example_selection=args.example_selection, k=args.k,
                 prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
@@ -231,8 +231,8 @@ BATCH_ARGS = ("input", "text_column", "labels", "task", "model", "examples", "ex
 def _classify_with_batch_api(args) -> int:
     """Submit (or resume: a manifest next to the output is picked up, so nothing is paid twice), then, unless
     --batch-api submit, wait and collect."""
-    from promptclf.workflows.batch_api import BatchJob
     from promptclf.core.data import read_table, text_of
+    from promptclf.workflows.batch_api import BatchJob
 
     if "@" in str(args.cache or ""):  # the manifest keeps the options; a cache password must not go there
         raise ConfigError("--batch-api keeps its options in a manifest: use a cache URL without a password")
@@ -412,8 +412,8 @@ def cmd_quickstart(args) -> int:
     from promptclf.core.metrics import classification_metrics
 
     rows = load_ag_news(args.data)
-    from promptclf.task.examples import sample_per_class
     from promptclf.core.labels import LabelSet
+    from promptclf.task.examples import sample_per_class
 
     labels = LabelSet.of(list(AG_NEWS_LABELS.values()), aliases=AG_NEWS_ALIASES)
     pool, test = split(rows, [args.pool, args.n], seed=args.seed)

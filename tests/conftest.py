@@ -145,6 +145,6 @@ def emotions() -> dict[str, list[dict]]:
     import pandas as pd
 
     frame = pd.read_csv(EKMAN_SAMPLE)
-    rows = [(s, {"text": t, "labels": l.split(";")}) for t, l, s in zip(frame.text, frame.labels, frame.split)]
+    rows = [(s, {"text": t, "labels": names.split(";")}) for t, names, s in zip(frame.text, frame.labels, frame.split)]
     return {split: [r for s, r in rows if s == split] for split in ("train", "test")}
 

@@ -28,9 +28,9 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 ITEM = re.compile(r'<item id="(\d+)">\n(.*?)\n</item>', re.S)
 DSPY_TEXT = re.compile(r"\[\[ ## text ## \]\]\n(.*?)\n\n", re.S)

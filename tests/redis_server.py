@@ -59,7 +59,7 @@ class RedisServer:
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"redis-server on port {self.port} did not start")
+                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from promptclf.methods.baselines import EmbeddingLR, TfidfLR
 from promptclf.core.usage import Usage
+from promptclf.methods.baselines import EmbeddingLR, TfidfLR
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 

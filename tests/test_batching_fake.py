@@ -8,8 +8,8 @@ import pytest
 
 from promptclf import InputError, LabellingError, classify
 from promptclf.core.labels import LabelError, LabelSet
-from promptclf.task.prompts import defuse
 from promptclf.core.usage import Usage
+from promptclf.task.prompts import defuse
 
 from .conftest import scripted_classifier
 

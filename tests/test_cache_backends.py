@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from promptclf import Classifier
-from promptclf.core.errors import ConfigError
 from promptclf.cache.store import SQLITE_FILE, ChunkedWriter, SQLiteCache, answer_key, home
 from promptclf.cache.url import open_cache
 from promptclf.cli import main
+from promptclf.core.errors import ConfigError
 from promptclf.core.methods import Prediction
 
 from .redis_server import RedisServer, missing
@@ -248,8 +248,8 @@ def test_a_cached_answer_outside_the_label_set_is_asked_again(scripted_model, sa
 def test_the_embedding_cache_never_unpickles_and_stores_npy_bytes(tmp_path, monkeypatch):
     import diskcache
 
-    from promptclf.methods.embeddings import cached_encode
     from promptclf.core.hashing import fingerprint
+    from promptclf.methods.embeddings import cached_encode
 
     monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path))
 

@@ -10,7 +10,7 @@ from promptclf import Classifier
 from promptclf.cache.store import answer_key
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
-ROWS = [{"text": t, "label": l} for t, l in [
+ROWS = [{"text": t, "label": label} for t, label in [
     ("Rebels seize the capital after a week of fighting", "World"),
     ("Election results contested by the opposition", "World"),
     ("Striker scores twice as United win the derby", "Sports"),

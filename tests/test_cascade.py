@@ -7,15 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from promptclf.core.errors import ConfigError
-from promptclf.methods.baselines import TfidfLR
 from promptclf.cascade import Cascade, FrontierPoint, Goal, NoThreshold, choose_threshold, frontier, measure
 from promptclf.classifier import Classifier
-from promptclf.core.errors import LabellingError
 from promptclf.cli import main
-from promptclf.workflows.compare import compare
+from promptclf.core.errors import ConfigError, LabellingError
 from promptclf.core.methods import Prediction
 from promptclf.core.usage import Usage
+from promptclf.methods.baselines import TfidfLR
+from promptclf.workflows.compare import compare
 
 from .fake_openai_server import ITEM, noisy_oracle
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from promptclf import Classifier, ConfigError, LabellingError, MissingAPIKeyError, UnknownModelError, classify
-from promptclf.providers.registry import parse_model
 from promptclf.cache.store import AnswerCache
+from promptclf.providers.registry import parse_model
 
 from .fake_openai_server import ITEM
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from promptclf import Classifier, LabellingError, UnknownModelError, classify
-from promptclf.core.errors import ConfigError
-from promptclf.core.credentials import api_key, key_variable, redact_url
-from promptclf.providers.registry import parse_model
 from promptclf.cache.store import home
 from promptclf.cli import main
+from promptclf.core.credentials import api_key, key_variable, redact_url
+from promptclf.core.errors import ConfigError
+from promptclf.providers.registry import parse_model
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 SECRET = "sk-test-SECRET-do-not-leak"

@@ -1,5 +1,6 @@
 """Unit tests: label sets, prompt rendering (untrusted text), schemas and the answer reader. No model."""
 
+import pydantic
 import pytest
 
 from promptclf.core.labels import LabelError, LabelSet
@@ -112,7 +113,7 @@ def test_batch_schema_constrains_labels_to_the_set():
     schema = batch_schema(LABELS)
     enum = schema.model_json_schema()["$defs"]["Answer"]["properties"]["label"]["enum"]
     assert enum == LABELS.names
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         schema.model_validate({"answers": [{"index": 1, "label": "Weather"}]})
 
 

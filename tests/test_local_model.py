@@ -6,12 +6,12 @@ import logging
 import numpy as np
 import pytest
 
-from promptclf import Classifier, ConfigError, classify
-from promptclf.methods.local import EMBEDDED, load_causal_lm, local_scorer
+from promptclf import Classifier, ConfigError
 from promptclf.core.methods import Prediction
 from promptclf.core.metrics import classification_metrics
-from promptclf.methods.scoring import ScoringPrompt, naive_label_logprobs
 from promptclf.core.usage import Usage
+from promptclf.methods.local import EMBEDDED, load_causal_lm, local_scorer
+from promptclf.methods.scoring import ScoringPrompt, naive_label_logprobs
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 

@@ -327,9 +327,8 @@ def test_a_single_label_model_refuses_a_multi_label_task(tmp_path, sample_rows):
 # --- compare ------------------------------------------------------------------------------------------------
 
 def test_compare_scores_multi_label_rows_with_their_metrics(emotion_server, emotions, tmp_path):
-    from promptclf.workflows.compare import compare, markdown
-
     from promptclf.core.data import split
+    from promptclf.workflows.compare import compare, markdown
 
     rows = emotions["train"][:20] + emotions["test"][:20]
     # a model wrong on about half the items without examples and on a tenth with them

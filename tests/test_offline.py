@@ -9,13 +9,23 @@ import numpy as np
 import pytest
 
 from promptclf import Classifier
-from promptclf.task.examples import sample_per_class
+from promptclf.core.labels import LabelSet
+from promptclf.core.usage import Usage
 from promptclf.methods.finetune import finetune, load_finetuned
 from promptclf.methods.label_similarity import LabelSimilarity
-from promptclf.core.labels import LabelSet
-from promptclf.methods.offline import (COMPONENTS, SELF_TRAINED, Component, OfflineClassifier, OfflineConfig, choose,
-                                       combine, cross_validate, fit_weights, folds_of)
-from promptclf.core.usage import Usage
+from promptclf.methods.offline import (
+    COMPONENTS,
+    SELF_TRAINED,
+    Component,
+    OfflineClassifier,
+    OfflineConfig,
+    choose,
+    combine,
+    cross_validate,
+    fit_weights,
+    folds_of,
+)
+from promptclf.task.examples import sample_per_class
 
 from .conftest import LABELS
 from .fake_openai_server import binomial_spread
@@ -164,7 +174,7 @@ def test_cross_validation_never_scores_rows_it_trained_on(few, monkeypatch):
     for trained, scored in Spy.calls:
         assert trained and scored and not trained & scored
     assert set().union(*(s for _, s in Spy.calls)) == {r["text"] for r in train}  # each row scored once
-    for train_idx, test_idx in folds_of(y, 3, 0):  # stratified: every label in every training part
+    for train_idx, _ in folds_of(y, 3, 0):  # stratified: every label in every training part
         assert set(y[train_idx]) == set(range(4))
 
 
@@ -370,7 +380,6 @@ def test_cli_setfit_model_and_embed(few, tmp_path, capsys):
 
 
 def test_default_without_examples_is_the_measured_zero_shot_combination(sample_rows):
-    from promptclf import classify
     from promptclf.methods.offline import ZERO_SHOT, ZERO_SHOT_WEIGHTS
 
     texts = [r["text"] for r in sample_rows[:8]]

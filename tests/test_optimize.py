@@ -84,8 +84,8 @@ def test_bootstrap_beats_the_unoptimised_prompt_on_a_model_that_learns_from_exam
 def test_engine_sends_the_requests_settings_and_samples_anew(server_factory, tmp_path):
     from dspy.lm15 import Config, Message, Request
 
-    from promptclf.workflows.optimize import dspy_lm
     from promptclf.core.usage import Usage
+    from promptclf.workflows.optimize import dspy_lm
 
     server = server_factory()
     model = f"openai-compatible:gpt-test@{server.base_url}"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pytest
 
 from promptclf import Classifier, ConfigError, Task
-from promptclf.task.artifacts import PromptArtifact
 from promptclf.cli import main
 from promptclf.core.methods import Prediction
 from promptclf.providers.registry import REGISTRY, Options, Provider, parse_model
+from promptclf.task.artifacts import PromptArtifact
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 SERVER = "http://127.0.0.1:9/v1"  # nothing listens: these configurations fail before any call

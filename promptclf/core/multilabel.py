@@ -11,7 +11,7 @@ is right (p for a label it gave, 1 - p for one it did not)."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
