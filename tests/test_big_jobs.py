@@ -417,3 +417,22 @@ def test_the_progress_bar_moves_as_answers_arrive_not_when_a_window_ends(monkeyp
     clf = Classifier(LABELS, method=Slow(), cache=False, progress=True)
     assert len(clf.predict([f"text {i}" for i in range(30)])) == 30
     assert seen == list(range(30)) and bars[-1].n == 30
+
+
+def test_answers_received_without_logprobs_are_cached_under_the_key_of_what_was_received(server_factory,
+                                                                                        sample_rows, cache_dir):
+    """A server that stops returning logprobs: its answers carry no confidence, so they must not be cached under
+    the key that promises one (a later run would skip them in fallback_below and cascades without saying so)."""
+    server = server_factory(chat_logprobs="omit")
+    model = f"openai-compatible:gpt-test@{server.base_url}"
+    texts = [r["text"] for r in sample_rows[:6]]
+    first = Classifier(LABELS, model, cache=cache_dir).predict(texts)
+    assert all(p.confidence is None for p in first)
+    asked = server.log.chat_requests
+    with_logprobs = Classifier(LABELS, model, cache=cache_dir, fallback_below=0.5)
+    with_logprobs.predict(texts, errors="keep")
+    assert server.log.chat_requests > asked and with_logprobs.report.cache_hits == 0  # asked again, for confidence
+    asked = server.log.chat_requests
+    without = Classifier(LABELS, model, cache=cache_dir, logprobs=False)
+    assert [p.label for p in without.predict(texts)] == [p.label for p in first]
+    assert server.log.chat_requests == asked and without.report.cache_hits == 6  # what was received is kept

@@ -59,11 +59,17 @@ def answer(method: Method, texts: Sequence[str], usage: Usage, cache: CacheBacke
         else:
             usage.add(cache_hits=1)
             yield pos, found
+    # A method that promised a confidence but got an answer without one (a server that stopped returning
+    # logprobs) names where such an answer belongs: not under the key that promises a confidence.
+    unconfident = getattr(method, "identity_without_confidence", None)
     with ChunkedWriter(cache) as store:
         for j, outcome in method.predict([texts[p] for p in misses], usage):
             if isinstance(outcome, Prediction):
                 stored = {"label": outcome.label, "confidence": outcome.confidence, "scores": outcome.scores}
                 if outcome.labels is not None:
                     stored["labels"] = list(outcome.labels)
-                store.add(keys[misses[j]], stored)
+                key = keys[misses[j]]
+                if outcome.confidence is None and unconfident is not None:
+                    key = answer_key(unconfident, fingerprint, texts[misses[j]])
+                store.add(key, stored)
             yield misses[j], outcome

@@ -201,11 +201,20 @@ class ChatLabeler:
 
     @property
     def identity(self) -> str:
+        return self._identity(self._without_logprobs)
+
+    @property
+    def identity_without_confidence(self) -> str | None:
+        """Where an answer that came back without logprobs is cached, when logprobs were asked for: under the
+        key of answers asked without them, not under the one that promises a confidence."""
+        return self._identity(("no-logprobs",)) if self.logprobs else None
+
+    def _identity(self, logprobs_key: tuple) -> str:
         selector = self.example_selector.fingerprint() if self.example_selector else None
         # "auto" is keyed by the first mode it tries: what it falls back to is fixed by the server it asks.
         multi = ("multi-label",) if self.multi_label else ()
         return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0],
-                               *self._layout_key(), *multi, *self._without_logprobs)
+                               *self._layout_key(), *multi, *logprobs_key)
 
     # --- one request --------------------------------------------------------------------------------
 
