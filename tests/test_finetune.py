@@ -95,6 +95,7 @@ def test_fine_tuned_model_string_works_in_classify(trained, ag_split):
     assert clf.report.compute_s > 0
 
 
+@pytest.mark.slow  # a LoRA training of its own: -m slow, run by .ci/run
 def test_init_from_starts_from_the_saved_model(trained, ag_split, tmp_path):
     train, test = ag_split
     texts = [r["text"] for r in test[:40]]
@@ -106,6 +107,7 @@ def test_init_from_starts_from_the_saved_model(trained, ag_split, tmp_path):
     assert abs(method.probabilities(texts) - saved.probabilities(texts)).max() < 1e-4
 
 
+@pytest.mark.slow  # a LoRA training of its own: -m slow, run by .ci/run
 def test_eight_bit_fine_tuning_trains_saves_and_loads(ag_split, tmp_path):
     train, test = ag_split
     method = finetune(train[:96], LABELS, out=tmp_path / "m8", quantize="8bit", epochs=1, max_length=48,
@@ -117,6 +119,7 @@ def test_eight_bit_fine_tuning_trains_saves_and_loads(ag_split, tmp_path):
     assert abs(again.probabilities(texts) - method.probabilities(texts)).max() < 1e-4
 
 
+@pytest.mark.slow  # a LoRA training of its own: -m slow, run by .ci/run
 def test_distill_teaches_the_local_model_what_the_llm_answered(server_factory, ag_split, tmp_path, capsys):
     train, test = ag_split
     gold = {" ".join(r["text"].split()): r["label"] for r in train + test}
