@@ -49,6 +49,17 @@ class RunState:
         return Failure(f"not asked: run stopped ({self.reason})")
 
 
+def _drain(outcomes, interrupt: BaseException) -> None:
+    """Throw `interrupt` into the outcomes, and take what they still yield (what is in flight), until it comes back
+    out or they end."""
+    try:
+        outcomes.throw(interrupt)
+        for _ in outcomes:
+            pass
+    except (StopIteration, type(interrupt)):
+        pass
+
+
 class Pipeline:
     """Runs `method` over rows a window at a time."""
 
@@ -147,6 +158,9 @@ class Pipeline:
                 state.stop(state.breaker.reason)
         except (ConfigError, CacheError) as exc:  # the method cannot go on; the rows not answered say why
             state.stop(str(exc), exc)
+        except KeyboardInterrupt as interrupt:  # Ctrl-C landed here, not in the method: it lands its requests
+            _drain(outcomes, interrupt)            # in flight (cached as they come) before the run stops
+            raise
         finally:
             outcomes.close()  # a stopped run asks nothing more; what came back is cached
         if state.reason is not None:  # a method stopped by the breaker says "not asked"; here it says why

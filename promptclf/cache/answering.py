@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 from promptclf.cache.store import CacheBackend, ChunkedWriter, answer_key
 from promptclf.core.labels import LabelSet
-from promptclf.core.methods import Method, Outcome, Prediction
+from promptclf.core.methods import Method, Outcome, Prediction, relay
 from promptclf.core.usage import Usage
 
 log = logging.getLogger("promptclf")
@@ -63,7 +63,8 @@ def answer(method: Method, texts: Sequence[str], usage: Usage, cache: CacheBacke
     # logprobs) names where such an answer belongs: not under the key that promises a confidence.
     unconfident = getattr(method, "identity_without_confidence", None)
     with ChunkedWriter(cache) as store:
-        for j, outcome in method.predict([texts[p] for p in misses], usage):
+        def keep(item: tuple[int, Outcome]) -> None:
+            j, outcome = item
             if isinstance(outcome, Prediction):
                 stored = {"label": outcome.label, "confidence": outcome.confidence, "scores": outcome.scores}
                 if outcome.labels is not None:
@@ -72,4 +73,7 @@ def answer(method: Method, texts: Sequence[str], usage: Usage, cache: CacheBacke
                 if outcome.confidence is None and unconfident is not None:
                     key = answer_key(unconfident, fingerprint, texts[misses[j]])
                 store.add(key, stored)
-            yield misses[j], outcome
+
+        # relayed, so that Ctrl-C thrown in here reaches the method, whose answers in flight are then stored
+        yield from relay(method.predict([texts[p] for p in misses], usage), keep,
+                         lambda item: (misses[item[0]], item[1]))

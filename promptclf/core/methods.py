@@ -70,6 +70,27 @@ class FittableMethod(Method, Protocol):
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> FittableMethod: ...
 
 
+def relay(outcomes: Iterator, on_each: Callable, map_each: Callable = lambda item: item) -> Iterator:
+    """Yield map_each(item) for each item of `outcomes`, calling on_each(item) first. An exception thrown into
+    the relay (Ctrl-C that landed in the caller) is thrown into `outcomes`, as `yield from` would: a method
+    then still yields what it has in flight (already paid for) before the exception goes on."""
+    try:
+        item = next(outcomes)
+        while True:
+            on_each(item)
+            try:
+                yield map_each(item)
+            except GeneratorExit:
+                outcomes.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed on to the method, which re-raises it
+                item = outcomes.throw(exc)
+                continue
+            item = next(outcomes)
+    except StopIteration:
+        return
+
+
 def from_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str],
                        usage: Usage, source: str) -> Iterator[tuple[int, Outcome]]:
     """`predict` for a method that computes per-label probabilities: timed, then one Prediction per row,

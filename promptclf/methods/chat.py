@@ -247,6 +247,8 @@ class ChatLabeler:
         while True:
             mode, logprobs = self.structured, self.logprobs and not self.endpoint.logprobs_refused
             request = self._request(batch, mode, logprobs)
+            if stop.is_set():  # stopped while the request was built (a first request may list /models first)
+                raise StoppedBeforeAsking
             try:
                 response = call(request, usage, where=self.model_id, max_attempts=self.max_attempts,
                                 max_wait=self.max_wait, stop=stop, unsupported_hint=self._hint(mode))
@@ -356,6 +358,8 @@ class ChatLabeler:
         by_id = dict(zip(item_ids(len(chunk)), chunk))
         try:
             result = self._ask([(i, text) for i, (_, text) in by_id.items()], usage, stop)
+        except StoppedBeforeAsking:
+            return [(pos, Failure(NOT_ASKED)) for pos, _ in chunk]
         except Exception as exc:  # noqa: BLE001
             if stop.is_set() and is_transient(exc):  # interrupted while waiting to retry
                 return [(pos, Failure(NOT_ASKED)) for pos, _ in chunk]
@@ -424,14 +428,18 @@ class ChatLabeler:
 
         waves = [chunks[:1], chunks[1:]] if not self.endpoint.settled else [chunks]
         futures: list = []
-        handed = set()
+        handed: dict = {}  # future -> how many of its outcomes the caller has had
         try:
             for wave in waves:
-                started = [pool.submit(run, chunk) for chunk in wave]
-                futures += started
+                started: list = []
+                for chunk in wave:  # each kept as it is submitted: Ctrl-C mid-wave must still wait for it
+                    started.append(pool.submit(run, chunk))
+                    futures.append(started[-1])
                 for future in as_completed(started):
-                    handed.add(future)
-                    yield from future.result()
+                    handed[future] = 0
+                    for outcome in future.result():
+                        handed[future] += 1  # before the yield: Ctrl-C can land while the caller holds it
+                        yield outcome
         except GeneratorExit:  # the caller stopped listening: nothing more can be handed on
             raise
         except BaseException:
@@ -441,6 +449,10 @@ class ChatLabeler:
         finally:
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class StoppedBeforeAsking(Exception):
+    """The run stopped (Ctrl-C, the breaker) after a request was built and before it was sent."""
 
 
 class ReaskBudget:
@@ -462,11 +474,13 @@ class ReaskBudget:
             return True
 
 
-def _answers_in_flight(futures, handed) -> Iterator[tuple[int, Outcome]]:
-    """The labels of chunks that were running when the run stopped, once their requests have returned."""
+def _answers_in_flight(futures, handed: dict) -> Iterator[tuple[int, Outcome]]:
+    """The labels the caller has not had yet when the run stopped: of chunks still running (once their requests
+    have returned), and the rest of a chunk it was being handed."""
     for future in futures:
         future.cancel()  # those not started
     wait(futures)
     for future in futures:
-        if future not in handed and not future.cancelled() and future.exception() is None:
-            yield from ((pos, o) for pos, o in future.result() if isinstance(o, Prediction))
+        if not future.cancelled() and future.exception() is None:
+            rest = future.result()[handed.get(future, 0):]
+            yield from ((pos, o) for pos, o in rest if isinstance(o, Prediction))
