@@ -20,8 +20,10 @@ NAMES = ("ag_news", "trec", "imdb", "sms_spam", "goemotions_ekman")
 
 def _csv(path: Path, label_column: str = "label") -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
-        return [{"text": " ".join(r["text"].replace("<br />", " ").split()), "label": r[label_column]}
-                for r in csv.DictReader(f)]
+        return [
+            {"text": " ".join(r["text"].replace("<br />", " ").split()), "label": r[label_column]}
+            for r in csv.DictReader(f)
+        ]
 
 
 def _stratified(rows: list[dict], test_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

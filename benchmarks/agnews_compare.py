@@ -26,12 +26,24 @@ args = parser.parse_args()
 
 rows = load_ag_news(text_columns=args.text_column)
 split = [int(x) for x in args.split.split("/")]
-results = compare(rows, ["World", "Sports", "Business", "Sci/Tech"], methods=args.methods.split(","), split=split,
-                  seed=args.seed, model=args.model, out=args.out, prompt=args.prompt, cache=False,
-                  finetune_options={"epochs": args.epochs},
-                  data_name=f"{default_ag_news_path().name} ({args.text_column})")
-print(markdown(results, dict(data=f"AG News test.csv ({args.text_column})", split=split, seed=args.seed,
-                             model=args.model)))
+results = compare(
+    rows,
+    ["World", "Sports", "Business", "Sci/Tech"],
+    methods=args.methods.split(","),
+    split=split,
+    seed=args.seed,
+    model=args.model,
+    out=args.out,
+    prompt=args.prompt,
+    cache=False,
+    finetune_options={"epochs": args.epochs},
+    data_name=f"{default_ag_news_path().name} ({args.text_column})",
+)
+print(
+    markdown(
+        results, dict(data=f"AG News test.csv ({args.text_column})", split=split, seed=args.seed, model=args.model)
+    )
+)
 base = {r["method"]: r for r in results}.get("tfidf-lr")
 if base:
     print("accuracy relative to TF-IDF + LR (same run):")

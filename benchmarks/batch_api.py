@@ -44,8 +44,10 @@ def main():
             took = time.perf_counter() - started
             agree = sum(p.label == label for p, label in zip(predictions, labels))
             right = sum(p.label == g for p, g in zip(predictions, gold))
-            print(f"{name}: {job.report.summary()}\n  {server.log.chat_requests - chat_before} interactive requests; "
-                  f"{agree}/{N} labels equal the interactive path's, {right}/{N} gold; {took:.1f}s")
+            print(
+                f"{name}: {job.report.summary()}\n  {server.log.chat_requests - chat_before} interactive requests; "
+                f"{agree}/{N} labels equal the interactive path's, {right}/{N} gold; {took:.1f}s"
+            )
 
 
 if __name__ == "__main__":

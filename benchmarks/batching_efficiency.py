@@ -23,12 +23,21 @@ baseline = None
 with oracle_server(train + items) as server:
     for batch in (1, 5, 10, 20, 40):
         with tempfile.TemporaryDirectory() as cache:
-            clf = Classifier(LABELS, f"openai-compatible:bench@{server.base_url}", examples=train[:40],
-                             example_selection="all", batch_size=batch, concurrency=8, cache=cache,
-                             structured="json_schema")
+            clf = Classifier(
+                LABELS,
+                f"openai-compatible:bench@{server.base_url}",
+                examples=train[:40],
+                example_selection="all",
+                batch_size=batch,
+                concurrency=8,
+                cache=cache,
+                structured="json_schema",
+            )
             labels = clf.classify([r["text"] for r in items])
         per_item = clf.report.prompt_tokens / len(items)
         baseline = baseline or per_item
         accuracy = sum(a == r["label"] for a, r in zip(labels, items)) / len(items)
-        print(f"{batch:>5} {clf.report.requests / len(items):>14.3f} {per_item:>16.1f} "
-              f"{baseline / per_item:>9.1f}x {accuracy:>9.3f}")
+        print(
+            f"{batch:>5} {clf.report.requests / len(items):>14.3f} {per_item:>16.1f} "
+            f"{baseline / per_item:>9.1f}x {accuracy:>9.3f}"
+        )

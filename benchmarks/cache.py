@@ -64,14 +64,18 @@ with oracle_server(rows) as server, tempfile.TemporaryDirectory() as tmp:
     cold = time.perf_counter() - started
     print(f"first run:  {server.log.requests} requests, {cold:.2f}s (into {sqlite.replace(tmp, '<tmp>')})")
     labels, warm, requests, hits = cached_rerun(model, sqlite, texts, server)
-    print(f"cached run from SQLite: {requests} requests, {warm:.2f}s ({hits} cache hits), "
-          f"{cold / warm:.1f}x faster than the first run")
+    print(
+        f"cached run from SQLite: {requests} requests, {warm:.2f}s ({hits} cache hits), "
+        f"{cold / warm:.1f}x faster than the first run"
+    )
     print(f"accuracy of cached labels against gold: {sum(a == g for a, g in zip(labels, gold)) / len(rows):.3f}")
     parquet = Path(tmp) / "answers.parquet"
     started = time.perf_counter()
     exported = export_cache(open_cache(sqlite), parquet)
-    print(f"export: {exported} answers to Parquet in {time.perf_counter() - started:.2f}s "
-          f"({parquet.stat().st_size / 1e6:.1f} MB)")
+    print(
+        f"export: {exported} answers to Parquet in {time.perf_counter() - started:.2f}s "
+        f"({parquet.stat().st_size / 1e6:.1f} MB)"
+    )
     if missing():
         print(f"Redis: skipped ({missing()})")
     else:
@@ -80,9 +84,10 @@ with oracle_server(rows) as server, tempfile.TemporaryDirectory() as tmp:
             read, new = import_cache(open_cache(redis_url), parquet)
             print(f"import into Redis: {new} of {read} answers in {time.perf_counter() - started:.2f}s")
             labels, warm, requests, hits = cached_rerun(model, redis_url, texts, server)
-            print(f"cached run from Redis (127.0.0.1): {requests} requests, {warm:.2f}s ({hits} cache hits), "
-                  f"labels equal to the SQLite run: {labels == cached_rerun(model, sqlite, texts, server)[0]}")
-
+            print(
+                f"cached run from Redis (127.0.0.1): {requests} requests, {warm:.2f}s ({hits} cache hits), "
+                f"labels equal to the SQLite run: {labels == cached_rerun(model, sqlite, texts, server)[0]}"
+            )
 
 
 def report(name: str, cache) -> None:

@@ -79,21 +79,29 @@ def main() -> None:
 
         dev_api = api()
         dev_record = measure(local, dev_api.method, dev, api_usage=dev_api.report)
-        dev_points = frontier(dev_record.confidence, dev_record.local_correct, dev_record.api_correct,
-                              dev_record.api_cost_per_item)
+        dev_points = frontier(
+            dev_record.confidence, dev_record.local_correct, dev_record.api_correct, dev_record.api_cost_per_item
+        )
         chosen = choose_threshold(dev_points, args.goal)
 
         api_only = api()
         requests_before = server.log.requests
         test_record = measure(local, api_only.method, test, api_usage=api_only.report)
         api_only_requests = server.log.requests - requests_before
-        test_points = frontier(test_record.confidence, test_record.local_correct, test_record.api_correct,
-                               test_record.api_cost_per_item)
-        at_chosen = frontier(test_record.confidence, test_record.local_correct, test_record.api_correct,
-                             test_record.api_cost_per_item, thresholds=[chosen.threshold])[0]
+        test_points = frontier(
+            test_record.confidence, test_record.local_correct, test_record.api_correct, test_record.api_cost_per_item
+        )
+        at_chosen = frontier(
+            test_record.confidence,
+            test_record.local_correct,
+            test_record.api_correct,
+            test_record.api_cost_per_item,
+            thresholds=[chosen.threshold],
+        )[0]
 
-        cascade = Classifier(LABELS, model, cache=False, progress=False, prices=PRICE, cascade_from=local,
-                             cascade_below=chosen.threshold)
+        cascade = Classifier(
+            LABELS, model, cache=False, progress=False, prices=PRICE, cascade_from=local, cascade_below=chosen.threshold
+        )
         requests_before = server.log.requests
         started = time.perf_counter()
         predicted = cascade.classify([r["text"] for r in test])
@@ -102,41 +110,70 @@ def main() -> None:
     accuracy = sum(p == r["label"] for p, r in zip(predicted, test)) / len(test)
     report: Usage = cascade.report
 
-    row = {"model": f"{args.local} ({args.per_class} per class) → simulated API",
-           "stages": f"{args.local} → simulated API", "threshold": chosen.threshold, "goal": args.goal,
-           "dev_point": asdict(chosen), "test_point": asdict(at_chosen),
-           "frontier": {"dev": [asdict(p) for p in dev_points], "test": [asdict(p) for p in test_points]}}
+    row = {
+        "model": f"{args.local} ({args.per_class} per class) → simulated API",
+        "stages": f"{args.local} → simulated API",
+        "threshold": chosen.threshold,
+        "goal": args.goal,
+        "dev_point": asdict(chosen),
+        "test_point": asdict(at_chosen),
+        "frontier": {"dev": [asdict(p) for p in dev_points], "test": [asdict(p) for p in test_points]},
+    }
     summary = {
-        "data": DATA, "split": SPLIT_TEXT, "n_dev": len(dev), "n_test": len(test), "seed": args.seed,
-        "local": args.local, "per_class": args.per_class, "local_train_s": train_s,
+        "data": DATA,
+        "split": SPLIT_TEXT,
+        "n_dev": len(dev),
+        "n_test": len(test),
+        "seed": args.seed,
+        "local": args.local,
+        "per_class": args.per_class,
+        "local_train_s": train_s,
         "api": f"SIMULATED: fake server, gold label except a seeded {args.error_rate:.0%} of items",
         "price_assumed": "gpt-4o-mini list price, $0.15 / $0.60 per 1M input / output tokens",
         "local_accuracy_test": float(test_record.local_correct.mean()),
         "api_accuracy_test": float(test_record.api_correct.mean()),
-        "api_only": {"requests": api_only_requests, "items": len(test),
-                     "cost_per_1k_items": 1000 * api_only.report.cost_usd / len(test)},
-        "cascade": {"threshold": chosen.threshold, "goal": args.goal, "accuracy": accuracy,
-                    "requests": cascade_requests, "items_to_api": report.escalated,
-                    "cost_per_1k_items": 1000 * report.cost_usd / len(test), "seconds": cascade_s,
-                    "requests_saved": 1 - cascade_requests / api_only_requests},
-        "dev_point": asdict(chosen), "test_point": asdict(at_chosen),
+        "api_only": {
+            "requests": api_only_requests,
+            "items": len(test),
+            "cost_per_1k_items": 1000 * api_only.report.cost_usd / len(test),
+        },
+        "cascade": {
+            "threshold": chosen.threshold,
+            "goal": args.goal,
+            "accuracy": accuracy,
+            "requests": cascade_requests,
+            "items_to_api": report.escalated,
+            "cost_per_1k_items": 1000 * report.cost_usd / len(test),
+            "seconds": cascade_s,
+            "requests_saved": 1 - cascade_requests / api_only_requests,
+        },
+        "dev_point": asdict(chosen),
+        "test_point": asdict(at_chosen),
     }
     (out / "cascade.json").write_text(json.dumps({**summary, "frontier": row["frontier"]}, indent=2))
     plot_frontier(row, out / "frontier.png")
     write_frontier_csv(row["frontier"], out / "frontier.csv")
 
-    print(f"# Cascade on AG News: {args.local} ({args.per_class} per class) → SIMULATED API "
-          f"({1 - args.error_rate:.0%} accurate fake server)\n")
-    print(f"Data: {DATA}; {SPLIT_TEXT}; dev = the 600 dev rows, test = the first {len(test)} test rows; seed "
-          f"{args.seed}. Price ASSUMED: {summary['price_assumed']}, fake server token counts.\n")
-    print(f"local alone: accuracy {summary['local_accuracy_test']:.3f} (trained in {train_s:.0f} s) | API alone "
-          f"(simulated): accuracy {summary['api_accuracy_test']:.3f}, {api_only_requests} requests, "
-          f"${summary['api_only']['cost_per_1k_items']:.4f} per 1k items")
+    print(
+        f"# Cascade on AG News: {args.local} ({args.per_class} per class) → SIMULATED API "
+        f"({1 - args.error_rate:.0%} accurate fake server)\n"
+    )
+    print(
+        f"Data: {DATA}; {SPLIT_TEXT}; dev = the 600 dev rows, test = the first {len(test)} test rows; seed "
+        f"{args.seed}. Price ASSUMED: {summary['price_assumed']}, fake server token counts.\n"
+    )
+    print(
+        f"local alone: accuracy {summary['local_accuracy_test']:.3f} (trained in {train_s:.0f} s) | API alone "
+        f"(simulated): accuracy {summary['api_accuracy_test']:.3f}, {api_only_requests} requests, "
+        f"${summary['api_only']['cost_per_1k_items']:.4f} per 1k items"
+    )
     c = summary["cascade"]
-    print(f"cascade at t={c['threshold']:.4f} (chosen on dev for {args.goal}): accuracy {accuracy:.3f} "
-          f"({accuracy - summary['api_accuracy_test']:+.3f} vs API alone), {c['items_to_api']} of {len(test)} items "
-          f"and {cascade_requests} requests to the API ({c['requests_saved']:.1%} fewer requests), "
-          f"${c['cost_per_1k_items']:.4f} per 1k items\n")
+    print(
+        f"cascade at t={c['threshold']:.4f} (chosen on dev for {args.goal}): accuracy {accuracy:.3f} "
+        f"({accuracy - summary['api_accuracy_test']:+.3f} vs API alone), {c['items_to_api']} of {len(test)} items "
+        f"and {cascade_requests} requests to the API ({c['requests_saved']:.1%} fewer requests), "
+        f"${c['cost_per_1k_items']:.4f} per 1k items\n"
+    )
     print("\n".join(frontier_markdown(row)))
     print(f"\nwrote {out}/cascade.json, frontier.csv, frontier.png")
 

@@ -82,7 +82,9 @@ def cell_data(name: str, budget: int, seed: int, n_test: int) -> tuple[LabelSet,
     return labels, test_sample(test, n_test), unlabeled, examples
 
 
-def self_trained_cv(labels: LabelSet, unlabeled: list[str], examples: list[dict], seed: int) -> tuple[float, np.ndarray]:
+def self_trained_cv(
+    labels: LabelSet, unlabeled: list[str], examples: list[dict], seed: int
+) -> tuple[float, np.ndarray]:
     """The self-trained component's cross-validated accuracy on the examples, as OfflineClassifier measures it,
     and its out-of-fold probabilities."""
     y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
@@ -98,8 +100,14 @@ def run_cell(name: str, budget: int, seed: int, n_test: int, zero_shot_memo: dic
     config = OfflineConfig(seed=seed)
     cell = {"data": name, "budget": budget, "seed": seed, "n_test": len(test), "n_examples": len(examples)}
     names = WITH_EXAMPLES + (SELF_TRAINED,) if examples else ZERO_SHOT
-    make = lambda c: (SelfTrainedComponent(labels, config, unlabeled) if c == SELF_TRAINED  # noqa: E731
-                      else COMPONENTS[c](labels, config))
+
+    def make(c):
+        return (
+            SelfTrainedComponent(labels, config, unlabeled)
+            if c == SELF_TRAINED  # noqa: E731
+            else COMPONENTS[c](labels, config)
+        )
+
     accuracy = lambda p: float((p.argmax(1) == y_test).mean())  # noqa: E731
     fold_models: dict = {}
     y = np.array([labels.index(r["label"]) for r in examples], dtype=int)
@@ -166,8 +174,11 @@ def with_new_self_trained(cell: dict) -> dict:
     cell["candidates_cv"][SELF_TRAINED] = self_trained_cv(labels, unlabeled, examples, cell["seed"])[0]
     cell["cv_seconds"] += time.perf_counter() - started
     started = time.perf_counter()
-    probs = SelfTrainedComponent(labels, OfflineConfig(seed=cell["seed"]), unlabeled).fit(examples).probabilities(
-        [r["text"] for r in test])
+    probs = (
+        SelfTrainedComponent(labels, OfflineConfig(seed=cell["seed"]), unlabeled)
+        .fit(examples)
+        .probabilities([r["text"] for r in test])
+    )
     cell["seconds"][SELF_TRAINED] = time.perf_counter() - started
     cell["accuracy"][SELF_TRAINED] = float((probs.argmax(1) == np.array(cell["y_test"])).mean())
     cell["probs"][SELF_TRAINED] = probs.round(5).tolist()
@@ -193,8 +204,12 @@ def estimate_of(cell: dict, chosen: str) -> float:
     cross_validated = cell["candidates_cv"][chosen]
     if chosen not in CALIBRATED or chosen not in cell.get("confidence", {}):
         return cross_validated
-    return with_confidence(Estimate(chosen, {chosen: 1.0}, cross_validated), cell["confidence"][chosen],
-                           cell["unlabeled"], cell["n_examples"]).accuracy
+    return with_confidence(
+        Estimate(chosen, {chosen: 1.0}, cross_validated),
+        cell["confidence"][chosen],
+        cell["unlabeled"],
+        cell["n_examples"],
+    ).accuracy
 
 
 def update_confidence(path: Path) -> None:
@@ -254,8 +269,11 @@ def items_per_s(cell: dict) -> float | None:
 
 def table(cells: list[dict]) -> str:
     cells = [refresh(c) for c in cells]
-    lines = ["| data | per class | seeds | " + " | ".join(METHODS) + " | auto picks | estimate | estimate − test "
-             "| train s | auto items/s |", "|---" * (len(METHODS) + 8) + "|"]
+    lines = [
+        "| data | per class | seeds | " + " | ".join(METHODS) + " | auto picks | estimate | estimate − test "
+        "| train s | auto items/s |",
+        "|---" * (len(METHODS) + 8) + "|",
+    ]
     gaps = []
     for (name, budget), group in sorted(rows_of(cells).items(), key=lambda kv: (NAMES.index(kv[0][0]), kv[0][1])):
         row = [name, str(budget), str(len(group))]
@@ -267,7 +285,10 @@ def table(cells: list[dict]) -> str:
         if estimates:
             gap = [e - t for e, t in estimates]
             gaps += gap
-            row += [f"{np.mean([e for e, _ in estimates]):.3f}", f"{np.mean(gap):+.3f} (|mean| {np.mean(np.abs(gap)):.3f})"]
+            row += [
+                f"{np.mean([e for e, _ in estimates]):.3f}",
+                f"{np.mean(gap):+.3f} (|mean| {np.mean(np.abs(gap)):.3f})",
+            ]
         else:
             row += ["–", "–"]
         row.append(f"{np.mean([c['cv_seconds'] for c in group]):.0f}" if "cv_seconds" in group[0] else "0")
@@ -275,10 +296,12 @@ def table(cells: list[dict]) -> str:
         row.append(f"{np.mean(speeds):.1f}" if speeds else "encoder")
         lines.append("| " + " | ".join(row) + " |")
     if gaps:
-        lines.append(f"\nMean |estimate − test accuracy| over {len(gaps)} cells with examples: "
-                     f"{np.mean(np.abs(gaps)):.3f} (mean signed {np.mean(gaps):+.3f}); the test accuracy was inside "
-                     f"the estimate's stated 95% interval (accuracy_interval) in {intervals_holding(cells)} (the "
-                     f"Wilson interval alone: {intervals_holding(cells, bias=0.0)}).")
+        lines.append(
+            f"\nMean |estimate − test accuracy| over {len(gaps)} cells with examples: "
+            f"{np.mean(np.abs(gaps)):.3f} (mean signed {np.mean(gaps):+.3f}); the test accuracy was inside "
+            f"the estimate's stated 95% interval (accuracy_interval) in {intervals_holding(cells)} (the "
+            f"Wilson interval alone: {intervals_holding(cells, bias=0.0)})."
+        )
     return "\n".join(lines)
 
 
@@ -318,8 +341,10 @@ def fit_defaults(cells: list[dict], budget: int) -> str:
             margins.append(combined - max(c["accuracy"][n] for n in names))
         results.append((min(margins), float(np.mean(margins)), dict(zip(names, weights.tolist()))))
     results.sort(key=lambda r: (r[0], r[1]), reverse=True)
-    lines = [f"weights for {budget} examples per class over {len(cells)} cells: worst and mean margin over the "
-             f"better single component"]
+    lines = [
+        f"weights for {budget} examples per class over {len(cells)} cells: worst and mean margin over the "
+        f"better single component"
+    ]
     lines += [f"  {w}: worst {lo:+.3f}, mean {mean:+.3f}" for lo, mean, w in results[:8]]
     return "\n".join(lines)
 
@@ -332,8 +357,13 @@ def add_pair(cell: dict) -> dict:
     (its cross-validated and test accuracy, from the stored probabilities), where both ran."""
     if not {SELF_TRAINED, "setfit"} <= set(cell.get("oof", {})):
         return cell
-    pair = lambda probs: combine({n: np.array(probs[n]) for n in (SELF_TRAINED, "setfit")},  # noqa: E731
-                                 {SELF_TRAINED: 1.0, "setfit": 1.0})
+
+    def pair(probs):
+        return combine(
+            {n: np.array(probs[n]) for n in (SELF_TRAINED, "setfit")},  # noqa: E731
+            {SELF_TRAINED: 1.0, "setfit": 1.0},
+        )
+
     y, oof = np.array(cell["y_examples"]), pair(cell["oof"])
     cell["candidates_cv"][PAIR] = float(np.mean([fold_accuracy(oof, y, np.array(t)) for t in cell["folds"]]))
     cell["accuracy"][PAIR] = float((pair(cell["probs"]).argmax(1) == np.array(cell["y_test"])).mean())
@@ -353,20 +383,49 @@ def compare_rules(cells: list[dict]) -> str:
     scaled = [(f"{k}/sqrt(n)", lambda c, k=k: k / np.sqrt(c["n_examples"])) for k in (0.3, 0.4, 0.57, 0.8)]
     fixed_order = lambda *order: (", ".join(order), lambda c: order)  # noqa: E731
     rules = [(*fixed_order(SELF_TRAINED, "setfit"), fixed + scaled)]
-    rules += [(f"self-trained, setfit; setfit from {t}", lambda c, t=t: priors_for(np.array(c["y_examples"]), t),
-               fixed[:1] + scaled) for t in (8, 16, 32, 64)]
-    rules += [(*fixed_order(*order), fixed[:1]) for order in [
-        ("setfit", SELF_TRAINED), (SELF_TRAINED, "setfit", "labels", "examples"),
-        ("setfit", SELF_TRAINED, "labels", "examples"), (PAIR, SELF_TRAINED, "setfit"), (PAIR,)]]
+    rules += [
+        (
+            f"self-trained, setfit; setfit from {t}",
+            lambda c, t=t: priors_for(np.array(c["y_examples"]), t),
+            fixed[:1] + scaled,
+        )
+        for t in (8, 16, 32, 64)
+    ]
+    rules += [
+        (*fixed_order(*order), fixed[:1])
+        for order in [
+            ("setfit", SELF_TRAINED),
+            (SELF_TRAINED, "setfit", "labels", "examples"),
+            ("setfit", SELF_TRAINED, "labels", "examples"),
+            (PAIR, SELF_TRAINED, "setfit"),
+            (PAIR,),
+        ]
+    ]
     rules += [("self-trained+setfit first from 8 to 15 per label; setfit from 16", pair_in_between, fixed[:1] + scaled)]
-    choosers = [(order_name, margin_name, lambda c, o=order, m=margin: pick(c["candidates_cv"], m(c), priors=o(c)))
-                for order_name, order, margins in rules for margin_name, margin in margins]
-    choosers.append(("the higher estimate (self-trained: blended with its confidence; setfit: cross-validated)",
-                     "0.00", higher_estimate))
-    choosers.append(("the higher out-of-fold recall weighted by the test rows' own label mix (known only here)",
-                     "0.00", higher_mix_weighted_recall))
-    lines = ["| candidates, in order | margin | seed 0: cells within 1 pt | seeds 1+: cells | rows within 1 pt "
-             "| mean shortfall |", "|---|---|---|---|---|---|"]
+    choosers = [
+        (order_name, margin_name, lambda c, o=order, m=margin: pick(c["candidates_cv"], m(c), priors=o(c)))
+        for order_name, order, margins in rules
+        for margin_name, margin in margins
+    ]
+    choosers.append(
+        (
+            "the higher estimate (self-trained: blended with its confidence; setfit: cross-validated)",
+            "0.00",
+            higher_estimate,
+        )
+    )
+    choosers.append(
+        (
+            "the higher out-of-fold recall weighted by the test rows' own label mix (known only here)",
+            "0.00",
+            higher_mix_weighted_recall,
+        )
+    )
+    lines = [
+        "| candidates, in order | margin | seed 0: cells within 1 pt | seeds 1+: cells | rows within 1 pt "
+        "| mean shortfall |",
+        "|---|---|---|---|---|---|",
+    ]
     for rule_name, margin_name, chooser in choosers:
         accuracy = {id(c): c["accuracy"][chooser(c)] for c in cells}
         gaps = {id(c): c["accuracy"][best_single(c)] - accuracy[id(c)] for c in cells}
@@ -383,14 +442,24 @@ def misses(cells: list[dict]) -> str:
     """The cells where today's rule lands more than a point below the best single component, with SetFit's lead
     over the self-trained component in cross-validation (pooled over the examples, ± the standard error of that
     paired difference) and on the test rows: how far the examples could tell them apart."""
-    lines = ["| data | per class | seed | chosen | best single | setfit − self-trained, cross-validated "
-             "| on the test rows |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | per class | seed | chosen | best single | setfit − self-trained, cross-validated "
+        "| on the test rows |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in sorted(cells, key=lambda c: (NAMES.index(c["data"]), c["budget"], c["seed"])):
         chosen, best = automatic_choice(c), best_single(c)
         if within_a_point(c["accuracy"][best] - c["accuracy"][chosen]):
             continue
-        row = [c["data"], c["budget"], c["seed"], f"{chosen} {c['accuracy'][chosen]:.3f}",
-               f"{best} {c['accuracy'][best]:.3f}", "–", "–"]
+        row = [
+            c["data"],
+            c["budget"],
+            c["seed"],
+            f"{chosen} {c['accuracy'][chosen]:.3f}",
+            f"{best} {c['accuracy'][best]:.3f}",
+            "–",
+            "–",
+        ]
         if {"setfit", SELF_TRAINED} <= set(c.get("oof", {})):
             y = np.array(c["y_examples"])
             right = [(np.array(c["oof"][n]).argmax(1) == y).astype(float) for n in ("setfit", SELF_TRAINED)]
@@ -417,8 +486,10 @@ def noise_of_test_rows(cells: list[dict], draws: int = 2000, seed: int = 0) -> s
     rows = rows_of(cells)
     cell_best = {i: np.max(list(accuracies.values()), 0) for i, accuracies in drawn.items()}
     choosers = {"knows each cell's accuracy": best_single, "today's rule": automatic_choice}
-    lines = ["| chooser | rows within 1 pt: mean | 5th-95th percentile | all rows | cells within 1 pt: mean |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| chooser | rows within 1 pt: mean | 5th-95th percentile | all rows | cells within 1 pt: mean |",
+        "|---|---|---|---|---|",
+    ]
     for name, chooser in choosers.items():
         row_hits = np.zeros(draws)
         cell_hits = np.zeros(draws)
@@ -428,12 +499,17 @@ def noise_of_test_rows(cells: list[dict], draws: int = 2000, seed: int = 0) -> s
             for c, accuracy in zip(group, chosen):
                 cell_hits += within_a_point(cell_best[id(c)] - accuracy)
         low, high = np.percentile(row_hits, [5, 95])
-        lines.append(f"| {name} | {row_hits.mean():.1f}/{len(rows)} | {low:.0f}-{high:.0f} | "
-                     f"{(row_hits == len(rows)).mean():.1%} of draws | {cell_hits.mean():.1f}/{len(cells)} |")
-    floor = np.mean([np.abs(drawn[id(c)][chosen] - c["accuracy"][chosen]).mean()
-                     for c in cells for chosen in [automatic_choice(c)]])
-    lines.append(f"\nAn estimate equal to the true accuracy would still be {floor:.3f} from the accuracy on "
-                 f"{cells[0]['n_test']} test rows on average ({draws} draws of the test rows, seed {seed}).")
+        lines.append(
+            f"| {name} | {row_hits.mean():.1f}/{len(rows)} | {low:.0f}-{high:.0f} | "
+            f"{(row_hits == len(rows)).mean():.1%} of draws | {cell_hits.mean():.1f}/{len(cells)} |"
+        )
+    floor = np.mean(
+        [np.abs(drawn[id(c)][chosen] - c["accuracy"][chosen]).mean() for c in cells for chosen in [automatic_choice(c)]]
+    )
+    lines.append(
+        f"\nAn estimate equal to the true accuracy would still be {floor:.3f} from the accuracy on "
+        f"{cells[0]['n_test']} test rows on average ({draws} draws of the test rows, seed {seed})."
+    )
     return "\n".join(lines)
 
 
@@ -524,10 +600,18 @@ def estimator_run(name: str, budget: int, seed: int) -> dict:
     y_unlabeled = np.array([labels.index(r["label"]) for r in rows])
     cross_validated, oof = self_trained_cv(labels, unlabeled, examples, seed)
     probs = SelfTrainedComponent(labels, OfflineConfig(seed=seed), unlabeled).fit(examples).probabilities(unlabeled)
-    return {"data": name, "budget": budget, "seed": seed, "n": len(examples), "cross_validated": cross_validated,
-            "confidence": float(probs.max(axis=1).mean()), "accuracy": float((probs.argmax(1) == y_unlabeled).mean()),
-            "oof": oof.round(5).tolist(), "y": [labels.index(r["label"]) for r in examples],
-            "probs": probs.round(5).tolist()}
+    return {
+        "data": name,
+        "budget": budget,
+        "seed": seed,
+        "n": len(examples),
+        "cross_validated": cross_validated,
+        "confidence": float(probs.max(axis=1).mean()),
+        "accuracy": float((probs.argmax(1) == y_unlabeled).mean()),
+        "oof": oof.round(5).tolist(),
+        "y": [labels.index(r["label"]) for r in examples],
+        "probs": probs.round(5).tolist(),
+    }
 
 
 def tempered_confidence(run: dict) -> float:
@@ -585,45 +669,65 @@ def compare_estimators(out: Path) -> str:
                     path.write_text(json.dumps(estimator_run(name, budget, seed)))
                 runs.append(json.loads(path.read_text()))
     blend = lambda r, k: (r["n"] * r["cross_validated"] + k * r["confidence"]) / (r["n"] + k)  # noqa: E731
-    rules = {"cross-validated alone": lambda r: r["cross_validated"], "mean confidence alone": lambda r: r["confidence"]}
+    rules = {
+        "cross-validated alone": lambda r: r["cross_validated"],
+        "mean confidence alone": lambda r: r["confidence"],
+    }
     rules |= {f"blended, confidence weighs {k} examples": (lambda r, k=k: blend(r, k)) for k in (4, 8, 16, 32, 64)}
     for r in runs:
         r["tempered"], r["rescaled"] = tempered_confidence(r), rescaled_confidence(r)
-    rules |= {"confidence after temperature scaling on the examples' out-of-fold answers": lambda r: r["tempered"],
-              "confidence rescaled by the out-of-fold accuracy / confidence": lambda r: r["rescaled"]}
+    rules |= {
+        "confidence after temperature scaling on the examples' out-of-fold answers": lambda r: r["tempered"],
+        "confidence rescaled by the out-of-fold accuracy / confidence": lambda r: r["rescaled"],
+    }
     for what in ("tempered", "rescaled"):
-        rules |= {f"{what}, blended, weighs {k} examples": (lambda r, k=k, w=what: (r["n"] * r["cross_validated"]
-                                                                                   + k * r[w]) / (r["n"] + k))
-                  for k in (16, 64)}
+        rules |= {
+            f"{what}, blended, weighs {k} examples": (
+                lambda r, k=k, w=what: (r["n"] * r["cross_validated"] + k * r[w]) / (r["n"] + k)
+            )
+            for k in (16, 64)
+        }
     for solve, what in ((False, "the texts' answered label mix"), (True, "the label mix solved from the answers")):
-        rules[f"out-of-fold recall weighted by {what}, blended, weighs 16 examples"] = (
-            lambda r, s=solve: (r["n"] * mix_weighted_recall(r, s) + 16 * r["confidence"]) / (r["n"] + 16))
-    lines = [f"Estimators of the self-trained component's accuracy on {UNLABELED} texts: {len(runs)} runs ("
-             f"{', '.join(NAMES)}; {ESTIMATOR_BUDGETS} per class; seeds 0-{ESTIMATOR_SEEDS - 1})\n",
-             "| estimate | mean abs error | mean signed | " + " | ".join(f"abs, {b}/class" for b in ESTIMATOR_BUDGETS)
-             + " | stated 95% interval holds the accuracy |", "|---" * (4 + len(ESTIMATOR_BUDGETS)) + "|"]
+        rules[f"out-of-fold recall weighted by {what}, blended, weighs 16 examples"] = lambda r, s=solve: (
+            (r["n"] * mix_weighted_recall(r, s) + 16 * r["confidence"]) / (r["n"] + 16)
+        )
+    lines = [
+        f"Estimators of the self-trained component's accuracy on {UNLABELED} texts: {len(runs)} runs ("
+        f"{', '.join(NAMES)}; {ESTIMATOR_BUDGETS} per class; seeds 0-{ESTIMATOR_SEEDS - 1})\n",
+        "| estimate | mean abs error | mean signed | "
+        + " | ".join(f"abs, {b}/class" for b in ESTIMATOR_BUDGETS)
+        + " | stated 95% interval holds the accuracy |",
+        "|---" * (4 + len(ESTIMATOR_BUDGETS)) + "|",
+    ]
     for label, rule in rules.items():
         errors = np.array([rule(r) - r["accuracy"] for r in runs])
         budgets = np.array([r["budget"] for r in runs])
         inside = np.mean([inside_interval(rule(r), r["n"], r["accuracy"]) for r in runs])
-        lines.append(f"| {label} | {np.abs(errors).mean():.3f} | {errors.mean():+.3f} | "
-                     + " | ".join(f"{np.abs(errors[budgets == b]).mean():.3f}" for b in ESTIMATOR_BUDGETS)
-                     + f" | {inside:.0%} |")
+        lines.append(
+            f"| {label} | {np.abs(errors).mean():.3f} | {errors.mean():+.3f} | "
+            + " | ".join(f"{np.abs(errors[budgets == b]).mean():.3f}" for b in ESTIMATOR_BUDGETS)
+            + f" | {inside:.0%} |"
+        )
     return "\n".join(lines) + "\n\n" + interval_coverage(runs, lambda r: blend(r, CONFIDENCE_WEIGHT))
 
 
 def interval_coverage(runs: list[dict], estimate) -> str:
     """How often the stated interval (accuracy_interval) around the blended estimate holds the accuracy on the
     texts, for a few values of the estimate's systematic error (this chose offline.ESTIMATE_BIAS)."""
-    lines = ["| systematic error (sd) | interval holds the accuracy | " + " | ".join(NAMES) + " | mean width |",
-             "|---" * (3 + len(NAMES)) + "|"]
+    lines = [
+        "| systematic error (sd) | interval holds the accuracy | " + " | ".join(NAMES) + " | mean width |",
+        "|---" * (3 + len(NAMES)) + "|",
+    ]
     names, accuracy = np.array([r["data"] for r in runs]), np.array([r["accuracy"] for r in runs])
     for bias in (0.0, 0.02, 0.03, 0.04, 0.05):
         bounds = np.array([accuracy_interval(estimate(r), r["n"], bias) for r in runs])
         inside = (bounds[:, 0] <= accuracy) & (accuracy <= bounds[:, 1])
         width = np.mean(bounds[:, 1] - bounds[:, 0])
-        lines.append(f"| {bias:.2f}{' (Wilson alone)' if not bias else ''} | {inside.mean():.1%} | "
-                     + " | ".join(f"{inside[names == n].mean():.0%}" for n in NAMES) + f" | {width:.3f} |")
+        lines.append(
+            f"| {bias:.2f}{' (Wilson alone)' if not bias else ''} | {inside.mean():.1%} | "
+            + " | ".join(f"{inside[names == n].mean():.0%}" for n in NAMES)
+            + f" | {width:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -633,18 +737,37 @@ def main() -> None:
     parser.add_argument("--budgets", default="0,2,8,64", help="examples per class")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-test", type=int, default=200)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "few_labels"),
-                        help="the cells (kept in git, so that the README's table can be printed again anywhere)")
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "benchmarks" / "results" / "few_labels"),
+        help="the cells (kept in git, so that the README's table can be printed again anywhere)",
+    )
     parser.add_argument("--table-only", action="store_true")
-    parser.add_argument("--rules", action="store_true", help="replay the automatic choice under other priors and "
-                        "margins on the stored cells; print its misses and how much of them the test rows' noise "
-                        "explains")
-    parser.add_argument("--fit-defaults", type=int, metavar="BUDGET", help="grid the default weights on the cells "
-                        "with this many examples per class (0: the zero-shot components)")
-    parser.add_argument("--estimators", action="store_true", help="compare ways of estimating the accuracy on "
-                        "many cheap runs of the self-trained component (stored in reports/estimators/)")
-    parser.add_argument("--refresh-from", metavar="DIR", help="cells stored by older code: compute only the "
-                        "self-trained component again (the combination is left out of them)")
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="replay the automatic choice under other priors and "
+        "margins on the stored cells; print its misses and how much of them the test rows' noise "
+        "explains",
+    )
+    parser.add_argument(
+        "--fit-defaults",
+        type=int,
+        metavar="BUDGET",
+        help="grid the default weights on the cells with this many examples per class (0: the zero-shot components)",
+    )
+    parser.add_argument(
+        "--estimators",
+        action="store_true",
+        help="compare ways of estimating the accuracy on "
+        "many cheap runs of the self-trained component (stored in reports/estimators/)",
+    )
+    parser.add_argument(
+        "--refresh-from",
+        metavar="DIR",
+        help="cells stored by older code: compute only the "
+        "self-trained component again (the combination is left out of them)",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -653,8 +776,13 @@ def main() -> None:
         return
     if args.rules:
         cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-        print(compare_rules(cells) + "\n\n" + misses([c for c in cells if "candidates_cv" in c]) + "\n\n"
-              + noise_of_test_rows(cells))
+        print(
+            compare_rules(cells)
+            + "\n\n"
+            + misses([c for c in cells if "candidates_cv" in c])
+            + "\n\n"
+            + noise_of_test_rows(cells)
+        )
         return
     if args.fit_defaults is not None:
         print(fit_defaults([json.loads(p.read_text()) for p in sorted(out.glob("*.json"))], args.fit_defaults))
@@ -676,18 +804,23 @@ def main() -> None:
                     started = time.perf_counter()
                     cell = run_cell(name, budget, seed, args.n_test, memo)
                     path.write_text(json.dumps(cell))
-                    print(f"{name} {budget}/class seed {seed}: " + ", ".join(
-                        f"{k} {v:.3f}" for k, v in cell["accuracy"].items()) + f"  ({time.perf_counter() - started:.0f}s)",
-                        flush=True)
+                    print(
+                        f"{name} {budget}/class seed {seed}: "
+                        + ", ".join(f"{k} {v:.3f}" for k, v in cell["accuracy"].items())
+                        + f"  ({time.perf_counter() - started:.0f}s)",
+                        flush=True,
+                    )
     for path in sorted(out.glob("*.json")):
         update_zero_shot(path)
         update_confidence(path)
     cells = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    print(f"\nFew labels: accuracy on {args.n_test} seeded test rows per data set, mean ± std over seeds "
-          f"(examples per class drawn with each seed). auto = the choice cross-validated on the examples; "
-          f"train s = cross-validation, which is all the training (SetFit's fold models are its final model); "
-          f"items/s = labelling speed of what auto runs, on a 2-core CPU shared with other jobs (\"encoder\": only "
-          f"embedding components, as fast as the encoder embeds; the test texts were already embedded).\n")
+    print(
+        f"\nFew labels: accuracy on {args.n_test} seeded test rows per data set, mean ± std over seeds "
+        f"(examples per class drawn with each seed). auto = the choice cross-validated on the examples; "
+        f"train s = cross-validation, which is all the training (SetFit's fold models are its final model); "
+        f'items/s = labelling speed of what auto runs, on a 2-core CPU shared with other jobs ("encoder": only '
+        f"embedding components, as fast as the encoder embeds; the test texts were already embedded).\n"
+    )
     print(table(cells))
 
 

@@ -27,8 +27,11 @@ CONFIGS = {  # quantize="auto" (the default): int8 with nearest demonstrations, 
     "zero": dict(calibrate="none"),
     "zero-cal": dict(calibrate="content-free"),
     "zero-cal-int8": dict(calibrate="content-free", quantize="int8"),
-    **{f"class{k}{cal}": dict(example_selection="per-class", k=k, calibrate="content-free" if cal else "none")
-       for k in (1, 2, 4) for cal in ("", "-cal")},
+    **{
+        f"class{k}{cal}": dict(example_selection="per-class", k=k, calibrate="content-free" if cal else "none")
+        for k in (1, 2, 4)
+        for cal in ("", "-cal")
+    },
     **{f"sim{k}": dict(example_selection="similar", k=k, calibrate="none") for k in (1, 2, 4)},
     "sim4-cal": dict(example_selection="similar", k=4, calibrate="content-free"),
     "sim4-nearest-first": dict(example_selection="similar", k=4, calibrate="none"),
@@ -69,7 +72,9 @@ predictions = {}
 for k in (1, 8):
     predicted, seconds = nn_vote(train, texts, k)
     m = classification_metrics(gold, predicted, LABELS)
-    print(f"{f'nn-vote{k}':>18} {m['accuracy']:>8.3f} {m['macro_f1']:>8.3f} {len(texts) / seconds:>8.2f} {'-':>8} {'-':>8}")
+    print(
+        f"{f'nn-vote{k}':>18} {m['accuracy']:>8.3f} {m['macro_f1']:>8.3f} {len(texts) / seconds:>8.2f} {'-':>8} {'-':>8}"
+    )
 for name in args.configs.split(","):
     options = CONFIGS[name]
     examples = train if "example_selection" in options else None
@@ -83,8 +88,11 @@ for name in args.configs.split(","):
         predictions[name] = clf.classify(texts)
         seconds = time.perf_counter() - started
     m = classification_metrics(gold, predictions[name], LABELS)
-    print(f"{name:>18} {m['accuracy']:>8.3f} {m['macro_f1']:>8.3f} {len(texts) / seconds:>8.2f} "
-          f"{clf.report.prompt_tokens / len(texts):>8.0f} {memory.peak_mb:>8.0f}", flush=True)
+    print(
+        f"{name:>18} {m['accuracy']:>8.3f} {m['macro_f1']:>8.3f} {len(texts) / seconds:>8.2f} "
+        f"{clf.report.prompt_tokens / len(texts):>8.0f} {memory.peak_mb:>8.0f}",
+        flush=True,
+    )
 for int8, f32 in (("sim4", "sim4-f32"), ("sim2-fast", "sim2-fast-f32")):
     if int8 in predictions and f32 in predictions:
         same = sum(a == b for a, b in zip(predictions[int8], predictions[f32])) / len(texts)

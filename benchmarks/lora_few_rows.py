@@ -53,8 +53,18 @@ def dataset(name, seed):
         pool, test = split(load_ag_news(), [4000, 1000], seed=seed)
         return per_class(pool, 64, seed), None, test, AG
     if name == "trec8":
-        load = lambda f: [{"text": t, "label": lab} for t, lab in zip(*(read_table(DATA_DIR / "trec" / f)[c]  # noqa: E731
-                                                                     for c in ("text", "label")))]
+
+        def load(f):
+            return [
+                {"text": t, "label": lab}
+                for t, lab in zip(
+                    *(
+                        read_table(DATA_DIR / "trec" / f)[c]  # noqa: E731
+                        for c in ("text", "label")
+                    )
+                )
+            ]
+
         train, test = load("train.csv"), load("test.csv")
         return per_class(train, 8, seed), None, test, sorted({r["label"] for r in train})
     raise SystemExit(f"unknown data set {name!r}: ag8, trec8, ag64")
@@ -64,16 +74,35 @@ def run(name, seed, schedule, options):
     train, dev, test, labels = dataset(name, seed)
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        method = finetune(train, labels, out=out, dev_rows=dev, progress=False, seed=seed, epochs=3,
-                          **(OLD if schedule == "old" else {}), **options)
+        method = finetune(
+            train,
+            labels,
+            out=out,
+            dev_rows=dev,
+            progress=False,
+            seed=seed,
+            epochs=3,
+            **(OLD if schedule == "old" else {}),
+            **options,
+        )
         total_s = time.perf_counter() - started
         probs = method.probabilities([r["text"] for r in test])
         metrics = method.metrics
     accuracy = float(np.mean([labels[i] == r["label"] for i, r in zip(probs.argmax(1), test)]))
-    return dict(data=name, seed=seed, schedule=schedule, train_rows=metrics["train_rows"],
-                dev_rows=metrics["dev_rows"], test_rows=len(test), steps=metrics["steps"],
-                batch=metrics["schedule"]["batch_size"], epochs=metrics["schedule"]["epochs"],
-                accuracy=accuracy, train_s=metrics["train_seconds"], finetune_s=total_s)
+    return dict(
+        data=name,
+        seed=seed,
+        schedule=schedule,
+        train_rows=metrics["train_rows"],
+        dev_rows=metrics["dev_rows"],
+        test_rows=len(test),
+        steps=metrics["steps"],
+        batch=metrics["schedule"]["batch_size"],
+        epochs=metrics["schedule"]["epochs"],
+        accuracy=accuracy,
+        train_s=metrics["train_seconds"],
+        finetune_s=total_s,
+    )
 
 
 def main():
@@ -101,15 +130,19 @@ def main():
     print("| data | seed | schedule | train/dev/test rows | batch x steps | accuracy | train s |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['data']} | {r['seed']} | {r['schedule']} | {r['train_rows']}/{r['dev_rows']}/{r['test_rows']} "
-              f"| {r['batch']} x {r['steps']} | {r['accuracy']:.3f} | {r['train_s']:.0f} |")
+        print(
+            f"| {r['data']} | {r['seed']} | {r['schedule']} | {r['train_rows']}/{r['dev_rows']}/{r['test_rows']} "
+            f"| {r['batch']} x {r['steps']} | {r['accuracy']:.3f} | {r['train_s']:.0f} |"
+        )
     for name in dict.fromkeys(r["data"] for r in results):
         for schedule in schedules:
             acc = [r["accuracy"] for r in results if r["data"] == name and r["schedule"] == schedule]
             secs = [r["train_s"] for r in results if r["data"] == name and r["schedule"] == schedule]
             if len(acc) > 1:
-                print(f"{name} {schedule}: accuracy {np.mean(acc):.3f} ± {np.std(acc):.3f} over {len(acc)} seeds, "
-                      f"train {np.mean(secs):.0f} s")
+                print(
+                    f"{name} {schedule}: accuracy {np.mean(acc):.3f} ± {np.std(acc):.3f} over {len(acc)} seeds, "
+                    f"train {np.mean(secs):.0f} s"
+                )
 
 
 if __name__ == "__main__":

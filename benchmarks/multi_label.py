@@ -52,25 +52,48 @@ def run(name: str, args, train, dev, test) -> dict:
     started = time.perf_counter()
     out = Path(args.out) / name
     if name == "setfit":
-        finetune(train, EKMAN, out=out, method="setfit", multi_label=True, dev_rows=dev, progress=False,
-                 seed=args.seed, max_pairs=args.setfit_pairs)
+        finetune(
+            train,
+            EKMAN,
+            out=out,
+            method="setfit",
+            multi_label=True,
+            dev_rows=dev,
+            progress=False,
+            seed=args.seed,
+            max_pairs=args.setfit_pairs,
+        )
         clf = Classifier(EKMAN, f"finetuned:{out}", multi_label=True, cache=False, progress=False)
     elif name == "lora":
-        finetune(train, EKMAN, out=out, dev_rows=dev, multi_label=True, progress=False, quantize="none",
-                 seed=args.seed)
+        finetune(train, EKMAN, out=out, dev_rows=dev, multi_label=True, progress=False, quantize="none", seed=args.seed)
         clf = Classifier(EKMAN, f"finetuned:{out}", multi_label=True, cache=False, progress=False)
     elif name in ("embed", "offline", "local"):  # zero-shot scores; the train rows choose the threshold
-        clf = Classifier(EKMAN, name, multi_label=True, examples=train, cache=False, progress=False,
-                         unlabeled=[r["text"] for r in test])  # as classify() passes the texts it labels
+        clf = Classifier(
+            EKMAN,
+            name,
+            multi_label=True,
+            examples=train,
+            cache=False,
+            progress=False,
+            unlabeled=[r["text"] for r in test],
+        )  # as classify() passes the texts it labels
     else:
-        examples = [{"text": r["text"], "label": lab} for r in train for lab in r["labels"]] if name == "few-shot" else None
+        examples = (
+            [{"text": r["text"], "label": lab} for r in train for lab in r["labels"]] if name == "few-shot" else None
+        )
         clf = Classifier(EKMAN, args.model, multi_label=True, examples=examples, progress=False)
     train_s = time.perf_counter() - started
     started = time.perf_counter()
     metrics = clf.score([r["text"] for r in test], [r["labels"] for r in test])
     threshold = getattr(clf.method, "threshold", None)
-    return {"method": name, "train_s": train_s, "label_s": time.perf_counter() - started, "threshold": threshold,
-            "report": clf.report.summary(), **metrics}
+    return {
+        "method": name,
+        "train_s": train_s,
+        "label_s": time.perf_counter() - started,
+        "threshold": threshold,
+        "report": clf.report.summary(),
+        **metrics,
+    }
 
 
 def main() -> None:
@@ -84,25 +107,35 @@ def main() -> None:
     parser.add_argument("--setfit-pairs", type=int, default=480, help="SetFit's pair budget (480: 30 steps)")
     parser.add_argument("--out", default="reports/multi_label")
     args = parser.parse_args()
-    train, dev = per_label(read("train"), args.per_label, args.seed), per_label(read("dev"), args.dev_per_label, args.seed)
+    train, dev = (
+        per_label(read("train"), args.per_label, args.seed),
+        per_label(read("dev"), args.dev_per_label, args.seed),
+    )
     pool = read("test")
     test = [pool[i] for i in np.random.default_rng(args.seed + 1).permutation(len(pool))[: args.n_test]]
     share = lambda rows: sum(len(r["labels"]) > 1 for r in rows) / len(rows)  # noqa: E731
-    print(f"GoEmotions Ekman: {len(train)} train rows ({args.per_label} per label, {share(train):.0%} with 2+ labels), "
-          f"{len(dev)} dev, {len(test)} test ({share(test):.0%} with 2+ labels), seed {args.seed}")
+    print(
+        f"GoEmotions Ekman: {len(train)} train rows ({args.per_label} per label, {share(train):.0%} with 2+ labels), "
+        f"{len(dev)} dev, {len(test)} test ({share(test):.0%} with 2+ labels), seed {args.seed}"
+    )
     results = []
     for name in args.methods.split(","):
         results.append(run(name, args, train, dev, test))
         r = results[-1]
-        print(f"{name}: micro-F1 {r['micro_f1']:.3f}  macro-F1 {r['macro_f1']:.3f}  subset accuracy "
-              f"{r['subset_accuracy']:.3f}  Hamming loss {r['hamming_loss']:.3f}  threshold {r['threshold']}  "
-              f"train {r['train_s']:.0f}s  label {r['label_s']:.0f}s", flush=True)
+        print(
+            f"{name}: micro-F1 {r['micro_f1']:.3f}  macro-F1 {r['macro_f1']:.3f}  subset accuracy "
+            f"{r['subset_accuracy']:.3f}  Hamming loss {r['hamming_loss']:.3f}  threshold {r['threshold']}  "
+            f"train {r['train_s']:.0f}s  label {r['label_s']:.0f}s",
+            flush=True,
+        )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
     print("\n| method | micro-F1 | macro-F1 | subset accuracy | Hamming loss | train s |\n|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['method']} | {r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['subset_accuracy']:.3f} | "
-              f"{r['hamming_loss']:.3f} | {r['train_s']:.0f} |")
+        print(
+            f"| {r['method']} | {r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['subset_accuracy']:.3f} | "
+            f"{r['hamming_loss']:.3f} | {r['train_s']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -37,10 +37,14 @@ def run(name: str, budget: int, seed: int, n_test: int) -> dict:
         labelled = time.perf_counter()
     estimate = clf.method.estimate
     gold = [r["label"] for r in test]
-    return {"chosen": estimate.chosen, "stopped": ", ".join(f"{n} after {len(a)}" for n, a in estimate.stopped.items()),
-            "estimate": estimate.accuracy,
-            "accuracy": float(np.mean([p is not None and p.label == g for p, g in zip(predictions, gold)])),
-            "train_s": trained - started, "items_s": len(texts) / (labelled - trained)}
+    return {
+        "chosen": estimate.chosen,
+        "stopped": ", ".join(f"{n} after {len(a)}" for n, a in estimate.stopped.items()),
+        "estimate": estimate.accuracy,
+        "accuracy": float(np.mean([p is not None and p.label == g for p, g in zip(predictions, gold)])),
+        "train_s": trained - started,
+        "items_s": len(texts) / (labelled - trained),
+    }
 
 
 def main() -> None:
@@ -50,15 +54,21 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--n-test", type=int, default=200)
     args = parser.parse_args()
-    print("| data | per class | seed | chosen | stopped (folds it ran) | estimate | accuracy | train s | items/s |\n"
-          "|---|---|---|---|---|---|---|---|---|", flush=True)
+    print(
+        "| data | per class | seed | chosen | stopped (folds it ran) | estimate | accuracy | train s | items/s |\n"
+        "|---|---|---|---|---|---|---|---|---|",
+        flush=True,
+    )
     for name in args.data.split(","):
         for budget in map(int, args.budgets.split(",")):
             for seed in map(int, args.seeds.split(",")):
                 r = run(name, budget, seed, args.n_test)
                 estimate = "–" if r["estimate"] is None else f"{r['estimate']:.3f}"
-                print(f"| {name} | {budget} | {seed} | {r['chosen']} | {r['stopped'] or '–'} | {estimate} | "
-                      f"{r['accuracy']:.3f} | {r['train_s']:.0f} | {r['items_s']:.0f} |", flush=True)
+                print(
+                    f"| {name} | {budget} | {seed} | {r['chosen']} | {r['stopped'] or '–'} | {estimate} | "
+                    f"{r['accuracy']:.3f} | {r['train_s']:.0f} | {r['items_s']:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ train, dev, test = train[: args.train], dev[: args.dev], test[: args.test]
 
 
 def accuracy(clf, rows):
-    return classification_metrics([r["label"] for r in rows], clf.classify([r["text"] for r in rows]), LABELS)["accuracy"]
+    return classification_metrics([r["label"] for r in rows], clf.classify([r["text"] for r in rows]), LABELS)[
+        "accuracy"
+    ]
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -43,6 +45,8 @@ with tempfile.TemporaryDirectory() as tmp:
         clf = Classifier(LABELS, "local", cache=False, progress=False, **options)
         print(f"{name:>24} {accuracy(clf, dev):>8.3f} {accuracy(clf, test):>8.3f}", flush=True)
 u = artifact.usage
-print(f"optimisation cost: dev score {artifact.dev_score:.3f} (as reported by optimize), {len(artifact.demos)} demos, "
-      f"{u['requests']} API calls, {u['prompt_tokens']} prompt tokens scored locally, {u['compute_s']:.0f}s compute, "
-      f"{u['wall_s']:.0f}s wall")
+print(
+    f"optimisation cost: dev score {artifact.dev_score:.3f} (as reported by optimize), {len(artifact.demos)} demos, "
+    f"{u['requests']} API calls, {u['prompt_tokens']} prompt tokens scored locally, {u['compute_s']:.0f}s compute, "
+    f"{u['wall_s']:.0f}s wall"
+)

@@ -37,11 +37,18 @@ class TimedLabeller(RayLabeller):
 
 def ray_run(model: str, actors: int, concurrency: int) -> tuple[float, float]:
     ds = ray.data.from_pandas([frame.iloc[i : i + BLOCK] for i in range(0, N, BLOCK)])
-    options = dict(labels=LABELS, model=model, batch_size=BATCH, concurrency=concurrency, cache=False,
-                   structured="json_schema")
+    options = dict(
+        labels=LABELS, model=model, batch_size=BATCH, concurrency=concurrency, cache=False, structured="json_schema"
+    )
     started = time.perf_counter()
-    out = ds.map_batches(TimedLabeller, fn_constructor_kwargs=options, batch_format="pandas", batch_size=BLOCK,
-                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.25).to_pandas()
+    out = ds.map_batches(
+        TimedLabeller,
+        fn_constructor_kwargs=options,
+        batch_format="pandas",
+        batch_size=BLOCK,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=0.25,
+    ).to_pandas()
     wall = time.perf_counter() - started
     out = out.sort_values("id")
     assert list(out["predicted_label"]) == list(out["gold"]) and out["error"].isna().all(), "wrong answers"
@@ -51,23 +58,31 @@ def ray_run(model: str, actors: int, concurrency: int) -> tuple[float, float]:
 def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    print(f"data: {DATA}; split: {SPLIT_TEXT}; first {N} test items; latency {LATENCY * 1000:.0f} ms, "
-          f"batch {BATCH}; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; ray {ray.__version__}")
+    print(
+        f"data: {DATA}; split: {SPLIT_TEXT}; first {N} test items; latency {LATENCY * 1000:.0f} ms, "
+        f"batch {BATCH}; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; ray {ray.__version__}"
+    )
     print(f"{'engine':<22} {'workers':>7} {'conc.':>5} {'items/s':>8} {'ideal':>6} {'labelling s':>11} {'wall s':>7}")
     with oracle_server(rows, latency=LATENCY) as server:
         model = f"openai-compatible:bench@{server.base_url}"
         for concurrency in (1, 4):
-            clf = Classifier(LABELS, model, batch_size=BATCH, concurrency=concurrency, cache=False,
-                             structured="json_schema")
+            clf = Classifier(
+                LABELS, model, batch_size=BATCH, concurrency=concurrency, cache=False, structured="json_schema"
+            )
             assert clf.classify(list(frame["text"])) == list(frame["gold"]), "wrong answers"
             wall = clf.report.wall_s
-            print(f"{'Classifier, 1 process':<22} {1:>7} {concurrency:>5} {N / wall:>8.1f} "
-                  f"{concurrency * BATCH / LATENCY:>6.0f} {wall:>11.1f} {wall:>7.1f}")
+            print(
+                f"{'Classifier, 1 process':<22} {1:>7} {concurrency:>5} {N / wall:>8.1f} "
+                f"{concurrency * BATCH / LATENCY:>6.0f} {wall:>11.1f} {wall:>7.1f}"
+            )
         for concurrency in (1, 4):
             for actors in (1, 2, 4):
                 wall, span = ray_run(model, actors, concurrency)
-                print(f"{'Ray Data':<22} {actors:>7} {concurrency:>5} {N / span:>8.1f} "
-                      f"{actors * concurrency * BATCH / LATENCY:>6.0f} {span:>11.1f} {wall:>7.1f}", flush=True)
+                print(
+                    f"{'Ray Data':<22} {actors:>7} {concurrency:>5} {N / span:>8.1f} "
+                    f"{actors * concurrency * BATCH / LATENCY:>6.0f} {span:>11.1f} {wall:>7.1f}",
+                    flush=True,
+                )
     ray.shutdown()
 
 

@@ -124,22 +124,26 @@ def few_labels(folder: Path) -> str:
 def scale(folder: Path) -> str:
     """benchmarks/scale.py's printed runs, as kept (each run's first line names its machine and date)."""
     runs = "\n\n".join(f"```\n{p.read_text().strip()}\n```" for p in sorted(folder.glob("*.txt")))
-    return "\n".join([
-        "## Big jobs (`benchmarks/scale.py`)",
-        "",
-        "\n\n".join(" ".join(part.split()) for part in docstring(BENCHMARKS / "scale.py").split("Usage:")[0]
-                    .strip().split("\n\n")),
-        "",
-        "The machine is shared: the bare client and promptclf are compared within one run (one block below), "
-        "never across blocks. With failing rows, `ideal` counts only first asks (each failing row is asked 5 "
-        "times).",
-        "",
-        f"Kept in `{folder.relative_to(ROOT)}/`; `ratio` is promptclf's items/s over the bare client's in the same "
-        "run, `error rows` checks that every row is in the output and exactly the rows never answered carry an "
-        "error.",
-        "",
-        runs,
-    ])
+    return "\n".join(
+        [
+            "## Big jobs (`benchmarks/scale.py`)",
+            "",
+            "\n\n".join(
+                " ".join(part.split())
+                for part in docstring(BENCHMARKS / "scale.py").split("Usage:")[0].strip().split("\n\n")
+            ),
+            "",
+            "The machine is shared: the bare client and promptclf are compared within one run (one block below), "
+            "never across blocks. With failing rows, `ideal` counts only first asks (each failing row is asked 5 "
+            "times).",
+            "",
+            f"Kept in `{folder.relative_to(ROOT)}/`; `ratio` is promptclf's items/s over the bare client's in the same "
+            "run, `error rows` checks that every row is in the output and exactly the rows never answered carry an "
+            "error.",
+            "",
+            runs,
+        ]
+    )
 
 
 RENDERERS = {"few_labels": few_labels, "scale": scale}

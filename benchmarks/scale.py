@@ -85,7 +85,7 @@ def run_measured(argv: list[str], env: dict) -> tuple[float, float, int]:
     return time.perf_counter() - started, peak / 2**20, process.returncode
 
 
-BARE = r'''
+BARE = r"""
 import asyncio, json, sys, time
 from openai import AsyncOpenAI
 body, base_url, texts_file, concurrency, batch = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
@@ -109,7 +109,7 @@ async def main():
     await asyncio.gather(*(one(s) for s in range(0, len(texts), batch)))
     print(json.dumps({"wall": time.perf_counter() - started, "answered": answered}))
 asyncio.run(main())
-'''
+"""
 
 
 def request_template(server: FakeOpenAIServer) -> dict:
@@ -121,7 +121,7 @@ def request_template(server: FakeOpenAIServer) -> dict:
         content = re.sub(r"following \d+ item", "following @@N@@ item", message["content"])
         items = list(re.finditer(r'<item id="\d+">\n.*?\n</item>', content, re.S))
         if items:
-            message["content"] = content[: items[0].start()] + "@@ITEMS@@" + content[items[-1].end():]
+            message["content"] = content[: items[0].start()] + "@@ITEMS@@" + content[items[-1].end() :]
     return body
 
 
@@ -131,12 +131,18 @@ def main() -> None:
     parser.add_argument("--fail-share", type=float, default=0.0)
     parser.add_argument("--no-bare", action="store_true", help="skip the bare client (its columns show -)")
     args = parser.parse_args()
-    print(f"machine: {platform.node()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
-          f"python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"data: synthetic rows, seed {SEED}; server latency {LATENCY * 1000:.0f} ms; concurrency {CONCURRENCY}, "
-          f"batch {BATCH}; fail share {args.fail_share}")
-    print(f"{'rows':>9} {'wall s':>8} {'items/s':>8} {'peak MB':>8} {'requests':>9} {'ideal':>7} {'rerun s':>8} "
-          f"{'rerun req':>9} {'bare items/s':>12} {'ratio':>6} {'error rows':>11}")
+    print(
+        f"machine: {platform.node()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
+        f"python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    print(
+        f"data: synthetic rows, seed {SEED}; server latency {LATENCY * 1000:.0f} ms; concurrency {CONCURRENCY}, "
+        f"batch {BATCH}; fail share {args.fail_share}"
+    )
+    print(
+        f"{'rows':>9} {'wall s':>8} {'items/s':>8} {'peak MB':>8} {'requests':>9} {'ideal':>7} {'rerun s':>8} "
+        f"{'rerun req':>9} {'bare items/s':>12} {'ratio':>6} {'error rows':>11}"
+    )
     with FakeOpenAIServer(ServerConfig(oracle=oracle, latency=LATENCY, shuffle=False)) as server:
         for n in args.rows:
             with tempfile.TemporaryDirectory() as tmp:
@@ -147,9 +153,25 @@ def measure(server: FakeOpenAIServer, n: int, fail_share: float, tmp: Path, bare
     src, out = tmp / "in.csv", tmp / "out.csv"
     failing = make_rows(n, fail_share, src)
     env = {**os.environ, "PROMPTCLF_HOME": str(tmp / "home")}
-    argv = ["promptclf", "classify", "--input", str(src), "--output", str(out), "--labels", ",".join(LABELS),
-            "--model", f"openai-compatible:bench@{server.base_url}", "--concurrency", str(CONCURRENCY),
-            "--batch-size", str(BATCH), "--quiet", "--stop-after-failures", "0"]
+    argv = [
+        "promptclf",
+        "classify",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--labels",
+        ",".join(LABELS),
+        "--model",
+        f"openai-compatible:bench@{server.base_url}",
+        "--concurrency",
+        str(CONCURRENCY),
+        "--batch-size",
+        str(BATCH),
+        "--quiet",
+        "--stop-after-failures",
+        "0",
+    ]
     server.log.bodies.clear()
     before = server.log.chat_requests
     wall, peak, code = run_measured(argv, env)
@@ -162,15 +184,21 @@ def measure(server: FakeOpenAIServer, n: int, fail_share: float, tmp: Path, bare
     rerun_requests = server.log.chat_requests - before
     bare_rate = bare_client(server, body, src, n) if bare else None
     server.log.bodies.clear()
-    shown = (f"{bare_rate:>12.0f} {n / wall / bare_rate:>6.2f}" if bare_rate else f"{'-':>12} {'-':>6}")
-    print(f"{n:>9} {wall:>8.1f} {n / wall:>8.0f} {peak:>8.0f} {requests:>9} {math.ceil(n / BATCH):>7} {rerun:>8.1f} "
-          f"{rerun_requests:>9} {shown} {errors:>11}  (exit {code})", flush=True)
+    shown = f"{bare_rate:>12.0f} {n / wall / bare_rate:>6.2f}" if bare_rate else f"{'-':>12} {'-':>6}"
+    print(
+        f"{n:>9} {wall:>8.1f} {n / wall:>8.0f} {peak:>8.0f} {requests:>9} {math.ceil(n / BATCH):>7} {rerun:>8.1f} "
+        f"{rerun_requests:>9} {shown} {errors:>11}  (exit {code})",
+        flush=True,
+    )
 
 
 def bare_client(server: FakeOpenAIServer, body: dict, src: Path, n: int) -> float:
     """Items a second through the openai package's AsyncOpenAI alone, same body, same concurrency."""
-    bare = subprocess.run([sys.executable, "-c", BARE, json.dumps(body), server.base_url, str(src), str(CONCURRENCY),
-                           str(BATCH)], capture_output=True, text=True)
+    bare = subprocess.run(
+        [sys.executable, "-c", BARE, json.dumps(body), server.base_url, str(src), str(CONCURRENCY), str(BATCH)],
+        capture_output=True,
+        text=True,
+    )
     if bare.returncode:
         raise SystemExit(f"the bare client failed: {bare.stderr[-2000:]}")
     return n / json.loads(bare.stdout)["wall"]

@@ -78,14 +78,22 @@ def with_examples(budgets, n_test: int) -> str:
                     x, t, w = training_set(vectors[kept], probs[kept].argmax(1), x_ex, y_ex, weight)
                     model = LogisticRegression(C=c, max_iter=3000).fit(x, t, sample_weight=w)
                     found.setdefault((weight, keep, c), {}).setdefault((name, budget), []).append(
-                        float((model.predict(vectors[: len(y)]) == y).mean()))
+                        float((model.predict(vectors[: len(y)]) == y).mean())
+                    )
     columns = [(n, b) for n in NAMES for b in budgets]
-    lines = ["| example weight | keep | C | " + " | ".join(f"{n} {b}" for n, b in columns) + " | mean |",
-             "|---" * (len(columns) + 4) + "|"]
+    lines = [
+        "| example weight | keep | C | " + " | ".join(f"{n} {b}" for n, b in columns) + " | mean |",
+        "|---" * (len(columns) + 4) + "|",
+    ]
     for setting, cells in found.items():
         means = [np.mean(cells[col]) for col in columns]
-        lines.append("| " + " | ".join(map(str, setting)) + " | " + " | ".join(f"{m:.3f}" for m in means)
-                     + f" | {np.mean(means):.3f} |")
+        lines.append(
+            "| "
+            + " | ".join(map(str, setting))
+            + " | "
+            + " | ".join(f"{m:.3f}" for m in means)
+            + f" | {np.mean(means):.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -105,8 +113,10 @@ def main() -> None:
     sizes, rounds = [int(s) for s in args.sizes.split(",")], [int(r) for r in args.rounds.split(",")]
     mixes = [float(m) for m in args.mixes.split(",")]
     results = {name: gains(name, sizes, rounds, mixes, args.draws, args.n_test) for name in NAMES}
-    print(f"Self-trained label similarity: accuracy gain over the label names alone on {args.n_test} test rows, "
-          f"mean / worst over {args.draws} draws of unlabelled pool texts (mix = weight of the centroids).\n")
+    print(
+        f"Self-trained label similarity: accuracy gain over the label names alone on {args.n_test} test rows, "
+        f"mean / worst over {args.draws} draws of unlabelled pool texts (mix = weight of the centroids).\n"
+    )
     print("| unlabelled | rounds | mix | " + " | ".join(NAMES) + " | mean | worst |")
     print("|---" * (len(NAMES) + 5) + "|")
     print("| (label names alone) | | | " + " | ".join(f"{results[n]['plain']:.3f}" for n in NAMES) + " | | |")
@@ -114,8 +124,11 @@ def main() -> None:
         for r in rounds:
             for mix in mixes:
                 cells = [results[n][(size, r, mix)] for n in NAMES]
-                print(f"| {size} | {r} | {mix} | " + " | ".join(f"{m:+.3f} / {w:+.3f}" for m, w in cells)
-                      + f" | {np.mean([m for m, _ in cells]):+.3f} | {min(w for _, w in cells):+.3f} |")
+                print(
+                    f"| {size} | {r} | {mix} | "
+                    + " | ".join(f"{m:+.3f} / {w:+.3f}" for m, w in cells)
+                    + f" | {np.mean([m for m, _ in cells]):+.3f} | {min(w for _, w in cells):+.3f} |"
+                )
 
 
 if __name__ == "__main__":

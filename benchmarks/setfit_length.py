@@ -28,8 +28,11 @@ def run(name: str, budget: int, seed: int, length: int | None, n_test: int) -> d
     trained = time.perf_counter()
     probs = model.probabilities([r["text"] for r in test])
     gold = np.array([labels.index(r["label"]) for r in test])
-    return {"accuracy": float((probs.argmax(1) == gold).mean()), "train_s": trained - started,
-            "items_s": len(test) / (time.perf_counter() - trained)}
+    return {
+        "accuracy": float((probs.argmax(1) == gold).mean()),
+        "train_s": trained - started,
+        "items_s": len(test) / (time.perf_counter() - trained),
+    }
 
 
 def main() -> None:
@@ -47,8 +50,11 @@ def main() -> None:
             for seed in map(int, args.seeds.split(",")):
                 for length in lengths:
                     r = run(name, budget, seed, length, args.n_test)
-                    print(f"| {name} | {budget} | {seed} | {length or 'none (256)'} | {r['accuracy']:.3f} | "
-                          f"{r['train_s']:.0f} | {r['items_s']:.1f} |", flush=True)
+                    print(
+                        f"| {name} | {budget} | {seed} | {length or 'none (256)'} | {r['accuracy']:.3f} | "
+                        f"{r['train_s']:.0f} | {r['items_s']:.1f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,12 @@ from promptclf.core.labels import LabelSet
 from promptclf.sklearn import PromptClassifier
 from promptclf.task.examples import sample_per_class
 
-DESCRIPTIONS = {"World": "world news, politics, conflicts, diplomacy", "Sports": "sports, games, players, teams",
-                "Business": "business, companies, markets, the economy", "Sci/Tech": "science and technology"}
+DESCRIPTIONS = {
+    "World": "world news, politics, conflicts, diplomacy",
+    "Sports": "sports, games, players, teams",
+    "Business": "business, companies, markets, the economy",
+    "Sci/Tech": "science and technology",
+}
 
 
 def main() -> None:
@@ -36,8 +40,11 @@ def main() -> None:
     print(f"embed, label names only (Classifier):      accuracy {np.mean(np.array(zero_shot) == y_test):.3f}")
     est = PromptClassifier("embed", labels=LABELS, cache=False).fit(X, y)
     print(f"embed, fitted on 32 examples (estimator):  accuracy {est.score(X_test, y_test):.3f}")
-    grid = GridSearchCV(PromptClassifier("embed", labels=LABELS, cache=False),
-                        {"descriptions": [None, DESCRIPTIONS]}, cv=StratifiedKFold(4, shuffle=True, random_state=0))
+    grid = GridSearchCV(
+        PromptClassifier("embed", labels=LABELS, cache=False),
+        {"descriptions": [None, DESCRIPTIONS]},
+        cv=StratifiedKFold(4, shuffle=True, random_state=0),
+    )
     grid.fit(X, y)
     for params, score in zip(grid.cv_results_["params"], grid.cv_results_["mean_test_score"]):
         print(f"grid: descriptions={'yes' if params['descriptions'] else 'no '}  cross-validated {score:.3f}")

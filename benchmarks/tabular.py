@@ -39,23 +39,31 @@ def record(name, predicted, seconds):
     results.append((name, float(np.mean(np.asarray(predicted) == gold)), len(test) / seconds))
 
 
-for name, model in [("logistic regression", make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))),
-                    ("gradient boosting", GradientBoostingClassifier(random_state=0))]:
+for name, model in [
+    ("logistic regression", make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))),
+    ("gradient boosting", GradientBoostingClassifier(random_state=0)),
+]:
     model.fit(X.iloc[train], y[train])
     started = time.perf_counter()
     record(name, model.predict(X.iloc[test]), time.perf_counter() - started)
 
-for name, options in [("gemma-270m zero-shot Yes/No", dict(calibrate="content-free")),
-                      ("gemma-270m 2 nearest demos", dict(examples=[rows[i] for i in train], k=2, demo_words=None))]:
+for name, options in [
+    ("gemma-270m zero-shot Yes/No", dict(calibrate="content-free")),
+    ("gemma-270m 2 nearest demos", dict(examples=[rows[i] for i in train], k=2, demo_words=None)),
+]:
     clf = Classifier(["Yes", "No"], "local", cache=False, progress=False, max_length=1024, **options)
     started = time.perf_counter()
     record(name, clf.classify([texts[i] for i in test]), time.perf_counter() - started)
 
-lora = finetune([rows[i] for i in train], ["Yes", "No"], out="reports/tabular-lora", epochs=3, max_length=256,
-                progress=False)
+lora = finetune(
+    [rows[i] for i in train], ["Yes", "No"], out="reports/tabular-lora", epochs=3, max_length=256, progress=False
+)
 started = time.perf_counter()
-record("MiniLM 4-bit LoRA on serialised rows",
-       [p.label for _, p in sorted(lora.predict([texts[i] for i in test], Usage()))], time.perf_counter() - started)
+record(
+    "MiniLM 4-bit LoRA on serialised rows",
+    [p.label for _, p in sorted(lora.predict([texts[i] for i in test], Usage()))],
+    time.perf_counter() - started,
+)
 
 print(f"data: breast cancer (sklearn), {len(features)} features; split: seed-0 shuffle, 400 train / {len(test)} test")
 print(f"{'method':>40} {'accuracy':>8} {'items/s':>9}")

@@ -16,8 +16,14 @@ print(f"{'concurrency':>11} {'items':>6} {'items/s':>8} {'ideal':>7} {'ratio':>6
 with oracle_server(test, latency=LATENCY) as server:
     for concurrency in (1, 4, 16):
         items = test[: BATCH * concurrency * 5]
-        clf = Classifier(LABELS, f"openai-compatible:bench@{server.base_url}", batch_size=BATCH,
-                         concurrency=concurrency, cache=False, structured="json_schema")
+        clf = Classifier(
+            LABELS,
+            f"openai-compatible:bench@{server.base_url}",
+            batch_size=BATCH,
+            concurrency=concurrency,
+            cache=False,
+            structured="json_schema",
+        )
         clf.classify([r["text"] for r in items])
         rate, ideal = len(items) / clf.report.wall_s, BATCH * concurrency / LATENCY
         print(f"{concurrency:>11} {len(items):>6} {rate:>8.1f} {ideal:>7.0f} {rate / ideal:>6.2f}")

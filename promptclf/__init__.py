@@ -21,13 +21,32 @@ __version__ = "0.1.0"
 
 # The workflow functions, each from its layer's module, imported on first use (importing them all costs about
 # 0.6 s): promptclf.compare(...) works without `from promptclf.workflows.compare import compare`.
-WORKFLOWS = {"finetune": "promptclf.methods.finetune", "distill": "promptclf.workflows.distill",
-             "optimize": "promptclf.workflows.optimize", "compare": "promptclf.workflows.compare"}
+WORKFLOWS = {
+    "finetune": "promptclf.methods.finetune",
+    "distill": "promptclf.workflows.distill",
+    "optimize": "promptclf.workflows.optimize",
+    "compare": "promptclf.workflows.compare",
+}
 
 __all__ = [
-    "Classifier", "classify", "Task", "TaskLabel", "LabelSet", "Label", "Prediction", "Failure", "Method", "Usage",
-    "register_price", "ConfigError", "MissingAPIKeyError", "UnknownModelError", "InputError", "LabellingError",
-    "LabelError", *WORKFLOWS,
+    "Classifier",
+    "classify",
+    "Task",
+    "TaskLabel",
+    "LabelSet",
+    "Label",
+    "Prediction",
+    "Failure",
+    "Method",
+    "Usage",
+    "register_price",
+    "ConfigError",
+    "MissingAPIKeyError",
+    "UnknownModelError",
+    "InputError",
+    "LabellingError",
+    "LabelError",
+    *WORKFLOWS,
 ]
 
 

@@ -38,11 +38,15 @@ class Cascade:
 
     def __init__(self, local: Method, api: Method, below: float, *, cache: CacheBackend | None = None):
         if isinstance(below, bool) or not isinstance(below, numbers.Real) or not below >= 0:
-            raise ConfigError(f"cascade threshold {below!r}: give a confidence of 0 or more (0.8 sends the items "
-                              "the local method is less than 80% sure of to the API)")
+            raise ConfigError(
+                f"cascade threshold {below!r}: give a confidence of 0 or more (0.8 sends the items "
+                "the local method is less than 80% sure of to the API)"
+            )
         if local.labels.names != api.labels.names:
-            raise ConfigError(f"cascade stages have different label sets: {list(local.labels.names)} (local) vs "
-                              f"{list(api.labels.names)} (API)")
+            raise ConfigError(
+                f"cascade stages have different label sets: {list(local.labels.names)} (local) vs "
+                f"{list(api.labels.names)} (API)"
+            )
         self.local, self.api, self.below, self.cache = local, api, float(below), cache
         self.labels = api.labels
 
@@ -61,9 +65,11 @@ class Cascade:
         unsure_why: list[str] = []
         for pos, outcome in _stage(self.local, texts, local_usage, self.cache):
             if isinstance(outcome, Prediction) and outcome.confidence is None:
-                raise ConfigError(f"cascade: the local stage ({type(self.local).__name__}) answers without a "
-                                  "confidence; cascade from a method that gives one (finetuned:<dir>, embed, "
-                                  "offline, local, a fitted baseline)")
+                raise ConfigError(
+                    f"cascade: the local stage ({type(self.local).__name__}) answers without a "
+                    "confidence; cascade from a method that gives one (finetuned:<dir>, embed, "
+                    "offline, local, a fitted baseline)"
+                )
             if isinstance(outcome, Prediction) and outcome.confidence >= self.below:
                 usage.add(answered_locally=1, cache_hits=int(outcome.source == "cache"))
                 yield pos, outcome if outcome.source == "cache" else replace(outcome, source="local")
@@ -84,8 +90,9 @@ def _why_unsure(outcome: Outcome, below: float) -> str:
     return f"the local stage answered {outcome.label!r} at confidence {outcome.confidence:.3f} < {below:g}"
 
 
-def _stage(method: Method, texts: Sequence[str], usage: Usage,
-           cache: CacheBackend | None) -> Iterator[tuple[int, Outcome]]:
+def _stage(
+    method: Method, texts: Sequence[str], usage: Usage, cache: CacheBackend | None
+) -> Iterator[tuple[int, Outcome]]:
     """One stage's outcomes through the answer cache, under the method's own identity (so a plain Classifier
     of the same method shares the entries)."""
     from promptclf.cache.answering import answer
@@ -110,8 +117,14 @@ class StageRecord:
     api_usage: Usage
 
 
-def measure(local: Method, api: Method, rows: Sequence[dict], *, cache: CacheBackend | None = None,
-            api_usage: Usage | None = None) -> StageRecord:
+def measure(
+    local: Method,
+    api: Method,
+    rows: Sequence[dict],
+    *,
+    cache: CacheBackend | None = None,
+    api_usage: Usage | None = None,
+) -> StageRecord:
     """Run both stages on all `rows` ([{"text", "label"}]) and record the local confidence and both stages'
     correctness. The API is asked about every row (a frontier needs its answer at every threshold)."""
     texts = [r["text"] for r in rows]
@@ -153,8 +166,9 @@ def candidate_thresholds(confidence: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], finite[finite > 0], [top]])
 
 
-def frontier(confidence, local_correct, api_correct, api_cost_per_item: float | None = None,
-             thresholds=None) -> list[FrontierPoint]:
+def frontier(
+    confidence, local_correct, api_correct, api_cost_per_item: float | None = None, thresholds=None
+) -> list[FrontierPoint]:
     """The cascade's accuracy and API share at each threshold: an item goes to the API when its local
     confidence is below the threshold (or NaN: the local stage failed)."""
     confidence = np.asarray(confidence, dtype=float)
@@ -169,9 +183,16 @@ def frontier(confidence, local_correct, api_correct, api_cost_per_item: float | 
     local_right = np.concatenate([[0], np.cumsum(local_correct[order])])
     sent = np.searchsorted(ranked, thresholds, side="left")  # items with confidence below each threshold
     correct = api_right[sent] + local_right[-1] - local_right[sent]
-    return [FrontierPoint(float(t), float(c / n), float(k / n), int(k),
-                          None if api_cost_per_item is None else 1000 * api_cost_per_item * k / n)
-            for t, c, k in zip(thresholds, correct, sent)]
+    return [
+        FrontierPoint(
+            float(t),
+            float(c / n),
+            float(k / n),
+            int(k),
+            None if api_cost_per_item is None else 1000 * api_cost_per_item * k / n,
+        )
+        for t, c, k in zip(thresholds, correct, sent)
+    ]
 
 
 @dataclass(frozen=True)
@@ -197,8 +218,10 @@ class Goal:
         except ValueError:
             number = None
         if not sep or number is None:
-            raise ConfigError(f"cascade goal {text!r}: write kind:value, e.g. drop:0.01, accuracy:0.9, share:0.4 "
-                              "or cost:0.05 (dollars per 1,000 items)")
+            raise ConfigError(
+                f"cascade goal {text!r}: write kind:value, e.g. drop:0.01, accuracy:0.9, share:0.4 "
+                "or cost:0.05 (dollars per 1,000 items)"
+            )
         return cls(kind.strip(), number)
 
     def __str__(self) -> str:
@@ -229,12 +252,17 @@ def choose_threshold(points: Sequence[FrontierPoint], goal: Goal | str) -> Front
         spent = (lambda p: p.api_share) if goal.kind == "share" else (lambda p: p.cost_per_1k_items)
         feasible = [p for p in points if spent(p) <= goal.value + 1e-12]
         best = max(feasible, key=lambda p: (p.accuracy, -p.api_share, -p.threshold), default=None)
-        wanted = f"an API share of at most {goal.value:g}" if goal.kind == "share" else \
-            f"at most ${goal.value:g} per 1,000 items"
+        wanted = (
+            f"an API share of at most {goal.value:g}"
+            if goal.kind == "share"
+            else f"at most ${goal.value:g} per 1,000 items"
+        )
     if best is None:
         top = max(points, key=lambda p: p.accuracy)
-        raise NoThreshold(f"no cascade threshold reaches {wanted} on the dev rows: the most accurate, "
-                          f"{top.threshold:.4f}, scores {top.accuracy:.4f} sending {top.api_share:.0%} to the API")
+        raise NoThreshold(
+            f"no cascade threshold reaches {wanted} on the dev rows: the most accurate, "
+            f"{top.threshold:.4f}, scores {top.accuracy:.4f} sending {top.api_share:.0%} to the API"
+        )
     return best
 
 

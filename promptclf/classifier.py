@@ -44,13 +44,30 @@ class Classifier:
     (descriptions, aliases, examples, negative_examples, instructions) then come from it, not from options.
     """
 
-    def __init__(self, labels, model: str | None = None, *, aliases=None,
-                 cache: bool | str | Path | CacheBackend = True, fallback=None,
-                 fallback_below: float | None = None, skip_empty: bool = False, max_item_tokens: int = 2000,
-                 truncate: str = "warn", progress: bool | None = None, seed: int = 0, prices: dict | None = None,
-                 method: Method | None = None, unlabeled: Sequence[str] | None = None,
-                 cascade_from: str | Method | None = None, cascade_below: float | None = None,
-                 multi_label: bool = False, window: int | None = None, breaker_after: int = 20, **options):
+    def __init__(
+        self,
+        labels,
+        model: str | None = None,
+        *,
+        aliases=None,
+        cache: bool | str | Path | CacheBackend = True,
+        fallback=None,
+        fallback_below: float | None = None,
+        skip_empty: bool = False,
+        max_item_tokens: int = 2000,
+        truncate: str = "warn",
+        progress: bool | None = None,
+        seed: int = 0,
+        prices: dict | None = None,
+        method: Method | None = None,
+        unlabeled: Sequence[str] | None = None,
+        cascade_from: str | Method | None = None,
+        cascade_below: float | None = None,
+        multi_label: bool = False,
+        window: int | None = None,
+        breaker_after: int = 20,
+        **options,
+    ):
         """`model`: None (the default) is the model a prompt artifact given as `prompt=` was optimised for, else
         offline. `window`: rows held at once by `stream` (default: 2000, or 16 batches per request slot if more).
         `breaker_after`: stop asking after this many requests in a row failed (0: never; see core/breaker.py).
@@ -59,8 +76,9 @@ class Classifier:
         is a ConfigError naming the backends that take it."""
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
-        self.spec = (parse_model(model, options.get("prompt")) if method is None
-                     else ModelSpec("custom", type(method).__name__))
+        self.spec = (
+            parse_model(model, options.get("prompt")) if method is None else ModelSpec("custom", type(method).__name__)
+        )
         if method is None:
             check_options(self.spec, options)
         else:
@@ -77,8 +95,7 @@ class Classifier:
         self.labels = LabelSet.of(labels, options.get("descriptions"), aliases)
         values = {**options, **task_values, "seed": seed, "progress": progress, "unlabeled": _unlabeled(unlabeled)}
         values["examples"] = check_examples(values.get("examples"), self.labels, multi_label=bool(multi_label))
-        values["negative_examples"] = check_examples(values.get("negative_examples"), self.labels,
-                                                     "negative example")
+        values["negative_examples"] = check_examples(values.get("negative_examples"), self.labels, "negative example")
         self.multi_label = bool(multi_label)
         if self.multi_label:  # only where set: the single-label options and cache keys stay as they were
             values["multi_label"] = True
@@ -108,8 +125,10 @@ class Classifier:
         from promptclf.cascade import Cascade
 
         if local is None or below is None:
-            raise ConfigError("a cascade needs both cascade_from (the local model) and cascade_below (its "
-                              "confidence threshold, e.g. chosen with promptclf.cascade.choose_threshold)")
+            raise ConfigError(
+                "a cascade needs both cascade_from (the local model) and cascade_below (its "
+                "confidence threshold, e.g. chosen with promptclf.cascade.choose_threshold)"
+            )
         if not isinstance(local, Method):  # it takes the options that apply to it; the rest are the API model's
             spec = parse_model(local)
             local = build(spec, self.labels, options_for(spec, self.labels, self._values))
@@ -236,11 +255,20 @@ class Classifier:
         return cut()
 
     def _pipeline(self) -> Pipeline:
-        default_window = max(2000, 16 * int(self.options.get("batch_size") or 1) * int(self.options.get("concurrency") or 1))
-        return Pipeline(self.method, self.labels, self.cache, fallback=self.fallback,
-                        fallback_below=self.fallback_below, window=self.window or default_window,
-                        breaker_after=self.breaker_after, progress=self.progress,
-                        name=f"labelling with {self.spec.id}")
+        default_window = max(
+            2000, 16 * int(self.options.get("batch_size") or 1) * int(self.options.get("concurrency") or 1)
+        )
+        return Pipeline(
+            self.method,
+            self.labels,
+            self.cache,
+            fallback=self.fallback,
+            fallback_below=self.fallback_below,
+            window=self.window or default_window,
+            breaker_after=self.breaker_after,
+            progress=self.progress,
+            name=f"labelling with {self.spec.id}",
+        )
 
     def _prepared_row(self, i: int, text):
         prepared = self.prepare_item(i, text)
@@ -253,8 +281,10 @@ def _check_custom(method: Method, options: dict) -> None:
         if name not in option_names():
             raise TypeError(f"Classifier got an unknown option {name!r}")
         if not is_unset(name, value):
-            raise ConfigError(f"option {name} does not apply to method={type(method).__name__}: backend options "
-                              "configure the method a model string builds")
+            raise ConfigError(
+                f"option {name} does not apply to method={type(method).__name__}: backend options "
+                "configure the method a model string builds"
+            )
 
 
 def _warn_unused(spec: ModelSpec, task_values: dict, labels: LabelSet) -> None:
@@ -286,7 +316,7 @@ def _fallback(fallback, labels: LabelSet, multi_label: bool = False) -> Method |
     from promptclf.methods.finetune import load_finetuned
 
     path = str(fallback)
-    path = path[len("finetuned:"):] if path.startswith("finetuned:") else path
+    path = path[len("finetuned:") :] if path.startswith("finetuned:") else path
     return same_kind(load_finetuned(path, labels), multi_label, f"the fallback {path}")
 
 

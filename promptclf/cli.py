@@ -17,69 +17,118 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     """The options classify and evaluate share, in groups (each one line of help, its default shown)."""
     task = p.add_argument_group("task")
     task.add_argument("--labels", help="comma-separated label names (evaluate: default the gold labels seen)")
-    task.add_argument("--task", help="a task file (.yaml, .yml or .json: labels with descriptions, aliases and "
-                      "examples, instructions, template), instead of --labels")
-    task.add_argument("--multi-label", action="store_true", help="each item gets every label that applies (a task "
-                      "file says it with multi_label: true); written, and read as gold, joined by ';'")
+    task.add_argument(
+        "--task",
+        help="a task file (.yaml, .yml or .json: labels with descriptions, aliases and "
+        "examples, instructions, template), instead of --labels",
+    )
+    task.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="each item gets every label that applies (a task "
+        "file says it with multi_label: true); written, and read as gold, joined by ';'",
+    )
     task.add_argument("--instructions", default="", help="extra instructions for the prompt")
     task.add_argument("--prompt", help="a Jinja template file, or an optimised prompt artifact (.json)")
-    task.add_argument("--skip-empty", action="store_true", help="leave empty texts unlabelled instead of refusing "
-                      "the file")
+    task.add_argument(
+        "--skip-empty", action="store_true", help="leave empty texts unlabelled instead of refusing the file"
+    )
 
     model = p.add_argument_group("model")
-    model.add_argument("--model", default="offline", help="offline (default), embed, local, together:<m>, "
-                       "openai:<m>, openai-compatible:<m>@<url>, completions:<m>@<url>, finetuned:<dir>")
+    model.add_argument(
+        "--model",
+        default="offline",
+        help="offline (default), embed, local, together:<m>, "
+        "openai:<m>, openai-compatible:<m>@<url>, completions:<m>@<url>, finetuned:<dir>",
+    )
     model.add_argument("--fallback", help="a fine-tuned model directory that labels what the model could not")
-    model.add_argument("--fallback-below", type=float, help="also route answers below this confidence (0-1) to "
-                       "the fallback")
-    model.add_argument("--cascade-from", help="a local model (finetuned:<dir>, embed, offline, local) that answers "
-                       "first; only items it is less sure of than --cascade-below go to --model")
+    model.add_argument(
+        "--fallback-below", type=float, help="also route answers below this confidence (0-1) to the fallback"
+    )
+    model.add_argument(
+        "--cascade-from",
+        help="a local model (finetuned:<dir>, embed, offline, local) that answers "
+        "first; only items it is less sure of than --cascade-below go to --model",
+    )
     model.add_argument("--cascade-below", type=float, help="the cascade's confidence threshold (0-1)")
-    model.add_argument("--structured", default="auto",
-                       choices=["auto", "json_schema", "function_calling", "json_mode", "parser"],
-                       help="how chat models return answers (default auto: json_schema for OpenAI, then fallbacks)")
-    model.add_argument("--no-logprobs", action="store_true", help="chat models: ask for no token logprobs (no "
-                       "confidence; llama-cpp-python's server answers far faster without them)")
+    model.add_argument(
+        "--structured",
+        default="auto",
+        choices=["auto", "json_schema", "function_calling", "json_mode", "parser"],
+        help="how chat models return answers (default auto: json_schema for OpenAI, then fallbacks)",
+    )
+    model.add_argument(
+        "--no-logprobs",
+        action="store_true",
+        help="chat models: ask for no token logprobs (no "
+        "confidence; llama-cpp-python's server answers far faster without them)",
+    )
 
     examples = p.add_argument_group("examples")
-    examples.add_argument("--examples", help="labelled examples file (CSV, JSONL, Parquet) with text and label "
-                          "columns")
+    examples.add_argument("--examples", help="labelled examples file (CSV, JSONL, Parquet) with text and label columns")
     examples.add_argument("--examples-text-column", default="text", help="its text column (default: text)")
     examples.add_argument("--examples-label-column", default="label", help="its label column (default: label)")
-    examples.add_argument("--example-selection", default="auto", choices=["auto", "all", "per-class", "similar"],
-                          help="which examples a prompt shows (default: auto)")
-    examples.add_argument("-k", type=int, help="examples per class (per-class) or per item (similar); default 4, "
-                          "or 1 nearest for local models")
+    examples.add_argument(
+        "--example-selection",
+        default="auto",
+        choices=["auto", "all", "per-class", "similar"],
+        help="which examples a prompt shows (default: auto)",
+    )
+    examples.add_argument(
+        "-k",
+        type=int,
+        help="examples per class (per-class) or per item (similar); default 4, or 1 nearest for local models",
+    )
 
     limits = p.add_argument_group("batching and limits")
     limits.add_argument("--batch-size", type=int, default=10, help="items per request, chat models (default 10)")
     limits.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
-    limits.add_argument("--max-attempts", type=int, default=6, help="attempts per request on transient errors "
-                        "(default 6)")
+    limits.add_argument(
+        "--max-attempts", type=int, default=6, help="attempts per request on transient errors (default 6)"
+    )
     limits.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    limits.add_argument("--window", type=int, help="rows held in memory at once (default: 2000, or 16 batches per "
-                        "request slot)")
-    limits.add_argument("--stop-after-failures", type=int, default=20, help="stop asking after this many failed "
-                        "requests in a row, or most of the last 100 (default 20; 0: never)")
-    limits.add_argument("--progress", action="store_true", help="show progress on stderr even when it is not a "
-                        "terminal (default: only on a terminal)")
-    limits.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true",
-                        help="no progress display")
+    limits.add_argument(
+        "--window", type=int, help="rows held in memory at once (default: 2000, or 16 batches per request slot)"
+    )
+    limits.add_argument(
+        "--stop-after-failures",
+        type=int,
+        default=20,
+        help="stop asking after this many failed requests in a row, or most of the last 100 (default 20; 0: never)",
+    )
+    limits.add_argument(
+        "--progress",
+        action="store_true",
+        help="show progress on stderr even when it is not a terminal (default: only on a terminal)",
+    )
+    limits.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress display")
 
     cache = p.add_argument_group("cache").add_mutually_exclusive_group()
-    cache.add_argument("--cache", help="answer cache: sqlite://<directory> (default: $PROMPTCLF_HOME/answers), "
-                       "redis://[:password@]host:port/db (shared by several machines), or none")
+    cache.add_argument(
+        "--cache",
+        help="answer cache: sqlite://<directory> (default: $PROMPTCLF_HOME/answers), "
+        "redis://[:password@]host:port/db (shared by several machines), or none",
+    )
     cache.add_argument("--cache-dir", help="answer cache directory (the same as --cache sqlite://<directory>)")
     cache.add_argument("--no-cache", action="store_true", help="no answer cache")
 
     local = p.add_argument_group("local and completions models (label scoring)")
-    local.add_argument("--calibrate", default="auto", choices=["auto", "none", "content-free"],
-                       help="calibrate label scores (default: auto)")
-    local.add_argument("--demo-words", type=int, default=12, help="cut each demonstration to this many words "
-                       "(default 12)")
+    local.add_argument(
+        "--calibrate",
+        default="auto",
+        choices=["auto", "none", "content-free"],
+        help="calibrate label scores (default: auto)",
+    )
+    local.add_argument(
+        "--demo-words", type=int, default=12, help="cut each demonstration to this many words (default 12)"
+    )
     local.add_argument("--item-words", type=int, help="cut each item to this many words (faster, for long texts)")
-    local.add_argument("--quantize", default="auto", choices=["auto", "int8", "none"],
-                       help="local model weights (default auto: int8 with nearest demonstrations, else float32)")
+    local.add_argument(
+        "--quantize",
+        default="auto",
+        choices=["auto", "int8", "none"],
+        help="local model weights (default auto: int8 with nearest demonstrations, else float32)",
+    )
     local.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
 
@@ -96,8 +145,10 @@ def _labels_or_task(args, required: bool = True):
     if labels and task:
         raise ConfigError("--labels and --task both given: the task file names the labels; give one of them")
     if required and not (labels or task):
-        raise ConfigError("--labels or --task is required: a comma-separated list such as "
-                          "World,Sports,Business,Sci/Tech, or a task file (.yaml/.json)")
+        raise ConfigError(
+            "--labels or --task is required: a comma-separated list such as "
+            "World,Sports,Business,Sci/Tech, or a task file (.yaml/.json)"
+        )
     return task or labels
 
 
@@ -110,22 +161,43 @@ def _classifier_options(args) -> dict:
     if args.examples:
         frame = read_table(args.examples)
         if args.examples_label_column not in frame.columns:
-            raise ColumnError(f"examples file {args.examples!r} has no column {args.examples_label_column!r}: its "
-                              f"columns are {[str(c) for c in frame.columns]} (choose with --examples-label-column)")
+            raise ColumnError(
+                f"examples file {args.examples!r} has no column {args.examples_label_column!r}: its "
+                f"columns are {[str(c) for c in frame.columns]} (choose with --examples-label-column)"
+            )
         texts = text_of(frame, args.examples_text_column)
-        examples = [{"text": t, "label": cell_labels(cell)} for t, cell in zip(texts, frame[args.examples_label_column])]
+        examples = [
+            {"text": t, "label": cell_labels(cell)} for t, cell in zip(texts, frame[args.examples_label_column])
+        ]
     cache = False if args.no_cache else (args.cache or args.cache_dir or True)
-    return dict(examples=examples, example_selection=args.example_selection, k=args.k,
-                prompt=args.prompt, instructions=args.instructions, batch_size=args.batch_size,
-                structured=args.structured, logprobs=not getattr(args, "no_logprobs", False),
-                concurrency=args.concurrency, max_attempts=args.max_attempts, timeout=args.timeout,
-                cache=cache, fallback=args.fallback, fallback_below=args.fallback_below,
-                skip_empty=args.skip_empty, progress=_progress(args),
-                window=getattr(args, "window", None), breaker_after=getattr(args, "stop_after_failures", 20),
-                calibrate=args.calibrate, demo_words=args.demo_words, item_words=args.item_words,
-                quantize=None if args.quantize == "none" else args.quantize, threads=args.threads,
-                cascade_from=getattr(args, "cascade_from", None), cascade_below=getattr(args, "cascade_below", None),
-                **({"multi_label": True} if getattr(args, "multi_label", False) else {}))
+    return dict(
+        examples=examples,
+        example_selection=args.example_selection,
+        k=args.k,
+        prompt=args.prompt,
+        instructions=args.instructions,
+        batch_size=args.batch_size,
+        structured=args.structured,
+        logprobs=not getattr(args, "no_logprobs", False),
+        concurrency=args.concurrency,
+        max_attempts=args.max_attempts,
+        timeout=args.timeout,
+        cache=cache,
+        fallback=args.fallback,
+        fallback_below=args.fallback_below,
+        skip_empty=args.skip_empty,
+        progress=_progress(args),
+        window=getattr(args, "window", None),
+        breaker_after=getattr(args, "stop_after_failures", 20),
+        calibrate=args.calibrate,
+        demo_words=args.demo_words,
+        item_words=args.item_words,
+        quantize=None if args.quantize == "none" else args.quantize,
+        threads=args.threads,
+        cascade_from=getattr(args, "cascade_from", None),
+        cascade_below=getattr(args, "cascade_below", None),
+        **({"multi_label": True} if getattr(args, "multi_label", False) else {}),
+    )
 
 
 def _progress(args) -> bool | None:
@@ -206,9 +278,11 @@ def _say_failures(clf, failed: list[int], rows: int) -> int:
         return 0
     shown = ", ".join(map(str, failed[:5])) + (", ..." if len(failed) > 5 else "")
     stopped = f"the run stopped asking: {clf.stopped}. " if clf.stopped else ""
-    print(f"promptclf: error: {stopped}{len(failed)} of {rows} rows could not be labelled (rows {shown}; 1 is the "
-          "first data row): see their `error` column. Every answer is cached: a rerun asks only those rows.",
-          file=sys.stderr)
+    print(
+        f"promptclf: error: {stopped}{len(failed)} of {rows} rows could not be labelled (rows {shown}; 1 is the "
+        "first data row): see their `error` column. Every answer is cached: a rerun asks only those rows.",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -221,11 +295,39 @@ def _write_predictions(frame, predictions, output) -> None:
 
 # --- batch APIs: classify --batch-api, batch status / collect / cancel (promptclf/batch_api.py) ------------
 
-BATCH_ARGS = ("input", "text_column", "labels", "task", "model", "examples", "examples_text_column",
-              "examples_label_column", "example_selection", "k", "prompt", "instructions", "batch_size",
-              "structured", "concurrency", "max_attempts", "timeout", "cache", "cache_dir", "no_cache", "fallback",
-              "fallback_below", "skip_empty", "no_progress", "calibrate", "demo_words", "item_words", "quantize",
-              "threads", "no_logprobs", "multi_label")  # batch_manifest.CliOptions: never the output
+BATCH_ARGS = (
+    "input",
+    "text_column",
+    "labels",
+    "task",
+    "model",
+    "examples",
+    "examples_text_column",
+    "examples_label_column",
+    "example_selection",
+    "k",
+    "prompt",
+    "instructions",
+    "batch_size",
+    "structured",
+    "concurrency",
+    "max_attempts",
+    "timeout",
+    "cache",
+    "cache_dir",
+    "no_cache",
+    "fallback",
+    "fallback_below",
+    "skip_empty",
+    "no_progress",
+    "calibrate",
+    "demo_words",
+    "item_words",
+    "quantize",
+    "threads",
+    "no_logprobs",
+    "multi_label",
+)  # batch_manifest.CliOptions: never the output
 
 
 def _classify_with_batch_api(args) -> int:
@@ -249,8 +351,11 @@ def _classify_with_batch_api(args) -> int:
         print(f"promptclf: resuming the batches in {manifest}", file=sys.stderr)
     else:
         job = BatchJob.submit(clf, texts, manifest, extra={name: getattr(args, name) for name in BATCH_ARGS})
-        print(f"submitted {job.data['request_count']} requests in {len(job.data['batches'])} batches; manifest "
-              f"{manifest} (resume with: promptclf batch collect {manifest})", file=sys.stderr)
+        print(
+            f"submitted {job.data['request_count']} requests in {len(job.data['batches'])} batches; manifest "
+            f"{manifest} (resume with: promptclf batch collect {manifest})",
+            file=sys.stderr,
+        )
     if args.batch_api == "submit":
         return 0
     return _collect(job, clf, frame, texts, args.output, progress=not args.no_progress)
@@ -285,8 +390,10 @@ def cmd_batch_status(args) -> int:
     for batch in job.status():
         counts = f" {batch['counts']}" if batch["counts"] else ""
         print(f"{batch['id']}: {batch['status']} ({batch['requests']} requests){counts}")
-    print(f"{'all finished: promptclf batch collect ' + str(job.path) if job.finished() else 'not finished yet'}",
-          file=sys.stderr)
+    print(
+        f"{'all finished: promptclf batch collect ' + str(job.path) if job.finished() else 'not finished yet'}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -309,8 +416,9 @@ def cmd_batch_collect(args) -> int:
     try:
         job.check_texts(texts)
     except ConfigError:
-        raise ConfigError(f"{options.input} changed since the batch was submitted: its texts are not the "
-                          "batch's") from None
+        raise ConfigError(
+            f"{options.input} changed since the batch was submitted: its texts are not the batch's"
+        ) from None
     clf = _classifier(options, _labels_or_task(options), texts)
     return _collect(job, clf, frame, texts, output, progress=not options.no_progress)
 
@@ -324,17 +432,28 @@ def cmd_batch_cancel(args) -> int:
 def _add_batch_commands(sub) -> None:
     p = sub.add_parser("batch", help="batches submitted with classify --batch-api: status, collect, cancel")
     verbs = p.add_subparsers(dest="batch_command", required=True)
-    for name, func, text in (("status", cmd_batch_status, "each batch's status, as the provider reports it"),
-                             ("collect", cmd_batch_collect, "wait, load the answers into the cache, re-ask what "
-                              "the batches did not answer, write the output"),
-                             ("cancel", cmd_batch_cancel, "cancel the batches that have not finished")):
+    for name, func, text in (
+        ("status", cmd_batch_status, "each batch's status, as the provider reports it"),
+        (
+            "collect",
+            cmd_batch_collect,
+            "wait, load the answers into the cache, re-ask what the batches did not answer, write the output",
+        ),
+        ("cancel", cmd_batch_cancel, "cancel the batches that have not finished"),
+    ):
         verb = verbs.add_parser(name, help=text)
         verb.add_argument("manifest", help="the manifest classify --batch-api wrote (<output>.batch.json)")
-        verb.add_argument("--model", help="the model string the batches were sent to, to name its host yourself "
-                          "where the manifest's cannot be checked (edited, or submitted with another key)")
+        verb.add_argument(
+            "--model",
+            help="the model string the batches were sent to, to name its host yourself "
+            "where the manifest's cannot be checked (edited, or submitted with another key)",
+        )
         if name == "collect":
-            verb.add_argument("--output", help="where to write the labelled table (default: the <output> that "
-                              "<output>.batch.json names, beside the manifest)")
+            verb.add_argument(
+                "--output",
+                help="where to write the labelled table (default: the <output> that "
+                "<output>.batch.json names, beside the manifest)",
+            )
             verb.add_argument("--no-progress", action="store_true")
         verb.set_defaults(func=func)
 
@@ -348,14 +467,24 @@ def _classify_with_ray(args) -> int:
     if Path(args.input).exists():  # the texts offline and embed self-train on, as the in-process path takes them
         options["unlabeled"] = sample_of(args.input, args.text_column, SAMPLE)
     progress = options.pop("progress") is not False
-    usage, rows_with_error = label_parquet(args.input, args.output, _labels_or_task(args), args.model,
-                                           text_column=args.text_column, actors=args.actors, progress=progress,
-                                           **options)
+    usage, rows_with_error = label_parquet(
+        args.input,
+        args.output,
+        _labels_or_task(args),
+        args.model,
+        text_column=args.text_column,
+        actors=args.actors,
+        progress=progress,
+        **options,
+    )
     print(f"wrote {usage.items} rows to {args.output}/ (Parquet parts)", file=sys.stderr)
     print(usage.summary(), file=sys.stderr)
     if rows_with_error:
-        print(f"promptclf: error: {rows_with_error} rows could not be labelled: see their `error` column in "
-              f"{args.output}/ (what was answered is cached)", file=sys.stderr)
+        print(
+            f"promptclf: error: {rows_with_error} rows could not be labelled: see their `error` column in "
+            f"{args.output}/ (what was answered is cached)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -375,10 +504,14 @@ def cmd_evaluate(args) -> int:
     metrics = clf.score(texts, gold)
     metrics.update(model=clf.spec.id, report=clf.report.as_dict())
     if clf.multi_label:
-        print(f"{clf.spec.id}: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  subset accuracy "
-              f"{metrics['subset_accuracy']:.4f}  Hamming loss {metrics['hamming_loss']:.4f}  (n={metrics['n']})")
+        print(
+            f"{clf.spec.id}: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  subset accuracy "
+            f"{metrics['subset_accuracy']:.4f}  Hamming loss {metrics['hamming_loss']:.4f}  (n={metrics['n']})"
+        )
     else:
-        print(f"{clf.spec.id}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})")
+        print(
+            f"{clf.spec.id}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})"
+        )
     print(clf.report.summary(), file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -418,17 +551,29 @@ def cmd_quickstart(args) -> int:
     labels = LabelSet.of(list(AG_NEWS_LABELS.values()), aliases=AG_NEWS_ALIASES)
     pool, test = split(rows, [args.pool, args.n], seed=args.seed)
     examples = sample_per_class(pool, labels, args.per_class, args.seed) if args.per_class else pool
-    print(f"AG News {args.data or 'test.csv'}: {args.n} items to label, {len(examples)} labelled examples "
-          f"(seed {args.seed}), model {args.model}", file=sys.stderr)
+    print(
+        f"AG News {args.data or 'test.csv'}: {args.n} items to label, {len(examples)} labelled examples "
+        f"(seed {args.seed}), model {args.model}",
+        file=sys.stderr,
+    )
     texts = [r["text"] for r in test]
-    clf = Classifier(labels, args.model, examples=examples, unlabeled=texts,
-                     progress=False if args.no_progress else None)
+    clf = Classifier(
+        labels, args.model, examples=examples, unlabeled=texts, progress=False if args.no_progress else None
+    )
     predictions = clf.predict(texts)
     metrics = classification_metrics([r["label"] for r in test], [p.label for p in predictions], clf.labels.names)
-    out = write_table(pd.DataFrame({"text": [r["text"] for r in test], "label": [r["label"] for r in test],
-                                    "predicted_label": [p.label for p in predictions],
-                                    "confidence": [p.confidence for p in predictions],
-                                    "source": [p.source for p in predictions]}), args.output)
+    out = write_table(
+        pd.DataFrame(
+            {
+                "text": [r["text"] for r in test],
+                "label": [r["label"] for r in test],
+                "predicted_label": [p.label for p in predictions],
+                "confidence": [p.confidence for p in predictions],
+                "source": [p.source for p in predictions],
+            }
+        ),
+        args.output,
+    )
     print(f"accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  on {args.n} AG News items")
     print(f"run report: {clf.report.summary()}")
     print(f"predictions written to {out}")
@@ -438,25 +583,45 @@ def cmd_quickstart(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptclf", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="info messages, and dependencies' warnings")
-    parser.add_argument("--debug", action="store_true", help="the traceback of an unexpected error (also "
-                        "PROMPTCLF_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="the traceback of an unexpected error (also PROMPTCLF_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("classify", help="label a file's text column")
-    p.add_argument("--input", required=True, help="a CSV, JSONL or Parquet file (--engine ray: Parquet, a file "
-                   "or a directory of them)")
-    p.add_argument("--output", required=True, help="a file (.csv, .jsonl, .parquet); --engine ray: a new directory "
-                   "of Parquet parts")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="a CSV, JSONL or Parquet file (--engine ray: Parquet, a file or a directory of them)",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        help="a file (.csv, .jsonl, .parquet); --engine ray: a new directory of Parquet parts",
+    )
     p.add_argument("--text-column", default="text", help="a column, or several joined: title,description")
-    p.add_argument("--engine", default="local", choices=["local", "ray"],
-                   help="local (default): this process; ray: Ray Data actors on a local cluster, or on the one "
-                   "RAY_ADDRESS names (pip install \"promptclf[ray]\")")
-    p.add_argument("--actors", type=int, default=2, help="--engine ray: labelling actors, each with one model "
-                   "or one API client (default 2)")
-    p.add_argument("--batch-api", nargs="?", const="wait", choices=["wait", "submit"],
-                   help="label through the provider's batch API at half price (openai:, together:, "
-                   "openai-compatible:): submit, write <output>.batch.json, then wait and collect; "
-                   "`--batch-api submit` stops after submitting (promptclf batch collect <manifest> resumes)")
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local (default): this process; ray: Ray Data actors on a local cluster, or on the one "
+        'RAY_ADDRESS names (pip install "promptclf[ray]")',
+    )
+    p.add_argument(
+        "--actors",
+        type=int,
+        default=2,
+        help="--engine ray: labelling actors, each with one model or one API client (default 2)",
+    )
+    p.add_argument(
+        "--batch-api",
+        nargs="?",
+        const="wait",
+        choices=["wait", "submit"],
+        help="label through the provider's batch API at half price (openai:, together:, "
+        "openai-compatible:): submit, write <output>.batch.json, then wait and collect; "
+        "`--batch-api submit` stops after submitting (promptclf batch collect <manifest> resumes)",
+    )
     _add_model_options(p)
     p.set_defaults(func=cmd_classify)
 
@@ -489,8 +654,7 @@ def _extensions():
     """Sub-commands that live with their modules (finetune, distill, optimize, compare, cache)."""
     import importlib
 
-    for name in ("methods.finetune", "workflows.distill", "workflows.optimize", "workflows.compare",
-                 "cache.transfer"):
+    for name in ("methods.finetune", "workflows.distill", "workflows.optimize", "workflows.compare", "cache.transfer"):
         module = importlib.import_module(f"promptclf.{name}")
         if hasattr(module, "register_cli"):
             yield module.register_cli
@@ -542,9 +706,11 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - anything else is a bug: said as one, with its traceback on request
         if debug:
             traceback.print_exc()
-        print(f"promptclf: internal error: {type(exc).__name__}: {str(exc)[:300]}\nThis is a bug in promptclf (or "
-              f"a dependency): please report it with the traceback{'' if debug else ' (rerun with --debug)'}.",
-              file=sys.stderr)
+        print(
+            f"promptclf: internal error: {type(exc).__name__}: {str(exc)[:300]}\nThis is a bug in promptclf (or "
+            f"a dependency): please report it with the traceback{'' if debug else ' (rerun with --debug)'}.",
+            file=sys.stderr,
+        )
         return EXIT_BUG
 
 

@@ -63,9 +63,19 @@ def _drain(outcomes, interrupt: BaseException) -> None:
 class Pipeline:
     """Runs `method` over rows a window at a time."""
 
-    def __init__(self, method: Method, labels: LabelSet, cache: CacheBackend | None, *, fallback: Method | None = None,
-                 fallback_below: float | None = None, window: int = 2000, breaker_after: int = 20,
-                 progress: bool | None = None, name: str = ""):
+    def __init__(
+        self,
+        method: Method,
+        labels: LabelSet,
+        cache: CacheBackend | None,
+        *,
+        fallback: Method | None = None,
+        fallback_below: float | None = None,
+        window: int = 2000,
+        breaker_after: int = 20,
+        progress: bool | None = None,
+        name: str = "",
+    ):
         if window < 1:
             raise ValueError(f"window={window}: at least 1 row")
         self.method, self.labels, self.cache = method, labels, cache
@@ -73,8 +83,9 @@ class Pipeline:
         self.window, self.breaker_after, self.progress, self.name = window, breaker_after, progress, name
         self.state: RunState | None = None
 
-    def run(self, rows: Iterable, usage: Usage, prepare: Callable[[int, object], object],
-            total: int | None = None) -> Iterator[Prediction | None]:
+    def run(
+        self, rows: Iterable, usage: Usage, prepare: Callable[[int, object], object], total: int | None = None
+    ) -> Iterator[Prediction | None]:
         """One Prediction (or None for an empty row under skip_empty) per row, in order, as windows finish.
         `prepare(i, row)` gives the text to label (cut to length), EMPTY for a row to leave unlabelled, or raises
         InputError for a row that cannot be labelled."""
@@ -90,8 +101,14 @@ class Pipeline:
             start = 0
             while window := list(itertools.islice(it, self.window)):
                 answered = []  # the bar moves as each answer arrives (a local model's pass takes minutes)
-                predictions = self._window(start, window, usage, state, prepare, tick=lambda answered=answered: (
-                    answered.append(1), bar.update(1)))
+                predictions = self._window(
+                    start,
+                    window,
+                    usage,
+                    state,
+                    prepare,
+                    tick=lambda answered=answered: (answered.append(1), bar.update(1)),
+                )
                 bar.update(len(window) - len(answered))
                 for prediction in predictions:
                     if prediction is not None and prediction.error is not None:
@@ -103,14 +120,20 @@ class Pipeline:
         finally:
             usage.on_request = None
             bar.close()
-            telemetry.end(usage.span, promptclf__items=rows_done, promptclf__cache_hits=usage.cache_hits,
-                          promptclf__failed=failed, promptclf__requests=usage.requests,
-                          promptclf__retries=usage.retries, promptclf__reasks=usage.reasks,
-                          gen_ai__usage__input_tokens=usage.prompt_tokens,
-                          gen_ai__usage__output_tokens=usage.completion_tokens, promptclf__stopped=state.reason)
+            telemetry.end(
+                usage.span,
+                promptclf__items=rows_done,
+                promptclf__cache_hits=usage.cache_hits,
+                promptclf__failed=failed,
+                promptclf__requests=usage.requests,
+                promptclf__retries=usage.retries,
+                promptclf__reasks=usage.reasks,
+                gen_ai__usage__input_tokens=usage.prompt_tokens,
+                gen_ai__usage__output_tokens=usage.completion_tokens,
+                promptclf__stopped=state.reason,
+            )
 
-    def _window(self, start: int, rows: list, usage: Usage, state: RunState, prepare, tick
-                ) -> list[Prediction | None]:
+    def _window(self, start: int, rows: list, usage: Usage, state: RunState, prepare, tick) -> list[Prediction | None]:
         prepared, bad = [], {}
         for offset, row in enumerate(rows):
             try:
@@ -139,8 +162,11 @@ class Pipeline:
             results.setdefault(text, state.not_asked)
         if self.fallback_below is not None:
             for text, outcome in results.items():
-                if isinstance(outcome, Prediction) and outcome.confidence is not None \
-                        and outcome.confidence < self.fallback_below:
+                if (
+                    isinstance(outcome, Prediction)
+                    and outcome.confidence is not None
+                    and outcome.confidence < self.fallback_below
+                ):
                     results[text] = Failure(f"confidence {outcome.confidence:.2f} below {self.fallback_below}")
         failed = [text for text, outcome in results.items() if isinstance(outcome, Failure)]
         if failed and self.fallback is not None:
@@ -159,16 +185,20 @@ class Pipeline:
         except (ConfigError, CacheError) as exc:  # the method cannot go on; the rows not answered say why
             state.stop(str(exc), exc)
         except KeyboardInterrupt as interrupt:  # Ctrl-C landed here, not in the method: it lands its requests
-            _drain(outcomes, interrupt)            # in flight (cached as they come) before the run stops
+            _drain(outcomes, interrupt)  # in flight (cached as they come) before the run stops
             raise
         finally:
             outcomes.close()  # a stopped run asks nothing more; what came back is cached
         if state.reason is not None:  # a method stopped by the breaker says "not asked"; here it says why
-            results = {t: state.not_asked if isinstance(o, Failure) and o.reason == NOT_ASKED else o
-                       for t, o in results.items()}
+            results = {
+                t: state.not_asked if isinstance(o, Failure) and o.reason == NOT_ASKED else o
+                for t, o in results.items()
+            }
         elif len(results) < len(unique):
-            raise RuntimeError(f"{type(self.method).__name__} gave no outcome for {len(unique) - len(results)} of "
-                               f"{len(unique)} items: every item must get a Prediction or a Failure")
+            raise RuntimeError(
+                f"{type(self.method).__name__} gave no outcome for {len(unique) - len(results)} of "
+                f"{len(unique)} items: every item must get a Prediction or a Failure"
+            )
         return results
 
     def _fall_back(self, texts: list[str], usage: Usage) -> dict[str, Prediction]:

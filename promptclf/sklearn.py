@@ -46,24 +46,59 @@ from promptclf.providers.registry import parse_model, provider_of
 # counterparts (fit returns self, parameters untouched, refit idempotent, order and subset invariance, pickling,
 # is_fitted) are in tests/test_sklearn.py.
 _MATRIX = "it fits on a numeric matrix of several columns; the input is one text per row"
-NOT_APPLICABLE = {name: _MATRIX for name in (
-    "check_classifier_data_not_an_array", "check_classifiers_classes", "check_classifiers_train",
-    "check_dict_unchanged", "check_dont_overwrite_parameters", "check_dtype_object", "check_estimators_dtypes",
-    "check_estimators_fit_returns_self", "check_estimators_overwrite_params", "check_estimators_pickle",
-    "check_f_contiguous_array_estimator", "check_fit2d_predict1d", "check_fit_check_is_fitted",
-    "check_fit_idempotent", "check_fit_score_takes_y", "check_methods_sample_order_invariance",
-    "check_methods_subset_invariance", "check_pipeline_consistency", "check_readonly_memmap_input",
-    "check_supervised_y_2d")}
-NOT_APPLICABLE.update({
-    "check_n_features_in": "n_features_in_ counts numeric columns: a text has none",
-    "check_n_features_in_after_fitting": "n_features_in_ counts numeric columns: a text has none",
-    "check_estimators_nan_inf": "NaN and inf are numbers; a row that is not a string is rejected as such",
-    "check_positive_only_tag_during_fit": "negative numbers: a row that is not a string is rejected as such",
-    "check_fit2d_1feature": "one numeric column: one column is accepted, but its rows must be strings",
-})
+NOT_APPLICABLE = {
+    name: _MATRIX
+    for name in (
+        "check_classifier_data_not_an_array",
+        "check_classifiers_classes",
+        "check_classifiers_train",
+        "check_dict_unchanged",
+        "check_dont_overwrite_parameters",
+        "check_dtype_object",
+        "check_estimators_dtypes",
+        "check_estimators_fit_returns_self",
+        "check_estimators_overwrite_params",
+        "check_estimators_pickle",
+        "check_f_contiguous_array_estimator",
+        "check_fit2d_predict1d",
+        "check_fit_check_is_fitted",
+        "check_fit_idempotent",
+        "check_fit_score_takes_y",
+        "check_methods_sample_order_invariance",
+        "check_methods_subset_invariance",
+        "check_pipeline_consistency",
+        "check_readonly_memmap_input",
+        "check_supervised_y_2d",
+    )
+}
+NOT_APPLICABLE.update(
+    {
+        "check_n_features_in": "n_features_in_ counts numeric columns: a text has none",
+        "check_n_features_in_after_fitting": "n_features_in_ counts numeric columns: a text has none",
+        "check_estimators_nan_inf": "NaN and inf are numbers; a row that is not a string is rejected as such",
+        "check_positive_only_tag_during_fit": "negative numbers: a row that is not a string is rejected as such",
+        "check_fit2d_1feature": "one numeric column: one column is accepted, but its rows must be strings",
+    }
+)
 # Classifier options with a parameter of their own here, and those fit sets; `options` may hold any other.
-_OWN = ("descriptions", "aliases", "instructions", "example_selection", "k", "prompt", "batch_size", "concurrency",
-        "max_attempts", "timeout", "structured", "calibrate", "offline", "cache", "progress", "seed")
+_OWN = (
+    "descriptions",
+    "aliases",
+    "instructions",
+    "example_selection",
+    "k",
+    "prompt",
+    "batch_size",
+    "concurrency",
+    "max_attempts",
+    "timeout",
+    "structured",
+    "calibrate",
+    "offline",
+    "cache",
+    "progress",
+    "seed",
+)
 _SET_BY_FIT = ("labels", "model", "examples", "method")
 
 
@@ -79,12 +114,29 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     search fits many times.
     """
 
-    def __init__(self, model: str = "offline", *, labels: Sequence | None = None, descriptions: dict | None = None,
-                 aliases: dict | None = None, instructions: str = "", example_selection: str = "auto",
-                 k: int | None = None, prompt: str | None = None, batch_size: int = 10, concurrency: int = 4,
-                 max_attempts: int = 6, timeout: float = 60.0, structured: str = "auto", calibrate: str = "auto",
-                 offline: dict | None = None, cache=True, progress: bool = False, seed: int = 0,
-                 options: dict | None = None):
+    def __init__(
+        self,
+        model: str = "offline",
+        *,
+        labels: Sequence | None = None,
+        descriptions: dict | None = None,
+        aliases: dict | None = None,
+        instructions: str = "",
+        example_selection: str = "auto",
+        k: int | None = None,
+        prompt: str | None = None,
+        batch_size: int = 10,
+        concurrency: int = 4,
+        max_attempts: int = 6,
+        timeout: float = 60.0,
+        structured: str = "auto",
+        calibrate: str = "auto",
+        offline: dict | None = None,
+        cache=True,
+        progress: bool = False,
+        seed: int = 0,
+        options: dict | None = None,
+    ):
         self.model = model
         self.labels = labels
         self.descriptions = descriptions
@@ -178,8 +230,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
             saved = self._saved_labels()
             classes = np.asarray(saved) if saved is not None else np.unique(y)
         if len(classes) < 2:
-            raise ValueError(f"y has one class ({_plain(classes[0])!r}): a classifier needs two or more to choose "
-                             f"between; name the others with labels=")
+            raise ValueError(
+                f"y has one class ({_plain(classes[0])!r}): a classifier needs two or more to choose "
+                f"between; name the others with labels="
+            )
         return classes
 
     def _saved_labels(self) -> list[str] | None:
@@ -200,11 +254,15 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         extra = dict(self.options or {})
         clash = sorted(set(extra) & set(_OWN + _SET_BY_FIT))
         if clash:
-            raise ValueError(f"options {clash}: pass them as PromptClassifier parameters, not in options= "
-                             f"({', '.join(_SET_BY_FIT)} are set by fit)")
+            raise ValueError(
+                f"options {clash}: pass them as PromptClassifier parameters, not in options= "
+                f"({', '.join(_SET_BY_FIT)} are set by fit)"
+            )
         if extra.get("multi_label"):
-            raise ConfigError("PromptClassifier predicts one class per row; for label sets use "
-                              "Classifier(labels, model, multi_label=True)")
+            raise ConfigError(
+                "PromptClassifier predicts one class per row; for label sets use "
+                "Classifier(labels, model, multi_label=True)"
+            )
         return {**{name: getattr(self, name) for name in _OWN}, **extra}
 
     def _build(self, rows: list[dict]):
@@ -248,8 +306,10 @@ def as_texts(X) -> list[str]:
         values = [row[0] for row in values]
     for i, text in enumerate(values):
         if not isinstance(text, str):
-            raise ValueError(f"X row {i} is {type(text).__name__} ({_plain(text)!r:.40}), not a string: "
-                             f"PromptClassifier labels texts")
+            raise ValueError(
+                f"X row {i} is {type(text).__name__} ({_plain(text)!r:.40}), not a string: "
+                f"PromptClassifier labels texts"
+            )
     return values
 
 

@@ -112,8 +112,11 @@ class ScriptedChatModel(GenericFakeChatModel):
         import json
 
         content = "Sure! ```json\n" + json.dumps({"answers": answers}) + "\n```" if fault != "garbage" else "no idea"
-        usage = {"input_tokens": len(text) // 4, "output_tokens": len(content) // 4,
-                 "total_tokens": (len(text) + len(content)) // 4}
+        usage = {
+            "input_tokens": len(text) // 4,
+            "output_tokens": len(content) // 4,
+            "total_tokens": (len(text) + len(content)) // 4,
+        }
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=content, usage_metadata=usage))])
 
 
@@ -131,8 +134,7 @@ def scripted_classifier(scripted_model, cache_dir, faults=(), **options):
 
     model = scripted_model(faults)
     options = {"batch_size": 5, "concurrency": 1, **options}
-    return Classifier(LABELS, "openai-compatible:fake@http://127.0.0.1:9", llm=model, cache=cache_dir,
-                      **options), model
+    return Classifier(LABELS, "openai-compatible:fake@http://127.0.0.1:9", llm=model, cache=cache_dir, **options), model
 
 
 EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
@@ -147,4 +149,3 @@ def emotions() -> dict[str, list[dict]]:
     frame = pd.read_csv(EKMAN_SAMPLE)
     rows = [(s, {"text": t, "labels": names.split(";")}) for t, names, s in zip(frame.text, frame.labels, frame.split)]
     return {split: [r for s, r in rows if s == split] for split in ("train", "test")}
-

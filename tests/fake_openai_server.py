@@ -68,8 +68,14 @@ class ServerConfig:
     rambles: int = 0  # words of "reason" the model adds to each answer (a small model that explains itself)
 
 
-LLAMACPP = dict(json_schema_500=True, drops_system=True, prompt_lists=False, zero_max_tokens_unlimited=True,
-                reads_max_completion_tokens=False, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf")
+LLAMACPP = dict(
+    json_schema_500=True,
+    drops_system=True,
+    prompt_lists=False,
+    zero_max_tokens_unlimited=True,
+    reads_max_completion_tokens=False,
+    served_model="/models/gemma-3-270m-it-Q4_K_M.gguf",
+)
 
 
 @dataclass
@@ -130,8 +136,11 @@ class FakeOpenAIServer:
         text = DSPY_TEXT.search(last)
         out = []
         for name in dict.fromkeys(f for f in fields if f != "completed"):
-            value = self.config.oracle(text.group(1)) if name == "label" and text else \
-                "Classify the news text by its topic: World, Sports, Business or Sci/Tech."
+            value = (
+                self.config.oracle(text.group(1))
+                if name == "label" and text
+                else "Classify the news text by its topic: World, Sports, Business or Sci/Tech."
+            )
             out.append(f"[[ ## {name} ## ]]\n{value}")
         return "\n\n".join(out) + "\n\n[[ ## completed ## ]]"
 
@@ -165,32 +174,39 @@ class FakeOpenAIServer:
         logprobs = None
         if body.get("tools"):  # as OpenAI: no logprobs for a tool call's arguments
             name = body["tools"][0]["function"]["name"]
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}],
+            }
         elif body.get("logprobs") and self.config.chat_logprobs == "yes":
             texts = dict(items)
             probability = {a["index"]: self.config.label_probability(texts.get(a["index"], "")) for a in answers}
-            logprobs = {"content": self._token_logprobs(content, answers, probability, body),
-                        "refusal": None}
+            logprobs = {"content": self._token_logprobs(content, answers, probability, body), "refusal": None}
         return self._reply(body, text, content, message, finish, logprobs)
 
     def _label_sets(self, body: dict, text: str, items, oracle, fault: str | None) -> dict:
         """Multi-label answers, {"index": N, "labels": [...]}, with the same faults as single labels: short,
         duplicate, off-label (an unknown label in the set), malformed, zero-based and shifted ids."""
+
         def label_set(item: str) -> list[str]:
             answer = oracle(item.replace("‹", "<"))
             return list(answer) if isinstance(answer, (list, tuple)) else [a for a in answer.split(";") if a]
 
         answers = [{"index": i, "labels": label_set(t)} for i, t in items]
-        answers = self._faulted(answers, items, fault, lambda a: {"labels": []},
-                                lambda a: {"labels": a["labels"] + ["Weather"]})
+        answers = self._faulted(
+            answers, items, fault, lambda a: {"labels": []}, lambda a: {"labels": a["labels"] + ["Weather"]}
+        )
         content = "{'answers': [" if fault == "malformed" else json.dumps({"answers": answers})
         content, finish = self._bounded(body, content)
         message: dict = {"role": "assistant", "content": content}
         if body.get("tools"):
             name = body["tools"][0]["function"]["name"]
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}]}
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": name, "arguments": content}}],
+            }
         return self._reply(body, text, content, message, finish)
 
     def _faulted(self, answers: list[dict], items, fault: str | None, duplicate, offlabel) -> list[dict]:
@@ -236,8 +252,12 @@ class FakeOpenAIServer:
         for token in TOKEN.findall(content):
             answer = firsts.get(offset)
             if answer is None:
-                entry = {"token": token, "logprob": -0.001, "bytes": None,
-                         "top_logprobs": [{"token": token, "logprob": -0.001, "bytes": None}]}
+                entry = {
+                    "token": token,
+                    "logprob": -0.001,
+                    "bytes": None,
+                    "top_logprobs": [{"token": token, "logprob": -0.001, "bytes": None}],
+                }
             else:
                 p = probability.get(answer["index"], 0.9)
                 others = [n for n in names if TOKEN.match(n).group() != token]
@@ -246,8 +266,12 @@ class FakeOpenAIServer:
                 for first in dict.fromkeys(TOKEN.match(n).group() for n in others):
                     mass = share * sum(TOKEN.match(n).group() == first for n in others)
                     top.append({"token": first, "logprob": math.log(mass), "bytes": None})
-                entry = {"token": token, "logprob": math.log(p), "bytes": None,
-                         "top_logprobs": top[: body.get("top_logprobs") or 1]}
+                entry = {
+                    "token": token,
+                    "logprob": math.log(p),
+                    "bytes": None,
+                    "top_logprobs": top[: body.get("top_logprobs") or 1],
+                }
             out.append(entry)
             offset += len(token)
         return out
@@ -270,10 +294,16 @@ class FakeOpenAIServer:
             self.log.prompt_tokens += len(text) // 4
             self.log.completion_tokens += len(content) // 4
         return {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],
-            "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": len(content) // 4,
-                      "total_tokens": len(text) // 4 + len(content) // 4},
+            "usage": {
+                "prompt_tokens": len(text) // 4,
+                "completion_tokens": len(content) // 4,
+                "total_tokens": len(text) // 4 + len(content) // 4,
+            },
         }
 
     def completions(self, body: dict) -> dict:
@@ -297,14 +327,31 @@ class FakeOpenAIServer:
                 tokens.append(" x")
                 offsets.append(len(prompt) + 2 * k)
                 logprobs.append(-12.0 if right else -0.1)
-            choices.append({"index": n, "text": (prompt if body.get("echo") else "") + " x" * generated,
-                            "finish_reason": "length",
-                            "logprobs": {"tokens": tokens, "text_offset": offsets, "token_logprobs": logprobs,
-                                         "top_logprobs": None}})
-        return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
-                "model": body["model"], "choices": choices,
-                "usage": {"prompt_tokens": sum(len(p) // 4 for p in prompts), "completion_tokens": 0,
-                          "total_tokens": sum(len(p) // 4 for p in prompts)}}
+            choices.append(
+                {
+                    "index": n,
+                    "text": (prompt if body.get("echo") else "") + " x" * generated,
+                    "finish_reason": "length",
+                    "logprobs": {
+                        "tokens": tokens,
+                        "text_offset": offsets,
+                        "token_logprobs": logprobs,
+                        "top_logprobs": None,
+                    },
+                }
+            )
+        return {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": sum(len(p) // 4 for p in prompts),
+                "completion_tokens": 0,
+                "total_tokens": sum(len(p) // 4 for p in prompts),
+            },
+        }
 
     def _generated(self, max_tokens) -> int:
         if max_tokens is None or max_tokens <= 0:
@@ -366,8 +413,11 @@ class FakeOpenAIServer:
                     server.log.chat_requests += 1
                 fault = server.draw_fault()
                 if fault == "429":
-                    return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
-                                      {"Retry-After": server.config.retry_after})
+                    return self._send(
+                        429,
+                        {"error": {"message": "rate limited", "type": "rate_limit"}},
+                        {"Retry-After": server.config.retry_after},
+                    )
                 if fault == "500":
                     return self._send(500, {"error": {"message": "boom", "type": "server_error"}})
                 if fault == "slow":
@@ -385,14 +435,21 @@ class FakeOpenAIServer:
                     return 400, _error("response_format is not supported by this model", None, "response_format")
                 kind = (body.get("response_format") or {}).get("type")
                 if server.config.json_schema_500 and kind not in (None, "text", "json_object"):
-                    return 500, {"error": {"message": LLAMACPP_VALIDATION % kind, "type": "internal_server_error",
-                                           "param": None, "code": None}}
+                    return 500, {
+                        "error": {
+                            "message": LLAMACPP_VALIDATION % kind,
+                            "type": "internal_server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
                 if server.config.chat_logprobs == "refuse" and body.get("logprobs") and "messages" in body:
                     return 400, _error("logprobs is not supported by this model", None, "logprobs")
                 prompt = body.get("prompt")
                 if not server.config.prompt_lists and isinstance(prompt, list) and len(prompt) > 1:
-                    return 500, {"error": {"message": "", "type": "internal_server_error", "param": None,
-                                           "code": None}}  # llama-cpp-python: `assert len(body.prompt) <= 1`
+                    return 500, {
+                        "error": {"message": "", "type": "internal_server_error", "param": None, "code": None}
+                    }  # llama-cpp-python: `assert len(body.prompt) <= 1`
                 return None
 
         return Handler
@@ -400,9 +457,11 @@ class FakeOpenAIServer:
 
 # What llama-cpp-python's server answers for a response_format it does not know (its request model takes only
 # "text" and "json_object"; the validation error surfaces as a 500).
-LLAMACPP_VALIDATION = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
-                       "'msg': \"Input should be 'text' or 'json_object'\", 'input': '%s', "
-                       "'ctx': {'expected': \"'text' or 'json_object'\"}}")
+LLAMACPP_VALIDATION = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+    "'msg': \"Input should be 'text' or 'json_object'\", 'input': '%s', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}"
+)
 
 
 def _error(message: str, code: str | None, param: str | None = None) -> dict:
@@ -421,8 +480,16 @@ import email.parser
 import email.policy
 import itertools
 
-OPENAI_STATUSES = ("validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling",
-                   "cancelled")
+OPENAI_STATUSES = (
+    "validating",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "failed",
+    "expired",
+    "cancelling",
+    "cancelled",
+)
 
 
 @dataclass
@@ -483,11 +550,13 @@ class BatchEndpoints:
             return True
         length = int(handler.headers.get("Content-Length", 0))
         raw = handler.rfile.read(length) if length else b""
-        route = {("POST", "files", False): lambda: self.upload(handler.headers.get("Content-Type", ""), raw),
-                 ("GET", "files", True): lambda: self.file(ident, action),
-                 ("POST", "batches", False): lambda: self.create(json.loads(raw or b"{}")),
-                 ("GET", "batches", True): lambda: self.retrieve(ident),
-                 ("POST", "batches", True): lambda: self.cancel(ident)}.get((method, kind, ident is not None))
+        route = {
+            ("POST", "files", False): lambda: self.upload(handler.headers.get("Content-Type", ""), raw),
+            ("GET", "files", True): lambda: self.file(ident, action),
+            ("POST", "batches", False): lambda: self.create(json.loads(raw or b"{}")),
+            ("GET", "batches", True): lambda: self.retrieve(ident),
+            ("POST", "batches", True): lambda: self.cancel(ident),
+        }.get((method, kind, ident is not None))
         status, payload = route() if route else (404, _error(f"no route {method} {path}", "not_found"))
         handler._send(status, payload)
         return True
@@ -496,15 +565,17 @@ class BatchEndpoints:
 
     def upload(self, content_type: str, raw: bytes):
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+        )
         parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
         if "file" not in parts or "purpose" not in parts:
             return 400, _error("multipart upload needs `file` and `purpose`", "invalid_request")
         purpose = parts["purpose"].get_content().strip()
         wanted = "batch-api" if self.config.dialect == "together" else "batch"
         if purpose != wanted:
-            return 400, _error(f"purpose {purpose!r}: this server takes {wanted!r} for batches", "invalid_purpose",
-                               "purpose")
+            return 400, _error(
+                f"purpose {purpose!r}: this server takes {wanted!r} for batches", "invalid_purpose", "purpose"
+            )
         data = parts["file"].get_payload(decode=True)
         file_id = self._id("file")
         with self.lock:
@@ -515,8 +586,14 @@ class BatchEndpoints:
 
     def _file_object(self, file_id: str) -> dict:
         f = self.files[file_id]
-        return {"id": file_id, "object": "file", "bytes": len(f["data"]), "created_at": int(time.time()),
-                "filename": f["filename"] or "upload.jsonl", "purpose": f["purpose"]}
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(f["data"]),
+            "created_at": int(time.time()),
+            "filename": f["filename"] or "upload.jsonl",
+            "purpose": f["purpose"],
+        }
 
     def file(self, file_id: str, action: str | None):
         if file_id not in self.files:
@@ -545,11 +622,20 @@ class BatchEndpoints:
         if self.config.dialect == "openai" and body.get("completion_window") != "24h":
             return 400, _error("completion_window must be 24h", "invalid_value", "completion_window")
         batch_id = self._id("batch")
-        batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"],
-                 "input_file_id": body["input_file_id"],
-                 "completion_window": body.get("completion_window", "24h"), "status": "validating",
-                 "output_file_id": None, "error_file_id": None, "errors": None, "created_at": int(time.time()),
-                 "request_counts": {"total": 0, "completed": 0, "failed": 0}, "polls": 0}
+        batch = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body["endpoint"],
+            "input_file_id": body["input_file_id"],
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "errors": None,
+            "created_at": int(time.time()),
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "polls": 0,
+        }
         with self.lock:
             self.log.batches_created += 1
             self.batches[batch_id] = batch
@@ -598,8 +684,12 @@ class BatchEndpoints:
         output, errors = [], []
         for n, line in enumerate(answered):
             status, body = self._answer(line["body"], n < self.config.fail_lines, self.config.line_faults.get(n))
-            record = {"id": f"batch_req_{n}", "custom_id": line["custom_id"],
-                      "response": {"status_code": status, "request_id": f"req_{n}", "body": body}, "error": None}
+            record = {
+                "id": f"batch_req_{n}",
+                "custom_id": line["custom_id"],
+                "response": {"status_code": status, "request_id": f"req_{n}", "body": body},
+                "error": None,
+            }
             (output if status == 200 else errors).append(record)
         if self.config.shuffle:
             random.Random(len(lines)).shuffle(output)

@@ -35,17 +35,38 @@ def _free_port() -> int:
 
 
 @contextmanager
-def llamacpp_server(threads: int = 2, n_ctx: int = 2048, startup_s: float = 300.0, log_path: Path | None = None,
-                    port: int | None = None):
+def llamacpp_server(
+    threads: int = 2, n_ctx: int = 2048, startup_s: float = 300.0, log_path: Path | None = None, port: int | None = None
+):
     """Yields the server's base URL (…/v1); the server runs `nice`d and is stopped on exit. A free port unless
     one is given (the URL is part of cached answers' keys)."""
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
-        raise Unavailable('llama-cpp-python\'s server is not installed: pip install "promptclf[server-tests]" '
-                          '(on CPUs where the native build crashes: CMAKE_ARGS="-DGGML_NATIVE=OFF")')
+        raise Unavailable(
+            'llama-cpp-python\'s server is not installed: pip install "promptclf[server-tests]" '
+            '(on CPUs where the native build crashes: CMAKE_ARGS="-DGGML_NATIVE=OFF")'
+        )
     model, port = gguf_path(), port or _free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--chat_format", "gemma",
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
-               "--n_threads_batch", str(threads), "--verbose", "False"]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--chat_format",
+        "gemma",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(threads),
+        "--n_threads_batch",
+        str(threads),
+        "--verbose",
+        "False",
+    ]
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10))
     base_url = f"http://127.0.0.1:{port}/v1"

@@ -28,8 +28,12 @@ def classifier(server, cache, **options) -> Classifier:
 
 def uploaded_lines(server) -> list[dict]:
     files = server.batches.files.values()
-    return [json.loads(line) for f in files if f["purpose"] in ("batch", "batch-api")
-            for line in f["data"].decode().splitlines()]
+    return [
+        json.loads(line)
+        for f in files
+        if f["purpose"] in ("batch", "batch-api")
+        for line in f["data"].decode().splitlines()
+    ]
 
 
 def asked_interactively(server) -> list[str]:
@@ -50,8 +54,9 @@ def test_requests_are_the_interactive_requests(server_factory, sample_rows, tmp_
     server = server_factory()
     texts = [r["text"] for r in sample_rows[:7]]
     classifier(server, tmp_path / "a", structured=structured, batch_size=4, concurrency=1).predict(texts)
-    job = BatchJob.submit(classifier(server, tmp_path / "b", structured=structured, batch_size=4), texts,
-                          tmp_path / "m.json")
+    job = BatchJob.submit(
+        classifier(server, tmp_path / "b", structured=structured, batch_size=4), texts, tmp_path / "m.json"
+    )
     lines = uploaded_lines(server)
     assert [line["method"] for line in lines] == ["POST", "POST"] and lines[0]["url"] == "/v1/chat/completions"
     assert [without_ids(line["body"]) for line in lines] == [without_ids(b) for b in server.log.bodies]
@@ -87,8 +92,10 @@ def test_cost_is_half_the_interactive_cost_of_the_same_tokens(server_factory, sa
     job = BatchJob.submit(clf, texts, tmp_path / "m.json")
     job.collect(clf)
     report = job.report
-    assert (report.prompt_tokens, report.completion_tokens) == (interactive.report.prompt_tokens,
-                                                                interactive.report.completion_tokens)
+    assert (report.prompt_tokens, report.completion_tokens) == (
+        interactive.report.prompt_tokens,
+        interactive.report.completion_tokens,
+    )
     assert report.prompt_tokens > 0
     assert report.cost_usd == pytest.approx(interactive.report.cost_usd * BATCH_DISCOUNT)
     assert f"${report.cost_usd:.4f}" in report.summary() and "50%" in report.summary()
@@ -175,6 +182,7 @@ def test_together_dialect(server_factory, sample_rows, tmp_path, monkeypatch):
 
 # --- the command line -------------------------------------------------------------------------------
 
+
 def write_input(tmp_path, rows) -> tuple:
     src = tmp_path / "in.csv"
     pd.DataFrame({"id": range(len(rows)), "text": [r["text"] for r in rows]}).to_csv(src, index=False)
@@ -182,12 +190,26 @@ def write_input(tmp_path, rows) -> tuple:
 
 
 def classify_argv(src, out, server, tmp_path, *extra) -> list[str]:
-    return ["classify", "--input", str(src), "--output", str(out), "--labels", ",".join(LABELS), "--model",
-            model(server), "--cache-dir", str(tmp_path / "cache"), "--no-progress", *extra]
+    return [
+        "classify",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--labels",
+        ",".join(LABELS),
+        "--model",
+        model(server),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        *extra,
+    ]
 
 
-def test_cli_stopped_after_submit_resumes_with_collect_and_pays_nothing_twice(server_factory, sample_rows, tmp_path,
-                                                                               capsys, monkeypatch):
+def test_cli_stopped_after_submit_resumes_with_collect_and_pays_nothing_twice(
+    server_factory, sample_rows, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "sk-compatible-secret")
     server = server_factory(api_key="sk-compatible-secret")
     rows = sample_rows[:35]
@@ -213,8 +235,11 @@ def test_cli_stopped_after_submit_resumes_with_collect_and_pays_nothing_twice(se
     assert main(classify_argv(src, out, server, tmp_path, "--batch-api")) == 0
     assert main(["batch", "collect", str(manifest), "--no-progress"]) == 0
     assert "resuming" in capsys.readouterr().err
-    assert (server.batches.log.uploads, server.batches.log.batches_created,
-            server.batches.log.lines_answered) == paid and server.log.chat_requests == 0
+    assert (
+        server.batches.log.uploads,
+        server.batches.log.batches_created,
+        server.batches.log.lines_answered,
+    ) == paid and server.log.chat_requests == 0
     assert main(classify_argv(src, tmp_path / "plain.csv", server, tmp_path)) == 0
     assert server.log.chat_requests == 0 and "35 from cache" in capsys.readouterr().err
     assert set(server.batches.log.authorization) == {"Bearer sk-compatible-secret"}
@@ -233,16 +258,30 @@ def test_cli_waits_and_collects_in_one_go(server_factory, sample_rows, tmp_path,
     assert "2 never answered" in err and "then interactively" in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model", "embed"], "has no batch API"),
-    (["--no-cache"], "needs one"),
-    (["--cache", "redis://:pw@127.0.0.1:1/0"], "without a password"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "embed"], "has no batch API"),
+        (["--no-cache"], "needs one"),
+        (["--cache", "redis://:pw@127.0.0.1:1/0"], "without a password"),
+    ],
+)
 def test_cli_configuration_errors_exit_2(tmp_path, sample_rows, server_factory, capsys, argv, message):
     server = server_factory()
     src, out = write_input(tmp_path, sample_rows[:3])
-    base = ["classify", "--input", str(src), "--output", str(out), "--labels", ",".join(LABELS), "--no-progress",
-            "--model", model(server), "--batch-api"]
+    base = [
+        "classify",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--labels",
+        ",".join(LABELS),
+        "--no-progress",
+        "--model",
+        model(server),
+        "--batch-api",
+    ]
     assert main(base + argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
@@ -324,6 +363,7 @@ def test_the_manifest_does_not_grow_with_the_texts_and_a_loaded_job_resumes(serv
 
 # --- the manifest is untrusted input -----------------------------------------------------------------
 
+
 def edit_manifest(path, change) -> None:
     data = json.loads(path.read_text())
     change(data)
@@ -335,8 +375,9 @@ def keys_received(server, secret: str) -> int:
 
 
 @pytest.mark.parametrize("provider", ["openai", "openai-compatible"])
-def test_a_manifest_edited_to_another_host_sends_it_no_key(server_factory, sample_rows, tmp_path, capsys,
-                                                          monkeypatch, provider):
+def test_a_manifest_edited_to_another_host_sends_it_no_key(
+    server_factory, sample_rows, tmp_path, capsys, monkeypatch, provider
+):
     secret = "sk-the-users-own-secret"
     server, other = server_factory(api_key=secret), server_factory()
     if provider == "openai":
@@ -369,8 +410,9 @@ def test_a_manifest_edited_to_another_host_sends_it_no_key(server_factory, sampl
         assert keys_received(other, secret) == 1
 
 
-def test_collect_writes_beside_the_manifest_or_to_output_never_where_the_manifest_says(server_factory, sample_rows,
-                                                                                     tmp_path, capsys):
+def test_collect_writes_beside_the_manifest_or_to_output_never_where_the_manifest_says(
+    server_factory, sample_rows, tmp_path, capsys
+):
     server = server_factory()
     rows = sample_rows[:12]
     src, out = write_input(tmp_path, rows)
@@ -389,15 +431,19 @@ def test_collect_writes_beside_the_manifest_or_to_output_never_where_the_manifes
     assert list(pd.read_csv(chosen)["predicted_label"]) == [r["label"] for r in rows] and not elsewhere.exists()
 
 
-@pytest.mark.parametrize("change, field", [
-    (lambda d: d["model"].update(base_url=7), "model.base_url"),
-    (lambda d: d.update(surprise=True), "surprise"),
-    (lambda d: d["batches"][0].update(id="../files/x"), "batches.0.id"),
-    (lambda d: d["extra"].update(batch_size="10"), "extra.batch_size"),
-    (lambda d: d["input"].update(rows=-1), "input.rows"),
-])
-def test_a_malformed_manifest_is_refused_naming_the_file_and_the_field(server_factory, sample_rows, tmp_path,
-                                                                      capsys, change, field):
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda d: d["model"].update(base_url=7), "model.base_url"),
+        (lambda d: d.update(surprise=True), "surprise"),
+        (lambda d: d["batches"][0].update(id="../files/x"), "batches.0.id"),
+        (lambda d: d["extra"].update(batch_size="10"), "extra.batch_size"),
+        (lambda d: d["input"].update(rows=-1), "input.rows"),
+    ],
+)
+def test_a_malformed_manifest_is_refused_naming_the_file_and_the_field(
+    server_factory, sample_rows, tmp_path, capsys, change, field
+):
     server = server_factory()
     src, out = write_input(tmp_path, sample_rows[:3])
     assert main(classify_argv(src, out, server, tmp_path, "--batch-api", "submit")) == 0

@@ -20,8 +20,9 @@ def make(scripted_model, cache_dir, faults=(), **kw):
 def test_bad_rows_get_an_error_and_the_rest_are_labelled(scripted_model, cache_dir, sample_rows):
     labeller, model = make(scripted_model, cache_dir)
     texts = [r["text"] for r in sample_rows[:6]]
-    frame = pd.DataFrame({"id": [10, 11, 12, 13, 14, 15, 16], "text": texts[:3] + ["   ", None] + texts[3:5]},
-                         index=range(100, 107))
+    frame = pd.DataFrame(
+        {"id": [10, 11, 12, 13, 14, 15, 16], "text": texts[:3] + ["   ", None] + texts[3:5]}, index=range(100, 107)
+    )
     out = labeller(frame)
     assert list(out.columns) == ["id", "text", *OUTPUT_COLUMNS]
     assert list(out.index) == list(range(100, 107)) and list(out["id"]) == list(frame["id"])
@@ -44,7 +45,9 @@ def test_a_value_that_is_not_a_string_is_named(scripted_model, cache_dir, sample
 
 
 def test_an_item_never_answered_is_an_error_on_its_row_only(scripted_model, cache_dir, sample_rows):
-    labeller, _ = make(scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1, max_reasks=2)  # 1 ask + 2 re-asks
+    labeller, _ = make(
+        scripted_model, cache_dir, faults=["offlabel"] * 3, batch_size=1, max_reasks=2
+    )  # 1 ask + 2 re-asks
     rows = sample_rows[:3]
     out = labeller(pd.DataFrame({"text": [r["text"] for r in rows]}))
     assert out["error"].iloc[0].startswith("not labelled:") and "Weather" in out["error"].iloc[0]
@@ -93,8 +96,14 @@ def test_usage_equals_the_servers_count_when_a_batch_has_nothing_to_label(server
 
     server = server_factory()
     prices = {"openai-compatible:gpt-test": (1.0, 2.0)}
-    clf = Classifier(LABELS, f"openai-compatible:gpt-test@{server.base_url}", cache=cache_dir, batch_size=4,
-                     skip_empty=True, prices=prices)
+    clf = Classifier(
+        LABELS,
+        f"openai-compatible:gpt-test@{server.base_url}",
+        cache=cache_dir,
+        batch_size=4,
+        skip_empty=True,
+        prices=prices,
+    )
     labeller = BatchLabeller(clf)
     labeller(pd.DataFrame({"text": [r["text"] for r in sample_rows[:6]]}))
     labeller(pd.DataFrame({"text": ["", "  "]}))  # nothing to label: skipped rows
@@ -102,6 +111,9 @@ def test_usage_equals_the_servers_count_when_a_batch_has_nothing_to_label(server
     usage = labeller.usage
     assert server.log.chat_requests == 2 and server.log.prompt_tokens > 0
     assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (
-        server.log.chat_requests, server.log.prompt_tokens, server.log.completion_tokens)
+        server.log.chat_requests,
+        server.log.prompt_tokens,
+        server.log.completion_tokens,
+    )
     assert usage.cost_usd == pytest.approx((server.log.prompt_tokens + 2 * server.log.completion_tokens) / 1e6)
     assert usage.items == 9 and labeller.rows_with_error == 1

@@ -50,8 +50,9 @@ def test_an_item_is_asked_three_times_at_most_with_max_reasks_2(scripted_model, 
     predictions = clf.predict([r["text"] for r in rows], errors="keep")
     assert model.batch_sizes == [4, 4, 2, 2]
     assert [p.label for p in predictions[2:]] == [r["label"] for r in rows[2:]]
-    assert [p.error for p in predictions[:2]] == ["no answer after 3 asks: response is not valid JSON of the "
-                                                  "batch schema"] * 2
+    assert [p.error for p in predictions[:2]] == [
+        "no answer after 3 asks: response is not valid JSON of the batch schema"
+    ] * 2
 
 
 def test_a_server_answering_garbage_costs_at_most_about_twice_the_requests(scripted_model, cache_dir, sample_rows):
@@ -63,8 +64,7 @@ def test_a_server_answering_garbage_costs_at_most_about_twice_the_requests(scrip
     assert clf.report.failed == 100 and clf.report.failed_requests == len(model.batch_sizes)
 
 
-def test_the_breaker_stops_a_run_whose_requests_all_fail_and_keeps_every_row(scripted_model, cache_dir,
-                                                                              sample_rows):
+def test_the_breaker_stops_a_run_whose_requests_all_fail_and_keeps_every_row(scripted_model, cache_dir, sample_rows):
     clf, model = make(scripted_model, cache_dir, faults=["garbage"] * 1000, batch_size=1, breaker_after=5)
     texts = [r["text"] for r in sample_rows[:50]]
     predictions = clf.predict(texts, errors="keep")
@@ -77,8 +77,9 @@ def test_the_breaker_stops_a_run_whose_requests_all_fail_and_keeps_every_row(scr
 
 
 def test_aliases_are_repaired_and_off_label_answers_reasked(scripted_model, cache_dir, sample_rows):
-    clf, model = make(scripted_model, cache_dir, faults=["alias", "offlabel"],
-                      aliases={"Sci/Tech": ["science/technology"]})
+    clf, model = make(
+        scripted_model, cache_dir, faults=["alias", "offlabel"], aliases={"Sci/Tech": ["science/technology"]}
+    )
     rows = sample_rows[:10]
     assert clf.classify([r["text"] for r in rows]) == [r["label"] for r in rows]
     assert clf.report.repaired > 0 and clf.report.reasks == 1
@@ -183,8 +184,12 @@ def test_similar_examples_reach_a_chat_models_request(scripted_model, cache_dir,
 
 def test_negative_examples_and_label_descriptions_reach_the_request(scripted_model, cache_dir, sample_rows):
     negative = [{"text": "Stocks rally after the match", "label": "Sports"}]
-    clf, model = make(scripted_model, cache_dir, negative_examples=negative,
-                      descriptions={"Sci/Tech": "science, technology and the internet"})
+    clf, model = make(
+        scripted_model,
+        cache_dir,
+        negative_examples=negative,
+        descriptions={"Sci/Tech": "science, technology and the internet"},
+    )
     assert clf.classify([sample_rows[0]["text"]]) == [sample_rows[0]["label"]]
     (prompt,) = model.prompts
     assert "- Sci/Tech: science, technology and the internet" in prompt
@@ -210,8 +215,9 @@ def test_chunks_are_built_in_one_pass_over_the_items(scripted_model):
     from promptclf.task.prompts import ChatPrompt
 
     labels = LabelSet.of(LABELS)
-    labeler = ChatLabeler(scripted_model(), labels, ChatPrompt.build(labels), model_id="fake", batch_size=2,
-                          concurrency=1)
+    labeler = ChatLabeler(
+        scripted_model(), labels, ChatPrompt.build(labels), model_id="fake", batch_size=2, concurrency=1
+    )
     texts = CountedTexts(f"item {n}" for n in range(300))
     assert len(list(labeler.predict(texts, Usage()))) == 300
     assert texts.reads <= 2 * len(texts), texts.reads  # was once per chunk: 150 x 300

@@ -35,8 +35,9 @@ def test_stream_takes_a_generator_and_yields_in_order_a_window_at_a_time(scripte
     assert clf.report.items == 23
 
 
-def test_duplicates_are_asked_once_in_a_window_and_from_the_cache_across_windows(scripted_model, cache_dir,
-                                                                                   sample_rows):
+def test_duplicates_are_asked_once_in_a_window_and_from_the_cache_across_windows(
+    scripted_model, cache_dir, sample_rows
+):
     clf, model = scripted_classifier(scripted_model, cache_dir, window=4)
     a, b, c = (r["text"] for r in sample_rows[:3])
     predictions = list(clf.stream([a, b, a, a, a, c, b, b]))
@@ -79,6 +80,7 @@ def test_a_method_that_drops_an_item_is_a_bug_not_a_silent_gap(cache_dir):
 
 # --- cache faults --------------------------------------------------------------------------------------------
 
+
 def test_a_corrupt_cache_file_is_moved_aside_and_the_run_goes_on(scripted_model, tmp_path, sample_rows, caplog):
     directory = tmp_path / "answers"
     directory.mkdir()
@@ -91,8 +93,9 @@ def test_a_corrupt_cache_file_is_moved_aside_and_the_run_goes_on(scripted_model,
     assert "damaged" in caplog.text and len(SQLiteCache(directory)) == 1  # the new file has the answer
 
 
-def test_a_cache_that_cannot_be_created_is_a_warning_and_no_cache(scripted_model, tmp_path, sample_rows, caplog,
-                                                                    monkeypatch):
+def test_a_cache_that_cannot_be_created_is_a_warning_and_no_cache(
+    scripted_model, tmp_path, sample_rows, caplog, monkeypatch
+):
     from pathlib import Path
 
     real_mkdir = Path.mkdir
@@ -110,10 +113,12 @@ def test_a_cache_that_cannot_be_created_is_a_warning_and_no_cache(scripted_model
     assert "cannot be opened (PermissionError" in caplog.text
 
 
-@pytest.mark.parametrize("message", ["database or disk is full", "attempt to write a readonly database",
-                                     "database is locked"])
+@pytest.mark.parametrize(
+    "message", ["database or disk is full", "attempt to write a readonly database", "database is locked"]
+)
 def test_a_cache_that_fails_mid_run_warns_once_and_every_answer_reaches_the_output(
-        scripted_model, cache_dir, sample_rows, caplog, monkeypatch, message):
+    scripted_model, cache_dir, sample_rows, caplog, monkeypatch, message
+):
     def fail(self, mapping):
         raise sqlite3.OperationalError(message)
 
@@ -145,7 +150,8 @@ def _never_answers(oracle, endings):
 
 
 def test_rows_never_answered_are_in_the_output_with_their_error_and_a_rerun_asks_only_them(
-        tmp_path, server_factory, oracle, sample_rows, capsys):
+    tmp_path, server_factory, oracle, sample_rows, capsys
+):
     import pandas as pd
 
     from promptclf.cli import main
@@ -154,9 +160,23 @@ def test_rows_never_answered_are_in_the_output_with_their_error_and_a_rerun_asks
     rows = [{"text": f"{r['text']} ({i})", "label": r["label"]} for i, r in enumerate(rows)]
     server = server_factory(oracle=_never_answers(oracle, [" (17)", " (150)"]))  # 1% of the rows
     src, out = _texts_file(tmp_path, rows), tmp_path / "out.csv"
-    argv = ["classify", "--input", str(src), "--output", str(out), "--labels", CLI_LABELS, "--model",
-            f"openai-compatible:gpt-test@{server.base_url}", "--cache-dir", str(tmp_path / "c"), "--batch-size", "20",
-            "--window", "50"]
+    argv = [
+        "classify",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--labels",
+        CLI_LABELS,
+        "--model",
+        f"openai-compatible:gpt-test@{server.base_url}",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--batch-size",
+        "20",
+        "--window",
+        "50",
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "2 of 200 rows could not be labelled (rows 18, 151; 1 is the first data row)" in err
@@ -176,9 +196,28 @@ def test_a_dead_server_stops_the_run_with_every_row_written(tmp_path, sample_row
     from promptclf.cli import main
 
     src, out = _texts_file(tmp_path, sample_rows[:40]), tmp_path / "out.jsonl"
-    code = main(["classify", "--input", str(src), "--output", str(out), "--labels", CLI_LABELS, "--model",
-                 "openai-compatible:m@http://127.0.0.1:9/v1", "--max-attempts", "1", "--no-cache", "--batch-size", "2",
-                 "--concurrency", "1", "--stop-after-failures", "3"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--labels",
+            CLI_LABELS,
+            "--model",
+            "openai-compatible:m@http://127.0.0.1:9/v1",
+            "--max-attempts",
+            "1",
+            "--no-cache",
+            "--batch-size",
+            "2",
+            "--concurrency",
+            "1",
+            "--stop-after-failures",
+            "3",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "the run stopped asking: 3 requests in a row failed (last: " in err
     result = pd.read_json(out, lines=True)
@@ -187,27 +226,45 @@ def test_a_dead_server_stops_the_run_with_every_row_written(tmp_path, sample_row
     assert result["error"][6].startswith("not asked: run stopped (3 requests in a row failed")
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_text("text\n"), "no rows in"),
-    (lambda p: p.write_text(""), "is empty: no header, no rows"),
-    (lambda p: p.write_bytes(b"text\nfine\n" + bytes(range(128, 256))), "is not UTF-8 text (an undecodable byte at "
-                                                                         "offset 10)"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_text("text\n"), "no rows in"),
+        (lambda p: p.write_text(""), "is empty: no header, no rows"),
+        (
+            lambda p: p.write_bytes(b"text\nfine\n" + bytes(range(128, 256))),
+            "is not UTF-8 text (an undecodable byte at offset 10)",
+        ),
+    ],
+)
 def test_bad_input_is_refused_before_any_request(tmp_path, server_factory, capsys, make, message):
     from promptclf.cli import main
 
     server = server_factory()
     src = tmp_path / "in.csv"
     make(src)
-    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", CLI_LABELS,
-                 "--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.csv"),
+            "--labels",
+            CLI_LABELS,
+            "--model",
+            f"openai-compatible:gpt-test@{server.base_url}",
+            "--no-cache",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and str(src) in err and len(err.splitlines()) == 1
     assert server.log.requests == 0 and not (tmp_path / "o.csv").exists()
 
 
-def test_the_output_format_and_examples_columns_are_checked_before_reading_or_asking(tmp_path, server_factory,
-                                                                                     sample_rows, capsys):
+def test_the_output_format_and_examples_columns_are_checked_before_reading_or_asking(
+    tmp_path, server_factory, sample_rows, capsys
+):
     import pandas as pd
 
     from promptclf.cli import main
@@ -215,14 +272,42 @@ def test_the_output_format_and_examples_columns_are_checked_before_reading_or_as
     server = server_factory()
     src = _texts_file(tmp_path, sample_rows[:3])
     model = ["--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"]
-    assert main(["classify", "--input", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "o.xlsx"),
-                 "--labels", CLI_LABELS, *model]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                "--input",
+                str(tmp_path / "missing.csv"),
+                "--output",
+                str(tmp_path / "o.xlsx"),
+                "--labels",
+                CLI_LABELS,
+                *model,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "output file" in err and "unsupported format '.xlsx'" in err
     examples = tmp_path / "ex.csv"
     pd.DataFrame({"text": ["a"], "category": ["World"]}).to_csv(examples, index=False)
-    assert main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", CLI_LABELS,
-                 "--examples", str(examples), *model]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                "--input",
+                str(src),
+                "--output",
+                str(tmp_path / "o.csv"),
+                "--labels",
+                CLI_LABELS,
+                "--examples",
+                str(examples),
+                *model,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "'label'" in err and "['text', 'category']" in err
     assert server.log.requests == 0
@@ -237,8 +322,23 @@ def test_output_dash_writes_only_the_table_to_stdout(tmp_path, server_factory, s
 
     server = server_factory()
     src = _texts_file(tmp_path, sample_rows[:5])
-    assert main(["classify", "--input", str(src), "--output", "-", "--labels", CLI_LABELS, "--model",
-                 f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "--input",
+                str(src),
+                "--output",
+                "-",
+                "--labels",
+                CLI_LABELS,
+                "--model",
+                f"openai-compatible:gpt-test@{server.base_url}",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     table = pd.read_csv(io.StringIO(captured.out))
     assert list(table["predicted_label"]) == [r["label"] for r in sample_rows[:5]]
@@ -278,14 +378,32 @@ def test_the_cli_keeps_stdout_for_results_and_stderr_free_of_dependency_noise(tm
 
     src = _texts_file(tmp_path, sample_rows[:30])
     env = {**os.environ, "PROMPTCLF_HOME": str(tmp_path / "home")}
-    run = subprocess.run([sys.executable, "-m", "promptclf.cli", "classify", "--input", str(src), "--output", "-",
-                          "--labels", CLI_LABELS, "--model", "embed"], capture_output=True, text=True, env=env,
-                         timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "promptclf.cli",
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            "-",
+            "--labels",
+            CLI_LABELS,
+            "--model",
+            "embed",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == "id,text,predicted_label,confidence,source,error" and len(lines) >= 31
-    noise = [line for line in run.stderr.splitlines()
-             if not line.startswith(("promptclf", "wrote 30 rows", "30 items"))]
+    noise = [
+        line for line in run.stderr.splitlines() if not line.startswith(("promptclf", "wrote 30 rows", "30 items"))
+    ]
     assert noise == [], noise
 
 
@@ -303,8 +421,7 @@ def test_setfit_training_prints_nothing_on_stdout_nor_dependency_warnings(sample
     assert "pin_memory" not in err and "Map" not in err, err
 
 
-def test_telemetry_spans_carry_the_genai_attributes_of_each_request_and_the_run(server_factory, sample_rows,
-                                                                                 cache_dir):
+def test_telemetry_spans_carry_the_genai_attributes_of_each_request_and_the_run(server_factory, sample_rows, cache_dir):
     pytest.importorskip("opentelemetry.sdk", reason='the otel extra: pip install "promptclf[otel]"')
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -316,8 +433,9 @@ def test_telemetry_spans_carry_the_genai_attributes_of_each_request_and_the_run(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)  # once per process: OpenTelemetry keeps the first provider set
     server = server_factory()
-    clf = Classifier(LABELS, f"openai-compatible:gpt-test@{server.base_url}", cache=cache_dir, batch_size=4,
-                     concurrency=2)
+    clf = Classifier(
+        LABELS, f"openai-compatible:gpt-test@{server.base_url}", cache=cache_dir, batch_size=4, concurrency=2
+    )
     clf.predict([r["text"] for r in sample_rows[:10]])
     spans = [s for s in exporter.get_finished_spans() if s.instrumentation_scope.name == "promptclf"]
     requests = [s for s in spans if s.name.startswith("chat ")]
@@ -340,8 +458,9 @@ def test_without_the_otel_extra_spans_are_no_ops(monkeypatch):
     telemetry.end(None, items=1)
 
 
-def test_a_key_refused_mid_run_keeps_what_was_answered_and_names_the_reason(tmp_path, server_factory, sample_rows,
-                                                                           monkeypatch, capsys):
+def test_a_key_refused_mid_run_keeps_what_was_answered_and_names_the_reason(
+    tmp_path, server_factory, sample_rows, monkeypatch, capsys
+):
     """A refused key before any row is answered is exit 2 and no output (test_keys_and_cache); once rows are
     answered (here from the cache), the run writes every row and exits 1."""
     import pandas as pd
@@ -350,8 +469,21 @@ def test_a_key_refused_mid_run_keeps_what_was_answered_and_names_the_reason(tmp_
 
     server = server_factory(api_key="right-key")
     src, out = _texts_file(tmp_path, sample_rows[:20]), tmp_path / "out.csv"
-    argv = ["classify", "--input", str(src), "--output", str(out), "--labels", CLI_LABELS, "--model",
-            f"openai-compatible:gpt-test@{server.base_url}", "--cache-dir", str(tmp_path / "c"), "--batch-size", "5"]
+    argv = [
+        "classify",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--labels",
+        CLI_LABELS,
+        "--model",
+        f"openai-compatible:gpt-test@{server.base_url}",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--batch-size",
+        "5",
+    ]
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "right-key")
     first = _texts_file(tmp_path, sample_rows[:5], "first.csv")
     assert main([*argv[:2], str(first), *argv[3:]]) == 0
@@ -365,8 +497,9 @@ def test_a_key_refused_mid_run_keeps_what_was_answered_and_names_the_reason(tmp_
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", "/"])
-def test_files_are_read_and_written_a_chunk_at_a_time_in_order(tmp_path, server_factory, sample_rows, monkeypatch,
-                                                               suffix):
+def test_files_are_read_and_written_a_chunk_at_a_time_in_order(
+    tmp_path, server_factory, sample_rows, monkeypatch, suffix
+):
     import pandas as pd
 
     from promptclf.cli import main
@@ -377,20 +510,42 @@ def test_files_are_read_and_written_a_chunk_at_a_time_in_order(tmp_path, server_
     rows = sample_rows[:40]
     frame = pd.DataFrame({"id": range(40), "text": [r["text"] for r in rows]})
     src = tmp_path / ("in.jsonl" if suffix == ".jsonl" else "in.parquet" if suffix != ".csv" else "in.csv")
-    {".csv": lambda: frame.to_csv(src, index=False), ".jsonl": lambda: frame.to_json(src, orient="records", lines=True),
-     ".parquet": lambda: frame.to_parquet(src), "/": lambda: frame.to_parquet(src)}[suffix]()
+    {
+        ".csv": lambda: frame.to_csv(src, index=False),
+        ".jsonl": lambda: frame.to_json(src, orient="records", lines=True),
+        ".parquet": lambda: frame.to_parquet(src),
+        "/": lambda: frame.to_parquet(src),
+    }[suffix]()
     out = tmp_path / ("out" + suffix if suffix != "/" else "parts")
     target = str(out) + ("/" if suffix == "/" else "")
     server = server_factory()
-    assert main(["classify", "--input", str(src), "--output", target, "--labels", CLI_LABELS, "--model",
-                 f"openai-compatible:gpt-test@{server.base_url}", "--no-cache", "--window", "10"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "--input",
+                str(src),
+                "--output",
+                target,
+                "--labels",
+                CLI_LABELS,
+                "--model",
+                f"openai-compatible:gpt-test@{server.base_url}",
+                "--no-cache",
+                "--window",
+                "10",
+            ]
+        )
+        == 0
+    )
     if suffix == "/":
         parts = sorted(out.glob("*.parquet"))
         assert len(parts) == 6
         result = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     else:
-        result = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True),
-                  ".parquet": pd.read_parquet}[suffix](out)
+        result = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}[
+            suffix
+        ](out)
     assert list(result["id"]) == list(range(40))
     assert list(result["predicted_label"]) == [r["label"] for r in rows]
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]  # the temporary output was moved into place
@@ -419,8 +574,9 @@ def test_the_progress_bar_moves_as_answers_arrive_not_when_a_window_ends(monkeyp
     assert seen == list(range(30)) and bars[-1].n == 30
 
 
-def test_answers_received_without_logprobs_are_cached_under_the_key_of_what_was_received(server_factory,
-                                                                                        sample_rows, cache_dir):
+def test_answers_received_without_logprobs_are_cached_under_the_key_of_what_was_received(
+    server_factory, sample_rows, cache_dir
+):
     """A server that stops returning logprobs: its answers carry no confidence, so they must not be cached under
     the key that promises one (a later run would skip them in fallback_below and cascades without saying so)."""
     server = server_factory(chat_logprobs="omit")

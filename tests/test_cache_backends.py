@@ -96,6 +96,7 @@ def numbered(labels_names, **kw):
 
 # --- choosing a backend -------------------------------------------------------------------------------
 
+
 def test_cache_urls_choose_the_backend(tmp_path):
     assert open_cache(True).directory == home() / "answers"
     assert open_cache(f"sqlite://{tmp_path}/a").path == tmp_path / "a" / SQLITE_FILE
@@ -112,9 +113,21 @@ def test_an_unreachable_redis_is_a_one_line_exit_2_without_the_password(tmp_path
 
     src = tmp_path / "in.csv"
     src.write_text("text\nOil prices rise\n")
-    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", ",".join(LABELS),
-                 "--model", "openai-compatible:m@http://127.0.0.1:9/v1",
-                 "--cache", f"redis://:pw-SECRET@127.0.0.1:{free_port()}/0"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.csv"),
+            "--labels",
+            ",".join(LABELS),
+            "--model",
+            "openai-compatible:m@http://127.0.0.1:9/v1",
+            "--cache",
+            f"redis://:pw-SECRET@127.0.0.1:{free_port()}/0",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "cannot use it" in err and "127.0.0.1" in err
     assert "SECRET" not in err
@@ -124,8 +137,17 @@ def test_cache_flag_and_its_exclusive_partners(server_factory, sample_rows, tmp_
     server = server_factory()
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": [r["text"] for r in sample_rows[:5]]}).to_csv(src, index=False)
-    run = ["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", ",".join(LABELS),
-           "--model", model_at(server)]
+    run = [
+        "classify",
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "o.csv"),
+        "--labels",
+        ",".join(LABELS),
+        "--model",
+        model_at(server),
+    ]
     assert main(run + ["--cache", f"sqlite://{tmp_path}/chosen"]) == 0
     assert len(SQLiteCache(tmp_path / "chosen")) == 5
     assert main(run + ["--cache", "none"]) == 0 and server.log.requests == 2  # asked again: no cache
@@ -171,8 +193,15 @@ class FakeRedis:
         return True
 
 
-@pytest.mark.parametrize("url", ["redis://:pw-SECRET@127.0.0.1:6379/0", "redis://u:pw-SECRET@127.0.0.1:6379/0",
-                                 "redis://127.0.0.1:6379/0?password=pw-SECRET", "unix:///tmp/r.sock?password=pw-SECRET"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:pw-SECRET@127.0.0.1:6379/0",
+        "redis://u:pw-SECRET@127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379/0?password=pw-SECRET",
+        "unix:///tmp/r.sock?password=pw-SECRET",
+    ],
+)
 def test_a_redis_url_with_a_password_is_never_pickled(url, monkeypatch):
     import pickle
 
@@ -201,12 +230,15 @@ def test_a_redis_password_from_the_environment_is_used_and_never_pickled(monkeyp
 
 # --- SQLite: JSON, never a pickle ----------------------------------------------------------------------
 
+
 def test_sqlite_stores_json_text_and_the_first_answer_wins(tmp_path):
     cache = SQLiteCache(tmp_path)
     assert cache.set_many({"k1": {"label": "World"}, "k2": {"label": "Sports", "confidence": 0.5}}) == 2
     assert cache.set_many({"k1": {"label": "Business"}, "k3": {"label": "World"}}) == 1  # k1 kept
-    assert cache.get_many(["k1", "k2", "nope"]) == {"k1": {"label": "World"},
-                                                    "k2": {"label": "Sports", "confidence": 0.5}}
+    assert cache.get_many(["k1", "k2", "nope"]) == {
+        "k1": {"label": "World"},
+        "k2": {"label": "Sports", "confidence": 0.5},
+    }
     rows = dict(sqlite3.connect(tmp_path / SQLITE_FILE).execute("SELECT key, value FROM answers"))
     assert json.loads(rows["k2"]) == {"label": "Sports", "confidence": 0.5} and isinstance(rows["k2"], str)
     many = {f"key{i}": {"label": "World"} for i in range(1234)}  # more keys than one query takes
@@ -238,8 +270,14 @@ def test_a_cached_answer_outside_the_label_set_is_asked_again(scripted_model, sa
     row = sample_rows[0]
     model = scripted_model()
     clf = Classifier(LABELS, "openai-compatible:fake@http://127.0.0.1:9", llm=model, cache=tmp_path)
-    SQLiteCache(tmp_path).set_many({answer_key(clf.method.identity, clf.labels.fingerprint(), row["text"]):
-                                    {"label": "Weather", "confidence": 1.0}})
+    SQLiteCache(tmp_path).set_many(
+        {
+            answer_key(clf.method.identity, clf.labels.fingerprint(), row["text"]): {
+                "label": "Weather",
+                "confidence": 1.0,
+            }
+        }
+    )
     with caplog.at_level(logging.WARNING, logger="promptclf"):
         assert clf.classify([row["text"]]) == [row["label"]]
     assert model.calls == 1 and "does not fit this label set" in caplog.text
@@ -272,6 +310,7 @@ def test_the_embedding_cache_never_unpickles_and_stores_npy_bytes(tmp_path, monk
 
 
 # --- chunked reads and writes -------------------------------------------------------------------------
+
 
 def test_lookups_and_writes_go_by_chunks_and_answers_are_stored_during_the_run(tmp_path):
     cache = Counted(tmp_path)
@@ -314,6 +353,7 @@ def test_slow_answers_are_written_within_a_second():
 
 # --- Redis ---------------------------------------------------------------------------------------------
 
+
 def test_redis_stores_json_by_mget_and_set_nx(redis_url):
     import redis
 
@@ -341,9 +381,29 @@ def test_a_second_worker_is_answered_from_the_shared_redis_cache(redis_url, serv
     paid = server.log.requests
     src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
     pd.DataFrame({"text": texts}).to_parquet(src)
-    worker = subprocess.run([sys.executable, "-m", "promptclf.cli", "classify", "--input", str(src), "--output",
-                             str(out), "--labels", ",".join(LABELS), "--model", model_at(server), "--batch-size",
-                             "5", "--cache", redis_url], capture_output=True, text=True, timeout=300)
+    worker = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "promptclf.cli",
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--labels",
+            ",".join(LABELS),
+            "--model",
+            model_at(server),
+            "--batch-size",
+            "5",
+            "--cache",
+            redis_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert worker.returncode == 0, worker.stderr
     assert server.log.requests == paid  # the second process paid for nothing
     result = pd.read_parquet(out)
@@ -364,6 +424,7 @@ def test_a_redis_that_goes_away_mid_run_is_a_clear_error(tmp_path):
 
 
 # --- export / import ----------------------------------------------------------------------------------
+
 
 def test_export_and_import_merge_workers_caches_through_the_cli(server_factory, sample_rows, tmp_path, capsys):
     server = server_factory()
@@ -424,16 +485,19 @@ def test_an_empty_cache_exports_a_file_with_no_rows(tmp_path):
     assert pd.read_parquet(tmp_path / "e.parquet").shape == (0, 2)
 
 
-@pytest.mark.parametrize("bad, says", [
-    ("missing", "no such file"),
-    ("not-parquet", "not a Parquet file"),
-    ("no-value-column", "no value column"),
-    ("bad-key", "row 1: key 'not-a-key'"),
-    ("bad-value", "row 0: value '[1, 2]' is not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("missing", "no such file"),
+        ("not-parquet", "not a Parquet file"),
+        ("no-value-column", "no value column"),
+        ("bad-key", "row 1: key 'not-a-key'"),
+        ("bad-value", "row 0: value '[1, 2]' is not a JSON object"),
+    ],
+)
 def test_a_bad_import_file_is_exit_2_naming_the_problem_and_imports_nothing(tmp_path, capsys, bad, says):
     path = tmp_path / f"{bad}.parquet"
-    good = "{\"label\": \"World\"}"
+    good = '{"label": "World"}'
     if bad == "not-parquet":
         path.write_text("key,value\n")
     elif bad == "no-value-column":
@@ -449,6 +513,7 @@ def test_a_bad_import_file_is_exit_2_naming_the_problem_and_imports_nothing(tmp_
 
 
 # --- secrets ------------------------------------------------------------------------------------------
+
 
 def test_no_secret_reaches_the_cache_key_or_any_stored_byte(server_factory, sample_rows, tmp_path, monkeypatch):
     from langchain_openai import ChatOpenAI

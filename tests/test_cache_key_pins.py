@@ -10,31 +10,42 @@ from promptclf import Classifier
 from promptclf.cache.store import answer_key
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
-ROWS = [{"text": t, "label": label} for t, label in [
-    ("Rebels seize the capital after a week of fighting", "World"),
-    ("Election results contested by the opposition", "World"),
-    ("Striker scores twice as United win the derby", "Sports"),
-    ("Veteran wins the marathon in record time", "Sports"),
-    ("Shares fall after the bank cuts its forecast", "Business"),
-    ("Oil prices climb on supply worries", "Business"),
-    ("New chip doubles battery life of phones", "Sci/Tech"),
-    ("Telescope finds water on a distant planet", "Sci/Tech"),
-]]
+ROWS = [
+    {"text": t, "label": label}
+    for t, label in [
+        ("Rebels seize the capital after a week of fighting", "World"),
+        ("Election results contested by the opposition", "World"),
+        ("Striker scores twice as United win the derby", "Sports"),
+        ("Veteran wins the marathon in record time", "Sports"),
+        ("Shares fall after the bank cuts its forecast", "Business"),
+        ("Oil prices climb on supply worries", "Business"),
+        ("New chip doubles battery life of phones", "Sci/Tech"),
+        ("Telescope finds water on a distant planet", "Sci/Tech"),
+    ]
+]
 SERVER = "http://127.0.0.1:9/v1"  # nothing listens: building a method makes no call
 TEXT = "Stocks rally after the rate cut"
 
 CONFIGURATIONS = {
     "openai zero-shot": ("openai:gpt-4o-mini", {}),
-    "server few-shot all": (f"openai-compatible:m@{SERVER}", dict(
-        examples=ROWS[:4], negative_examples=ROWS[4:5], instructions="Label the headline.", system_in_user=False)),
+    "server few-shot all": (
+        f"openai-compatible:m@{SERVER}",
+        dict(examples=ROWS[:4], negative_examples=ROWS[4:5], instructions="Label the headline.", system_in_user=False),
+    ),
     "server per-class": (f"openai-compatible:m@{SERVER}", dict(examples=ROWS, k=1, system_in_user=False)),
-    "server similar": (f"openai-compatible:m@{SERVER}", dict(examples=ROWS, example_selection="similar", k=2,
-                                                             system_in_user=False)),
-    "server parser zero_shot": (f"openai-compatible:m@{SERVER}", dict(structured="parser", prompt="zero_shot",
-                                                                      system_in_user=True)),
+    "server similar": (
+        f"openai-compatible:m@{SERVER}",
+        dict(examples=ROWS, example_selection="similar", k=2, system_in_user=False),
+    ),
+    "server parser zero_shot": (
+        f"openai-compatible:m@{SERVER}",
+        dict(structured="parser", prompt="zero_shot", system_in_user=True),
+    ),
     "completions similar": (f"completions:m@{SERVER}", dict(examples=ROWS)),
-    "completions all": (f"completions:m@{SERVER}", dict(examples=ROWS[:4], example_selection="all",
-                                                        calibrate="none", demo_words=8, item_words=40)),
+    "completions all": (
+        f"completions:m@{SERVER}",
+        dict(examples=ROWS[:4], example_selection="all", calibrate="none", demo_words=8, item_words=40),
+    ),
 }
 
 
@@ -77,11 +88,23 @@ def test_the_cache_key_of_a_configuration_is_what_it_was(name):
 
 def test_an_optimised_prompt_artifact_keeps_its_key(tmp_path):
     path = tmp_path / "old.json"  # the artifact format promptclf optimize wrote before it held a Task
-    path.write_text(json.dumps({
-        "instructions": "Label the news headline by topic.", "demos": ROWS[:2],
-        "labels": [{"name": n, "description": "", "aliases": []} for n in LABELS], "model": "local",
-        "optimizer": "bootstrap", "metric": "accuracy", "dev_score": 0.75, "dspy_version": "3.0.0", "usage": {},
-        "version": 1, "created": "2025-01-01T00:00:00Z"}))
+    path.write_text(
+        json.dumps(
+            {
+                "instructions": "Label the news headline by topic.",
+                "demos": ROWS[:2],
+                "labels": [{"name": n, "description": "", "aliases": []} for n in LABELS],
+                "model": "local",
+                "optimizer": "bootstrap",
+                "metric": "accuracy",
+                "dev_score": 0.75,
+                "dspy_version": "3.0.0",
+                "usage": {},
+                "version": 1,
+                "created": "2025-01-01T00:00:00Z",
+            }
+        )
+    )
     assert key(f"openai-compatible:m@{SERVER}", dict(prompt=str(path), system_in_user=False)) == PINNED["artifact"]
     assert key(f"completions:m@{SERVER}", dict(prompt=str(path))) == PINNED["artifact completions"]
 

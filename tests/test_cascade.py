@@ -48,13 +48,25 @@ def _confidences(method, texts):
 
 def _seen(server) -> list[str]:
     """Item texts the server was asked about, in request order."""
-    return [_norm(text) for body in server.log.bodies for m in body["messages"]
-            for _, text in ITEM.findall(m["content"] or "")]
+    return [
+        _norm(text)
+        for body in server.log.bodies
+        for m in body["messages"]
+        for _, text in ITEM.findall(m["content"] or "")
+    ]
 
 
 def _classifier(server, local, below, **options):
-    return Classifier(LABELS, f"openai-compatible:gpt-test@{server.base_url}", cascade_from=local,
-                      cascade_below=below, progress=False, max_wait=0.1, prices=PRICES, **options)
+    return Classifier(
+        LABELS,
+        f"openai-compatible:gpt-test@{server.base_url}",
+        cascade_from=local,
+        cascade_below=below,
+        progress=False,
+        max_wait=0.1,
+        prices=PRICES,
+        **options,
+    )
 
 
 # --- the frontier and the threshold: pure functions --------------------------------------------------------
@@ -80,8 +92,14 @@ def test_frontier_matches_a_direct_count():
 
 def _points():
     # threshold, accuracy, share: more to the API is more accurate up to 0.8, then no better
-    table = [(0.0, 0.80, 0.0), (0.6, 0.85, 0.2), (0.7, 0.88, 0.35), (0.8, 0.895, 0.5), (0.9, 0.90, 0.7),
-             (1.1, 0.90, 1.0)]
+    table = [
+        (0.0, 0.80, 0.0),
+        (0.6, 0.85, 0.2),
+        (0.7, 0.88, 0.35),
+        (0.8, 0.895, 0.5),
+        (0.9, 0.90, 0.7),
+        (1.1, 0.90, 1.0),
+    ]
     return [FrontierPoint(t, a, s, int(100 * s), 0.1 * s) for t, a, s in table]
 
 
@@ -108,8 +126,7 @@ def test_choose_threshold_says_what_it_cannot_reach():
 # --- the cascade against the fake server -----------------------------------------------------------------
 
 
-def test_only_unsure_items_reach_the_api_and_every_answer_is_the_right_items(server_factory, api_oracle, local,
-                                                                             items):
+def test_only_unsure_items_reach_the_api_and_every_answer_is_the_right_items(server_factory, api_oracle, local, items):
     server = server_factory(oracle=api_oracle, fault_rate=0.3, faults=("500", "short", "duplicate", "shifted"))
     local_answers = _confidences(local, items)
     below = float(np.median([p.confidence for p in local_answers.values()]))
@@ -124,16 +141,20 @@ def test_only_unsure_items_reach_the_api_and_every_answer_is_the_right_items(ser
         if _norm(text) in unsure:
             assert (p.source, p.label) == ("api", api_oracle(text))  # the API's answer for this very item
         else:
-            assert (p.source, p.label, p.confidence) == ("local", local_answers[text].label,
-                                                         local_answers[text].confidence)
+            assert (p.source, p.label, p.confidence) == (
+                "local",
+                local_answers[text].label,
+                local_answers[text].confidence,
+            )
     report = clf.report
     assert (report.escalated, report.answered_locally) == (len(unsure), len(items) - len(unsure))
     assert report.requests == server.log.requests and report.cost_usd > 0
     assert f"cascade: {len(items) - len(unsure)} answered locally, {len(unsure)} sent to the API" in report.summary()
 
 
-def test_api_answers_are_cached_per_stage_so_a_new_threshold_pays_only_for_new_items(server_factory, api_oracle,
-                                                                                      local, items, cache_dir):
+def test_api_answers_are_cached_per_stage_so_a_new_threshold_pays_only_for_new_items(
+    server_factory, api_oracle, local, items, cache_dir
+):
     server = server_factory(oracle=api_oracle)
     confidences = sorted(p.confidence for p in _confidences(local, items).values())
     low, high = confidences[15], confidences[40]
@@ -157,8 +178,11 @@ def test_api_failures_are_values_the_local_answers_stay(server_factory, api_orac
     server = server_factory(oracle=api_oracle, fault_rate=1.0, faults=("malformed",))
     confidences = sorted(p.confidence for p in _confidences(local, items).values())
     clf = _classifier(server, local, confidences[3], cache=False, max_attempts=1)
-    with pytest.raises(LabellingError, match=r"3 of 60 items could not be labelled: .*API stage: .*sent on because "
-                                             r"the local stage answered '[^']+' at confidence 0\.\d{3} < "):
+    with pytest.raises(
+        LabellingError,
+        match=r"3 of 60 items could not be labelled: .*API stage: .*sent on because "
+        r"the local stage answered '[^']+' at confidence 0\.\d{3} < ",
+    ):
         clf.predict(items)
     try:
         clf.predict(items)
@@ -211,9 +235,23 @@ def test_measure_records_both_stages_on_every_row(server_factory, api_oracle, lo
 def test_classify_cli_cascades_and_writes_the_stage(tmp_path, server_factory, api_oracle, capsys):
     server = server_factory(oracle=api_oracle)
     out = tmp_path / "out.csv"
-    base = ["classify", "--input", "tests/data/agnews_sample.csv", "--text-column", "title,description",
-            "--labels", ",".join(LABELS), "--output", str(out), "--no-cache", "--no-progress",
-            "--model", f"openai-compatible:gpt-test@{server.base_url}", "--cascade-from", "embed"]
+    base = [
+        "classify",
+        "--input",
+        "tests/data/agnews_sample.csv",
+        "--text-column",
+        "title,description",
+        "--labels",
+        ",".join(LABELS),
+        "--output",
+        str(out),
+        "--no-cache",
+        "--no-progress",
+        "--model",
+        f"openai-compatible:gpt-test@{server.base_url}",
+        "--cascade-from",
+        "embed",
+    ]
     assert main(base + ["--cascade-below", "0.6"]) == 0
     rows = list(csv.DictReader(open(out)))
     sent = [r for r in rows if r["source"] == "api"]
@@ -228,9 +266,18 @@ def test_classify_cli_cascades_and_writes_the_stage(tmp_path, server_factory, ap
 def test_compare_has_a_cascade_row_and_its_frontier(tmp_path, sample_rows, server_factory, api_oracle):
     server = server_factory(oracle=api_oracle)
     model = f"openai-compatible:gpt-test@{server.base_url}"
-    results = compare(sample_rows, LABELS, methods=["zero-shot", "cascade"], split=(50, 30, 40), seed=0, model=model,
-                      out=tmp_path, chunk=20, classifier_options={"prices": PRICES, "batch_size": 4},
-                      cascade={"from": "tfidf-lr", "goal": "drop:0.05"})
+    results = compare(
+        sample_rows,
+        LABELS,
+        methods=["zero-shot", "cascade"],
+        split=(50, 30, 40),
+        seed=0,
+        model=model,
+        out=tmp_path,
+        chunk=20,
+        classifier_options={"prices": PRICES, "batch_size": 4},
+        cascade={"from": "tfidf-lr", "goal": "drop:0.05"},
+    )
     api_only, cascade = results
     test_points = cascade["frontier"]["test"]
     assert test_points[-1]["api_share"] == 1.0 and test_points[-1]["accuracy"] == api_only["accuracy"]
@@ -249,8 +296,19 @@ def test_compare_has_a_cascade_row_and_its_frontier(tmp_path, sample_rows, serve
 
 
 def test_compare_cli_refuses_a_cascade_it_cannot_tune(tmp_path, capsys):
-    base = ["compare", "--data", "tests/data/agnews_sample.csv", "--text-column", "title,description",
-            "--label-names", "1=World,2=Sports,3=Business,4=Sci/Tech", "--methods", "cascade", "--out", str(tmp_path)]
+    base = [
+        "compare",
+        "--data",
+        "tests/data/agnews_sample.csv",
+        "--text-column",
+        "title,description",
+        "--label-names",
+        "1=World,2=Sports,3=Business,4=Sci/Tech",
+        "--methods",
+        "cascade",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(base + ["--split", "80/0/30"]) == 2
     assert "chooses its threshold on the dev rows" in capsys.readouterr().err
     assert main(base + ["--split", "80/10/30", "--cascade-goal", "speed:3"]) == 2

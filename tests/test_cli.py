@@ -14,13 +14,30 @@ def test_classify_file_keeps_extra_columns(tmp_path, server_factory, sample_rows
     rows = sample_rows[:12]
     frame = pd.DataFrame({"id": range(12), "text": [r["text"] for r in rows], "gold": [r["label"] for r in rows]})
     src, out = tmp_path / f"in{suffix}", tmp_path / f"out{suffix}"
-    {".csv": frame.to_csv, ".jsonl": lambda p, **k: frame.to_json(p, orient="records", lines=True),
-     ".parquet": frame.to_parquet}[suffix](src, index=False) if suffix != ".jsonl" else \
-        frame.to_json(src, orient="records", lines=True)
-    code = main(["classify", "--input", str(src), "--output", str(out), "--labels", LABELS, "--model",
-                 f"openai-compatible:gpt-test@{server.base_url}", "--cache-dir", str(tmp_path / "c")])
+    {
+        ".csv": frame.to_csv,
+        ".jsonl": lambda p, **k: frame.to_json(p, orient="records", lines=True),
+        ".parquet": frame.to_parquet,
+    }[suffix](src, index=False) if suffix != ".jsonl" else frame.to_json(src, orient="records", lines=True)
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--labels",
+            LABELS,
+            "--model",
+            f"openai-compatible:gpt-test@{server.base_url}",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     assert code == 0
-    result = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}[suffix](out)
+    result = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}[
+        suffix
+    ](out)
     assert list(result["id"]) == list(range(12))
     assert list(result["predicted_label"]) == list(result["gold"])
     assert set(result["source"]) == {"api"}
@@ -35,17 +52,37 @@ def test_joined_text_columns(tmp_path, server_factory, sample_rows):
     clean = ~(raw["title"].str.contains("\\", regex=False) | raw["description"].str.contains("\\", regex=False))
     raw[clean].head(5).to_csv(src, index=False)
     out = tmp_path / "out.csv"
-    assert main(["classify", "--input", str(src), "--output", str(out), "--text-column", "title,description",
-                 "--labels", LABELS, "--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--text-column",
+                "title,description",
+                "--labels",
+                LABELS,
+                "--model",
+                f"openai-compatible:gpt-test@{server.base_url}",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     expected = [r["label"] for r, keep in zip(sample_rows, clean) if keep][:5]
     assert list(pd.read_csv(out)["predicted_label"]) == expected
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model", "gpt-4o"], "unknown model 'gpt-4o'\n  accepted: offline, embed, local, together:<name>"),
-    (["--model", "openai:gpt-4o-mini"], "OPENAI_API_KEY is not set"),
-    (["--text-column", "body"], "has no column 'body': its columns are ['text'] (choose with --text-column)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "gpt-4o"], "unknown model 'gpt-4o'\n  accepted: offline, embed, local, together:<name>"),
+        (["--model", "openai:gpt-4o-mini"], "OPENAI_API_KEY is not set"),
+        (["--text-column", "body"], "has no column 'body': its columns are ['text'] (choose with --text-column)"),
+    ],
+)
 def test_user_errors_are_short_with_exit_code_2(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     src = tmp_path / "in.csv"
@@ -63,8 +100,22 @@ def test_missing_input_file(tmp_path, capsys):
 def test_unlabellable_items_exit_1_and_name_them(tmp_path, capsys):
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": ["a", "b"]}).to_csv(src, index=False)
-    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS,
-                 "--model", "openai-compatible:m@http://127.0.0.1:9/v1", "--max-attempts", "1", "--no-cache"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.csv"),
+            "--labels",
+            LABELS,
+            "--model",
+            "openai-compatible:m@http://127.0.0.1:9/v1",
+            "--max-attempts",
+            "1",
+            "--no-cache",
+        ]
+    )
     assert code == 1 and "2 of 2 rows could not be labelled (rows 1, 2" in capsys.readouterr().err
     out = pd.read_csv(tmp_path / "o.csv")
     assert out["predicted_label"].isna().all() and out["error"].str.startswith("no answer after 1 attempts").all()
@@ -74,9 +125,28 @@ def test_local_scoring_options_reach_the_classifier(tmp_path):
     """Real embedded model (float32 here); checks the flags are wired, not the labels."""
     from promptclf.cli import _classifier, build_parser
 
-    args = build_parser().parse_args(["classify", "--input", "i.csv", "--output", "o.csv", "--labels", LABELS,
-                                      "--quantize", "none", "--item-words", "20", "--demo-words", "8",
-                                      "--calibrate", "none", "--no-cache", "--model", "local"])
+    args = build_parser().parse_args(
+        [
+            "classify",
+            "--input",
+            "i.csv",
+            "--output",
+            "o.csv",
+            "--labels",
+            LABELS,
+            "--quantize",
+            "none",
+            "--item-words",
+            "20",
+            "--demo-words",
+            "8",
+            "--calibrate",
+            "none",
+            "--no-cache",
+            "--model",
+            "local",
+        ]
+    )
     clf = _classifier(args, LABELS)
     assert clf.method.scorer.quantize is None and clf.method.calibrate == "none"
     assert (clf.method.prompt.item_words, clf.method.prompt.demo_words) == (20, 8)
@@ -86,8 +156,18 @@ def test_empty_or_missing_texts_are_named_or_skipped(tmp_path, server_factory, s
     server = server_factory()
     src = tmp_path / "in.parquet"
     pd.DataFrame({"text": [sample_rows[0]["text"], None]}).to_parquet(src)
-    argv = ["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS, "--model",
-            f"openai-compatible:gpt-test@{server.base_url}", "--no-cache"]
+    argv = [
+        "classify",
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "o.csv"),
+        "--labels",
+        LABELS,
+        "--model",
+        f"openai-compatible:gpt-test@{server.base_url}",
+        "--no-cache",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "row 2: the text is empty (pass --skip-empty" in err and len(err.splitlines()) == 1
@@ -100,15 +180,32 @@ def test_structured_output_mode_is_a_cli_option(tmp_path, server_factory, sample
     server = server_factory()
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": [r["text"] for r in sample_rows[:3]]}).to_csv(src, index=False)
-    assert main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", LABELS,
-                 "--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache",
-                 "--structured", "function_calling"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "--input",
+                str(src),
+                "--output",
+                str(tmp_path / "o.csv"),
+                "--labels",
+                LABELS,
+                "--model",
+                f"openai-compatible:gpt-test@{server.base_url}",
+                "--no-cache",
+                "--structured",
+                "function_calling",
+            ]
+        )
+        == 0
+    )
     assert server.log.bodies[0]["tools"][0]["type"] == "function"
     assert list(pd.read_csv(tmp_path / "o.csv")["predicted_label"]) == [r["label"] for r in sample_rows[:3]]
 
 
-def test_no_logprobs_is_a_cli_option_and_rejected_where_it_does_not_apply(tmp_path, server_factory, sample_rows,
-                                                                          capsys):
+def test_no_logprobs_is_a_cli_option_and_rejected_where_it_does_not_apply(
+    tmp_path, server_factory, sample_rows, capsys
+):
     server = server_factory()
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": [r["text"] for r in sample_rows[:3]]}).to_csv(src, index=False)

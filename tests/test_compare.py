@@ -9,8 +9,20 @@ from promptclf.workflows.compare import compare
 from .fake_openai_server import binomial_spread, noisy_oracle
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
-KEYS = {"method", "accuracy", "macro_f1", "cost_per_1k_items", "items_per_s", "per_class_f1", "calls",
-        "prompt_tokens_per_item", "train_s", "latency_p50_s", "latency_p95_s", "peak_rss_mb"}
+KEYS = {
+    "method",
+    "accuracy",
+    "macro_f1",
+    "cost_per_1k_items",
+    "items_per_s",
+    "per_class_f1",
+    "calls",
+    "prompt_tokens_per_item",
+    "train_s",
+    "latency_p50_s",
+    "latency_p95_s",
+    "peak_rss_mb",
+}
 
 
 def accuracy_of(answer, rows) -> float:
@@ -23,8 +35,17 @@ def test_compare_writes_one_row_per_method(tmp_path, sample_rows, server_factory
     zero_shot, taught = noisy_oracle(oracle, LABELS, 0.4, seed=1), noisy_oracle(oracle, LABELS, 0.1, seed=2)
     server = server_factory(item_oracle=zero_shot, taught_oracle=taught)
     model = f"openai-compatible:gpt-test@{server.base_url}"
-    results = compare(sample_rows, LABELS, methods=["zero-shot", "few-shot", "tfidf-lr", "emb-lr"], split=(60, 10, 50),
-                      seed=0, model=model, out=tmp_path, chunk=25, classifier_options={"batch_size": 10})
+    results = compare(
+        sample_rows,
+        LABELS,
+        methods=["zero-shot", "few-shot", "tfidf-lr", "emb-lr"],
+        split=(60, 10, 50),
+        seed=0,
+        model=model,
+        out=tmp_path,
+        chunk=25,
+        classifier_options={"batch_size": 10},
+    )
     assert [r["method"] for r in results] == ["zero-shot", "few-shot", "tfidf-lr", "emb-lr"]
     for row in results:
         assert KEYS <= row.keys() and row["n_test"] == 50
@@ -46,26 +67,71 @@ def test_compare_writes_one_row_per_method(tmp_path, sample_rows, server_factory
 
 
 def test_compare_cli_maps_raw_labels_and_refuses_unknown_methods(tmp_path, capsys):
-    code = main(["compare", "--data", "tests/data/agnews_sample.csv", "--text-column", "title,description",
-                 "--label-names", "1=World,2=Sports,3=Business,4=Sci/Tech", "--split", "80/10/30",
-                 "--methods", "tfidf-lr", "--out", str(tmp_path)])
+    code = main(
+        [
+            "compare",
+            "--data",
+            "tests/data/agnews_sample.csv",
+            "--text-column",
+            "title,description",
+            "--label-names",
+            "1=World,2=Sports,3=Business,4=Sci/Tech",
+            "--split",
+            "80/10/30",
+            "--methods",
+            "tfidf-lr",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     assert json.loads((tmp_path / "report.json").read_text())[0]["per_class_f1"].keys() == set(LABELS)
-    assert main(["compare", "--data", "tests/data/agnews_sample.csv", "--text-column", "title", "--methods", "magic",
-                 "--split", "80/10/30", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--data",
+                "tests/data/agnews_sample.csv",
+                "--text-column",
+                "title",
+                "--methods",
+                "magic",
+                "--split",
+                "80/10/30",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "unknown method(s) ['magic']" in capsys.readouterr().err
 
 
 def test_the_compared_models_options_do_not_reach_the_embedding_row(tmp_path, sample_rows):
     """classifier_options configure `model`; embed takes no batch_size, and its row must not be refused for it."""
-    results = compare(sample_rows, LABELS, methods=["embed"], split=(16, 4, 40), seed=0, out=tmp_path,
-                      model="openai-compatible:m@http://127.0.0.1:9/v1", classifier_options={"batch_size": 5})
+    results = compare(
+        sample_rows,
+        LABELS,
+        methods=["embed"],
+        split=(16, 4, 40),
+        seed=0,
+        out=tmp_path,
+        model="openai-compatible:m@http://127.0.0.1:9/v1",
+        classifier_options={"batch_size": 5},
+    )
     assert results[0]["method"] == "embed" and results[0]["n_test"] == 40
 
 
 def test_compare_has_embedding_zero_shot_and_setfit_rows(tmp_path, sample_rows):
-    results = compare(sample_rows, LABELS, methods=["embed", "setfit"], split=(16, 4, 40), seed=0, out=tmp_path,
-                      setfit_options={"iterations": 2, "min_pairs": 32, "max_pairs": 32})
+    results = compare(
+        sample_rows,
+        LABELS,
+        methods=["embed", "setfit"],
+        split=(16, 4, 40),
+        seed=0,
+        out=tmp_path,
+        setfit_options={"iterations": 2, "min_pairs": 32, "max_pairs": 32},
+    )
     by = {r["method"]: r for r in results}
     assert by["embed"]["accuracy"] > 0.45 and by["embed"]["train_s"] < 30  # chance 0.25; nothing to train
     assert by["setfit"]["size_on_disk_mb"] > 1 and by["setfit"]["train_s"] > 0

@@ -29,8 +29,22 @@ def trained(tmp_path_factory, ag_split):
     train, test = ag_split
     pd.DataFrame(train).to_csv(base / "train.csv", index=False)
     pd.DataFrame(test).to_csv(base / "test.csv", index=False)
-    assert main(["finetune", "--train", str(base / "train.csv"), "--out", str(base / "model"), "--epochs", "2",
-                 "--labels", ",".join(LABELS)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--train",
+                str(base / "train.csv"),
+                "--out",
+                str(base / "model"),
+                "--epochs",
+                "2",
+                "--labels",
+                ",".join(LABELS),
+            ]
+        )
+        == 0
+    )
     return base
 
 
@@ -38,8 +52,18 @@ def test_fine_tuned_model_is_well_above_chance_and_saved_whole(trained, capsys):
     meta = json.loads((trained / "model" / "promptclf.json").read_text())
     assert meta["config"]["quantize"] == "4bit" and meta["metrics"]["dev"]["epoch"] == 2.0
     assert (trained / "model" / "adapter_model.safetensors").exists()
-    code = main(["evaluate", "--model", f"finetuned:{trained / 'model'}", "--data", str(trained / "test.csv"),
-                 "--json", str(trained / "eval.json"), "--no-progress"])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            f"finetuned:{trained / 'model'}",
+            "--data",
+            str(trained / "test.csv"),
+            "--json",
+            str(trained / "eval.json"),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     result = json.loads((trained / "eval.json").read_text())
     assert result["accuracy"] > 0.6, result  # chance 0.25; measured 0.855 with this split and seed
@@ -63,8 +87,14 @@ def test_label_set_mismatch_is_refused(trained):
 def test_server_down_every_item_is_labelled_by_the_fallback(trained, ag_split, cache_dir):
     _, test = ag_split
     rows = test[:30]
-    clf = Classifier(LABELS, "openai-compatible:gpt-test@http://127.0.0.1:9/v1", cache=cache_dir,
-                     fallback=trained / "model", max_attempts=2, max_wait=0.01)
+    clf = Classifier(
+        LABELS,
+        "openai-compatible:gpt-test@http://127.0.0.1:9/v1",
+        cache=cache_dir,
+        fallback=trained / "model",
+        max_attempts=2,
+        max_wait=0.01,
+    )
     preds = clf.predict([r["text"] for r in rows])
     assert all(p.source == "fallback" and p.label in LABELS for p in preds)
     assert clf.report.fallback == 30 and clf.report.failed == 0
@@ -75,11 +105,13 @@ def test_low_confidence_answers_can_be_routed_to_the_fallback(trained, server_fa
     server = server_factory()
     texts = [r["text"] for r in sample_rows[:6]]
     model = f"completions:tiny@{server.base_url}"
-    sure = Classifier(LABELS, model, cache=cache_dir, calibrate="none", fallback=f"finetuned:{trained / 'model'}",
-                      fallback_below=0.5)
+    sure = Classifier(
+        LABELS, model, cache=cache_dir, calibrate="none", fallback=f"finetuned:{trained / 'model'}", fallback_below=0.5
+    )
     assert {p.source for p in sure.predict(texts)} == {"api"}
-    doubtful = Classifier(LABELS, model, cache=cache_dir, calibrate="none", fallback=trained / "model",
-                          fallback_below=0.999)
+    doubtful = Classifier(
+        LABELS, model, cache=cache_dir, calibrate="none", fallback=trained / "model", fallback_below=0.999
+    )
     assert {p.source for p in doubtful.predict(texts)} == {"fallback"}
     assert doubtful.report.fallback == 6
 
@@ -101,8 +133,15 @@ def test_init_from_starts_from_the_saved_model(trained, ag_split, tmp_path):
     texts = [r["text"] for r in test[:40]]
     saved = FineTunedMethod.load(trained / "model")
     # no learning: the continued model must be the saved one, adapter and head, not a fresh start
-    method = finetune(train[:32], LABELS, out=tmp_path / "more", init_from=trained / "model", epochs=1,
-                      learning_rate=0.0, progress=False)
+    method = finetune(
+        train[:32],
+        LABELS,
+        out=tmp_path / "more",
+        init_from=trained / "model",
+        epochs=1,
+        learning_rate=0.0,
+        progress=False,
+    )
     assert method.config.quantize == "4bit"  # kept from the saved model
     assert abs(method.probabilities(texts) - saved.probabilities(texts)).max() < 1e-4
 
@@ -110,8 +149,7 @@ def test_init_from_starts_from_the_saved_model(trained, ag_split, tmp_path):
 @pytest.mark.slow  # a LoRA training of its own: -m slow, run by .ci/run
 def test_eight_bit_fine_tuning_trains_saves_and_loads(ag_split, tmp_path):
     train, test = ag_split
-    method = finetune(train[:96], LABELS, out=tmp_path / "m8", quantize="8bit", epochs=1, max_length=48,
-                      progress=False)
+    method = finetune(train[:96], LABELS, out=tmp_path / "m8", quantize="8bit", epochs=1, max_length=48, progress=False)
     meta = json.loads((tmp_path / "m8" / "promptclf.json").read_text())
     assert meta["config"]["quantize"] == "8bit"
     texts = [r["text"] for r in test[:20]]
@@ -128,9 +166,27 @@ def test_distill_teaches_the_local_model_what_the_llm_answered(server_factory, a
     server = server_factory(oracle=teacher)
     pd.DataFrame({"text": [r["text"] for r in train[:160]]}).to_csv(tmp_path / "pool.csv", index=False)
     pd.DataFrame(test[:60]).to_csv(tmp_path / "gold.csv", index=False)
-    code = main(["distill", "--pool", str(tmp_path / "pool.csv"), "--test", str(tmp_path / "gold.csv"),
-                 "--labels", ",".join(LABELS), "--model", f"openai-compatible:gpt-test@{server.base_url}",
-                 "--out", str(tmp_path / "student"), "--quantize", "none", "--epochs", "2", "--max-length", "64"])
+    code = main(
+        [
+            "distill",
+            "--pool",
+            str(tmp_path / "pool.csv"),
+            "--test",
+            str(tmp_path / "gold.csv"),
+            "--labels",
+            ",".join(LABELS),
+            "--model",
+            f"openai-compatible:gpt-test@{server.base_url}",
+            "--out",
+            str(tmp_path / "student"),
+            "--quantize",
+            "none",
+            "--epochs",
+            "2",
+            "--max-length",
+            "64",
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "student" / "distill.json").read_text())
     assert report["pool"] == 160 and report["teacher_usage"]["requests"] >= 16
@@ -143,8 +199,10 @@ def test_distill_teaches_the_local_model_what_the_llm_answered(server_factory, a
 
 def test_cli_finetune_reports_a_missing_column(tmp_path, capsys):
     pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}).to_csv(tmp_path / "t.csv", index=False)
-    assert main(["finetune", "--train", str(tmp_path / "t.csv"), "--label-column", "topic",
-                 "--out", str(tmp_path / "m")]) == 2
+    assert (
+        main(["finetune", "--train", str(tmp_path / "t.csv"), "--label-column", "topic", "--out", str(tmp_path / "m")])
+        == 2
+    )
     assert "column 'topic' not in" in capsys.readouterr().err
 
 

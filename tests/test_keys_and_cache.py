@@ -24,6 +24,7 @@ def model_at(server, provider="openai-compatible", name="gpt-test"):
 
 # --- keys ---------------------------------------------------------------------------------------------
 
+
 def test_openai_key_is_never_sent_to_another_server(server_factory, sample_rows, cache_dir, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
@@ -38,8 +39,9 @@ def test_other_servers_take_their_key_from_their_own_variable(server_factory, sa
     monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "server-key")
     server = server_factory(api_key="server-key")
     rows = sample_rows[:3]
-    assert classify([r["text"] for r in rows], labels=LABELS, model=model_at(server), cache=cache_dir) == \
-        [r["label"] for r in rows]
+    assert classify([r["text"] for r in rows], labels=LABELS, model=model_at(server), cache=cache_dir) == [
+        r["label"] for r in rows
+    ]
     assert api_key(parse_model("openai-compatible:m@https://api.openai.com/v1")) != "server-key"
 
 
@@ -63,11 +65,22 @@ def test_a_refused_key_is_one_line_exit_2_without_the_key(server_factory, tmp_pa
     server = server_factory(api_key="another-key")  # its 401 message repeats the key it was given
     src = tmp_path / "in.csv"
     src.write_text("text\nOil prices rise\n")
-    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", ",".join(LABELS),
-                 "--model", model_at(server), "--no-cache"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.csv"),
+            "--labels",
+            ",".join(LABELS),
+            "--model",
+            model_at(server),
+            "--no-cache",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "401" in err and SECRET not in err
-
 
 
 def test_a_key_given_in_code_never_reaches_an_error(server_factory):
@@ -87,7 +100,9 @@ def test_a_key_given_in_code_never_reaches_an_error(server_factory):
     assert api_key(parse_model("openai-compatible:m@http://127.0.0.1:9/v1"), passed) == passed
     assert passed not in scrub(f"refused {passed}")
 
+
 # --- what the cache key must tell apart -------------------------------------------------------------
+
 
 def test_the_whole_base_url_keys_answers_with_only_its_secrets_hashed():
     """Deployments told apart by their URL's query never share answers or endpoint findings; an IPv6 host keeps
@@ -95,8 +110,10 @@ def test_the_whole_base_url_keys_answers_with_only_its_secrets_hashed():
     azure = "https://h.example/openai/deployments/a?api-version={}"
     ids = {parse_model(f"openai-compatible:m@{azure.format(v)}").id for v in ("2024-02-01", "2025-01-01")}
     assert len(ids) == 2 and all("api-version=20" in i for i in ids)
-    identities = {Classifier(LABELS, f"openai-compatible:m@{azure.format(v)}", cache=False).method.identity
-                  for v in ("2024-02-01", "2025-01-01")}
+    identities = {
+        Classifier(LABELS, f"openai-compatible:m@{azure.format(v)}", cache=False).method.identity
+        for v in ("2024-02-01", "2025-01-01")
+    }
     assert len(identities) == 2
     assert parse_model("openai-compatible:m@http://[::1]:8000/v1").id == "openai-compatible:m@http://[::1]:8000/v1"
     assert parse_model("openai-compatible:m@http://127.0.0.1:9/v1").id == "openai-compatible:m@http://127.0.0.1:9/v1"
@@ -139,8 +156,9 @@ def test_the_encoder_behind_similar_examples_is_part_of_the_cache_key(sample_row
 
     pool = sample_rows[:20]
     original = embeddings.minilm_path()
-    before = Classifier(LABELS, "openai-compatible:m@http://127.0.0.1:9/v1", examples=pool,
-                        example_selection="similar", cache=False).method.identity
+    before = Classifier(
+        LABELS, "openai-compatible:m@http://127.0.0.1:9/v1", examples=pool, example_selection="similar", cache=False
+    ).method.identity
     other = tmp_path / "model"  # a different encoder in a directory of the same name
     other.mkdir()
     for f in original.iterdir():
@@ -150,8 +168,9 @@ def test_the_encoder_behind_similar_examples_is_part_of_the_cache_key(sample_row
     monkeypatch.setattr(embeddings, "minilm_path", lambda: other)
     embeddings.default_encoder.cache_clear()
     try:
-        after = Classifier(LABELS, "openai-compatible:m@http://127.0.0.1:9/v1", examples=pool,
-                           example_selection="similar", cache=False).method.identity
+        after = Classifier(
+            LABELS, "openai-compatible:m@http://127.0.0.1:9/v1", examples=pool, example_selection="similar", cache=False
+        ).method.identity
     finally:
         embeddings.default_encoder.cache_clear()
     assert before != after
@@ -213,6 +232,7 @@ def test_int8_that_fell_back_to_float32_is_keyed_as_float32(sample_rows, monkeyp
 
 
 # --- the tests' own cache -------------------------------------------------------------------------------
+
 
 def test_tests_never_write_to_the_users_promptclf_home(tmp_path_factory):
     assert Path(os.environ["PROMPTCLF_HOME"]) == home()

@@ -7,8 +7,9 @@ from promptclf.core.labels import LabelError, LabelSet
 from promptclf.task.prompts import ChatPrompt, defuse
 from promptclf.task.schemas import batch_schema, read_batch
 
-LABELS = LabelSet.of(["World", "Sports", "Business", "Sci/Tech"],
-                     aliases={"Sci/Tech": ["science/technology", "science and technology"]})
+LABELS = LabelSet.of(
+    ["World", "Sports", "Business", "Sci/Tech"], aliases={"Sci/Tech": ["science/technology", "science and technology"]}
+)
 
 
 def test_normalisation_and_aliases_map_answers_onto_the_set():
@@ -21,22 +22,25 @@ def test_normalisation_and_aliases_map_answers_onto_the_set():
     assert LABELS.resolve(None) is None
 
 
-@pytest.mark.parametrize("names, answer, expected", [
-    (["спорт", "политика"], "Спорт", "спорт"),
-    (["спорт", "политика"], " ПОЛИТИКА. ", "политика"),
-    (["体育", "政治"], "政治", "政治"),
-    (["رياضة", "سياسة"], "سياسة", "سياسة"),
-    (["खेल", "राजनीति"], "राजनीति", "राजनीति"),  # Devanagari vowel signs are combining marks: keep them
-    (["खेल", "राजनीति"], "खेल", "खेल"),
-    (["Αθλητισμός", "Πολιτική"], "ΑΘΛΗΤΙΣΜΌΣ", "Αθλητισμός"),
-    (["C++", "C#", "C"], "c++", "C++"),
-    (["C++", "C#", "C"], "C#.", "C#"),
-    (["C++", "C#", "C"], "c", "C"),
-    (["A+", "A-"], "a-", "A-"),
-    (["A+", "A-"], "A+", "A+"),
-    (["Straße", "Weg"], "STRASSE", "Straße"),
-    (["ﬁnance", "sport"], "Finance", "ﬁnance"),  # NFKC: the ligature is "fi"
-])
+@pytest.mark.parametrize(
+    "names, answer, expected",
+    [
+        (["спорт", "политика"], "Спорт", "спорт"),
+        (["спорт", "политика"], " ПОЛИТИКА. ", "политика"),
+        (["体育", "政治"], "政治", "政治"),
+        (["رياضة", "سياسة"], "سياسة", "سياسة"),
+        (["खेल", "राजनीति"], "राजनीति", "राजनीति"),  # Devanagari vowel signs are combining marks: keep them
+        (["खेल", "राजनीति"], "खेल", "खेल"),
+        (["Αθλητισμός", "Πολιτική"], "ΑΘΛΗΤΙΣΜΌΣ", "Αθλητισμός"),
+        (["C++", "C#", "C"], "c++", "C++"),
+        (["C++", "C#", "C"], "C#.", "C#"),
+        (["C++", "C#", "C"], "c", "C"),
+        (["A+", "A-"], "a-", "A-"),
+        (["A+", "A-"], "A+", "A+"),
+        (["Straße", "Weg"], "STRASSE", "Straße"),
+        (["ﬁnance", "sport"], "Finance", "ﬁnance"),  # NFKC: the ligature is "fi"
+    ],
+)
 def test_labels_in_any_script_or_with_punctuation_resolve_to_themselves(names, answer, expected):
     assert LabelSet.of(names).resolve(answer) == expected
 
@@ -103,8 +107,9 @@ def test_fingerprint_is_stable_and_changes_with_template_or_examples():
 
 
 def test_few_shot_examples_never_include_the_item_itself():
-    prompt = ChatPrompt.build(LABELS, examples=[{"text": "same text", "label": "World"},
-                                                {"text": "other", "label": "Sports"}])
+    prompt = ChatPrompt.build(
+        LABELS, examples=[{"text": "same text", "label": "World"}, {"text": "other", "label": "Sports"}]
+    )
     _, user = prompt.messages([(1, "same text")])
     assert user.content.count("same text") == 1
 
@@ -117,15 +122,25 @@ def test_batch_schema_constrains_labels_to_the_set():
         schema.model_validate({"answers": [{"index": 1, "label": "Weather"}]})
 
 
-@pytest.mark.parametrize("payload, labelled, failed", [
-    ('{"answers": [{"index": 2, "label": "Sports"}, {"index": 1, "label": "World"}]}', {1: "World", 2: "Sports"}, []),
-    ('```json\n{"answers": [{"index": 1, "label": "sci/tech"}]}\n```', {1: "Sci/Tech"}, [2]),
-    ('{"answers": [{"index": 1, "label": "World"}, {"index": 1, "label": "Sports"}, {"index": 2, "label": "World"}]}',
-     {2: "World"}, [1]),
-    ('{"answers": [{"index": 7, "label": "World"}, {"index": 2, "label": "Weather"}]}', {}, [1, 2]),
-    ("{'answers': [", {}, [1, 2]),
-    ('[{"index": 1, "label": "Business"}, {"index": 2, "label": "World"}]', {1: "Business", 2: "World"}, []),
-])
+@pytest.mark.parametrize(
+    "payload, labelled, failed",
+    [
+        (
+            '{"answers": [{"index": 2, "label": "Sports"}, {"index": 1, "label": "World"}]}',
+            {1: "World", 2: "Sports"},
+            [],
+        ),
+        ('```json\n{"answers": [{"index": 1, "label": "sci/tech"}]}\n```', {1: "Sci/Tech"}, [2]),
+        (
+            '{"answers": [{"index": 1, "label": "World"}, {"index": 1, "label": "Sports"}, {"index": 2, "label": "World"}]}',
+            {2: "World"},
+            [1],
+        ),
+        ('{"answers": [{"index": 7, "label": "World"}, {"index": 2, "label": "Weather"}]}', {}, [1, 2]),
+        ("{'answers': [", {}, [1, 2]),
+        ('[{"index": 1, "label": "Business"}, {"index": 2, "label": "World"}]', {1: "Business", 2: "World"}, []),
+    ],
+)
 def test_read_batch_never_guesses(payload, labelled, failed):
     result = read_batch(payload, LABELS, [1, 2])
     assert result.labels == labelled
@@ -149,11 +164,20 @@ def test_defuse_only_touches_our_delimiters():
     assert defuse("AT&amp;T <br/> &lt;b&gt; see http://x/item") == "AT&amp;T <br/> &lt;b&gt; see http://x/item"
 
 
-@pytest.mark.parametrize("delimiter, defused", [
-    ("< /item>", "‹/item>"), ("<\t/ item>", "‹/item>"), ("&lt;/item&gt;", "‹/item&gt;"),
-    ("&LT;&#47;item>", "‹/item>"), ("&#60;/example>", "‹/example>"), ("&#x3C;item id=9>", "‹item id=9>"),
-    ("&lt;&nbsp;/&#x20;Item>", "‹/Item>"), ("&ltitem>", "‹item>"), ("&amp;</item>", "&amp;‹/item>"),
-])
+@pytest.mark.parametrize(
+    "delimiter, defused",
+    [
+        ("< /item>", "‹/item>"),
+        ("<\t/ item>", "‹/item>"),
+        ("&lt;/item&gt;", "‹/item&gt;"),
+        ("&LT;&#47;item>", "‹/item>"),
+        ("&#60;/example>", "‹/example>"),
+        ("&#x3C;item id=9>", "‹item id=9>"),
+        ("&lt;&nbsp;/&#x20;Item>", "‹/Item>"),
+        ("&ltitem>", "‹item>"),
+        ("&amp;</item>", "&amp;‹/item>"),
+    ],
+)
 def test_defuse_sees_through_whitespace_and_entities_in_a_delimiter(delimiter, defused):
     assert defuse(delimiter) == defused
 

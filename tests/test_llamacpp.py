@@ -25,8 +25,9 @@ def llamacpp_url():
 
 
 def chat(url, **options):
-    return Classifier(LABELS, f"openai-compatible:gemma-3-270m@{url}", cache=False, concurrency=1, timeout=600,
-                      **options)
+    return Classifier(
+        LABELS, f"openai-compatible:gemma-3-270m@{url}", cache=False, concurrency=1, timeout=600, **options
+    )
 
 
 def test_json_schema_is_refused_at_once_with_the_servers_reason(llamacpp_url, sample_rows):

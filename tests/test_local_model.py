@@ -111,8 +111,9 @@ def test_local_path_that_does_not_exist_is_a_clear_error(tmp_path):
 def test_completions_endpoint_scoring(server_factory, sample_rows, cache_dir):
     server = server_factory()
     rows = sample_rows[:12]
-    clf = Classifier(LABELS, f"completions:tiny@{server.base_url}", cache=cache_dir, calibrate="none",
-                     local_batch_size=8)
+    clf = Classifier(
+        LABELS, f"completions:tiny@{server.base_url}", cache=cache_dir, calibrate="none", local_batch_size=8
+    )
     preds = clf.predict([r["text"] for r in rows])
     assert [p.label for p in preds] == [r["label"] for r in rows] and {p.source for p in preds} == {"api"}
     assert server.log.completion_requests == 2  # 12 items in batches of 8, all labels in one request
@@ -128,8 +129,20 @@ def test_completions_server_without_prompt_logprobs_is_a_clear_error(server_fact
         Classifier(LABELS, model, cache=False, calibrate="none").classify([sample_rows[0]["text"]])
     src = tmp_path / "in.csv"
     src.write_text("text\nOil prices rise\n")
-    code = main(["classify", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--labels", ",".join(LABELS),
-                 "--model", model, "--no-cache"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.csv"),
+            "--labels",
+            ",".join(LABELS),
+            "--model",
+            model,
+            "--no-cache",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "logprobs" in err
 
@@ -142,8 +155,12 @@ def test_a_long_item_is_cut_to_fit_never_the_label_cue(scorer, sample_rows, capl
     seen = []
     score = short.score
     short.score = lambda prompts, labels, usage: seen.extend(prompts) or score(prompts, labels, usage)
-    method = LabelScorer(short, LabelSet.of(LABELS), calibrate="none",
-                         examples=[{"text": sample_rows[50]["text"], "label": sample_rows[50]["label"]}])
+    method = LabelScorer(
+        short,
+        LabelSet.of(LABELS),
+        calibrate="none",
+        examples=[{"text": sample_rows[50]["text"], "label": sample_rows[50]["label"]}],
+    )
     long_item = " ".join(r["text"] for r in sample_rows[:6])
     with caplog.at_level(logging.WARNING, logger="promptclf"):
         ((_, outcome),) = list(method.predict([long_item], Usage()))
@@ -158,8 +175,11 @@ def test_int8_keeps_the_mlp_output_projection_in_float_and_labels_like_float32(s
     import torch
 
     def kinds(model):
-        return {name.rsplit(".", 1)[-1]: "int8" if "quantized" in type(m).__module__ else "float" for name, m in
-                model.get_decoder().named_modules() if isinstance(m, torch.nn.Linear) or "quantized" in type(m).__module__}
+        return {
+            name.rsplit(".", 1)[-1]: "int8" if "quantized" in type(m).__module__ else "float"
+            for name, m in model.get_decoder().named_modules()
+            if isinstance(m, torch.nn.Linear) or "quantized" in type(m).__module__
+        }
 
     assert kinds(scorer.model)["up_proj"] == "float" and kinds(int8_scorer.model)["up_proj"] == "int8"
     assert kinds(int8_scorer.model)["q_proj"] == "int8" and kinds(int8_scorer.model)["down_proj"] == "float"

@@ -23,6 +23,7 @@ from .fake_openai_server import noisy_oracle
 @pytest.fixture
 def emotion_server(server_factory, emotions):
     gold = {" ".join(r["text"].split()): ";".join(r["labels"]) for rows in emotions.values() for r in rows}
+
     def make(**config):
         config.setdefault("oracle", lambda text: gold.get(" ".join(text.split()), "neutral"))
         return server_factory(**config)
@@ -52,6 +53,7 @@ def task() -> Task:
 
 # --- chat models ----------------------------------------------------------------------------------------------
 
+
 def test_a_multi_label_task_gets_each_items_label_set_from_a_chat_model(emotion_server, emotions):
     rows = emotions["test"][25:50]
     assert any(len(r["labels"]) > 1 for r in rows)
@@ -75,8 +77,9 @@ def test_every_structured_mode_asks_for_an_array_of_labels_from_the_set(emotion_
 
 def test_faulty_answers_are_reasked_and_never_shifted(emotion_server, emotions):
     rows = emotions["test"][:30]
-    server = emotion_server(fault_rate=0.3, faults=("short", "duplicate", "offlabel", "malformed", "zero_based",
-                                                    "shifted"), seed=3)
+    server = emotion_server(
+        fault_rate=0.3, faults=("short", "duplicate", "offlabel", "malformed", "zero_based", "shifted"), seed=3
+    )
     clf = Classifier(task(), chat(server), cache=False, batch_size=5, concurrency=1, max_attempts=2)
     assert clf.classify([r["text"] for r in rows]) == [sorted(r["labels"], key=EKMAN.index) for r in rows]
     assert clf.report.reasks > 0 and sum(server.log.faults.values()) > 0
@@ -127,6 +130,7 @@ def test_classify_returns_a_list_of_labels_per_text(emotion_server, emotions):
 
 # --- what cannot take it --------------------------------------------------------------------------------------
 
+
 def test_a_cascade_refuses_a_multi_label_task(emotion_server):
     with pytest.raises(ConfigError, match="cascade.*multi-label"):
         Classifier(task(), chat(emotion_server()), cache=False, cascade_from="offline", cascade_below=0.5)
@@ -153,10 +157,16 @@ def test_a_label_name_with_the_separator_is_refused_for_a_multi_label_task(tmp_p
 
 # --- reading answers and gold labels -------------------------------------------------------------------------
 
+
 def test_read_batch_reads_label_sets_by_id():
     labels = LabelSet.of(["a", "b", "c"], aliases={"c": ["see"]})
-    payload = {"answers": [{"index": 7, "labels": ["see", "a", "a"]}, {"index": 9, "labels": []},
-                           {"index": 8, "labels": ["zzz"]}]}
+    payload = {
+        "answers": [
+            {"index": 7, "labels": ["see", "a", "a"]},
+            {"index": 9, "labels": []},
+            {"index": 8, "labels": ["zzz"]},
+        ]
+    }
     result = read_batch(payload, labels, [7, 8, 9], multi_label=True)
     assert result.labels == {7: ("a", "c"), 9: ()} and "'zzz'" in result.failed[8] and result.repaired == 1
     single = read_batch({"answers": [{"index": 7, "label": "a"}]}, labels, [7], multi_label=True)
@@ -211,28 +221,55 @@ def test_score_reports_the_multi_label_metrics(emotion_server, emotions):
 
 # --- the command line ----------------------------------------------------------------------------------------
 
+
 def test_cli_classify_writes_label_sets_joined_by_semicolons(emotion_server, emotions, tmp_path):
     rows = emotions["test"][:8]
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     pd.DataFrame({"text": [r["text"] for r in rows]}).to_csv(src, index=False)
     path = task().save(tmp_path / "task.yaml")
-    code = main(["classify", "--input", str(src), "--output", str(out), "--task", str(path),
-                 "--model", chat(emotion_server()), "--no-cache"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--task",
+            str(path),
+            "--model",
+            chat(emotion_server()),
+            "--no-cache",
+        ]
+    )
     assert code == 0
     written = pd.read_csv(out, keep_default_na=False)["predicted_label"].tolist()
     assert written == [";".join(sorted(r["labels"], key=EKMAN.index)) for r in rows]
 
 
-def test_cli_evaluate_reads_semicolon_gold_and_prints_multi_label_metrics(emotion_server, emotions, tmp_path,
-                                                                         capsys):
+def test_cli_evaluate_reads_semicolon_gold_and_prints_multi_label_metrics(emotion_server, emotions, tmp_path, capsys):
     rows = emotions["test"][:10]
     data = tmp_path / "gold.csv"
-    pd.DataFrame({"text": [r["text"] for r in rows], "labels": [";".join(r["labels"]) for r in rows]}) \
-        .to_csv(data, index=False)
+    pd.DataFrame({"text": [r["text"] for r in rows], "labels": [";".join(r["labels"]) for r in rows]}).to_csv(
+        data, index=False
+    )
     answer = noisy_sets(emotions, 0.4, seed=12)  # a model wrong on about 40% of items: its own scores are printed
-    code = main(["evaluate", "--data", str(data), "--label-column", "labels", "--labels", ",".join(EKMAN),
-                 "--multi-label", "--model", chat(emotion_server(oracle=answer)), "--no-cache",
-                 "--json", str(tmp_path / "m.json")])
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--label-column",
+            "labels",
+            "--labels",
+            ",".join(EKMAN),
+            "--multi-label",
+            "--model",
+            chat(emotion_server(oracle=answer)),
+            "--no-cache",
+            "--json",
+            str(tmp_path / "m.json"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     expected = metrics_of(answer, rows)
@@ -244,6 +281,7 @@ def test_cli_evaluate_reads_semicolon_gold_and_prints_multi_label_metrics(emotio
 
 # --- models trained for it: LoRA (a sigmoid per label, BCE) and SetFit (one-vs-rest) --------------------------
 
+
 def assert_beats_text_free_answers(metrics: dict, emotions: dict) -> None:
     """A model that learned something from the texts is not matched on both micro- and macro-F1 by an answer that
     ignores them: every label for every item (on the sample's 60 test rows: micro-F1 0.264, macro-F1 0.239), or
@@ -252,8 +290,11 @@ def assert_beats_text_free_answers(metrics: dict, emotions: dict) -> None:
     counts = pd.Series([name for r in emotions["train"] for name in r["labels"]]).value_counts()
     for answer in (EKMAN, [counts.index[0]]):
         ignoring = multilabel_metrics(gold, [answer] * len(gold), EKMAN)
-        assert metrics["micro_f1"] > ignoring["micro_f1"] or metrics["macro_f1"] > ignoring["macro_f1"], \
-            (answer, metrics, ignoring)
+        assert metrics["micro_f1"] > ignoring["micro_f1"] or metrics["macro_f1"] > ignoring["macro_f1"], (
+            answer,
+            metrics,
+            ignoring,
+        )
 
 
 def _check_trained(path, emotions, method_name):
@@ -280,14 +321,26 @@ def setfit_dir(emotions, tmp_path_factory):
     from promptclf.methods.finetune import finetune
 
     train, out = emotions["train"], tmp_path_factory.mktemp("setfit") / "model"
-    method = finetune(train[:80], EKMAN, out=out, method="setfit", multi_label=True, dev_rows=train[80:],
-                      progress=False, min_pairs=32, max_pairs=64)
+    method = finetune(
+        train[:80],
+        EKMAN,
+        out=out,
+        method="setfit",
+        multi_label=True,
+        dev_rows=train[80:],
+        progress=False,
+        min_pairs=32,
+        max_pairs=64,
+    )
     assert type(method.model.model_head).__name__ == "OneVsRestClassifier"
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 26: SetFit multi-label (80 rows, 64 pairs) gives every label to "
-                   "every test item, no better than ignoring the text (micro-F1 0.264 both)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 26: SetFit multi-label (80 rows, 64 pairs) gives every label to "
+    "every test item, no better than ignoring the text (micro-F1 0.264 both)",
+)
 def test_setfit_trains_one_vs_rest_and_chooses_its_threshold_on_dev_rows(emotions, setfit_dir):
     _check_trained(setfit_dir, emotions, "setfit")
 
@@ -307,8 +360,18 @@ def test_lora_trains_a_multi_label_head_with_bce(emotions, tmp_path):
     from promptclf.methods.finetune import finetune
 
     train = emotions["train"]
-    method = finetune(train[:80], EKMAN, out=tmp_path / "lora", dev_rows=train[80:], multi_label=True,
-                      progress=False, quantize="none", epochs=1, min_steps=6, max_length=48)
+    method = finetune(
+        train[:80],
+        EKMAN,
+        out=tmp_path / "lora",
+        dev_rows=train[80:],
+        multi_label=True,
+        progress=False,
+        quantize="none",
+        epochs=1,
+        min_steps=6,
+        max_length=48,
+    )
     assert method.model.config.problem_type == "multi_label_classification"
     _check_trained(tmp_path / "lora", emotions, "lora")
 
@@ -317,14 +380,25 @@ def test_a_single_label_model_refuses_a_multi_label_task(tmp_path, sample_rows):
     from promptclf.methods.finetune import finetune
 
     rows = [{"text": r["text"], "label": r["label"]} for r in sample_rows[:16]]
-    finetune(rows, sorted({r["label"] for r in rows}), out=tmp_path / "single", method="setfit", progress=False,
-             min_pairs=16, max_pairs=16)
+    finetune(
+        rows,
+        sorted({r["label"] for r in rows}),
+        out=tmp_path / "single",
+        method="setfit",
+        progress=False,
+        min_pairs=16,
+        max_pairs=16,
+    )
     with pytest.raises(ConfigError, match="is single-label, the task is multi-label"):
-        Classifier(Task.of(sorted({r["label"] for r in rows}), multi_label=True), f"finetuned:{tmp_path / 'single'}",
-                   cache=False)
+        Classifier(
+            Task.of(sorted({r["label"] for r in rows}), multi_label=True),
+            f"finetuned:{tmp_path / 'single'}",
+            cache=False,
+        )
 
 
 # --- compare ------------------------------------------------------------------------------------------------
+
 
 def test_compare_scores_multi_label_rows_with_their_metrics(emotion_server, emotions, tmp_path):
     from promptclf.core.data import split
@@ -334,21 +408,35 @@ def test_compare_scores_multi_label_rows_with_their_metrics(emotion_server, emot
     # a model wrong on about half the items without examples and on a tenth with them
     untaught, taught = noisy_sets(emotions, 0.5, seed=13), noisy_sets(emotions, 0.1, seed=14)
     server = emotion_server(oracle=untaught, taught_oracle=taught)
-    results = compare(rows, EKMAN, methods=["zero-shot", "few-shot"], split=(10, 0, 20), model=chat(server),
-                      out=tmp_path, multi_label=True)
+    results = compare(
+        rows,
+        EKMAN,
+        methods=["zero-shot", "few-shot"],
+        split=(10, 0, 20),
+        model=chat(server),
+        out=tmp_path,
+        multi_label=True,
+    )
     test = split(rows, (10, 0, 20), seed=0)[2]
     for r, answer in zip(results, (untaught, taught)):  # each row scores its model's own answers
         expected = metrics_of(answer, test)
         assert r["calls"] > 0 and r["hamming_loss"] == pytest.approx(expected["hamming_loss"])
-        assert (r["micro_f1"], r["subset_accuracy"]) == pytest.approx((expected["micro_f1"], expected["subset_accuracy"]))
+        assert (r["micro_f1"], r["subset_accuracy"]) == pytest.approx(
+            (expected["micro_f1"], expected["subset_accuracy"])
+        )
     assert results[1]["micro_f1"] > results[0]["micro_f1"]  # few-shot ranks above zero-shot
     table = markdown(results, dict(data="goemotions", split=[10, 0, 20], seed=0, model="fake"))
     assert "| micro-F1 | macro-F1 | subset acc. | Hamming loss |" in table
     assert "| zero-shot | " in table and f"| {results[1]['micro_f1']:.3f} | " in table
 
 
-@pytest.mark.parametrize("methods, message", [(["optimized"], "compare's optimized cannot label multi-label tasks"),
-                                              (["cascade"], "cascade row .* multi-label")])
+@pytest.mark.parametrize(
+    "methods, message",
+    [
+        (["optimized"], "compare's optimized cannot label multi-label tasks"),
+        (["cascade"], "cascade row .* multi-label"),
+    ],
+)
 def test_compare_refuses_rows_that_cannot_take_label_sets(emotions, tmp_path, methods, message):
     from promptclf.workflows.compare import compare
 
@@ -366,8 +454,9 @@ def test_compare_runs_the_local_rows_on_label_sets(emotions, tmp_path):
     scores = [p.scores for _, p in probs.predict([r["text"] for r in emotions["test"][:10]], Usage())]
     assert any(abs(sum(s.values()) - 1.0) > 0.05 for s in scores)  # one-vs-rest: a probability per label
     rows = train + emotions["test"]
-    results = compare(rows, EKMAN, methods=["emb-lr", "tfidf-lr", "embed"], split=(80, 32, 60), out=tmp_path,
-                      multi_label=True)
+    results = compare(
+        rows, EKMAN, methods=["emb-lr", "tfidf-lr", "embed"], split=(80, 32, 60), out=tmp_path, multi_label=True
+    )
     assert [r["method"] for r in results] == ["emb-lr", "tfidf-lr", "embed"]
     train, _, test = split(rows, (80, 32, 60), seed=0)
     for r in results:
@@ -377,19 +466,39 @@ def test_compare_runs_the_local_rows_on_label_sets(emotions, tmp_path):
 def test_cli_compare_reads_semicolon_gold(emotion_server, emotions, tmp_path, capsys):
     rows = emotions["test"][:24]
     data = tmp_path / "g.csv"
-    pd.DataFrame({"text": [r["text"] for r in rows], "labels": [";".join(r["labels"]) for r in rows]}) \
-        .to_csv(data, index=False)
+    pd.DataFrame({"text": [r["text"] for r in rows], "labels": [";".join(r["labels"]) for r in rows]}).to_csv(
+        data, index=False
+    )
     from promptclf.core.data import split
 
     answer = noisy_sets(emotions, 0.3, seed=15)  # a model wrong on about 30% of items
-    code = main(["compare", "--data", str(data), "--label-column", "labels", "--multi-label", "--labels",
-                 ",".join(EKMAN), "--methods", "zero-shot", "--split", "4/0/20",
-                 "--model", chat(emotion_server(oracle=answer)), "--no-cache", "--out", str(tmp_path / "report")])
+    code = main(
+        [
+            "compare",
+            "--data",
+            str(data),
+            "--label-column",
+            "labels",
+            "--multi-label",
+            "--labels",
+            ",".join(EKMAN),
+            "--methods",
+            "zero-shot",
+            "--split",
+            "4/0/20",
+            "--model",
+            chat(emotion_server(oracle=answer)),
+            "--no-cache",
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert code == 0 and "Hamming loss" in capsys.readouterr().out
     expected = metrics_of(answer, split(rows, (4, 0, 20), seed=0)[2])
     assert 0 < expected["subset_accuracy"] < 1
-    assert json.loads((tmp_path / "report" / "report.json").read_text())[0]["micro_f1"] == \
-        pytest.approx(expected["micro_f1"])
+    assert json.loads((tmp_path / "report" / "report.json").read_text())[0]["micro_f1"] == pytest.approx(
+        expected["micro_f1"]
+    )
 
 
 def test_the_batch_api_collects_label_sets_like_the_interactive_path(emotion_server, emotions, tmp_path):
@@ -409,5 +518,6 @@ def test_the_scikit_learn_estimator_refuses_label_sets(sample_rows):
     from promptclf.sklearn import PromptClassifier
 
     with pytest.raises(ConfigError, match="one class per row.*multi_label=True"):
-        PromptClassifier(model="offline", options={"multi_label": True}).fit([r["text"] for r in sample_rows[:8]],
-                                                                             [r["label"] for r in sample_rows[:8]])
+        PromptClassifier(model="offline", options={"multi_label": True}).fit(
+            [r["text"] for r in sample_rows[:8]], [r["label"] for r in sample_rows[:8]]
+        )

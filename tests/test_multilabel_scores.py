@@ -22,6 +22,7 @@ def in_order(names) -> list[str]:
 
 # --- the wrapper on its own -----------------------------------------------------------------------------------
 
+
 class FixedScores:
     """A method answering set scores per text (and a Failure or a score-less answer where told)."""
 
@@ -41,8 +42,13 @@ class FixedScores:
                 yield i, Prediction("a", scores=given or None)
 
 
-SCORES = {"ab": {"a": 0.45, "b": 0.40, "c": 0.15}, "c": {"a": 0.2, "b": 0.2, "c": 0.6},
-          "flat": {"a": 0.34, "b": 0.33, "c": 0.33}, "down": "fail", "bare": {}}
+SCORES = {
+    "ab": {"a": 0.45, "b": 0.40, "c": 0.15},
+    "c": {"a": 0.2, "b": 0.2, "c": 0.6},
+    "flat": {"a": 0.34, "b": 0.33, "c": 0.33},
+    "down": "fail",
+    "bare": {},
+}
 
 
 def test_labels_at_or_above_the_threshold_in_label_set_order_and_the_top_one_kept():
@@ -106,6 +112,7 @@ def test_reading_the_identity_scores_nothing():
 
 # --- embed: the packaged MiniLM on GoEmotions ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def embed_pair(emotions):
     default = Classifier(EKMAN, "embed", multi_label=True, cache=False, unlabeled=[])
@@ -138,14 +145,28 @@ def test_embed_does_not_learn_from_the_rows_that_choose_its_threshold(embed_pair
 def test_cli_classify_with_embed_writes_label_sets(tmp_path, emotions):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     pd.DataFrame({"text": [r["text"] for r in emotions["test"][:5]]}).to_csv(src, index=False)
-    code = main(["classify", "--input", str(src), "--output", str(out), "--labels", ",".join(EKMAN),
-                 "--multi-label", "--model", "embed", "--no-cache"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--labels",
+            ",".join(EKMAN),
+            "--multi-label",
+            "--model",
+            "embed",
+            "--no-cache",
+        ]
+    )
     assert code == 0
     for value in pd.read_csv(out, keep_default_na=False)["predicted_label"]:
         assert value and value.split(";") == in_order(value.split(";"))
 
 
 # --- label scoring on a completions endpoint (the fake server favours the oracle's labels) ---------------------
+
 
 @pytest.fixture
 def emotion_scorer(server_factory, emotions):
@@ -171,6 +192,7 @@ def test_completions_label_sets_from_logprobs_at_a_chosen_threshold(emotion_scor
 
 # --- what the examples may be ----------------------------------------------------------------------------------
 
+
 def test_offline_multi_label_is_built_zero_shot_with_the_examples_for_the_threshold(emotions):
     clf = Classifier(EKMAN, "offline", multi_label=True, cache=False, unlabeled=[], examples=emotions["train"][:10])
     assert isinstance(clf.method, Thresholded) and clf.method.method.examples == []
@@ -189,7 +211,11 @@ def test_label_set_examples_are_refused_where_they_cannot_be_used(emotions):
 
 def test_a_joined_or_listed_label_is_a_label_set_example(emotion_scorer):
     """Under multi_label a row's `label` may hold a set too, as one column of a file does: names joined by ';'."""
-    given = [{"text": "a", "label": "joy;anger"}, {"text": "b", "label": ["fear", "joy"]}, {"text": "c", "label": "joy"}]
+    given = [
+        {"text": "a", "label": "joy;anger"},
+        {"text": "b", "label": ["fear", "joy"]},
+        {"text": "c", "label": "joy"},
+    ]
     clf = Classifier(EKMAN, emotion_scorer, multi_label=True, cache=False, examples=given)
     assert clf.method.gold_rows == [("a", ["anger", "joy"]), ("b", ["fear", "joy"]), ("c", ["joy"])]
 
@@ -203,15 +229,35 @@ def test_cli_multi_label_examples_from_a_joined_or_listed_label_column(emotion_s
     column = [";".join(r["labels"]) if suffix == ".csv" else r["labels"] for r in rows]
     frame = pd.DataFrame({"text": [r["text"] for r in rows], "emotions": column})
     examples = tmp_path / f"examples{suffix}"
-    {".csv": lambda: frame.to_csv(examples, index=False),
-     ".jsonl": lambda: frame.to_json(examples, orient="records", lines=True),
-     ".parquet": lambda: frame.to_parquet(examples)}[suffix]()
+    {
+        ".csv": lambda: frame.to_csv(examples, index=False),
+        ".jsonl": lambda: frame.to_json(examples, orient="records", lines=True),
+        ".parquet": lambda: frame.to_parquet(examples),
+    }[suffix]()
     test = [r for r in emotions["test"][20:40]]
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     pd.DataFrame({"text": [r["text"] for r in test]}).to_csv(src, index=False)
-    code = main(["classify", "--input", str(src), "--output", str(out), "--labels", ",".join(EKMAN), "--multi-label",
-                 "--model", emotion_scorer, "--calibrate", "none", "--no-cache", "--examples", str(examples),
-                 "--examples-label-column", "emotions"])
+    code = main(
+        [
+            "classify",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--labels",
+            ",".join(EKMAN),
+            "--multi-label",
+            "--model",
+            emotion_scorer,
+            "--calibrate",
+            "none",
+            "--no-cache",
+            "--examples",
+            str(examples),
+            "--examples-label-column",
+            "emotions",
+        ]
+    )
     assert code == 0
     written = pd.read_csv(out, keep_default_na=False)["predicted_label"]
     assert [v.split(";") for v in written] == [in_order(r["labels"]) for r in test]

@@ -206,12 +206,19 @@ def oracles(rows, prior_right, other_right):
     return made
 
 
-@pytest.mark.parametrize("prior_right, other_right, other_folds", [
-    (1.0, 0.0, 0),  # nothing can lead a prior at 1.0 (nor at 0.9 or more) by more than 0.10: not trained at all
-    (0.8, 0.0, 1),  # after 1 fold it cannot lead by more than 0.10 even if right on the rest (0 + 1 + 1 < 3 * 0.9)
-    (0.6, 0.2, 2),  # after 1 fold it could still lead by more than 0.10 (about 0.2 + 1 + 1 > 3 * 0.72); after 2, not
-    (0.25, 1.0, 3),  # it leads: every fold runs, and it is picked
-])
+@pytest.mark.parametrize(
+    "prior_right, other_right, other_folds",
+    [
+        (1.0, 0.0, 0),  # nothing can lead a prior at 1.0 (nor at 0.9 or more) by more than 0.10: not trained at all
+        (0.8, 0.0, 1),  # after 1 fold it cannot lead by more than 0.10 even if right on the rest (0 + 1 + 1 < 3 * 0.9)
+        (
+            0.6,
+            0.2,
+            2,
+        ),  # after 1 fold it could still lead by more than 0.10 (about 0.2 + 1 + 1 > 3 * 0.72); after 2, not
+        (0.25, 1.0, 3),  # it leads: every fold runs, and it is picked
+    ],
+)
 def test_cross_validation_stops_a_candidate_once_it_cannot_be_picked(few, prior_right, other_right, other_folds):
     """Lossless: the choice is the one the full cross-validation makes, with fewer SetFit trainings."""
     train, _ = few
@@ -242,8 +249,9 @@ def test_from_enough_examples_per_label_setfit_is_measured_first_and_the_self_tr
     labels, config = LabelSet.of(LABELS), OfflineConfig(folds=3)
     y = np.array([labels.index(r["label"]) for r in rows])
     kinds = oracles(rows, prior_right=0.0, other_right=1.0)  # the self-trained component wrong, SetFit right
-    cv = cross_validate({n: kinds[n](labels, config) for n in (SELF_TRAINED, "setfit")}, rows, y, config, None,
-                        stop_hopeless=True)
+    cv = cross_validate(
+        {n: kinds[n](labels, config) for n in (SELF_TRAINED, "setfit")}, rows, y, config, None, stop_hopeless=True
+    )
     assert len(kinds["setfit"].fits) == 3 and cv.stopped == {SELF_TRAINED: []} and not kinds[SELF_TRAINED].fits
     assert choose(cv.oof, y, cv.folds, config, cv.stopped).chosen == "setfit"
 
@@ -274,12 +282,15 @@ def test_the_automatic_choice_stops_setfit_and_a_chosen_combination_does_not(few
     texts, _ = ag_unlabeled
     kinds = oracles(train, prior_right=1.0, other_right=0.5)
     monkeypatch.setitem(COMPONENTS, "setfit", kinds["setfit"])
-    monkeypatch.setattr(offline, "SelfTrainedComponent", lambda labels, config, unlabeled: kinds[SELF_TRAINED](labels, config))
+    monkeypatch.setattr(
+        offline, "SelfTrainedComponent", lambda labels, config, unlabeled: kinds[SELF_TRAINED](labels, config)
+    )
     auto = OfflineClassifier(LABELS, train, OfflineConfig(components=("setfit", SELF_TRAINED)), unlabeled=texts).fit()
     assert auto.estimate.stopped == {"setfit": []} and not kinds["setfit"].fits
     assert "setfit stopped after 0 of 3 folds" in auto.estimate.describe()
-    asked = OfflineClassifier(LABELS, train, OfflineConfig(components=("setfit", SELF_TRAINED), choose="combination"),
-                              unlabeled=texts).fit()
+    asked = OfflineClassifier(
+        LABELS, train, OfflineConfig(components=("setfit", SELF_TRAINED), choose="combination"), unlabeled=texts
+    ).fit()
     assert not asked.estimate.stopped and len(kinds["setfit"].fits) == 3
     assert set(asked.estimate.candidates) == {"setfit", SELF_TRAINED, "combination"}
 
@@ -299,7 +310,9 @@ def test_offline_chooses_a_planted_better_component_and_labels_with_it(few, home
     labelled = clf.classify([r["text"] for r in test[:20]])
     estimate = clf.method.estimate
     assert estimate.chosen == "right" and estimate.accuracy == estimate.candidates["right"] == 1.0
-    assert estimate.candidates["wrong"] == 0.0 and max(estimate.candidates["labels"], estimate.candidates["examples"]) < 1
+    assert (
+        estimate.candidates["wrong"] == 0.0 and max(estimate.candidates["labels"], estimate.candidates["examples"]) < 1
+    )
     assert labelled == [r["label"] for r in test[:20]]
 
 
@@ -339,8 +352,12 @@ def test_setfit_is_a_default_component_from_eight_examples_of_every_label(sample
     from promptclf.methods.offline import SETFIT_FROM
 
     texts, _ = ag_unlabeled
-    names = lambda per_label, unlabeled=texts: OfflineClassifier(  # noqa: E731
-        LABELS, sample_per_class(sample_rows, LabelSet.of(LABELS), per_label, seed=0), unlabeled=unlabeled).names
+
+    def names(per_label, unlabeled=texts):
+        return OfflineClassifier(  # noqa: E731
+            LABELS, sample_per_class(sample_rows, LabelSet.of(LABELS), per_label, seed=0), unlabeled=unlabeled
+        ).names
+
     assert SETFIT_FROM == 8
     assert names(7) == ("labels", "examples", "self-trained")
     assert names(8) == ("labels", "examples", "setfit", "self-trained")
@@ -368,14 +385,43 @@ def test_cli_setfit_model_and_embed(few, tmp_path, capsys):
     pd.DataFrame({"text": [r["text"] for r in test[:6]]}).to_csv(src, index=False)
     for model, source in ((f"finetuned:{tmp_path / 'sf'}", "setfit"), ("embed", "embedding")):
         out = tmp_path / "out.csv"
-        assert main(["classify", "--input", str(src), "--output", str(out), "--labels", ",".join(LABELS),
-                     "--model", model, "--no-cache", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "classify",
+                    "--input",
+                    str(src),
+                    "--output",
+                    str(out),
+                    "--labels",
+                    ",".join(LABELS),
+                    "--model",
+                    model,
+                    "--no-cache",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         expected = Classifier(LABELS, model, cache=False, progress=False).classify([r["text"] for r in test[:6]])
         assert list(pd.read_csv(out)["predicted_label"]) == expected
         assert set(pd.read_csv(out)["source"]) == {source}
     capsys.readouterr()
-    code = main(["finetune", "--method", "setfit", "--train", str(src), "--label-column", "text",
-                 "--out", str(tmp_path / "x"), "--base", str(tmp_path / "no-such-encoder")])
+    code = main(
+        [
+            "finetune",
+            "--method",
+            "setfit",
+            "--train",
+            str(src),
+            "--label-column",
+            "text",
+            "--out",
+            str(tmp_path / "x"),
+            "--base",
+            str(tmp_path / "no-such-encoder"),
+        ]
+    )
     assert code == 2 and "no-such-encoder" in capsys.readouterr().err
 
 
@@ -435,7 +481,10 @@ def test_setfit_comes_first_once_every_label_has_enough_examples(per_label):
     right = np.random.default_rng(0).random(len(y)) < 0.75  # both components right on the same rows: a tie
     probs = np.eye(3)[np.where(right, y, (y + 1) % 3)]
     assert choose({SELF_TRAINED: probs, "setfit": probs}, y, folds, OfflineConfig()).chosen == first
-    assert choose({SELF_TRAINED: probs, "setfit": probs}, y, folds, OfflineConfig(choose=SELF_TRAINED)).chosen == SELF_TRAINED
+    assert (
+        choose({SELF_TRAINED: probs, "setfit": probs}, y, folds, OfflineConfig(choose=SELF_TRAINED)).chosen
+        == SELF_TRAINED
+    )
 
 
 def test_the_estimate_states_how_wide_it_is_on_so_few_examples():
@@ -564,12 +613,14 @@ def test_the_self_trained_estimate_weighs_its_confidence_on_the_texts(few, ag_un
     assert estimate.cross_validated == estimate.candidates["self-trained"]
     confidence = clf.components["self-trained"].probabilities(texts).max(axis=1).mean()
     assert estimate.confidence == pytest.approx(confidence) and estimate.texts == len(texts)
-    assert estimate.accuracy == pytest.approx((n * estimate.cross_validated + CONFIDENCE_WEIGHT * confidence)
-                                              / (n + CONFIDENCE_WEIGHT))
+    assert estimate.accuracy == pytest.approx(
+        (n * estimate.cross_validated + CONFIDENCE_WEIGHT * confidence) / (n + CONFIDENCE_WEIGHT)
+    )
     assert (estimate.low, estimate.high) == accuracy_interval(estimate.accuracy, n)
     assert f"mean confidence {confidence:.3f} on {len(texts)} of the texts" in estimate.describe()
-    again = OfflineClassifier(LABELS, train, OfflineConfig(components=("labels", "self-trained")),
-                              unlabeled=texts).fit()  # read back from its state, not blended twice
+    again = OfflineClassifier(
+        LABELS, train, OfflineConfig(components=("labels", "self-trained")), unlabeled=texts
+    ).fit()  # read back from its state, not blended twice
     assert again.estimate == estimate
     state = clf.workdir() / "offline.json"  # as an earlier version saved it: the bare Wilson interval
     saved = json.loads(state.read_text())

@@ -58,13 +58,14 @@ def test_optimisation_scores_the_batches_classify_sends(server_factory, sample_r
     server = server_factory()
     model = f"openai-compatible:gpt-test@{server.base_url}"
     deployed = Classifier(LABELS, model, cache=False).options["batch_size"]
-    optimize(sample_rows[:2 * deployed], sample_rows[40:40 + deployed], LABELS, model, max_demos=4, cache=False)
+    optimize(sample_rows[: 2 * deployed], sample_rows[40 : 40 + deployed], LABELS, model, max_demos=4, cache=False)
     items_per_request = [len(ITEM.findall(body["messages"][-1]["content"])) for body in server.log.bodies]
     assert len(items_per_request) > 1 and set(items_per_request) == {deployed}
 
 
-def test_bootstrap_beats_the_unoptimised_prompt_on_a_model_that_learns_from_examples(server_factory, oracle,
-                                                                                    sample_rows):
+def test_bootstrap_beats_the_unoptimised_prompt_on_a_model_that_learns_from_examples(
+    server_factory, oracle, sample_rows
+):
     """A simulated model wrong on half the items when the prompt shows no examples and on a tenth when it does:
     the optimised prompt must carry demos, score as that model does with them, and beat the prompt it started
     from. An optimiser that keeps no demos scores about 0.5."""
@@ -91,8 +92,14 @@ def test_engine_sends_the_requests_settings_and_samples_anew(server_factory, tmp
     model = f"openai-compatible:gpt-test@{server.base_url}"
 
     def ask(lm, temperature, **rollout):
-        lm(Request(model=lm.model, messages=(Message.user("Propose an instruction."),),
-                   config=Config(temperature=temperature, max_tokens=77)), **rollout)
+        lm(
+            Request(
+                model=lm.model,
+                messages=(Message.user("Propose an instruction."),),
+                config=Config(temperature=temperature, max_tokens=77),
+            ),
+            **rollout,
+        )
 
     lm = dspy_lm(model, Usage(), AnswerCache(tmp_path / "c"))
     for rollout in (1, 2):
@@ -108,16 +115,24 @@ def test_engine_sends_the_requests_settings_and_samples_anew(server_factory, tmp
 
 
 def test_artifact_for_another_label_set_is_refused(tmp_path):
-    PromptArtifact.of("x", [], LabelSet.of(["A", "B"]), model="local", optimizer="bootstrap", metric="accuracy",
-                      dev_score=0.5).save(tmp_path / "a.json")
+    PromptArtifact.of(
+        "x", [], LabelSet.of(["A", "B"]), model="local", optimizer="bootstrap", metric="accuracy", dev_score=0.5
+    ).save(tmp_path / "a.json")
     with pytest.raises(ConfigError, match=r"optimised for labels \['A', 'B'\]"):
         Classifier(LABELS, "local", prompt=tmp_path / "a.json")
 
 
 def _artifact_for(model: str, rows: list[dict], path):
     demos = [{"text": r["text"], "label": r["label"]} for r in rows]
-    return PromptArtifact.of("Label the news topic.", demos, LabelSet.of(LABELS), model=parse_model(model).id,
-                             optimizer="bootstrap", metric="accuracy", dev_score=0.9).save(path)
+    return PromptArtifact.of(
+        "Label the news topic.",
+        demos,
+        LabelSet.of(LABELS),
+        model=parse_model(model).id,
+        optimizer="bootstrap",
+        metric="accuracy",
+        dev_score=0.9,
+    ).save(path)
 
 
 def test_no_model_given_with_an_artifact_parses_as_its_model(server_factory, sample_rows, tmp_path):
@@ -162,8 +177,23 @@ def test_label_scoring_on_a_server_optimises_like_the_embedded_model(server_fact
 
 def test_cli_optimize_refuses_mipro_on_the_embedded_model(tmp_path, capsys):
     data = "tests/data/agnews_sample.csv"
-    code = main(["optimize", "--train", data, "--dev", data, "--labels", "1,2,3,4", "--text-column", "title",
-                 "--optimizer", "mipro", "--out", str(tmp_path / "a.json")])
+    code = main(
+        [
+            "optimize",
+            "--train",
+            data,
+            "--dev",
+            data,
+            "--labels",
+            "1,2,3,4",
+            "--text-column",
+            "title",
+            "--optimizer",
+            "mipro",
+            "--out",
+            str(tmp_path / "a.json"),
+        ]
+    )
     assert code == 2 and "needs a generative model" in capsys.readouterr().err
 
 
@@ -171,8 +201,9 @@ def test_mipro_runs_through_the_engine_and_counts_its_calls(uneven_server, sampl
     server = uneven_server
     model = f"openai-compatible:gpt-test@{server.base_url}"
     dev = sample_rows[30:50]
-    artifact = optimize(sample_rows[:30], dev, LABELS, model, optimizer="mipro", max_demos=2, cache=False,
-                        out=tmp_path / "m.json")
+    artifact = optimize(
+        sample_rows[:30], dev, LABELS, model, optimizer="mipro", max_demos=2, cache=False, out=tmp_path / "m.json"
+    )
     assert artifact.optimizer == "mipro"
     sampled = [b for b in server.log.bodies if b["temperature"] > 0]
     assert len(sampled) >= 2  # MIPROv2's proposals are sampled as it asks, not answered at temperature 0
@@ -188,9 +219,26 @@ def test_mipro_runs_through_the_engine_and_counts_its_calls(uneven_server, sampl
 def test_a_refused_key_stops_optimisation_at_once(server_factory, tmp_path, capsys, optimizer):
     server = server_factory(api_key="another-key")
     data = "tests/data/agnews_sample.csv"
-    code = main(["optimize", "--train", data, "--dev", data, "--labels", "1,2,3,4", "--text-column", "title",
-                 "--optimizer", optimizer, "--model", f"openai-compatible:gpt-test@{server.base_url}", "--no-cache",
-                 "--out", str(tmp_path / "a.json")])
+    code = main(
+        [
+            "optimize",
+            "--train",
+            data,
+            "--dev",
+            data,
+            "--labels",
+            "1,2,3,4",
+            "--text-column",
+            "title",
+            "--optimizer",
+            optimizer,
+            "--model",
+            f"openai-compatible:gpt-test@{server.base_url}",
+            "--no-cache",
+            "--out",
+            str(tmp_path / "a.json"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "401" in err[-1] and err[-1].startswith("promptclf: error:")
     assert server.log.requests == 1  # DSPy's own error budget is not spent asking again

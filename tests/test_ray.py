@@ -35,15 +35,15 @@ def cluster(promptclf_home):
 def ag_frame():
     """60 AG News test rows (seeded), with an id to line rows up by."""
     (rows,) = split(load_ag_news(), [60], seed=13)
-    return pd.DataFrame({"id": range(len(rows)), "text": [r["text"] for r in rows],
-                         "gold": [r["label"] for r in rows]})
+    return pd.DataFrame({"id": range(len(rows)), "text": [r["text"] for r in rows], "gold": [r["label"] for r in rows]})
 
 
 @pytest.fixture
 def server(server_factory, ag_frame):
     gold = {" ".join(t.split()): label for t, label in zip(ag_frame["text"], ag_frame["gold"])}
-    return server_factory(oracle=lambda text: gold.get(" ".join(text.split()), "World"), fault_rate=0.2,
-                          faults=FAULTS, seed=1)
+    return server_factory(
+        oracle=lambda text: gold.get(" ".join(text.split()), "World"), fault_rate=0.2, faults=FAULTS, seed=1
+    )
 
 
 def labelled(ray, frame, model, **options):
@@ -65,14 +65,17 @@ def test_actors_answer_as_one_process_does_and_a_rerun_pays_nothing(cluster, ag_
     out = labelled(cluster, ag_frame, model, actors=2, rows_per_batch=16, batch_size=5, tally=tally)
     assert list(out["id"]) == list(ag_frame["id"]) and list(out["text"]) == list(ag_frame["text"])
     assert list(out["predicted_label"]) == [p.label for p in single] == list(ag_frame["gold"])
-    assert list(out["confidence"].astype(object).where(out["confidence"].notna(), None)) == \
-        [p.confidence for p in single]
+    assert list(out["confidence"].astype(object).where(out["confidence"].notna(), None)) == [
+        p.confidence for p in single
+    ]
     assert set(out["source"]) == {"api"} and out["error"].isna().all()
     paid = server.log.requests - before
     usage = tally.usage()
     assert paid >= 12 and usage.requests == paid and usage.items == 60 and usage.prompt_tokens > 0
-    assert (usage.prompt_tokens, usage.completion_tokens) == (server.log.prompt_tokens - tokens_before[0],
-                                                              server.log.completion_tokens - tokens_before[1])
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        server.log.prompt_tokens - tokens_before[0],
+        server.log.completion_tokens - tokens_before[1],
+    )
 
     rerun_tally = UsageTally.start(model)
     again = labelled(cluster, ag_frame, model, actors=2, rows_per_batch=16, batch_size=5, tally=rerun_tally)
@@ -90,8 +93,10 @@ def test_a_bad_row_gets_an_error_and_the_job_goes_on(cluster, ag_frame, server):
     frame.loc[[3, 11], "text"] = ["", "   "]
     tally = UsageTally.start(model)
     out = labelled(cluster, frame, model, actors=2, rows_per_batch=8, cache=False, tally=tally)
-    assert list(out["error"].iloc[[3, 11]]) == ["bad input: empty or whitespace-only (pass skip_empty=True to get "
-                                               "None for it)"] * 2
+    assert (
+        list(out["error"].iloc[[3, 11]])
+        == ["bad input: empty or whitespace-only (pass skip_empty=True to get None for it)"] * 2
+    )
     assert out["predicted_label"].iloc[[3, 11]].isna().all()
     good = out.drop(index=[3, 11])
     assert list(good["predicted_label"]) == list(good["gold"]) and good["error"].isna().all()
@@ -99,12 +104,25 @@ def test_a_bad_row_gets_an_error_and_the_job_goes_on(cluster, ag_frame, server):
 
 
 @pytest.mark.ray
-def test_cli_ray_engine_writes_a_directory_of_parquet_parts(cluster, ag_frame, server, tmp_path, capsys,
-                                                            monkeypatch):
+def test_cli_ray_engine_writes_a_directory_of_parquet_parts(cluster, ag_frame, server, tmp_path, capsys, monkeypatch):
     source, out = tmp_path / "big.parquet", tmp_path / "out"
     ag_frame.to_parquet(source, index=False)
-    args = ["classify", "--engine", "ray", "--actors", "2", "--input", str(source), "--labels", ",".join(LABELS),
-            "--model", f"openai-compatible:gpt-ray-cli@{server.base_url}", "--batch-size", "5", "--no-progress"]
+    args = [
+        "classify",
+        "--engine",
+        "ray",
+        "--actors",
+        "2",
+        "--input",
+        str(source),
+        "--labels",
+        ",".join(LABELS),
+        "--model",
+        f"openai-compatible:gpt-ray-cli@{server.base_url}",
+        "--batch-size",
+        "5",
+        "--no-progress",
+    ]
     assert main([*args, "--output", str(out)]) == 0
     parts = sorted(out.glob("*.parquet"))
     assert parts
@@ -118,8 +136,24 @@ def test_cli_ray_engine_writes_a_directory_of_parquet_parts(cluster, ag_frame, s
     assert "not an empty directory" in capsys.readouterr().err
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a missing key stops the run before any actor starts
-    assert main(["classify", "--engine", "ray", "--input", str(source), "--output", str(tmp_path / "o"),
-                 "--labels", ",".join(LABELS), "--model", "openai:gpt-4o-mini"]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                "--engine",
+                "ray",
+                "--input",
+                str(source),
+                "--output",
+                str(tmp_path / "o"),
+                "--labels",
+                ",".join(LABELS),
+                "--model",
+                "openai:gpt-4o-mini",
+            ]
+        )
+        == 2
+    )
     assert "OPENAI_API_KEY is not set" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
     bad = ag_frame.head(10).copy()
@@ -148,8 +182,16 @@ def test_parquet_parts_read_back_in_input_order(cluster, ag_frame, server, tmp_p
     source.mkdir()
     for n, start in enumerate(range(0, 60, 20)):  # a directory of three input files
         ag_frame.iloc[start : start + 20].to_parquet(source / f"part-{n}.parquet", index=False)
-    usage, rows_with_error = label_parquet(source, out, LABELS, f"openai-compatible:gpt-ray-order@{server.base_url}",
-                                           actors=2, rows_per_batch=7, progress=False, batch_size=3)
+    usage, rows_with_error = label_parquet(
+        source,
+        out,
+        LABELS,
+        f"openai-compatible:gpt-ray-order@{server.base_url}",
+        actors=2,
+        rows_per_batch=7,
+        progress=False,
+        batch_size=3,
+    )
     assert len(list(out.glob("*.parquet"))) > 3 and rows_with_error == 0 and usage.items == 60
     result = pd.read_parquet(out)
     assert list(result["id"]) == list(ag_frame["id"])
@@ -167,8 +209,24 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
 def test_cli_without_ray_exits_2_with_the_install_command(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)
     pd.DataFrame({"text": ["a"]}).to_parquet(tmp_path / "in.parquet")
-    assert main(["classify", "--engine", "ray", "--input", str(tmp_path / "in.parquet"), "--output",
-                 str(tmp_path / "out"), "--labels", ",".join(LABELS), "--model", "embed"]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                "--engine",
+                "ray",
+                "--input",
+                str(tmp_path / "in.parquet"),
+                "--output",
+                str(tmp_path / "out"),
+                "--labels",
+                ",".join(LABELS),
+                "--model",
+                "embed",
+            ]
+        )
+        == 2
+    )
     assert 'pip install "promptclf[ray]"' in capsys.readouterr().err
 
 
@@ -215,7 +273,22 @@ def test_the_ray_engine_self_trains_on_the_same_texts_as_the_in_process_path(mon
         return ray_integration.Usage(), 0
 
     monkeypatch.setattr(ray_integration, "label_parquet", fake_label_parquet)
-    assert main(["classify", "--engine", "ray", "--input", str(src), "--output", str(tmp_path / "out"),
-                 "--labels", ",".join(LABELS), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "--engine",
+                "ray",
+                "--input",
+                str(src),
+                "--output",
+                str(tmp_path / "out"),
+                "--labels",
+                ",".join(LABELS),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     in_process = check_input(src, "text", sample_size=SAMPLE).sample
     assert len(in_process) == len(texts) and seen["unlabeled"] == in_process

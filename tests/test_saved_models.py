@@ -101,8 +101,12 @@ def test_training_from_a_base_with_a_head_pickle_does_not_unpickle_it(copied, fe
         assert not marker.exists()
 
 
-def test_the_offline_state_kept_before_the_head_stopped_being_a_pickle_is_retrained(setfit_dir, few, tmp_path,  # noqa: F811
-                                                                                    monkeypatch):
+def test_the_offline_state_kept_before_the_head_stopped_being_a_pickle_is_retrained(
+    setfit_dir,
+    few,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
     """Offline state saved by an older promptclf (its SetFit head a pickle) is not read: trained again."""
     monkeypatch.setenv("PROMPTCLF_HOME", str(tmp_path / "home"))
     train, _ = few
@@ -143,6 +147,7 @@ def test_a_head_saved_as_json_gives_the_same_probabilities(kind, tmp_path):
 
 
 # --- the offline classifier's trained state: one writer at a time, each file whole ------------------------------
+
 
 class SlowDiskModel(Component):
     """A SetFit stand-in: saves its model in its fold's directory (slowly: another process reading it meanwhile

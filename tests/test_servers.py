@@ -31,6 +31,7 @@ def kinds(server):
 
 # --- structured output: capability-aware -----------------------------------------------------------------
 
+
 def test_auto_falls_back_once_when_a_server_refuses_json_schema_with_a_500(server_factory, sample_rows, cache_dir):
     server = server_factory(json_schema_500=True)
     rows = sample_rows[:40]
@@ -45,15 +46,15 @@ def test_auto_falls_back_once_when_a_server_refuses_json_schema_with_a_500(serve
 def test_auto_falls_back_past_a_400_about_response_format(server_factory, sample_rows, cache_dir):
     server = server_factory(response_format=False)
     rows = sample_rows[:20]
-    assert classify([r["text"] for r in rows], labels=LABELS, model=model_at(server), cache=cache_dir,
-                    batch_size=10) == [r["label"] for r in rows]
+    assert classify(
+        [r["text"] for r in rows], labels=LABELS, model=model_at(server), cache=cache_dir, batch_size=10
+    ) == [r["label"] for r in rows]
     assert kinds(server) == ["json_schema", "tools", "tools"]
 
 
 def test_a_chosen_mode_the_server_refuses_fails_at_once_naming_the_reason(server_factory, sample_rows, cache_dir):
     server = server_factory(json_schema_500=True)
-    clf = Classifier(LABELS, model_at(server), cache=cache_dir, batch_size=5, concurrency=4,
-                     structured="json_schema")
+    clf = Classifier(LABELS, model_at(server), cache=cache_dir, batch_size=5, concurrency=4, structured="json_schema")
     with pytest.raises(ConfigError) as err:
         clf.classify([r["text"] for r in sample_rows[:40]])
     message = str(err.value)
@@ -64,8 +65,7 @@ def test_a_chosen_mode_the_server_refuses_fails_at_once_naming_the_reason(server
 
 def test_a_validation_500_is_not_retried_but_a_plain_500_is(server_factory, sample_rows, cache_dir):
     server = server_factory(fault_rate=1.0, faults=("500",))
-    clf = Classifier(LABELS, model_at(server), cache=cache_dir, max_attempts=3, max_wait=0.01,
-                     structured="parser")
+    clf = Classifier(LABELS, model_at(server), cache=cache_dir, max_attempts=3, max_wait=0.01, structured="parser")
     with pytest.raises(LabellingError, match="500.*boom"):
         clf.classify([sample_rows[0]["text"]])
     assert server.log.requests == 3
@@ -75,8 +75,14 @@ def test_every_chat_request_carries_a_max_tokens_the_server_reads(server_factory
     server = server_factory(**LLAMACPP)  # llama-cpp-python reads max_tokens, not max_completion_tokens
     rows = sample_rows[:30]
     for structured, batch_size in [("parser", 10), ("json_mode", 10), ("function_calling", 3), ("auto", 3)]:
-        classify([r["text"] for r in rows], labels=LABELS, model=model_at(server), cache=False,
-                 structured=structured, batch_size=batch_size)
+        classify(
+            [r["text"] for r in rows],
+            labels=LABELS,
+            model=model_at(server),
+            cache=False,
+            structured=structured,
+            batch_size=batch_size,
+        )
     assert server.log.unbounded == 0
     limits = {len(ITEM.findall(body["messages"][-1]["content"])): body["max_tokens"] for body in server.log.bodies}
     assert 150 < limits[10] < 800 and limits[3] < limits[10]  # bounded, and by the batch it answers
@@ -106,13 +112,21 @@ def test_the_answer_budget_grows_with_the_longest_label(server_factory, sample_r
 
 # --- the system message where the chat template drops it -------------------------------------------------
 
+
 def test_system_text_goes_into_the_user_turn_for_a_template_that_drops_it(server_factory, sample_rows, cache_dir):
     server = server_factory(drops_system=True, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf")
     rows = sample_rows[:10]
     texts = [r["text"] for r in rows]
     with pytest.raises(LabellingError):  # what a user met: the labels and the format never reached the model
-        classify(texts, labels=LABELS, model=model_at(server), cache=False, structured="parser",
-                 system_in_user=False, max_attempts=1)
+        classify(
+            texts,
+            labels=LABELS,
+            model=model_at(server),
+            cache=False,
+            structured="parser",
+            system_in_user=False,
+            max_attempts=1,
+        )
     labels = classify(texts, labels=LABELS, model=model_at(server), cache=cache_dir, structured="parser")
     assert labels == [r["label"] for r in rows]  # "auto" found Gemma in the server's /v1/models
     last = server.log.bodies[-1]["messages"]
@@ -122,10 +136,12 @@ def test_system_text_goes_into_the_user_turn_for_a_template_that_drops_it(server
 def test_system_in_user_is_detected_from_the_model_name_and_can_be_forced(server_factory, sample_rows):
     server = server_factory(drops_system=True)  # serves "fake-model": nothing to detect from the server
     text = sample_rows[0]["text"]
-    assert classify([text], labels=LABELS, model=model_at(server, "gemma-3-4b-it"), cache=False,
-                    structured="parser") == [sample_rows[0]["label"]]
-    assert classify([text], labels=LABELS, model=model_at(server), cache=False, structured="parser",
-                    system_in_user=True) == [sample_rows[0]["label"]]
+    assert classify(
+        [text], labels=LABELS, model=model_at(server, "gemma-3-4b-it"), cache=False, structured="parser"
+    ) == [sample_rows[0]["label"]]
+    assert classify(
+        [text], labels=LABELS, model=model_at(server), cache=False, structured="parser", system_in_user=True
+    ) == [sample_rows[0]["label"]]
     classify([text], labels=LABELS, model=model_at(server, "llama-3"), cache=False, structured="json_schema")
     assert [m["role"] for m in server.log.bodies[-1]["messages"]] == ["system", "user"]
 
@@ -144,9 +160,16 @@ def test_system_in_user_rejects_unknown_values():
 
 # --- completions: label scoring on every server ----------------------------------------------------------
 
+
 def completions_clf(server, cache_dir, **options):
-    return Classifier(LABELS, model_at(server, "tiny", "completions"), cache=cache_dir, calibrate="none",
-                      local_batch_size=8, **options)
+    return Classifier(
+        LABELS,
+        model_at(server, "tiny", "completions"),
+        cache=cache_dir,
+        calibrate="none",
+        local_batch_size=8,
+        **options,
+    )
 
 
 def test_completions_go_one_prompt_per_request_where_lists_are_refused(server_factory, sample_rows, cache_dir):
@@ -158,7 +181,7 @@ def test_completions_go_one_prompt_per_request_where_lists_are_refused(server_fa
     assert isinstance(prompts[0], list) and len(prompts[0]) == 6 * len(LABELS)  # tried once, not retried
     assert all(isinstance(p, str) for p in prompts[1:]) and len(prompts) == 1 + 6 * len(LABELS)
     completions_clf(server, False).predict([r["text"] for r in sample_rows[6:8]])  # remembered
-    assert all(isinstance(body["prompt"], str) for body in server.log.bodies[len(prompts):])
+    assert all(isinstance(body["prompt"], str) for body in server.log.bodies[len(prompts) :])
 
 
 def test_completions_score_only_the_labels_own_tokens(server_factory, sample_rows, cache_dir):
@@ -179,6 +202,7 @@ def test_completions_on_a_server_like_llamacpp(server_factory, sample_rows, cach
 
 # --- confidence for chat models --------------------------------------------------------------------------
 
+
 def unsure_about(rows):
     unsure = {" ".join(r["text"].split()) for r in rows}
     return lambda item: 0.35 if " ".join(item.split()) in unsure else 0.97
@@ -188,8 +212,9 @@ def unsure_about(rows):
 def test_chat_confidence_comes_from_the_label_tokens_logprobs(server_factory, sample_rows, cache_dir, structured):
     rows = sample_rows[:12]
     server = server_factory(label_probability=unsure_about(rows[:3]))
-    preds = Classifier(LABELS, model_at(server), cache=cache_dir, batch_size=6,
-                       structured=structured).predict([r["text"] for r in rows])
+    preds = Classifier(LABELS, model_at(server), cache=cache_dir, batch_size=6, structured=structured).predict(
+        [r["text"] for r in rows]
+    )
     assert [p.label for p in preds] == [r["label"] for r in rows]
     assert [round(p.confidence, 2) for p in preds] == [0.35] * 3 + [0.97] * 9
     first = preds[0]
@@ -204,10 +229,13 @@ def test_logprobs_can_be_turned_off_for_a_server_where_they_are_slow(server_fact
     server = server_factory()
     rows = sample_rows[:6]
     with caplog.at_level(logging.WARNING, logger="promptclf"):
-        preds = Classifier(LABELS, model_at(server), cache=cache_dir, batch_size=6, structured="json_schema",
-                           logprobs=False).predict([r["text"] for r in rows])
+        preds = Classifier(
+            LABELS, model_at(server), cache=cache_dir, batch_size=6, structured="json_schema", logprobs=False
+        ).predict([r["text"] for r in rows])
     assert [p.label for p in preds] == [r["label"] for r in rows] and all(p.confidence is None for p in preds)
-    assert server.log.bodies and all("logprobs" not in body and "top_logprobs" not in body for body in server.log.bodies)
+    assert server.log.bodies and all(
+        "logprobs" not in body and "top_logprobs" not in body for body in server.log.bodies
+    )
     assert not [r for r in caplog.records if "logprobs" in r.getMessage()]  # asked for none: nothing to warn of
     on = Classifier(LABELS, model_at(server), cache=cache_dir).method.identity
     assert Classifier(LABELS, model_at(server), cache=cache_dir, logprobs=False).method.identity != on
@@ -230,13 +258,15 @@ def test_fallback_below_works_for_chat_models(server_factory, sample_rows, cache
 
 
 @pytest.mark.parametrize("behaviour", ["omit", "refuse"])
-def test_no_logprobs_is_said_once_and_leaves_confidence_empty(server_factory, sample_rows, cache_dir, caplog,
-                                                             behaviour):
+def test_no_logprobs_is_said_once_and_leaves_confidence_empty(
+    server_factory, sample_rows, cache_dir, caplog, behaviour
+):
     server = server_factory(chat_logprobs=behaviour)
     rows = sample_rows[:20]
     with caplog.at_level(logging.WARNING, logger="promptclf"):
-        preds = Classifier(LABELS, model_at(server), cache=cache_dir, batch_size=5, concurrency=2,
-                           structured="parser").predict([r["text"] for r in rows])
+        preds = Classifier(
+            LABELS, model_at(server), cache=cache_dir, batch_size=5, concurrency=2, structured="parser"
+        ).predict([r["text"] for r in rows])
     assert [p.label for p in preds] == [r["label"] for r in rows]
     assert all(p.confidence is None for p in preds)
     warnings = [r.getMessage() for r in caplog.records if "logprobs" in r.getMessage()]
@@ -248,7 +278,8 @@ def test_function_calling_answers_carry_no_logprobs_and_say_so(server_factory, s
     server = server_factory()
     with caplog.at_level(logging.WARNING, logger="promptclf"):
         preds = Classifier(LABELS, model_at(server), cache=cache_dir, structured="function_calling").predict(
-            [r["text"] for r in sample_rows[:3]])
+            [r["text"] for r in sample_rows[:3]]
+        )
     assert all(p.confidence is None for p in preds)
     assert any("function_calling" in r.getMessage() and "logprobs" in r.getMessage() for r in caplog.records)
 
@@ -256,12 +287,21 @@ def test_function_calling_answers_carry_no_logprobs_and_say_so(server_factory, s
 def test_label_confidence_from_openai_logprobs_multi_token_labels():
     from promptclf.methods.chat_logprobs import label_confidences
 
-    pieces = [('{"answers": [{"index": 123456, "label": "', -0.01), ("Sci", math.log(0.6)), ("/", math.log(0.9)),
-              ("Tech", 0.0), ('"}, {"index": 654321, "label": "', -0.01), ("sports", math.log(0.8)), ('"}]}', 0.0)]
+    pieces = [
+        ('{"answers": [{"index": 123456, "label": "', -0.01),
+        ("Sci", math.log(0.6)),
+        ("/", math.log(0.9)),
+        ("Tech", 0.0),
+        ('"}, {"index": 654321, "label": "', -0.01),
+        ("sports", math.log(0.8)),
+        ('"}]}', 0.0),
+    ]
     tokens = [{"token": t, "logprob": lp, "top_logprobs": []} for t, lp in pieces]
-    tokens[1]["top_logprobs"] = [{"token": "Sci", "logprob": math.log(0.6)},
-                                 {"token": "Business", "logprob": math.log(0.3)},
-                                 {"token": "Spo", "logprob": math.log(0.05)}]
+    tokens[1]["top_logprobs"] = [
+        {"token": "Sci", "logprob": math.log(0.6)},
+        {"token": "Business", "logprob": math.log(0.3)},
+        {"token": "Spo", "logprob": math.log(0.05)},
+    ]
     labels = LabelSet.of(LABELS)
     found = label_confidences(tokens, labels, {123456: "Sci/Tech", 654321: "Sports", 111111: "World"})
     assert found[123456][0] == pytest.approx(0.54)
@@ -303,19 +343,25 @@ def test_the_cache_key_of_system_in_user_auto_never_asks_the_server(server_facto
 
 
 def test_a_failed_models_listing_is_retried_and_never_remembered(server_factory, sample_rows, cache_dir):
-    server = server_factory(drops_system=True, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf",
-                            listing_failures=1)
+    server = server_factory(drops_system=True, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf", listing_failures=1)
     rows = sample_rows[:5]
     texts = [r["text"] for r in rows]
     clf = Classifier(LABELS, model_at(server), cache=cache_dir, structured="parser")
     assert clf.classify(texts) == [r["label"] for r in rows]  # the 503 was retried; the Gemma then found
     assert server.log.listings == 2
-    down = server_factory(drops_system=True, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf",
-                          listing_failures=10**6)
+    down = server_factory(drops_system=True, served_model="/models/gemma-3-270m-it-Q4_K_M.gguf", listing_failures=10**6)
     with pytest.raises(LabellingError, match="/models"):
-        classify(texts, labels=LABELS, model=model_at(down), cache=cache_dir, structured="parser", max_attempts=2,
-                 max_wait=0.1)
+        classify(
+            texts,
+            labels=LABELS,
+            model=model_at(down),
+            cache=cache_dir,
+            structured="parser",
+            max_attempts=2,
+            max_wait=0.1,
+        )
     assert down.log.chat_requests == 0  # no answer rendered on a guess, so none cached under the key
     down.config.listing_failures = 0
-    assert classify(texts, labels=LABELS, model=model_at(down), cache=cache_dir, structured="parser") == \
-        [r["label"] for r in rows]  # the failure was not remembered
+    assert classify(texts, labels=LABELS, model=model_at(down), cache=cache_dir, structured="parser") == [
+        r["label"] for r in rows
+    ]  # the failure was not remembered

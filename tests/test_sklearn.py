@@ -119,8 +119,9 @@ def test_a_model_string_is_checked_at_fit_not_in_init(data):
 
 def test_fit_leaves_parameters_alone_refits_the_same_and_clones_unfitted(data):
     X, y, X_test, _ = data
-    est = embed(labels=list(LABELS), descriptions={"World": "politics and world news"},
-                options={"max_item_tokens": 500})
+    est = embed(
+        labels=list(LABELS), descriptions={"World": "politics and world news"}, options={"max_item_tokens": 500}
+    )
     before = clone(est).get_params()
     first = est.fit(X, y).predict_proba(X_test)
     assert est.get_params() == before
@@ -160,9 +161,16 @@ def test_check_estimator_passes_every_check_that_applies_to_text():
     assert not [name for name, s in status.items() if "failed" in s]
     assert {name for name, s in status.items() if "xfail" in s} == set(NOT_APPLICABLE)  # each does fail
     passed = {name for name, s in status.items() if s == {"passed"}}
-    assert {"check_estimators_unfitted", "check_no_attributes_set_in_init", "check_requires_y_none",
-            "check_classifiers_one_label", "check_estimators_empty_data_messages",
-            "check_classifiers_regression_target", "check_estimator_sparse_matrix", "check_mixin_order"} <= passed
+    assert {
+        "check_estimators_unfitted",
+        "check_no_attributes_set_in_init",
+        "check_requires_y_none",
+        "check_classifiers_one_label",
+        "check_estimators_empty_data_messages",
+        "check_classifiers_regression_target",
+        "check_estimator_sparse_matrix",
+        "check_mixin_order",
+    } <= passed
 
 
 # --- scikit-learn's tools -----------------------------------------------------------------------------
@@ -182,8 +190,10 @@ def test_cross_val_score_is_each_fold_refitted(data, sample_rows):
     y = np.array([r["label"] for r in sample_rows])
     folds = StratifiedKFold(3, shuffle=True, random_state=0)
     scores = cross_val_score(embed(), X, y, cv=folds)
-    by_hand = [embed().fit([X[i] for i in train], y[train]).score([X[i] for i in test], y[test])
-               for train, test in folds.split(X, y)]
+    by_hand = [
+        embed().fit([X[i] for i in train], y[train]).score([X[i] for i in test], y[test])
+        for train, test in folds.split(X, y)
+    ]
     assert list(scores) == pytest.approx(by_hand)
     log_loss = cross_val_score(embed(), X, y, cv=folds, scoring="neg_log_loss")
     assert np.all(np.isfinite(log_loss)) and np.all(log_loss < 0)
@@ -199,8 +209,10 @@ def test_grid_search_picks_the_model_that_labels_best(server_factory, oracle, sa
     X = [r["text"] for r in sample_rows[:48]]
     y = [r["label"] for r in sample_rows[:48]]
     # one grid per backend: calibrate and local_batch_size are label scoring's options, an error for embed
-    grids = [{"model": ["embed"]}, {"model": list(scorers.values()), "calibrate": ["none"],
-                                    "options": [{"local_batch_size": 16}]}]
+    grids = [
+        {"model": ["embed"]},
+        {"model": list(scorers.values()), "calibrate": ["none"], "options": [{"local_batch_size": 16}]},
+    ]
     folds = StratifiedKFold(3, shuffle=True, random_state=0)
     grid = GridSearchCV(PromptClassifier(cache=False), grids, cv=folds)
     grid.fit(X, y)
@@ -252,7 +264,6 @@ def test_a_finetuned_model_keeps_its_own_labels_and_order(data, tmp_path):
     est = PromptClassifier(f"finetuned:{tmp_path / 'sf'}", cache=False).fit(X[:8], y[:8])
     assert list(est.classes_) == LABELS  # the model's order, not sorted, and labels y[:8] may lack
     direct = Classifier(LABELS, method=trained, cache=False).predict(X_test[:6])
-    assert np.allclose(est.predict_proba(X_test[:6]), [[p.scores[name] for name in LABELS] for p in direct],
-                       atol=1e-6)
+    assert np.allclose(est.predict_proba(X_test[:6]), [[p.scores[name] for name in LABELS] for p in direct], atol=1e-6)
     with pytest.raises(ValueError, match=r"y\[0\] = 'Weather' is not one of labels"):
         est.fit(X[:2], ["Weather", "World"])

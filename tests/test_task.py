@@ -20,11 +20,22 @@ def examples(rows, n):
 
 
 def rich_task() -> Task:
-    return Task(labels=[{"name": "Sports", "description": "games and athletes", "aliases": ["sport"],
-                         "examples": ["Bayern wins the cup final"], "negative_examples": ["Stocks rally"]},
-                        {"name": "Business", "examples": ["Ünïcode GmbH buys a rival"]}],
-                examples=[{"text": "Oil prices rise", "label": "Business"}],
-                instructions="Label the headline by its topic.", template="few_shot", multi_label=True)
+    return Task(
+        labels=[
+            {
+                "name": "Sports",
+                "description": "games and athletes",
+                "aliases": ["sport"],
+                "examples": ["Bayern wins the cup final"],
+                "negative_examples": ["Stocks rally"],
+            },
+            {"name": "Business", "examples": ["Ünïcode GmbH buys a rival"]},
+        ],
+        examples=[{"text": "Oil prices rise", "label": "Business"}],
+        instructions="Label the headline by its topic.",
+        template="few_shot",
+        multi_label=True,
+    )
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml", ".yml"])
@@ -38,25 +49,34 @@ def test_a_task_round_trips_through_its_file(tmp_path, suffix):
 
 def test_a_hand_written_yaml_task(tmp_path):
     path = tmp_path / "task.yaml"
-    path.write_text("labels:\n  - name: Sports\n    aliases: [sport]\n  - name: Business\n"
-                    "examples:\n  - {text: Bayern wins, label: sport}\n")
+    path.write_text(
+        "labels:\n  - name: Sports\n    aliases: [sport]\n  - name: Business\n"
+        "examples:\n  - {text: Bayern wins, label: sport}\n"
+    )
     task = Task.load(path)
     assert task.all_examples() == [{"text": "Bayern wins", "label": "Sports"}]  # the alias became the name
     assert task.multi_label is False and task.template is None
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"labels": [{"name": "A"}, {"name": "A"}]}, "duplicate labels in the label set: ['A']"),
-    ({"labels": [{"name": "A"}, {"name": " "}]}, "a label name is empty"),
-    ({"labels": [{"name": "A"}]}, "at least two labels"),
-    ({"labels": [{"name": "A"}, {"name": "B"}], "examples": [{"text": "t", "label": "C"}]},
-     "label 'C' (example 0) is not in the label set ['A', 'B']"),
-    ({"labels": [{"name": "A"}, {"name": "B"}], "negative_examples": [{"text": "t", "label": "C"}]},
-     "label 'C' (negative example 0) is not in the label set"),
-    ({"labels": [{"name": "A", "examples": ["ok", ""]}, {"name": "B"}]}, "example of 'A' 1 has an empty"),
-    ({"labels": [{"name": "A", "aliases": ["b"]}, {"name": "B"}]}, "alias 'B' matches both 'A' and 'B'"),
-    ({"labels": [{"name": "A"}, {"name": "B"}], "instruction": "typo"}, "instruction"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"labels": [{"name": "A"}, {"name": "A"}]}, "duplicate labels in the label set: ['A']"),
+        ({"labels": [{"name": "A"}, {"name": " "}]}, "a label name is empty"),
+        ({"labels": [{"name": "A"}]}, "at least two labels"),
+        (
+            {"labels": [{"name": "A"}, {"name": "B"}], "examples": [{"text": "t", "label": "C"}]},
+            "label 'C' (example 0) is not in the label set ['A', 'B']",
+        ),
+        (
+            {"labels": [{"name": "A"}, {"name": "B"}], "negative_examples": [{"text": "t", "label": "C"}]},
+            "label 'C' (negative example 0) is not in the label set",
+        ),
+        ({"labels": [{"name": "A", "examples": ["ok", ""]}, {"name": "B"}]}, "example of 'A' 1 has an empty"),
+        ({"labels": [{"name": "A", "aliases": ["b"]}, {"name": "B"}]}, "alias 'B' matches both 'A' and 'B'"),
+        ({"labels": [{"name": "A"}, {"name": "B"}], "instruction": "typo"}, "instruction"),
+    ],
+)
 def test_a_bad_task_says_what_is_wrong(tmp_path, data, message):
     with pytest.raises(ValidationError) as raised:
         Task.model_validate(data)
@@ -86,9 +106,13 @@ def chat(server) -> str:
 @pytest.mark.parametrize("n_examples", [6, 40])  # all shown / sampled per class: both keep the keyword identity
 def test_task_of_keeps_the_keyword_forms_identity(tmp_path, server_factory, sample_rows, n_examples):
     server = server_factory()
-    keywords = dict(descriptions=DESCRIPTIONS, aliases=ALIASES, examples=examples(sample_rows, n_examples),
-                    negative_examples=[{"text": sample_rows[0]["text"], "label": "Sports"}],
-                    instructions="Headlines only.")
+    keywords = dict(
+        descriptions=DESCRIPTIONS,
+        aliases=ALIASES,
+        examples=examples(sample_rows, n_examples),
+        negative_examples=[{"text": sample_rows[0]["text"], "label": "Sports"}],
+        instructions="Headlines only.",
+    )
     old = Classifier(LABELS, chat(server), cache=False, **keywords)
     task = Task.of(LABELS, **keywords)
     saved = Task.load(task.save(tmp_path / "task.yaml"))
@@ -113,18 +137,31 @@ def test_answers_cached_under_the_keyword_form_serve_the_task(tmp_path, server_f
 
 def test_each_labels_examples_reach_the_prompt_after_the_task_wide_ones(server_factory):
     server = server_factory()
-    task = Task(labels=[{"name": "World", "examples": ["Talks in Geneva"], "negative_examples": ["Cup final"]},
-                        {"name": "Sports", "examples": ["Cup final"]}],
-                examples=[{"text": "Summit ends", "label": "World"}])
-    flat = Classifier(["World", "Sports"], chat(server), cache=False,
-                      examples=[{"text": "Summit ends", "label": "World"}, {"text": "Talks in Geneva", "label": "World"},
-                                {"text": "Cup final", "label": "Sports"}],
-                      negative_examples=[{"text": "Cup final", "label": "World"}])
+    task = Task(
+        labels=[
+            {"name": "World", "examples": ["Talks in Geneva"], "negative_examples": ["Cup final"]},
+            {"name": "Sports", "examples": ["Cup final"]},
+        ],
+        examples=[{"text": "Summit ends", "label": "World"}],
+    )
+    flat = Classifier(
+        ["World", "Sports"],
+        chat(server),
+        cache=False,
+        examples=[
+            {"text": "Summit ends", "label": "World"},
+            {"text": "Talks in Geneva", "label": "World"},
+            {"text": "Cup final", "label": "Sports"},
+        ],
+        negative_examples=[{"text": "Cup final", "label": "World"}],
+    )
     assert Classifier(task, chat(server), cache=False).method.identity == flat.method.identity
 
 
-@pytest.mark.parametrize("template", ["../outside.jinja", "{outside}", "link.jinja", "sub/../../outside.jinja",
-                                      "{from_the_packaged_templates}"])
+@pytest.mark.parametrize(
+    "template",
+    ["../outside.jinja", "{outside}", "link.jinja", "sub/../../outside.jinja", "{from_the_packaged_templates}"],
+)
 def test_a_task_files_template_stays_in_its_directory(tmp_path, monkeypatch, template):
     """A task file may name a template beside it or below it, never any other file the process can read."""
     outside = tmp_path / "outside.jinja"
@@ -136,8 +173,9 @@ def test_a_task_files_template_stays_in_its_directory(tmp_path, monkeypatch, tem
     from importlib import resources
 
     packaged = str(resources.files("promptclf.templates"))  # a name is looked up there, with .jinja added
-    written = template.format(outside=outside,
-                              from_the_packaged_templates=os.path.relpath(outside.with_suffix(""), packaged))
+    written = template.format(
+        outside=outside, from_the_packaged_templates=os.path.relpath(outside.with_suffix(""), packaged)
+    )
     (folder / "task.yaml").write_text(f"labels: [{{name: A}}, {{name: B}}]\ntemplate: {json.dumps(written)}\n")
     with pytest.raises(ConfigError, match="task file's directory"):
         Task.load(folder / "task.yaml")
@@ -158,13 +196,16 @@ def test_a_task_files_template_is_read_beside_it(tmp_path, monkeypatch):
 def test_a_template_the_user_names_in_code_may_be_anywhere(tmp_path):
     outside = tmp_path / "outside.jinja"
     outside.write_text("MINE {% for i in items %}{{ i.text }}{% endfor %}")
-    method = Classifier(Task.of(["A", "B"], template=outside), "openai-compatible:m@http://127.0.0.1:9/v1",
-                        cache=False).method
+    method = Classifier(
+        Task.of(["A", "B"], template=outside), "openai-compatible:m@http://127.0.0.1:9/v1", cache=False
+    ).method
     assert method.prompt.user_template.startswith("MINE")
 
 
-@pytest.mark.parametrize("option, value", [("examples", []), ("instructions", "x"), ("descriptions", {"a": "b"}),
-                                           ("aliases", {}), ("negative_examples", [])])
+@pytest.mark.parametrize(
+    "option, value",
+    [("examples", []), ("instructions", "x"), ("descriptions", {"a": "b"}), ("aliases", {}), ("negative_examples", [])],
+)
 def test_a_task_and_a_task_keyword_together_is_an_error(server_factory, option, value):
     server = server_factory()
     with pytest.raises(ConfigError, match=f"^{option}= given with a Task"):
@@ -176,8 +217,10 @@ def test_prompt_is_a_conflict_only_where_the_task_names_a_template(server_factor
     with pytest.raises(ConfigError, match="^prompt= given with a Task"):
         Classifier(Task.of(LABELS, template="few_shot"), chat(server), cache=False, prompt="zero_shot")
     with_prompt = Classifier(Task.of(LABELS), chat(server), cache=False, prompt="few_shot")
-    assert with_prompt.method.identity == Classifier(Task.of(LABELS, template="few_shot"), chat(server),
-                                                     cache=False).method.identity
+    assert (
+        with_prompt.method.identity
+        == Classifier(Task.of(LABELS, template="few_shot"), chat(server), cache=False).method.identity
+    )
 
 
 def test_classify_takes_a_task_as_its_labels(tmp_path, server_factory, sample_rows):
@@ -189,6 +232,7 @@ def test_classify_takes_a_task_as_its_labels(tmp_path, server_factory, sample_ro
 
 
 # --- the command line ---------------------------------------------------------------------------------------
+
 
 def _input(tmp_path, rows):
     src = tmp_path / "in.csv"
@@ -204,13 +248,16 @@ def test_cli_classify_with_a_task_file(tmp_path, server_factory, sample_rows):
     assert list(pd.read_csv(tmp_path / "out.csv")["predicted_label"]) == [r["label"] for r in sample_rows[:5]]
 
 
-@pytest.mark.parametrize("extra, message", [
-    ([], "--labels or --task is required"),
-    (["--labels", "A,B", "--task", "t.yaml"], "--labels and --task both given"),
-    (["--task", "{tmp}/missing.yaml"], "missing.yaml does not exist"),
-    (["--task", "{tmp}/bad.yaml"], "duplicate labels in the label set: ['A']"),
-    (["--task", "{tmp}/ok.yaml", "--instructions", "x"], "instructions= given with a Task"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "--labels or --task is required"),
+        (["--labels", "A,B", "--task", "t.yaml"], "--labels and --task both given"),
+        (["--task", "{tmp}/missing.yaml"], "missing.yaml does not exist"),
+        (["--task", "{tmp}/bad.yaml"], "duplicate labels in the label set: ['A']"),
+        (["--task", "{tmp}/ok.yaml", "--instructions", "x"], "instructions= given with a Task"),
+    ],
+)
 def test_cli_task_errors_exit_2(tmp_path, server_factory, sample_rows, capsys, extra, message):
     (tmp_path / "bad.yaml").write_text("labels: [{name: A}, {name: A}]\n")
     Task.of(["A", "B"]).save(tmp_path / "ok.yaml")
@@ -223,8 +270,9 @@ def test_cli_task_errors_exit_2(tmp_path, server_factory, sample_rows, capsys, e
 def test_cli_evaluate_with_a_task_file(tmp_path, server_factory, sample_rows, capsys):
     server = server_factory()
     data = tmp_path / "gold.csv"
-    pd.DataFrame({"text": [r["text"] for r in sample_rows[:6]], "label": [r["label"] for r in sample_rows[:6]]}) \
-        .to_csv(data, index=False)
+    pd.DataFrame({"text": [r["text"] for r in sample_rows[:6]], "label": [r["label"] for r in sample_rows[:6]]}).to_csv(
+        data, index=False
+    )
     task = Task.of(LABELS).save(tmp_path / "t.json")
     assert main(["evaluate", "--data", str(data), "--task", str(task), "--model", chat(server), "--no-cache"]) == 0
     assert "accuracy 1.0000" in capsys.readouterr().out

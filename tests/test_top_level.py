@@ -23,7 +23,9 @@ NAMES = ("finetune", "distill", "optimize", "compare")
 @pytest.mark.parametrize("name", NAMES)
 def test_the_top_level_name_is_the_function_of_its_module(name):
     function = getattr(promptclf, name)
-    assert inspect.isfunction(function) and function is getattr(importlib.import_module(promptclf.WORKFLOWS[name]), name)
+    assert inspect.isfunction(function) and function is getattr(
+        importlib.import_module(promptclf.WORKFLOWS[name]), name
+    )
     assert name in promptclf.__all__ and name in dir(promptclf)
 
 
@@ -57,13 +59,20 @@ def accuracy_of(answer, rows) -> float:
 def test_compare_runs_from_the_top_level(sample_rows, tmp_path, server_factory, oracle):
     answer = noisy_oracle(oracle, LABELS, 0.3, seed=3)  # a simulated model right on about 70% of items
     server = server_factory(item_oracle=answer)
-    results = promptclf.compare(sample_rows, LABELS, methods=["zero-shot"], split=(60, 10, 50), out=tmp_path,
-                                model=f"openai-compatible:gpt-test@{server.base_url}")
+    results = promptclf.compare(
+        sample_rows,
+        LABELS,
+        methods=["zero-shot"],
+        split=(60, 10, 50),
+        out=tmp_path,
+        model=f"openai-compatible:gpt-test@{server.base_url}",
+    )
     assert [r["method"] for r in results] == ["zero-shot"] and results[0]["n_test"] == 50
     # its accuracy on the 50 test rows, within 3 binomial sd (0.19) of its rate 0.7
     test = split(sample_rows, (60, 10, 50), seed=0)[2]
-    assert results[0]["accuracy"] == accuracy_of(answer, test) and abs(results[0]["accuracy"] - 0.7) <= \
-        binomial_spread(0.7, 50)
+    assert results[0]["accuracy"] == accuracy_of(answer, test) and abs(results[0]["accuracy"] - 0.7) <= binomial_spread(
+        0.7, 50
+    )
     assert (tmp_path / "report.md").exists()
 
 

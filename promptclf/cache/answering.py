@@ -22,10 +22,16 @@ def stored_prediction(hit: dict | None, labels: LabelSet) -> Prediction | None:
     if "labels" in hit:  # a multi-label answer (only multi-label methods' keys lead to one)
         return _stored_label_set(hit, labels)
     confidence, scores = hit.get("confidence"), hit.get("scores")
-    if hit.get("label") not in labels.names or not isinstance(confidence, (int, float, type(None))) \
-            or not isinstance(scores, (dict, type(None))):
-        log.warning("promptclf: a cached answer (label %.40r) does not fit this label set; asked again "
-                    "(clear the cache to replace it)", hit.get("label"))
+    if (
+        hit.get("label") not in labels.names
+        or not isinstance(confidence, (int, float, type(None)))
+        or not isinstance(scores, (dict, type(None)))
+    ):
+        log.warning(
+            "promptclf: a cached answer (label %.40r) does not fit this label set; asked again "
+            "(clear the cache to replace it)",
+            hit.get("label"),
+        )
         return None
     return Prediction(hit["label"], confidence, "cache", scores)
 
@@ -34,16 +40,24 @@ def _stored_label_set(hit: dict, labels: LabelSet) -> Prediction | None:
     from promptclf.core.multilabel import multi_prediction
 
     names, confidence, scores = hit.get("labels"), hit.get("confidence"), hit.get("scores")
-    if not isinstance(names, list) or any(name not in labels.names for name in names) \
-            or not isinstance(confidence, (int, float, type(None))) or not isinstance(scores, (dict, type(None))):
-        log.warning("promptclf: a cached answer (labels %.40r) does not fit this label set; asked again "
-                    "(clear the cache to replace it)", names)
+    if (
+        not isinstance(names, list)
+        or any(name not in labels.names for name in names)
+        or not isinstance(confidence, (int, float, type(None)))
+        or not isinstance(scores, (dict, type(None)))
+    ):
+        log.warning(
+            "promptclf: a cached answer (labels %.40r) does not fit this label set; asked again "
+            "(clear the cache to replace it)",
+            names,
+        )
         return None
     return multi_prediction(names, confidence, "cache", scores)
 
 
-def answer(method: Method, texts: Sequence[str], usage: Usage, cache: CacheBackend | None,
-           labels: LabelSet) -> Iterator[tuple[int, Outcome]]:
+def answer(
+    method: Method, texts: Sequence[str], usage: Usage, cache: CacheBackend | None, labels: LabelSet
+) -> Iterator[tuple[int, Outcome]]:
     """(position, outcome) for every text: cache hits first (source "cache"), then the method's answers."""
     if cache is None or not getattr(method, "cacheable", False) or not texts:
         yield from method.predict(list(texts), usage)
@@ -63,6 +77,7 @@ def answer(method: Method, texts: Sequence[str], usage: Usage, cache: CacheBacke
     # logprobs) names where such an answer belongs: not under the key that promises a confidence.
     unconfident = getattr(method, "identity_without_confidence", None)
     with ChunkedWriter(cache) as store:
+
         def keep(item: tuple[int, Outcome]) -> None:
             j, outcome = item
             if isinstance(outcome, Prediction):
@@ -75,5 +90,6 @@ def answer(method: Method, texts: Sequence[str], usage: Usage, cache: CacheBacke
                 store.add(key, stored)
 
         # relayed, so that Ctrl-C thrown in here reaches the method, whose answers in flight are then stored
-        yield from relay(method.predict([texts[p] for p in misses], usage), keep,
-                         lambda item: (misses[item[0]], item[1]))
+        yield from relay(
+            method.predict([texts[p] for p in misses], usage), keep, lambda item: (misses[item[0]], item[1])
+        )

@@ -59,8 +59,12 @@ class GuardedCache:
 
     def _give_up(self, exc: BaseException) -> None:
         self.fault = f"{type(exc).__name__}: {exc}"
-        log.warning("promptclf: the answer cache %s failed (%s); going on without it: answers are not stored or "
-                    "read from it for the rest of this run", self.url, self.fault)
+        log.warning(
+            "promptclf: the answer cache %s failed (%s); going on without it: answers are not stored or "
+            "read from it for the rest of this run",
+            self.url,
+            self.fault,
+        )
 
 
 def open_guarded(cache) -> GuardedCache | None:
@@ -71,14 +75,22 @@ def open_guarded(cache) -> GuardedCache | None:
     try:
         opened = open_cache(cache)
     except (sqlite3.OperationalError, OSError) as exc:  # locked, cannot be created or written
-        log.warning("promptclf: the answer cache %s cannot be opened (%s: %s); going on without it", cache,
-                    type(exc).__name__, exc)
+        log.warning(
+            "promptclf: the answer cache %s cannot be opened (%s: %s); going on without it",
+            cache,
+            type(exc).__name__,
+            exc,
+        )
         return None
     except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
         opened = _reopen_after_corruption(cache, exc)
     except sqlite3.Error as exc:
-        log.warning("promptclf: the answer cache %s cannot be opened (%s: %s); going on without it", cache,
-                    type(exc).__name__, exc)
+        log.warning(
+            "promptclf: the answer cache %s cannot be opened (%s: %s); going on without it",
+            cache,
+            type(exc).__name__,
+            exc,
+        )
         return None
     if opened is None or isinstance(opened, GuardedCache):
         return opened
@@ -99,11 +111,19 @@ def _reopen_after_corruption(cache, exc: BaseException) -> CacheBackend | None:
                 side.rename(Path(f"{aside}{suffix}"))
         reopened = SQLiteCache(directory)
     except (sqlite3.Error, OSError) as again:
-        log.warning("promptclf: the answer cache %s is damaged (%s) and could not be replaced (%s); going on "
-                    "without it", directory, exc, again)
+        log.warning(
+            "promptclf: the answer cache %s is damaged (%s) and could not be replaced (%s); going on without it",
+            directory,
+            exc,
+            again,
+        )
         return None
-    log.warning("promptclf: the answer cache file was damaged (%s); moved to %s and a new one started (its answers "
-                "will be asked again)", exc, aside)
+    log.warning(
+        "promptclf: the answer cache file was damaged (%s); moved to %s and a new one started (its answers "
+        "will be asked again)",
+        exc,
+        aside,
+    )
     return reopened
 
 
@@ -115,5 +135,5 @@ def _sqlite_directory(cache) -> Path | None:
         return home() / "answers"
     text = str(cache)
     if text.startswith("sqlite://"):
-        return Path(text[len("sqlite://"):] or home() / "answers").expanduser()
+        return Path(text[len("sqlite://") :] or home() / "answers").expanduser()
     return None if "://" in text else Path(text).expanduser()

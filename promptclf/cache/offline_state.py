@@ -25,8 +25,13 @@ def trained_state_dirs() -> list[Path]:
     root = home() / "offline"
     if not root.is_dir():
         return []
-    return sorted(d for d in root.iterdir() if d.name.endswith(f"-{STATE_FORMAT}") and (d / STATE).is_file()
-                  and (any(p.is_dir() for p in d.iterdir()) or _cross_validated(d / STATE)))
+    return sorted(
+        d
+        for d in root.iterdir()
+        if d.name.endswith(f"-{STATE_FORMAT}")
+        and (d / STATE).is_file()
+        and (any(p.is_dir() for p in d.iterdir()) or _cross_validated(d / STATE))
+    )
 
 
 def _cross_validated(state: Path) -> bool:

@@ -27,15 +27,17 @@ class RedisCache(OneByOne):
         try:
             import redis
         except ImportError as exc:
-            raise ConfigError(f"cache {redact_url(url)}: the redis client is missing; "
-                              "pip install 'promptclf[redis]'") from exc
+            raise ConfigError(
+                f"cache {redact_url(url)}: the redis client is missing; pip install 'promptclf[redis]'"
+            ) from exc
         self.url, self._address = redact_url(url), url
         self._errors = redis.RedisError
         try:
             self._password_in_url = "password" in redis.connection.parse_url(url)
             password = None if self._password_in_url else os.environ.get(PASSWORD_VAR) or None
-            self._redis = redis.Redis.from_url(url, password=password, socket_timeout=timeout,
-                                               socket_connect_timeout=timeout)
+            self._redis = redis.Redis.from_url(
+                url, password=password, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
             self._redis.ping()
         except (redis.RedisError, ValueError) as exc:
             raise ConfigError(f"cache {self.url}: cannot use it: {self._reason(exc)}") from None
@@ -44,9 +46,11 @@ class RedisCache(OneByOne):
         """To another worker (multiprocessing, Ray), which connects to the same server: the URL travels, a
         password never does (a pickle is stored and logged where a password must not be)."""
         if self._password_in_url:
-            raise ConfigError(f"cache {self.url}: a Redis cache whose URL holds its password is not sent to other "
-                              f"processes (the pickle would carry the password): give the URL without it and the "
-                              f"password in {PASSWORD_VAR}, set for every worker (Ray: runtime_env env_vars)")
+            raise ConfigError(
+                f"cache {self.url}: a Redis cache whose URL holds its password is not sent to other "
+                f"processes (the pickle would carry the password): give the URL without it and the "
+                f"password in {PASSWORD_VAR}, set for every worker (Ray: runtime_env env_vars)"
+            )
         return RedisCache, (self._address,)
 
     def _reason(self, exc: Exception) -> str:
@@ -100,7 +104,7 @@ class RedisCache(OneByOne):
         values = self._guard(lambda: self._redis.mget(names))
         for name, text in zip(names, values):
             if text is not None:  # removed since the scan
-                yield name.decode()[len(PREFIX):], text.decode()
+                yield name.decode()[len(PREFIX) :], text.decode()
 
     def __len__(self) -> int:
         return sum(1 for _ in self._names())

@@ -135,9 +135,11 @@ class SQLiteCache(OneByOne):
         with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
         if (self.directory / OLD_DISKCACHE_FILE).exists():
-            log.warning("promptclf: %s is a cache from an older promptclf (pickled values); it is not read, so "
-                        "its answers will be asked again. Delete it to free the space.",
-                        self.directory / OLD_DISKCACHE_FILE)
+            log.warning(
+                "promptclf: %s is a cache from an older promptclf (pickled values); it is not read, so "
+                "its answers will be asked again. Delete it to free the space.",
+                self.directory / OLD_DISKCACHE_FILE,
+            )
 
     def __reduce__(self):  # to another process (multiprocessing, Ray): it opens the same file there
         return SQLiteCache, (self.directory,)
@@ -170,8 +172,10 @@ class SQLiteCache(OneByOne):
             return 0
         with self._db() as db:  # one transaction
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO answers (key, value) VALUES (?, ?)",
-                           [(key, encode(value)) for key, value in mapping.items()])
+            db.executemany(
+                "INSERT OR IGNORE INTO answers (key, value) VALUES (?, ?)",
+                [(key, encode(value)) for key, value in mapping.items()],
+            )
             return db.total_changes - before
 
     def items(self) -> Iterator[tuple[str, str]]:

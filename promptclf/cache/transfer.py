@@ -76,8 +76,10 @@ def _read(path: str | Path) -> Iterator[dict[str, dict]]:
         raise InputError(f"{path}: not a Parquet file ({exc})") from None
     missing = {"key", "value"} - set(source.schema_arrow.names)
     if missing:
-        raise InputError(f"{path}: no {' or '.join(sorted(missing))} column; a promptclf cache export has "
-                         f"key and value (it has {source.schema_arrow.names})")
+        raise InputError(
+            f"{path}: no {' or '.join(sorted(missing))} column; a promptclf cache export has "
+            f"key and value (it has {source.schema_arrow.names})"
+        )
     row = 0
     for batch in source.iter_batches(batch_size=ROWS_PER_BATCH, columns=["key", "value"]):
         entries = {}
@@ -123,10 +125,13 @@ def _say_what_is_left_behind() -> None:
     if not dirs:
         return
     one = len(dirs) == 1
-    print(f"promptclf: not in the export: {len(dirs)} offline model{'' if one else 's'} trained on your examples "
-          f"here ({', '.join(map(str, dirs))}). An import elsewhere answers the texts it has cached, and trains "
-          f"{'it' if one else 'them'} again for any other text; to carry {'it' if one else 'them'}, copy "
-          f"{'the directory' if one else 'the directories'} to $PROMPTCLF_HOME/offline/ there.", file=sys.stderr)
+    print(
+        f"promptclf: not in the export: {len(dirs)} offline model{'' if one else 's'} trained on your examples "
+        f"here ({', '.join(map(str, dirs))}). An import elsewhere answers the texts it has cached, and trains "
+        f"{'it' if one else 'them'} again for any other text; to carry {'it' if one else 'them'}, copy "
+        f"{'the directory' if one else 'the directories'} to $PROMPTCLF_HOME/offline/ there.",
+        file=sys.stderr,
+    )
 
 
 def cmd_import(args) -> int:
@@ -141,11 +146,14 @@ def register_cli(sub) -> None:
     p = sub.add_parser("cache", help="export the answer cache to Parquet, or import (merge) Parquet exports")
     verbs = p.add_subparsers(dest="verb", required=True)
     where = "the cache: sqlite://<directory> (default: $PROMPTCLF_HOME/answers) or redis://host:port/db"
-    e = verbs.add_parser("export", help="write every cached answer to a Parquet file (columns key, value)",
-                         description="Write every cached answer to a Parquet file (columns key, value). The offline "
-                                     "models trained on your examples ($PROMPTCLF_HOME/offline) are not included: "
-                                     "an import elsewhere trains them again for texts it has not cached (the export "
-                                     "lists them on stderr).")
+    e = verbs.add_parser(
+        "export",
+        help="write every cached answer to a Parquet file (columns key, value)",
+        description="Write every cached answer to a Parquet file (columns key, value). The offline "
+        "models trained on your examples ($PROMPTCLF_HOME/offline) are not included: "
+        "an import elsewhere trains them again for texts it has not cached (the export "
+        "lists them on stderr).",
+    )
     e.add_argument("output", help="the Parquet file to write")
     e.add_argument("--cache", help=where)
     e.set_defaults(func=cmd_export)

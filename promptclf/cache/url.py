@@ -20,7 +20,7 @@ def open_cache(cache) -> CacheBackend | None:
     if text == "none":
         return None
     if text.startswith("sqlite://"):
-        return SQLiteCache(text[len("sqlite://"):] or None)
+        return SQLiteCache(text[len("sqlite://") :] or None)
     if text.startswith(("redis://", "rediss://", "unix://")):
         from promptclf.cache.redis_store import RedisCache
 
@@ -28,6 +28,7 @@ def open_cache(cache) -> CacheBackend | None:
     if "://" in text:
         from promptclf.core.credentials import redact_url
 
-        raise ConfigError(f"cache {redact_url(text)!r}: unknown kind; use sqlite://<directory>, "
-                          "redis://host:port/db or none")
+        raise ConfigError(
+            f"cache {redact_url(text)!r}: unknown kind; use sqlite://<directory>, redis://host:port/db or none"
+        )
     return SQLiteCache(text)  # a plain path: a directory, as before URLs

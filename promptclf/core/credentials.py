@@ -70,8 +70,11 @@ def keyed_url(url: str | None) -> str | None:
     except ValueError:  # not a URL we can take apart: key on all of it, show none of it
         return f"<url {_hidden(url)}>"
     userinfo = parts.netloc.rpartition("@")[0]
-    netloc = (f"{_hidden(userinfo)}@" if userinfo else "") + (f"[{host}]" if ":" in host else host) + \
-        (f":{port}" if port else "")
+    netloc = (
+        (f"{_hidden(userinfo)}@" if userinfo else "")
+        + (f"[{host}]" if ":" in host else host)
+        + (f":{port}" if port else "")
+    )
     query = "&".join(_keyed_parameter(p) for p in parts.query.split("&")) if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 

@@ -36,8 +36,9 @@ def table_format(path: str | Path, role: str = "input file") -> str:
     """csv, jsonl or parquet, from the file's extension; anything else is refused, naming the file."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise InputError(f"{role} {str(path)!r}: unsupported format {suffix or '(no extension)'!r} (use .csv, .jsonl "
-                         "or .parquet)")
+        raise InputError(
+            f"{role} {str(path)!r}: unsupported format {suffix or '(no extension)'!r} (use .csv, .jsonl or .parquet)"
+        )
     return FORMATS[suffix]
 
 
@@ -83,8 +84,9 @@ def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             if record is None:
                 continue
             if not isinstance(record, dict):
-                raise InputError(f"input file {str(path)!r}, line {number}: a JSON {type(record).__name__}, not an "
-                                 "object of columns")
+                raise InputError(
+                    f"input file {str(path)!r}, line {number}: a JSON {type(record).__name__}, not an object of columns"
+                )
             records.append(record)
             if len(records) == chunk_rows:
                 yield pd.DataFrame.from_records(records)
@@ -108,8 +110,10 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 def _not_text(path: Path, offset: int | None = None) -> str:
     if offset is None:
         offset = first_undecodable(path)
-    return (f"input file {str(path)!r} is not UTF-8 text (an undecodable byte at offset {offset}): a binary file, "
-            "or text in another encoding (save it as UTF-8)")
+    return (
+        f"input file {str(path)!r} is not UTF-8 text (an undecodable byte at offset {offset}): a binary file, "
+        "or text in another encoding (save it as UTF-8)"
+    )
 
 
 def first_undecodable(path: Path) -> int:
@@ -180,8 +184,9 @@ class TableWriter:
 
         if self.parts:
             self.partial.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False),
-                           self.partial / f"part-{self.rows:012d}.parquet")
+            pq.write_table(
+                pa.Table.from_pandas(frame, preserve_index=False), self.partial / f"part-{self.rows:012d}.parquet"
+            )
             return
         if self._parquet is None:
             table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -217,8 +222,9 @@ def text_of(frame: pd.DataFrame, columns: str | Sequence[str]) -> list[str]:
     names = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else list(columns)
     missing = [c for c in names if c not in frame.columns]
     if missing:
-        raise ColumnError(f"column(s) {missing} not in the file; it has {list(frame.columns)} (choose with "
-                          "--text-column)")
+        raise ColumnError(
+            f"column(s) {missing} not in the file; it has {list(frame.columns)} (choose with --text-column)"
+        )
     parts = frame[names].apply(lambda col: col.map(_cell))
     if len(names) == 1:
         return parts[names[0]].tolist()
@@ -308,8 +314,9 @@ class StableSample:
 def sample_of(source: str | Path, text_column: str, size: int) -> list[str]:
     """The StableSample of the texts of a file, or of a directory of Parquet files (the Ray engine's input)."""
     source = Path(source)
-    paths = sorted(p for p in source.iterdir() if p.suffix.lower() in (".parquet", ".pq")) if source.is_dir() \
-        else [source]
+    paths = (
+        sorted(p for p in source.iterdir() if p.suffix.lower() in (".parquet", ".pq")) if source.is_dir() else [source]
+    )
     sample = StableSample(size)
     for path in paths:
         for frame in read_chunks(path):
@@ -327,8 +334,7 @@ class InputSummary:
     sample: list[str]
 
 
-def check_input(path: str | Path, text_column: str, *, skip_empty: bool = False, sample_size: int = 0
-                ) -> InputSummary:
+def check_input(path: str | Path, text_column: str, *, skip_empty: bool = False, sample_size: int = 0) -> InputSummary:
     """Read the whole input once, before any work: readable, the text column(s) there, at least one row, no empty
     text unless skip_empty. Each problem is an InputError naming the file, the row (1 is the first data row)
     and the reason."""
@@ -339,12 +345,16 @@ def check_input(path: str | Path, text_column: str, *, skip_empty: bool = False,
         try:
             texts = text_of(frame, text_column)
         except ColumnError:
-            raise ColumnError(f"input file {str(path)!r} has no column {text_column!r}: its columns are "
-                              f"{columns} (choose with --text-column)") from None
+            raise ColumnError(
+                f"input file {str(path)!r} has no column {text_column!r}: its columns are "
+                f"{columns} (choose with --text-column)"
+            ) from None
         for offset, text in enumerate(texts):
             if not text.strip() and not skip_empty:
-                raise InputError(f"input file {str(path)!r}, row {rows + offset + 1}: the text is empty (pass "
-                                 "--skip-empty to leave such rows unlabelled)")
+                raise InputError(
+                    f"input file {str(path)!r}, row {rows + offset + 1}: the text is empty (pass "
+                    "--skip-empty to leave such rows unlabelled)"
+                )
             if sample_size:
                 sample.add(text)
         rows += len(texts)

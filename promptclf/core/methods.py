@@ -91,8 +91,13 @@ def relay(outcomes: Iterator, on_each: Callable, map_each: Callable = lambda ite
         return
 
 
-def from_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str],
-                       usage: Usage, source: str) -> Iterator[tuple[int, Outcome]]:
+def from_probabilities(
+    labels: LabelSet,
+    probabilities: Callable[[Sequence[str]], np.ndarray],
+    texts: Sequence[str],
+    usage: Usage,
+    source: str,
+) -> Iterator[tuple[int, Outcome]]:
     """`predict` for a method that computes per-label probabilities: timed, then one Prediction per row,
     answered by `source` (Prediction.source)."""
     started = time.perf_counter()
@@ -100,5 +105,7 @@ def from_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]]
     usage.add(compute_s=time.perf_counter() - started)
     for i, row in enumerate(probs):
         best = int(np.argmax(row))
-        yield i, Prediction(labels.names[best], float(row[best]), source,
-                            scores=dict(zip(labels.names, map(float, row))))
+        yield (
+            i,
+            Prediction(labels.names[best], float(row[best]), source, scores=dict(zip(labels.names, map(float, row)))),
+        )

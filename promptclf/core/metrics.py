@@ -25,8 +25,9 @@ def classification_metrics(gold: Sequence[str], predicted: Sequence[str | None],
     }
 
 
-def multilabel_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str] | None],
-                       labels: Sequence[str]) -> dict:
+def multilabel_metrics(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str] | None], labels: Sequence[str]
+) -> dict:
     """Multi-label scores over label sets: micro- and macro-F1, subset accuracy (the whole set right; also
     given as `accuracy`), Hamming loss (the share of wrong item-label decisions) and per-label F1. An item
     left unlabelled (None) counts as an empty set."""

@@ -23,9 +23,11 @@ from promptclf.core.usage import Usage
 
 SEPARATOR = ";"
 # What a method that cannot give label sets says instead (build_method raises it as a ConfigError).
-SUPPORTED = ("a chat model (openai:, together:, openai-compatible:, ...), a label scorer (local, completions:), "
-             "embed or offline (a threshold on their per-label scores), or a model trained for it: "
-             "finetune(rows, labels, multi_label=True) with method='lora' or 'setfit', used as finetuned:<dir>")
+SUPPORTED = (
+    "a chat model (openai:, together:, openai-compatible:, ...), a label scorer (local, completions:), "
+    "embed or offline (a threshold on their per-label scores), or a model trained for it: "
+    "finetune(rows, labels, multi_label=True) with method='lora' or 'setfit', used as finetuned:<dir>"
+)
 # Thresholded: the threshold without examples to choose it on. Label scorers, embed and offline give a softmax
 # over the labels, so 0.5 takes a second label only where the method is sure of it: with the top label kept, a
 # single-label answer unless the scores say otherwise. Measured (embed, the GoEmotions Ekman sample in tests/data,
@@ -65,8 +67,10 @@ def check_names(labels: LabelSet) -> LabelSet:
         for form in (label.name, *label.aliases):
             if SEPARATOR in form:
                 what = f"label {form!r}" if form == label.name else f"alias {form!r} of label {label.name!r}"
-                raise ConfigError(f"{what} holds {SEPARATOR!r}, which joins the labels of a multi-label item (in "
-                                  f"files and the CLI's output): rename it for a multi-label task")
+                raise ConfigError(
+                    f"{what} holds {SEPARATOR!r}, which joins the labels of a multi-label item (in "
+                    f"files and the CLI's output): rename it for a multi-label task"
+                )
     return labels
 
 
@@ -90,14 +94,20 @@ def indicator(label_sets: Sequence[Sequence[str]], labels: LabelSet) -> np.ndarr
     return matrix
 
 
-def multi_prediction(names: Sequence[str], confidence: float | None = None, source: str = "llm",
-                     scores: dict | None = None) -> Prediction:
+def multi_prediction(
+    names: Sequence[str], confidence: float | None = None, source: str = "llm", scores: dict | None = None
+) -> Prediction:
     return Prediction(SEPARATOR.join(names), confidence, source, scores, labels=tuple(names))
 
 
-def from_label_probabilities(labels: LabelSet, probabilities: Callable[[Sequence[str]], np.ndarray],
-                             texts: Sequence[str], usage: Usage, threshold: float,
-                             source: str) -> Iterator[tuple[int, Outcome]]:
+def from_label_probabilities(
+    labels: LabelSet,
+    probabilities: Callable[[Sequence[str]], np.ndarray],
+    texts: Sequence[str],
+    usage: Usage,
+    threshold: float,
+    source: str,
+) -> Iterator[tuple[int, Outcome]]:
     """`predict` for a method with one-vs-rest probabilities: every label at or above the threshold,
     answered by `source` (Prediction.source)."""
     started = time.perf_counter()
@@ -106,8 +116,15 @@ def from_label_probabilities(labels: LabelSet, probabilities: Callable[[Sequence
     for i, row in enumerate(probs):
         chosen = row >= threshold
         sure = np.where(chosen, row, 1.0 - row)
-        yield i, multi_prediction([n for n, c in zip(labels.names, chosen) if c], float(sure.min()), source,
-                                  scores=dict(zip(labels.names, map(float, row))))
+        yield (
+            i,
+            multi_prediction(
+                [n for n, c in zip(labels.names, chosen) if c],
+                float(sure.min()),
+                source,
+                scores=dict(zip(labels.names, map(float, row))),
+            ),
+        )
 
 
 def choose_threshold(probs: np.ndarray, gold: np.ndarray, grid: Sequence[float] | None = None) -> float:
@@ -136,14 +153,16 @@ class Thresholded:
 
     multi_label = True
 
-    def __init__(self, method: Method, gold_rows: Sequence[dict] = (), *, threshold: float | None = None,
-                 keep_top: bool = True):
+    def __init__(
+        self, method: Method, gold_rows: Sequence[dict] = (), *, threshold: float | None = None, keep_top: bool = True
+    ):
         self.method, self.labels, self.keep_top = method, method.labels, keep_top
         self.cacheable = method.cacheable
         if threshold is not None and not 0.0 < threshold <= 1.0:
             raise ConfigError(f"threshold={threshold}: choose a probability in (0, 1]")
-        sets = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in gold_rows], self.labels,
-                                "example labels")
+        sets = check_label_sets(
+            [r["labels"] if "labels" in r else r["label"] for r in gold_rows], self.labels, "example labels"
+        )
         self.gold_rows = [(r["text"], names) for r, names in zip(gold_rows, sets)]
         self.given, self._threshold, self._tuning = threshold, threshold, None
 
@@ -176,8 +195,9 @@ class Thresholded:
     def _choose(self) -> float:
         self._tuning = Usage()
         texts = [t for t, _ in self.gold_rows]
-        scored = {i: o.scores for i, o in self.method.predict(texts, self._tuning)
-                  if isinstance(o, Prediction) and o.scores}
+        scored = {
+            i: o.scores for i, o in self.method.predict(texts, self._tuning) if isinstance(o, Prediction) and o.scores
+        }
         if not scored:
             raise ConfigError("multi-label: none of the examples got per-label scores to choose the threshold on")
         rows = sorted(scored)
@@ -194,8 +214,12 @@ class Thresholded:
         if self.keep_top:
             chosen[int(row.argmax())] = True
         sure = np.where(chosen, row, 1.0 - row)
-        return multi_prediction([n for n, c in zip(self.labels.names, chosen) if c], float(sure.min()), source,
-                                scores=dict(zip(self.labels.names, row.tolist())))
+        return multi_prediction(
+            [n for n, c in zip(self.labels.names, chosen) if c],
+            float(sure.min()),
+            source,
+            scores=dict(zip(self.labels.names, row.tolist())),
+        )
 
     def predict(self, texts: Sequence[str], usage: Usage) -> Iterator[tuple[int, Outcome]]:
         self.threshold  # noqa: B018 (chosen before the first answer, its cost reported once)
@@ -212,8 +236,12 @@ def same_kind(method, multi_label: bool, where: str) -> Method:
     """A method answers label sets exactly when the task is multi-label."""
     if bool(getattr(method, "multi_label", False)) != bool(multi_label):
         if multi_label:
-            raise ConfigError(f"{where} is single-label, the task is multi-label: train a model for it with "
-                              "finetune(..., multi_label=True)")
-        raise ConfigError(f"{where} is multi-label, the task is single-label: give multi_label=True (CLI: "
-                          "--multi-label; a task file: multi_label: true)")
+            raise ConfigError(
+                f"{where} is single-label, the task is multi-label: train a model for it with "
+                "finetune(..., multi_label=True)"
+            )
+        raise ConfigError(
+            f"{where} is multi-label, the task is single-label: give multi_label=True (CLI: "
+            "--multi-label; a task file: multi_label: true)"
+        )
     return method

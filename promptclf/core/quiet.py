@@ -22,8 +22,20 @@ NOISE = (
     r".*TRANSFORMERS_CACHE.*",
 )
 NOISY_MODULES = r"(transformers|setfit|peft|bitsandbytes|torch|datasets|sentence_transformers|accelerate)(\..*)?"
-NOISY_LOGGERS = ("transformers", "datasets", "setfit", "sentence_transformers", "peft", "bitsandbytes", "accelerate",
-                 "httpx", "openai", "ray", "LiteLLM", "dspy")
+NOISY_LOGGERS = (
+    "transformers",
+    "datasets",
+    "setfit",
+    "sentence_transformers",
+    "peft",
+    "bitsandbytes",
+    "accelerate",
+    "httpx",
+    "openai",
+    "ray",
+    "LiteLLM",
+    "dspy",
+)
 
 
 def filter_warnings() -> None:

@@ -84,10 +84,26 @@ class Usage:
 
     def absorb(self, other: Usage) -> None:
         """Add the calls, tokens and compute of another run (e.g. one Classifier.predict) to this one."""
-        self.add(**{name: getattr(other, name) for name in ("requests", "retries", "reasks", "repaired",
-                                                            "prompt_tokens", "completion_tokens", "cache_hits",
-                                                            "fallback", "failed", "failed_requests", "answered_locally", "escalated",
-                                                            "compute_s")})
+        self.add(
+            **{
+                name: getattr(other, name)
+                for name in (
+                    "requests",
+                    "retries",
+                    "reasks",
+                    "repaired",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "cache_hits",
+                    "fallback",
+                    "failed",
+                    "failed_requests",
+                    "answered_locally",
+                    "escalated",
+                    "compute_s",
+                )
+            }
+        )
 
     @property
     def cost_usd(self) -> float | None:
@@ -98,8 +114,11 @@ class Usage:
         return (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1e6
 
     def as_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self)
-                if not f.name.startswith("_") and f.name not in ("prices", "on_request", "span")}
+        data = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not f.name.startswith("_") and f.name not in ("prices", "on_request", "span")
+        }
         data["cost_usd"] = self.cost_usd
         return data
 
@@ -111,11 +130,15 @@ class Usage:
         else:
             cost = "unknown (no price for this model: register_price)"
         return (
-            f"{self.items} items | {self.requests} calls ({self.retries} retries, {self.reasks} re-asks) | "
-            f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | cost {cost} | "
-            f"{self.cache_hits} from cache, {self.fallback} by fallback, {self.failed} failed | "
-            f"wall {self.wall_s:.1f}s"
-        ) + self._cascade() + (f"\n{self.estimate}" if self.estimate else "")
+            (
+                f"{self.items} items | {self.requests} calls ({self.retries} retries, {self.reasks} re-asks) | "
+                f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | cost {cost} | "
+                f"{self.cache_hits} from cache, {self.fallback} by fallback, {self.failed} failed | "
+                f"wall {self.wall_s:.1f}s"
+            )
+            + self._cascade()
+            + (f"\n{self.estimate}" if self.estimate else "")
+        )
 
     def _cascade(self) -> str:
         if not (self.answered_locally or self.escalated):

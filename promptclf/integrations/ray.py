@@ -15,8 +15,19 @@ from promptclf.workflows.batch_labeller import BatchLabeller
 
 INSTALL = 'pip install "promptclf[ray]"'
 # What each batch adds to the tally. wall_s is left out: actors overlap, the driver times the run.
-COUNTERS = ("items", "requests", "retries", "reasks", "repaired", "prompt_tokens", "completion_tokens",
-            "cache_hits", "fallback", "failed", "compute_s")
+COUNTERS = (
+    "items",
+    "requests",
+    "retries",
+    "reasks",
+    "repaired",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_hits",
+    "fallback",
+    "failed",
+    "compute_s",
+)
 
 
 def require_ray():
@@ -37,8 +48,9 @@ class RayLabeller:
     labelled by BatchLabeller: cache first, a per-row `error` instead of a failed block.
     """
 
-    def __init__(self, labels, model: str | None = "offline", *, text_column: str = "text", tally=None,
-                 **classifier_options):
+    def __init__(
+        self, labels, model: str | None = "offline", *, text_column: str = "text", tally=None, **classifier_options
+    ):
         self.labeller = BatchLabeller.build(labels, model, text_column=text_column, **classifier_options)
         self.tally = tally
         self._reported = dict.fromkeys((*COUNTERS, "rows_with_error"), 0)
@@ -100,9 +112,19 @@ class _Counts:
         return dict(self.totals)
 
 
-def label_dataset(ds, labels, model: str | None = "offline", *, text_column: str = "text",
-                  actors: int | tuple[int, int] = 1, rows_per_batch: int | None = None, num_cpus: float | None = None,
-                  tally: UsageTally | None = None, map_options: dict | None = None, **classifier_options):
+def label_dataset(
+    ds,
+    labels,
+    model: str | None = "offline",
+    *,
+    text_column: str = "text",
+    actors: int | tuple[int, int] = 1,
+    rows_per_batch: int | None = None,
+    num_cpus: float | None = None,
+    tally: UsageTally | None = None,
+    map_options: dict | None = None,
+    **classifier_options,
+):
     """`ds` with predicted_label, confidence, source and error columns appended, labelled by a pool of
     `actors` (a number, or (min, max) to autoscale), each holding one Classifier built from `labels`, `model`
     and `classifier_options` (Classifier's keyword arguments: `concurrency` is requests in flight per actor).
@@ -122,9 +144,15 @@ def label_dataset(ds, labels, model: str | None = "offline", *, text_column: str
         rows_per_batch = default_rows_per_batch(spec.is_api, classifier_options)
     size = dict(min_size=actors[0], max_size=actors[1]) if isinstance(actors, tuple) else dict(size=actors)
     constructor = dict(labels=labels, model=model, text_column=text_column, tally=tally, **classifier_options)
-    return ds.map_batches(RayLabeller, fn_constructor_kwargs=constructor, batch_format="pandas",
-                          batch_size=rows_per_batch, compute=ray.data.ActorPoolStrategy(**size), num_cpus=num_cpus,
-                          **(map_options or {}))
+    return ds.map_batches(
+        RayLabeller,
+        fn_constructor_kwargs=constructor,
+        batch_format="pandas",
+        batch_size=rows_per_batch,
+        compute=ray.data.ActorPoolStrategy(**size),
+        num_cpus=num_cpus,
+        **(map_options or {}),
+    )
 
 
 def default_rows_per_batch(is_api: bool, classifier_options: dict) -> int:
@@ -146,9 +174,18 @@ def _check_configuration(labels, model, classifier_options: dict):
     return spec
 
 
-def label_parquet(source, destination, labels, model: str | None = "offline", *, text_column: str = "text",
-                  actors: int | tuple[int, int] = 2, rows_per_batch: int | None = None, progress: bool = True,
-                  **classifier_options) -> tuple[Usage, int]:
+def label_parquet(
+    source,
+    destination,
+    labels,
+    model: str | None = "offline",
+    *,
+    text_column: str = "text",
+    actors: int | tuple[int, int] = 2,
+    rows_per_batch: int | None = None,
+    progress: bool = True,
+    **classifier_options,
+) -> tuple[Usage, int]:
     """Label a Parquet file (or a directory of them) into `destination`, a new directory of Parquet parts whose
     rows, read back in file-name order, are in input order. Starts a local Ray cluster unless one is running
     or RAY_ADDRESS names one. Returns what the run paid (summed over the actors) and how many rows hold an
@@ -160,8 +197,10 @@ def label_parquet(source, destination, labels, model: str | None = "offline", *,
     if source.is_file() and source.suffix.lower() not in (".parquet", ".pq"):
         raise ConfigError(f"input {str(source)!r}: the Ray engine reads Parquet (a file or a directory of them)")
     if destination.exists() and (destination.is_file() or any(destination.iterdir())):
-        raise ConfigError(f"output {str(destination)!r} exists and is not an empty directory: the Ray engine "
-                          "writes Parquet parts into a new directory (remove it or choose another)")
+        raise ConfigError(
+            f"output {str(destination)!r} exists and is not an empty directory: the Ray engine "
+            "writes Parquet parts into a new directory (remove it or choose another)"
+        )
     _check_configuration(labels, model, classifier_options)
     started = time.perf_counter()
     owns_cluster = not ray.is_initialized()
@@ -176,8 +215,16 @@ def label_parquet(source, destination, labels, model: str | None = "offline", *,
             rows_per_batch = default_rows_per_batch(parse_model(model).is_api, classifier_options)
         # blocks of one batch each, so that every actor gets work even from a single file
         ds = ray.data.read_parquet(str(source)).repartition(target_num_rows_per_block=rows_per_batch)
-        label_dataset(ds, labels, model, text_column=text_column, actors=actors, rows_per_batch=rows_per_batch,
-                      tally=tally, **classifier_options).write_parquet(str(destination))
+        label_dataset(
+            ds,
+            labels,
+            model,
+            text_column=text_column,
+            actors=actors,
+            rows_per_batch=rows_per_batch,
+            tally=tally,
+            **classifier_options,
+        ).write_parquet(str(destination))
         return tally.usage(wall_s=time.perf_counter() - started), tally.rows_with_error()
     finally:
         context.execution_options.preserve_order, context.enable_progress_bars = saved

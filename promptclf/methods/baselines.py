@@ -64,8 +64,15 @@ class _SklearnMethod:
         usage.add(compute_s=time.perf_counter() - started)
         for i, row in enumerate(probs):
             best = int(np.argmax(row))
-            yield i, Prediction(self.labels.names[best], float(row[best]), self.source,
-                                scores=dict(zip(self.labels.names, map(float, row))))
+            yield (
+                i,
+                Prediction(
+                    self.labels.names[best],
+                    float(row[best]),
+                    self.source,
+                    scores=dict(zip(self.labels.names, map(float, row))),
+                ),
+            )
 
 
 class TfidfLR(_SklearnMethod):
@@ -74,8 +81,10 @@ class TfidfLR(_SklearnMethod):
     source = "tfidf"
 
     def _estimator(self):
-        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-                             LogisticRegression(C=self.C * 10, max_iter=2000, random_state=self.seed))
+        return make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+            LogisticRegression(C=self.C * 10, max_iter=2000, random_state=self.seed),
+        )
 
     def features(self, texts):
         return list(texts)

@@ -79,10 +79,24 @@ class ChatLabeler:
 
     cacheable = True
 
-    def __init__(self, llm: BaseChatModel, labels: LabelSet, prompt: ChatPrompt, *, model_id: str,
-                 example_selector=None, batch_size: int = 10, concurrency: int = 4, max_attempts: int = 6,
-                 max_wait: float = 30.0, max_reasks: int = 4, structured: str = "auto",
-                 system_in_user: bool | str = "auto", logprobs: bool = True, multi_label: bool = False):
+    def __init__(
+        self,
+        llm: BaseChatModel,
+        labels: LabelSet,
+        prompt: ChatPrompt,
+        *,
+        model_id: str,
+        example_selector=None,
+        batch_size: int = 10,
+        concurrency: int = 4,
+        max_attempts: int = 6,
+        max_wait: float = 30.0,
+        max_reasks: int = 4,
+        structured: str = "auto",
+        system_in_user: bool | str = "auto",
+        logprobs: bool = True,
+        multi_label: bool = False,
+    ):
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"structured={structured!r}: choose one of {STRUCTURED_MODES}")
         if system_in_user not in (True, False, "auto"):
@@ -128,8 +142,9 @@ class ChatLabeler:
         is (asked at the first request, see _listed_without_system_role)."""
         if self._system_in_user != "auto":
             return self._system_in_user
-        return self._named_without_system_role() or (self._listing_base() is not None
-                                                     and self._listed_without_system_role())
+        return self._named_without_system_role() or (
+            self._listing_base() is not None and self._listed_without_system_role()
+        )
 
     def _layout_key(self) -> tuple:
         """What the cache key says of system_in_user, from the option, the model's name and the capability table
@@ -171,12 +186,14 @@ class ChatLabeler:
         key = (mode, logprobs)
         if key not in self._chains:
             llm = self._configured(logprobs)
-            prompt = self.prompt.runnable(with_format_instructions=mode == "parser",
-                                          system_in_user=self.system_in_user)
+            prompt = self.prompt.runnable(with_format_instructions=mode == "parser", system_in_user=self.system_in_user)
             # A JSON-schema dict, not the Pydantic class: the client would raise on an off-set label before we
             # could repair or re-ask it; we validate the payload ourselves (schemas.read_batch).
-            self._chains[key] = prompt | llm if mode == "parser" else prompt | llm.with_structured_output(
-                self.schema.model_json_schema(), method=mode, include_raw=True)
+            self._chains[key] = (
+                prompt | llm
+                if mode == "parser"
+                else prompt | llm.with_structured_output(self.schema.model_json_schema(), method=mode, include_raw=True)
+            )
         return self._chains[key]
 
     def _configured(self, logprobs: bool):
@@ -213,8 +230,16 @@ class ChatLabeler:
         selector = self.example_selector.fingerprint() if self.example_selector else None
         # "auto" is keyed by the first mode it tries: what it falls back to is fixed by the server it asks.
         multi = ("multi-label",) if self.multi_label else ()
-        return method_identity("chat", self.model_id, self.prompt.fingerprint, selector, self.candidates[0],
-                               *self._layout_key(), *multi, *logprobs_key)
+        return method_identity(
+            "chat",
+            self.model_id,
+            self.prompt.fingerprint,
+            selector,
+            self.candidates[0],
+            *self._layout_key(),
+            *multi,
+            *logprobs_key,
+        )
 
     # --- one request --------------------------------------------------------------------------------
 
@@ -228,8 +253,13 @@ class ChatLabeler:
     def _ask(self, batch: list[tuple[int, str]], usage: Usage, stop: threading.Event) -> BatchResult:
         """One request for a batch of (item id, text); retried on transient errors, and asked again in
         another form once if the server refuses this one and another can be tried."""
-        with telemetry.span(f"chat {self.model_id}", parent=usage.span, gen_ai__operation__name="chat",
-                            gen_ai__request__model=self.model_id, promptclf__items=len(batch)) as span:
+        with telemetry.span(
+            f"chat {self.model_id}",
+            parent=usage.span,
+            gen_ai__operation__name="chat",
+            gen_ai__request__model=self.model_id,
+            promptclf__items=len(batch),
+        ) as span:
             response, mode, logprobs = self._send(batch, usage, stop)
             payload, tokens, counts = self._read(response, mode)
             usage.add(**counts)
@@ -237,9 +267,13 @@ class ChatLabeler:
             usage.add(repaired=result.repaired)
             if logprobs and result.labels:
                 self._add_confidence(result, tokens, mode)
-            telemetry.set_attributes(span, gen_ai__usage__input_tokens=counts["prompt_tokens"],
-                                     gen_ai__usage__output_tokens=counts["completion_tokens"],
-                                     promptclf__answered=len(result.labels), promptclf__structured=mode)
+            telemetry.set_attributes(
+                span,
+                gen_ai__usage__input_tokens=counts["prompt_tokens"],
+                gen_ai__usage__output_tokens=counts["completion_tokens"],
+                promptclf__answered=len(result.labels),
+                promptclf__structured=mode,
+            )
         return result
 
     def _send(self, batch: list[tuple[int, str]], usage: Usage, stop: threading.Event):
@@ -250,8 +284,15 @@ class ChatLabeler:
             if stop.is_set():  # stopped while the request was built (a first request may list /models first)
                 raise StoppedBeforeAsking
             try:
-                response = call(request, usage, where=self.model_id, max_attempts=self.max_attempts,
-                                max_wait=self.max_wait, stop=stop, unsupported_hint=self._hint(mode))
+                response = call(
+                    request,
+                    usage,
+                    where=self.model_id,
+                    max_attempts=self.max_attempts,
+                    max_wait=self.max_wait,
+                    stop=stop,
+                    unsupported_hint=self._hint(mode),
+                )
                 break
             except RefusedRequest as refused:
                 if not self._adapt(refused.refusal, mode, logprobs):
@@ -267,8 +308,9 @@ class ChatLabeler:
         messages = prompt.invoke(self._variables(batch, mode)).to_messages()
         top = min(20, max(5, len(self.labels) + 1)) if logprobs else None
         bound = None if REASONING.match(str(self.llm.model_name)) else self.max_tokens
-        return request_body(self.llm, messages, mode, self.schema.model_json_schema(), top_logprobs=top,
-                            max_tokens=bound)
+        return request_body(
+            self.llm, messages, mode, self.schema.model_json_schema(), top_logprobs=top, max_tokens=bound
+        )
 
     def _request(self, batch: list[tuple[int, str]], mode: str, logprobs: bool):
         """The call that asks for a batch: straight through the chat model's openai client where it has one,
@@ -283,19 +325,30 @@ class ChatLabeler:
         """(payload to read answers from, the answer's token logprobs, token counts) of either kind of response."""
         if isinstance(response, dict):  # the openai client's JSON (chat_requests.send)
             payload, tokens, used = answer_of(response)
-            return payload, tokens, {"prompt_tokens": used.get("prompt_tokens") or 0,
-                                     "completion_tokens": used.get("completion_tokens") or 0}
+            return (
+                payload,
+                tokens,
+                {
+                    "prompt_tokens": used.get("prompt_tokens") or 0,
+                    "completion_tokens": used.get("completion_tokens") or 0,
+                },
+            )
         raw, payload = self._unpack(response, mode)
         meta = getattr(raw, "usage_metadata", None) or {}
         tokens = ((getattr(raw, "response_metadata", None) or {}).get("logprobs") or {}).get("content")
-        return payload, tokens, {"prompt_tokens": meta.get("input_tokens", 0),
-                                 "completion_tokens": meta.get("output_tokens", 0)}
+        return (
+            payload,
+            tokens,
+            {"prompt_tokens": meta.get("input_tokens", 0), "completion_tokens": meta.get("output_tokens", 0)},
+        )
 
     def _hint(self, mode: str) -> str:
         if self.requested == "auto" and mode == self.candidates[-1]:
             return "the server refused every structured-output mode: see its log for why"
-        return (f"structured={mode!r} asks for what this server does not take: try structured='auto', which "
-                f"falls back through {', '.join(FALLBACK_ORDER)}, or structured='parser'")
+        return (
+            f"structured={mode!r} asks for what this server does not take: try structured='auto', which "
+            f"falls back through {', '.join(FALLBACK_ORDER)}, or structured='parser'"
+        )
 
     def _adapt(self, refused: Refusal, mode: str, asked_logprobs: bool) -> bool:
         """After a refusal, stop asking for what was refused if something else can be asked: logprobs, or
@@ -305,9 +358,13 @@ class ChatLabeler:
                 said, self.endpoint.logprobs_missing_said = self.endpoint.logprobs_missing_said, True
                 self.endpoint.logprobs_refused = True
                 if not said:
-                    log.warning("promptclf: %s refused token logprobs (%s %s): its answers carry no confidence "
-                                "and fallback_below does not apply to them", self.model_id, refused.status,
-                                refused.reason)
+                    log.warning(
+                        "promptclf: %s refused token logprobs (%s %s): its answers carry no confidence "
+                        "and fallback_below does not apply to them",
+                        self.model_id,
+                        refused.status,
+                        refused.reason,
+                    )
                 return True
             if self.requested != "auto":
                 return False
@@ -317,8 +374,14 @@ class ChatLabeler:
             first = mode not in self.endpoint.refused_modes
             self.endpoint.refused_modes.add(mode)
         if first:
-            log.warning("promptclf: %s refused structured=%r (%s %s); using structured=%r for this server from now "
-                        "on", self.model_id, mode, refused.status, refused.reason, left[0])
+            log.warning(
+                "promptclf: %s refused structured=%r (%s %s); using structured=%r for this server from now on",
+                self.model_id,
+                mode,
+                refused.status,
+                refused.reason,
+                left[0],
+            )
         return True
 
     def _add_confidence(self, result: BatchResult, content: list | None, mode: str) -> None:
@@ -326,8 +389,12 @@ class ChatLabeler:
             with self.endpoint.lock:
                 said, self.endpoint.logprobs_missing_said = self.endpoint.logprobs_missing_said, True
             if not said:
-                log.warning("promptclf: %s returned no token logprobs with structured=%r: its answers carry no "
-                            "confidence and fallback_below does not apply to them", self.model_id, mode)
+                log.warning(
+                    "promptclf: %s returned no token logprobs with structured=%r: its answers carry no "
+                    "confidence and fallback_below does not apply to them",
+                    self.model_id,
+                    mode,
+                )
             return
         for item, (confidence, scores) in label_confidences(content, self.labels, result.labels).items():
             result.confidence[item], result.scores[item] = confidence, scores
@@ -348,8 +415,9 @@ class ChatLabeler:
 
     # --- a chunk, with re-asks ----------------------------------------------------------------------
 
-    def _label_chunk(self, chunk: list[tuple[int, str]], usage: Usage, stop: threading.Event, budget: ReaskBudget,
-                     asks: int = 0) -> list[tuple[int, Outcome]]:
+    def _label_chunk(
+        self, chunk: list[tuple[int, str]], usage: Usage, stop: threading.Event, budget: ReaskBudget, asks: int = 0
+    ) -> list[tuple[int, Outcome]]:
         """Label a chunk of (position, text), its items asked `asks` times before. What the answer got wrong is
         asked again, in halves, until each item was asked 1 + max_reasks times or the run's re-ask budget is spent.
         Once `stop` is set nothing is asked: the chunk's items fail as not asked."""
@@ -366,21 +434,28 @@ class ChatLabeler:
             if usage.request_done(False, describe_error(exc)):
                 stop.set()  # the run's breaker tripped: nothing more is asked
             if is_transient(exc):  # retries are spent: the backend is down, splitting would not help
-                return [(pos, Failure(f"no answer after {self.max_attempts} attempts: {describe_error(exc)}"))
-                        for pos, _ in chunk]
+                return [
+                    (pos, Failure(f"no answer after {self.max_attempts} attempts: {describe_error(exc)}"))
+                    for pos, _ in chunk
+                ]
             if not is_request_error(exc):
                 raise
             result = BatchResult(failed={i: describe_error(exc) for i in by_id})
         else:
-            if usage.request_done(bool(result.labels), None if result.labels else next(iter(result.failed.values()), None)):
+            if usage.request_done(
+                bool(result.labels), None if result.labels else next(iter(result.failed.values()), None)
+            ):
                 stop.set()
         outcomes = [(by_id[i][0], self._prediction(label, result, i)) for i, label in result.labels.items()]
         failed = [(item, result.failed[i]) for i, item in by_id.items() if i in result.failed]
         if not failed:
             return outcomes
         asks += 1
-        halves = [failed] if asks == 1 or len(failed) == 1 else [failed[: (len(failed) + 1) // 2],
-                                                                  failed[(len(failed) + 1) // 2 :]]
+        halves = (
+            [failed]
+            if asks == 1 or len(failed) == 1
+            else [failed[: (len(failed) + 1) // 2], failed[(len(failed) + 1) // 2 :]]
+        )
         for part in halves:
             if asks > self.max_reasks or (not stop.is_set() and not budget.take()):
                 outcomes += [(pos, Failure(f"no answer after {asks} asks: {why}")) for (pos, _), why in part]
@@ -412,8 +487,9 @@ class ChatLabeler:
             return
         yield from self._in_parallel(chunks, usage, stop, budget)
 
-    def _in_parallel(self, chunks, usage: Usage, stop: threading.Event, budget: ReaskBudget
-                     ) -> Iterator[tuple[int, Outcome]]:
+    def _in_parallel(
+        self, chunks, usage: Usage, stop: threading.Event, budget: ReaskBudget
+    ) -> Iterator[tuple[int, Outcome]]:
         """Chunks on `concurrency` threads. On Ctrl-C or an error no request starts any more; the ones in
         flight finish and their answers are handed on (and so cached) before the exception is. A server not
         asked yet gets the first chunk alone: what it refuses is learnt on one request, not on `concurrency`."""
@@ -482,5 +558,5 @@ def _answers_in_flight(futures, handed: dict) -> Iterator[tuple[int, Outcome]]:
     wait(futures)
     for future in futures:
         if not future.cancelled() and future.exception() is None:
-            rest = future.result()[handed.get(future, 0):]
+            rest = future.result()[handed.get(future, 0) :]
             yield from ((pos, o) for pos, o in rest if isinstance(o, Prediction))

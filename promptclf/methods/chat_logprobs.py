@@ -9,8 +9,10 @@ import re
 from promptclf.core.labels import LabelSet, normalize
 
 # One answer object of the batch schema, in either key order; the label's text is group "label".
-_ANSWER = (re.compile(r'"index"\s*:\s*(?P<index>\d+)\s*,\s*"label"\s*:\s*"(?P<label>(?:[^"\\]|\\.)*)"'),
-           re.compile(r'"label"\s*:\s*"(?P<label>(?:[^"\\]|\\.)*)"\s*,\s*"index"\s*:\s*(?P<index>\d+)'))
+_ANSWER = (
+    re.compile(r'"index"\s*:\s*(?P<index>\d+)\s*,\s*"label"\s*:\s*"(?P<label>(?:[^"\\]|\\.)*)"'),
+    re.compile(r'"label"\s*:\s*"(?P<label>(?:[^"\\]|\\.)*)"\s*,\s*"index"\s*:\s*(?P<index>\d+)'),
+)
 
 
 def label_confidences(tokens: list[dict], labels: LabelSet, answered: dict[int, str]) -> dict[int, tuple[float, dict]]:
@@ -58,7 +60,7 @@ def _alternatives(token: dict, lead: str, labels: LabelSet, skip: str) -> dict[s
         written = alternative.get("token", "")
         if not written.startswith(lead) or alternative.get("logprob") is None:
             continue
-        rest = normalize(written[len(lead):].rstrip('"'))
+        rest = normalize(written[len(lead) :].rstrip('"'))
         if not rest:
             continue
         named = {name for surface, name in surfaces if surface.startswith(rest) or rest.startswith(surface)}

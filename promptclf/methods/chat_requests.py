@@ -17,12 +17,40 @@ from langchain_core.messages import convert_to_openai_messages
 from promptclf.core.credentials import is_openai
 
 # The parameters the openai client's `chat.completions.create` takes by name; any other goes in `extra_body`.
-CLIENT_PARAMS = {"model", "messages", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice",
-                 "parallel_tool_calls", "temperature", "max_tokens", "max_completion_tokens", "top_p", "seed", "stop",
-                 "frequency_penalty", "presence_penalty", "logit_bias", "n", "stream", "reasoning_effort"}
+CLIENT_PARAMS = {
+    "model",
+    "messages",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "top_p",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "n",
+    "stream",
+    "reasoning_effort",
+}
 # ChatOpenAI's public settings that go into a request as they are, when set.
-SETTINGS = ("temperature", "top_p", "seed", "stop", "frequency_penalty", "presence_penalty", "logit_bias", "n",
-            "reasoning_effort")
+SETTINGS = (
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "n",
+    "reasoning_effort",
+)
 
 
 def sends_directly(llm) -> bool:
@@ -37,14 +65,21 @@ def structured_params(mode: str, schema: dict) -> dict:
     instructions are in the prompt)."""
     name, description = schema.get("title", "BatchAnswer"), schema.get("description", "")
     if mode == "json_schema":
-        return {"response_format": {"type": "json_schema", "json_schema": {
-            "name": name, "description": description, "strict": False, "schema": schema}}}
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": name, "description": description, "strict": False, "schema": schema},
+            }
+        }
     if mode == "json_mode":
         return {"response_format": {"type": "json_object"}}
     if mode == "function_calling":
         function = {"name": name, "description": description, "parameters": schema}
-        return {"tools": [{"type": "function", "function": function}], "parallel_tool_calls": False,
-                "tool_choice": {"type": "function", "function": {"name": name}}}
+        return {
+            "tools": [{"type": "function", "function": function}],
+            "parallel_tool_calls": False,
+            "tool_choice": {"type": "function", "function": {"name": name}},
+        }
     return {}
 
 

@@ -19,8 +19,10 @@ from promptclf.methods.requests import RefusedRequest, call
 
 log = logging.getLogger("promptclf")
 
-UNSUPPORTED = ("label scoring needs a completions endpoint that returns the prompt's logprobs with echo=True "
-               "(vLLM and llama-cpp-python's server do)")
+UNSUPPORTED = (
+    "label scoring needs a completions endpoint that returns the prompt's logprobs with echo=True "
+    "(vLLM and llama-cpp-python's server do)"
+)
 
 
 class CompletionsScorer:
@@ -36,8 +38,9 @@ class CompletionsScorer:
 
     def __init__(self, spec: ModelSpec, *, timeout: float = 60.0, max_attempts: int = 6, client=None):
         self.spec, self.max_attempts = spec, max_attempts
-        self.client = client or openai.OpenAI(base_url=spec.base_url, api_key=api_key(spec), timeout=timeout,
-                                              max_retries=0)
+        self.client = client or openai.OpenAI(
+            base_url=spec.base_url, api_key=api_key(spec), timeout=timeout, max_retries=0
+        )
         self.endpoint = endpoint(f"completions|{spec.id}")
 
     @property
@@ -54,8 +57,9 @@ class CompletionsScorer:
             prompt = prompts[n // len(labels)]
             scores[n] = self._label_logprob(choice, len(prompt), len(texts[n]))
         if np.isnan(scores).any():
-            raise ConfigError(f"model {self.spec.id!r}: the server returned no logprobs for the prompt's tokens; "
-                              f"{UNSUPPORTED}")
+            raise ConfigError(
+                f"model {self.spec.id!r}: the server returned no logprobs for the prompt's tokens; {UNSUPPORTED}"
+            )
         return scores.reshape(len(prompts), len(labels))
 
     def _choices(self, texts: list[str], usage: Usage) -> list[tuple[int, object]]:
@@ -73,18 +77,24 @@ class CompletionsScorer:
                 raise
             with self.endpoint.lock:
                 self.endpoint.prompt_lists = False
-            log.info("promptclf: %s refused a list of prompts (%s); sending one prompt per request", self.spec.id,
-                     status)
+            log.info(
+                "promptclf: %s refused a list of prompts (%s); sending one prompt per request", self.spec.id, status
+            )
             return [(n, self._request(text, usage).choices[0]) for n, text in enumerate(texts)]
         with self.endpoint.lock:
             self.endpoint.prompt_lists = True
         return [(choice.index, choice) for choice in response.choices]
 
     def _request(self, prompt, usage: Usage, attempts: int | None = None):
-        response = call(lambda: self.client.completions.create(model=self.spec.name, prompt=prompt, max_tokens=1,
-                                                               echo=True, logprobs=0, temperature=0),
-                        usage, where=self.spec.id, max_attempts=attempts or self.max_attempts,
-                        unsupported_hint=UNSUPPORTED)
+        response = call(
+            lambda: self.client.completions.create(
+                model=self.spec.name, prompt=prompt, max_tokens=1, echo=True, logprobs=0, temperature=0
+            ),
+            usage,
+            where=self.spec.id,
+            max_attempts=attempts or self.max_attempts,
+            unsupported_hint=UNSUPPORTED,
+        )
         if response.usage:
             usage.add(prompt_tokens=response.usage.prompt_tokens or 0)
         return response

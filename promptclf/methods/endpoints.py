@@ -64,5 +64,7 @@ def served_models(base_url: str, api_key: str | None, found: Endpoint, timeout: 
 def _unavailable(url: str, reason: str) -> ConnectionError:
     from promptclf.core.credentials import redact_url
 
-    return ConnectionError(f"GET {redact_url(url)}: {reason} (system_in_user='auto' reads the server's model "
-                           "listing to know where the system text goes; system_in_user=True or False does without it)")
+    return ConnectionError(
+        f"GET {redact_url(url)}: {reason} (system_in_user='auto' reads the server's model "
+        "listing to know where the system text goes; system_in_user=True or False does without it)"
+    )

@@ -32,7 +32,9 @@ META = "promptclf.json"
 # adapter via modules_to_save), modules also left unquantised, and the LoRA target modules.
 ARCHITECTURES = {
     # BERT-style heads read the pooler (dense + tanh over [CLS]); it is trained with the head.
-    "bert": dict(head=["classifier", "pooler"], skip=["classifier", "pooler.dense"], targets=["query", "key", "value", "dense"]),
+    "bert": dict(
+        head=["classifier", "pooler"], skip=["classifier", "pooler.dense"], targets=["query", "key", "value", "dense"]
+    ),
     "gemma3_text": dict(head=["score"], skip=["score"], targets=["q_proj", "k_proj", "v_proj", "o_proj"]),
     "default": dict(head=["classifier"], skip=["classifier", "score", "pooler.dense"], targets="all-linear"),
 }
@@ -89,8 +91,13 @@ def _quantization(quantize: str, skip: list[str]):
     if quantize == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+        llm_int8_skip_modules=skip,
+    )
 
 
 def _architecture(path: Path) -> dict:
@@ -118,8 +125,12 @@ def load_base(config: FineTuneConfig, labels: LabelSet, multi_label: bool = Fals
     elif torch.cuda.is_available():
         kwargs["dtype"] = torch.bfloat16
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(labels), id2label=dict(enumerate(labels.names)),
-        label2id={n: i for i, n in enumerate(labels.names)}, **kwargs)
+        path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels.names)),
+        label2id={n: i for i, n in enumerate(labels.names)},
+        **kwargs,
+    )
     model.config.pad_token_id = tokenizer.pad_token_id  # decoder heads find each row's last real token by it
     return model, tokenizer, arch
 
@@ -148,9 +159,14 @@ def with_lora(model, config: FineTuneConfig, arch: dict):
     from peft import LoraConfig, get_peft_model
 
     model = prepare_for_training(model, config)
-    lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=config.target_modules or arch["targets"],
-                      modules_to_save=arch["head"])
+    lora = LoraConfig(
+        task_type="SEQ_CLS",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules or arch["targets"],
+        modules_to_save=arch["head"],
+    )
     return get_peft_model(model, lora)
 
 
@@ -158,8 +174,9 @@ def _dataset(tokenizer, texts, label_ids, max_length):
     from datasets import Dataset
 
     data = Dataset.from_dict({"text": list(texts), "label": list(label_ids)})
-    return data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
-                    remove_columns=["text"])
+    return data.map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True, remove_columns=["text"]
+    )
 
 
 def _metrics(eval_pred) -> dict:
@@ -176,8 +193,11 @@ def _multi_label_metrics(eval_pred) -> dict:
     logits, gold = eval_pred
     pred = (np.asarray(logits) > 0).astype(int)  # sigmoid(logit) >= 0.5
     gold = np.asarray(gold).astype(int)
-    return {"accuracy": accuracy_score(gold, pred), "micro_f1": f1_score(gold, pred, average="micro", zero_division=0),
-            "macro_f1": f1_score(gold, pred, average="macro", zero_division=0)}
+    return {
+        "accuracy": accuracy_score(gold, pred),
+        "micro_f1": f1_score(gold, pred, average="micro", zero_division=0),
+        "macro_f1": f1_score(gold, pred, average="macro", zero_division=0),
+    }
 
 
 def _targets(rows: Sequence[dict], labels: LabelSet, multi_label: bool, what: str) -> list:
@@ -221,13 +241,21 @@ def plan_schedule(n_train: int, config: FineTuneConfig, evaluate: bool = True) -
     per_epoch = math.ceil(n_train / batch)
     epochs = max(config.epochs, math.ceil(config.min_steps / per_epoch))
     steps = math.ceil(per_epoch * epochs)
-    return Schedule(batch, epochs, steps, math.ceil(steps / 5) if evaluate else 0,
-                    warmup_steps=math.ceil(steps / 10))
+    return Schedule(batch, epochs, steps, math.ceil(steps / 5) if evaluate else 0, warmup_steps=math.ceil(steps / 10))
 
 
-def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: Sequence[dict] | None = None,
-             progress: bool = True, init_from: str | Path | None = None, method: str = "lora",
-             multi_label: bool = False, **options) -> FineTunedMethod:
+def finetune(
+    train_rows: Sequence[dict],
+    labels,
+    *,
+    out: str | Path,
+    dev_rows: Sequence[dict] | None = None,
+    progress: bool = True,
+    init_from: str | Path | None = None,
+    method: str = "lora",
+    multi_label: bool = False,
+    **options,
+) -> FineTunedMethod:
     """Train a LoRA classifier on [{"text", "label"}] rows and save it to `out`; returns the loaded method.
 
     method="setfit": SetFit on a sentence-transformers encoder instead (options are SetFitConfig's: base,
@@ -270,8 +298,10 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     if init_from:
         previous = FineTunedMethod.load(init_from, labels, trainable=True)
         if previous.multi_label != multi_label:
-            raise ConfigError(f"init_from {str(init_from)!r}: its head is {'multi' if previous.multi_label else 'single'}"
-                              f"-label, not {'multi' if multi_label else 'single'}-label")
+            raise ConfigError(
+                f"init_from {str(init_from)!r}: its head is {'multi' if previous.multi_label else 'single'}"
+                f"-label, not {'multi' if multi_label else 'single'}-label"
+            )
         model, tokenizer = previous.model, previous.tokenizer
         config.base, config.quantize = previous.config.base, previous.config.quantize
         model.train()
@@ -284,25 +314,40 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
     elif schedule.eval_steps == 0:  # no dev rows: train on all, keep the last model
         every = dict(eval_strategy="no", save_strategy="no")
     else:
-        every = dict(eval_strategy="steps", save_strategy="steps", eval_steps=schedule.eval_steps,
-                     save_steps=schedule.eval_steps)
+        every = dict(
+            eval_strategy="steps", save_strategy="steps", eval_steps=schedule.eval_steps, save_steps=schedule.eval_steps
+        )
     args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=schedule.epochs, learning_rate=config.learning_rate,
-        per_device_train_batch_size=schedule.batch_size, per_device_eval_batch_size=64, **every,
-        save_total_limit=1, load_best_model_at_end=bool(dev_texts),
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=schedule.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=schedule.batch_size,
+        per_device_eval_batch_size=64,
+        **every,
+        save_total_limit=1,
+        load_best_model_at_end=bool(dev_texts),
         # Multi-label: the dev BCE loss; micro-F1 at 0.5 stays 0 until some probability reaches 0.5, so it would
         # keep the first checkpoint (the threshold is chosen on the dev rows afterwards).
         metric_for_best_model="loss" if multi_label else "accuracy",
         warmup_steps=schedule.warmup_steps,
-        seed=config.seed, data_seed=config.seed, report_to=[], logging_strategy="epoch",
-        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        logging_strategy="epoch",
+        disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(),
+        dataloader_num_workers=0,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_dataset(tokenizer, texts, label_ids, config.max_length),
-                      eval_dataset=_dataset(tokenizer, dev_texts, dev_ids, config.max_length) if dev_texts else None,
-                      data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_metrics=_multi_label_metrics if multi_label else _metrics,
-                      callbacks=[EarlyStoppingCallback(config.early_stopping_patience)] if dev_texts else [])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(tokenizer, texts, label_ids, config.max_length),
+        eval_dataset=_dataset(tokenizer, dev_texts, dev_ids, config.max_length) if dev_texts else None,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_multi_label_metrics if multi_label else _metrics,
+        callbacks=[EarlyStoppingCallback(config.early_stopping_patience)] if dev_texts else [],
+    )
     started = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - started
@@ -312,9 +357,17 @@ def finetune(train_rows: Sequence[dict], labels, *, out: str | Path, dev_rows: S
         from promptclf.core.multilabel import choose_threshold
 
         method.threshold = choose_threshold(method.probabilities(dev_texts), np.asarray(dev_ids))
-    method.save(out, {"train_seconds": train_s, "train_rows": len(texts), "dev_rows": len(dev_texts),
-                      "steps": trainer.state.global_step, "schedule": asdict(schedule),
-                      "dev": {k: v for k, v in dev_metrics.items() if isinstance(v, (int, float))}})
+    method.save(
+        out,
+        {
+            "train_seconds": train_s,
+            "train_rows": len(texts),
+            "dev_rows": len(dev_texts),
+            "steps": trainer.state.global_step,
+            "schedule": asdict(schedule),
+            "dev": {k: v for k, v in dev_metrics.items() if isinstance(v, (int, float))},
+        },
+    )
     return method
 
 
@@ -325,8 +378,9 @@ def read_meta(path: Path, labels=None) -> dict:
     meta = json.loads((path / META).read_text())
     saved = LabelSet.from_json(meta["labels"])
     if labels is not None and LabelSet.of(labels).names != saved.names:
-        raise ConfigError(f"fine-tuned model {str(path)!r} was trained on labels {saved.names}, "
-                          f"not {LabelSet.of(labels).names}")
+        raise ConfigError(
+            f"fine-tuned model {str(path)!r} was trained on labels {saved.names}, not {LabelSet.of(labels).names}"
+        )
     return meta
 
 
@@ -345,8 +399,17 @@ class FineTunedMethod:
 
     cacheable = False  # local and cheap: caching would only add disk writes
 
-    def __init__(self, model, tokenizer, labels: LabelSet, config: FineTuneConfig, path: Path | None = None,
-                 batch_size: int = 64, multi_label: bool = False, threshold: float = 0.5):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        labels: LabelSet,
+        config: FineTuneConfig,
+        path: Path | None = None,
+        batch_size: int = 64,
+        multi_label: bool = False,
+        threshold: float = 0.5,
+    ):
         self.model, self.tokenizer, self.labels, self.config = model, tokenizer, labels, config
         self.path, self.batch_size = path, batch_size
         self.multi_label, self.threshold = multi_label, threshold
@@ -363,8 +426,13 @@ class FineTunedMethod:
         out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out)  # the adapter, and the head through modules_to_save
         self.tokenizer.save_pretrained(out)
-        meta = {"format": 1, "labels": self.labels.to_json(), "config": asdict(self.config), "metrics": metrics,
-                "versions": {"transformers": transformers.__version__, "peft": peft.__version__}}
+        meta = {
+            "format": 1,
+            "labels": self.labels.to_json(),
+            "config": asdict(self.config),
+            "metrics": metrics,
+            "versions": {"transformers": transformers.__version__, "peft": peft.__version__},
+        }
         if self.multi_label:
             meta.update(multi_label=True, threshold=self.threshold)
         write_atomically(out / META, json.dumps(meta, indent=2))  # last, and whole: it marks a saved model
@@ -386,8 +454,9 @@ class FineTunedMethod:
             model = prepare_for_training(model, config)
         model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         keep_4bit_weights_trainable(model)
-        return cls(model, tokenizer, saved, config, path=path, multi_label=multi_label,
-                   threshold=meta.get("threshold", 0.5))
+        return cls(
+            model, tokenizer, saved, config, path=path, multi_label=multi_label, threshold=meta.get("threshold", 0.5)
+        )
 
     @property
     def metrics(self) -> dict:
@@ -399,8 +468,13 @@ class FineTunedMethod:
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                batch = self.tokenizer(list(texts[start : start + self.batch_size]), padding=True, truncation=True,
-                                       max_length=self.config.max_length, return_tensors="pt")
+                batch = self.tokenizer(
+                    list(texts[start : start + self.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.config.max_length,
+                    return_tensors="pt",
+                )
                 batch = {k: v.to(self.model.device) for k, v in batch.items()}
                 logits = self.model(**batch).logits.float()
                 out.append((torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)).cpu().numpy())
@@ -418,10 +492,19 @@ def _finetune_options(args) -> dict:
     if args.method == "setfit":
         given = dict(base=args.base, batch_size=args.batch_size, max_length=args.max_length)
         return dict(method="setfit", seed=args.seed, **{k: v for k, v in given.items() if v is not None})
-    return dict(base=args.base or "minilm", quantize=args.quantize, epochs=args.epochs,
-                learning_rate=args.learning_rate, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                lora_dropout=args.lora_dropout, batch_size=args.batch_size or 32, max_length=args.max_length or 128,
-                seed=args.seed, min_steps=args.min_steps)
+    return dict(
+        base=args.base or "minilm",
+        quantize=args.quantize,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        batch_size=args.batch_size or 32,
+        max_length=args.max_length or 128,
+        seed=args.seed,
+        min_steps=args.min_steps,
+    )
 
 
 def cmd_finetune(args) -> int:
@@ -432,14 +515,21 @@ def cmd_finetune(args) -> int:
     labels = args.labels or sorted({r["label"] for r in rows})
     method = finetune(rows, labels, out=args.out, dev_rows=dev, **_finetune_options(args))
     if args.method == "setfit":
-        print(f"saved to {args.out}: SetFit trained {method.metrics['steps']} steps on {len(rows)} rows "
-              f"in {method.metrics['train_seconds']:.0f}s")
+        print(
+            f"saved to {args.out}: SetFit trained {method.metrics['steps']} steps on {len(rows)} rows "
+            f"in {method.metrics['train_seconds']:.0f}s"
+        )
         return 0
     dev_metrics = method.metrics["dev"]
-    dev = (f"dev accuracy {dev_metrics['eval_accuracy']:.4f}, macro-F1 {dev_metrics['eval_macro_f1']:.4f}"
-           if dev_metrics else f"no dev rows (too few to hold out: trained on all {method.metrics['train_rows']})")
-    print(f"saved to {args.out}: {dev}, {method.metrics['steps']} steps, "
-          f"trained in {method.metrics['train_seconds']:.0f}s")
+    dev = (
+        f"dev accuracy {dev_metrics['eval_accuracy']:.4f}, macro-F1 {dev_metrics['eval_macro_f1']:.4f}"
+        if dev_metrics
+        else f"no dev rows (too few to hold out: trained on all {method.metrics['train_rows']})"
+    )
+    print(
+        f"saved to {args.out}: {dev}, {method.metrics['steps']} steps, "
+        f"trained in {method.metrics['train_seconds']:.0f}s"
+    )
     return 0
 
 
@@ -448,8 +538,12 @@ def _add_training_options(p) -> None:
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
     p.add_argument("--labels", help="comma-separated label set (default: the labels in the training file)")
-    p.add_argument("--method", default="lora", choices=["lora", "setfit"],
-                   help="lora (quantised LoRA, default) or setfit (few labelled rows)")
+    p.add_argument(
+        "--method",
+        default="lora",
+        choices=["lora", "setfit"],
+        help="lora (quantised LoRA, default) or setfit (few labelled rows)",
+    )
     p.add_argument("--base", help="minilm (default), gemma-270m (lora), or a local model directory")
     p.add_argument("--quantize", default="4bit", choices=["4bit", "8bit", "none"])
     p.add_argument("--epochs", type=float, default=3)
@@ -458,8 +552,12 @@ def _add_training_options(p) -> None:
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument("--lora-dropout", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, help="default 32 (lora), 16 (setfit)")
-    p.add_argument("--min-steps", type=int, default=40,
-                   help="lora: on small data, smaller batches and more epochs up to this many optimiser steps (0: off)")
+    p.add_argument(
+        "--min-steps",
+        type=int,
+        default=40,
+        help="lora: on small data, smaller batches and more epochs up to this many optimiser steps (0: off)",
+    )
     p.add_argument("--max-length", type=int, help="default 128 (lora), 64 (setfit) tokens")
     p.add_argument("--seed", type=int, default=0)
 

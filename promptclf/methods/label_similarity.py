@@ -49,8 +49,16 @@ class LabelSimilarity(UsesEncoder):
 
     cacheable = False
 
-    def __init__(self, labels, *, encoder=None, template: str | None = None, temperature: float = TEMPERATURE,
-                 unlabeled: Sequence[str] = (), examples: Sequence[dict] = ()):
+    def __init__(
+        self,
+        labels,
+        *,
+        encoder=None,
+        template: str | None = None,
+        temperature: float = TEMPERATURE,
+        unlabeled: Sequence[str] = (),
+        examples: Sequence[dict] = (),
+    ):
         self.labels = LabelSet.of(labels)
         self.template, self.temperature = template, temperature
         self._encoder = encoder
@@ -68,9 +76,17 @@ class LabelSimilarity(UsesEncoder):
 
     @property
     def identity(self) -> str:
-        return method_identity("label-similarity", self.encoder.identity, self.label_texts(), self.temperature,
-                               fingerprint(self.unlabeled) if self.unlabeled else None, ROUNDS, MIX,
-                               self.examples or None, hashed=True)
+        return method_identity(
+            "label-similarity",
+            self.encoder.identity,
+            self.label_texts(),
+            self.temperature,
+            fingerprint(self.unlabeled) if self.unlabeled else None,
+            ROUNDS,
+            MIX,
+            self.examples or None,
+            hashed=True,
+        )
 
     @property
     def label_vectors(self) -> np.ndarray:
@@ -85,8 +101,10 @@ class LabelSimilarity(UsesEncoder):
             self._seeds = self.label_vectors
             if self.examples:
                 vectors, taken = self._example_vectors()
-                means = [normalise(vectors[taken == k].mean(axis=0)) if (taken == k).any() else np.zeros(v.shape)
-                         for k, v in enumerate(self.label_vectors)]
+                means = [
+                    normalise(vectors[taken == k].mean(axis=0)) if (taken == k).any() else np.zeros(v.shape)
+                    for k, v in enumerate(self.label_vectors)
+                ]
                 self._seeds = normalise(self.label_vectors + np.stack(means))
         return self._seeds
 
@@ -99,8 +117,10 @@ class LabelSimilarity(UsesEncoder):
         return self._centroids
 
     def _example_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        return (cached_encode(self.encoder, [t for t, _ in self.examples]),
-                np.array([k for _, k in self.examples], dtype=int))
+        return (
+            cached_encode(self.encoder, [t for t, _ in self.examples]),
+            np.array([k for _, k in self.examples], dtype=int),
+        )
 
     def similarities(self, texts: Sequence[str]) -> np.ndarray:
         vectors = cached_encode(self.encoder, list(texts))
@@ -135,8 +155,9 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
-def self_train(vectors: np.ndarray, seeds: np.ndarray, rounds: int,
-               pinned: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def self_train(
+    vectors: np.ndarray, seeds: np.ndarray, rounds: int, pinned: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Each round: every text takes its most similar label; a label's vector becomes the normalised mean of
     its texts and of its `pinned` (vectors, label indices) examples; a label with neither keeps its seed."""
     pinned_vectors, pinned_labels = pinned if pinned is not None else (vectors[:0], np.zeros(0, dtype=int))

@@ -114,8 +114,11 @@ def _quantize_int8(model) -> None:
         log.warning("promptclf: this torch has no torch.ao.quantization; the local model runs in float32")
         return
     decoder = model.get_decoder()
-    spec = {name: per_channel_dynamic_qconfig for name, module in decoder.named_modules()
-            if isinstance(module, torch.nn.Linear) and not name.endswith(KEEP_FLOAT)}
+    spec = {
+        name: per_channel_dynamic_qconfig
+        for name, module in decoder.named_modules()
+        if isinstance(module, torch.nn.Linear) and not name.endswith(KEEP_FLOAT)
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao is deprecated in favour of torchao
         warnings.filterwarnings("ignore", "torch.quantize_per_", UserWarning)
@@ -134,8 +137,9 @@ def model_version(path: str) -> str:
     return f"{PACKAGE}=={embedded_version()}" if path == EMBEDDED else model_digest(Path(path).expanduser())
 
 
-def local_scorer(path: str = EMBEDDED, *, max_length: int = 1024, threads: int | None = None,
-                 quantize: str | None = None):
+def local_scorer(
+    path: str = EMBEDDED, *, max_length: int = 1024, threads: int | None = None, quantize: str | None = None
+):
     from promptclf.methods.scoring import CausalLMScorer
 
     if threads:
@@ -143,6 +147,12 @@ def local_scorer(path: str = EMBEDDED, *, max_length: int = 1024, threads: int |
 
         torch.set_num_threads(threads)
     model, tokenizer = load_causal_lm(path, quantize)
-    return CausalLMScorer(model, tokenizer, name=path, max_length=max_length,
-                          quantize="int8" if is_int8(model) else None, version=model_version(path),
-                          source="gemma" if path == EMBEDDED else "local-llm")
+    return CausalLMScorer(
+        model,
+        tokenizer,
+        name=path,
+        max_length=max_length,
+        quantize="int8" if is_int8(model) else None,
+        version=model_version(path),
+        source="gemma" if path == EMBEDDED else "local-llm",
+    )

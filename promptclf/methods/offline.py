@@ -161,8 +161,9 @@ class ExamplesComponent(Component):
     def fit(self, rows, workdir=None):
         from promptclf.methods.baselines import EmbeddingLR
 
-        self.method = EmbeddingLR(self.labels, seed=self.config.seed).fit([r["text"] for r in rows],
-                                                                          [r["label"] for r in rows])
+        self.method = EmbeddingLR(self.labels, seed=self.config.seed).fit(
+            [r["text"] for r in rows], [r["label"] for r in rows]
+        )
         return self
 
 
@@ -176,8 +177,9 @@ class SetFitComponent(Component):
         if saved is not None and saved.exists():  # trained by an earlier run with the same examples
             self.method = SetFitMethod.load(workdir, json.loads(saved.read_text()))
         else:
-            self.method = train_setfit(rows, self.labels, out=workdir, seed=self.config.seed, progress=self.progress,
-                                       **self.config.setfit)
+            self.method = train_setfit(
+                rows, self.labels, out=workdir, seed=self.config.seed, progress=self.progress, **self.config.setfit
+            )
         return self
 
 
@@ -206,16 +208,18 @@ class LLMComponent(Component):
 
             selector = SimilarExamples(self.rows, k=1) if self.rows else None
             scorer = local_scorer(self.config.llm_model, quantize="int8" if self.rows else None)
-            self._method = LabelScorer(scorer, self.labels, prompt=ScoringPrompt.build(demo_words=12),
-                                       selector=selector)
+            self._method = LabelScorer(
+                scorer, self.labels, prompt=ScoringPrompt.build(demo_words=12), selector=selector
+            )
         return self._method
 
 
 # What answered, as Prediction.source names it, per component ("llm": see OfflineClassifier.source).
 SOURCES = {"labels": "embedding", "self-trained": "embedding", "examples": "embedding", "setfit": "setfit"}
 
-COMPONENTS = {c.name: c for c in (LLMComponent, LabelsComponent, SelfTrainedComponent, ExamplesComponent,
-                                  SetFitComponent)}
+COMPONENTS = {
+    c.name: c for c in (LLMComponent, LabelsComponent, SelfTrainedComponent, ExamplesComponent, SetFitComponent)
+}
 # Components whose cross-validation models are also the final model (their probabilities averaged): SetFit's
 # training is its costliest step, so it trains once per fold and never again on all the examples. Each fold
 # model saw (folds - 1) / folds of the examples, so the estimate is of one such model, and the average of
@@ -315,13 +319,17 @@ class Estimate:
         interval = f", 95% interval {self.low:.2f}-{self.high:.2f}" if self.low is not None else ""
         measured = self.accuracy if self.confidence is None else self.cross_validated
         cv = f"cross-validated accuracy {measured:.3f} ± {self.spread:.3f} over {self.folds} folds of the examples"
-        stopped = "".join(f"; {name} stopped after {len(accs)} of {self.folds} folds"
-                          f"{f' ({np.mean(accs):.3f})' if accs else ''}: it could not be chosen"
-                          for name, accs in self.stopped.items())
+        stopped = "".join(
+            f"; {name} stopped after {len(accs)} of {self.folds} folds"
+            f"{f' ({np.mean(accs):.3f})' if accs else ''}: it could not be chosen"
+            for name, accs in self.stopped.items()
+        )
         if self.confidence is None:
             return f"offline: {self.chosen} ({used}), {cv}{interval}{stopped}"
-        return (f"offline: {self.chosen} ({used}), estimated accuracy {self.accuracy:.3f} ({cv}, mean confidence "
-                f"{self.confidence:.3f} on {self.texts} of the texts){interval}{stopped}")
+        return (
+            f"offline: {self.chosen} ({used}), estimated accuracy {self.accuracy:.3f} ({cv}, mean confidence "
+            f"{self.confidence:.3f} on {self.texts} of the texts){interval}{stopped}"
+        )
 
 
 # How many examples the mean confidence on the texts being labelled counts as in the estimate (with_confidence).
@@ -340,8 +348,15 @@ def with_confidence(estimate: Estimate, confidence: float, texts: int, n_example
     an unbiased one. The interval is the one on n examples (accuracy_interval)."""
     blended = (n_examples * estimate.accuracy + CONFIDENCE_WEIGHT * confidence) / (n_examples + CONFIDENCE_WEIGHT)
     low, high = accuracy_interval(blended, n_examples)
-    return replace(estimate, accuracy=blended, low=low, high=high, cross_validated=estimate.accuracy,
-                   confidence=confidence, texts=texts)
+    return replace(
+        estimate,
+        accuracy=blended,
+        low=low,
+        high=high,
+        cross_validated=estimate.accuracy,
+        confidence=confidence,
+        texts=texts,
+    )
 
 
 class CrossValidation(NamedTuple):
@@ -351,8 +366,15 @@ class CrossValidation(NamedTuple):
     stopped: dict[str, list[float]]  # the fold accuracies of the candidates stopped early (hopeless)
 
 
-def cross_validate(components: dict[str, Component], rows: list[dict], y: np.ndarray, config: OfflineConfig,
-                   workdir: Path | None, progress: bool = False, stop_hopeless: bool = False) -> CrossValidation:
+def cross_validate(
+    components: dict[str, Component],
+    rows: list[dict],
+    y: np.ndarray,
+    config: OfflineConfig,
+    workdir: Path | None,
+    progress: bool = False,
+    stop_hopeless: bool = False,
+) -> CrossValidation:
     """Out-of-fold probabilities of every component on the examples (a zero-shot one needs no folds). With
     stop_hopeless, the automatic choice's prior runs first and another candidate stops at the fold after which
     it could no longer be picked (hopeless): the same choice, without SetFit's remaining trainings."""
@@ -388,8 +410,13 @@ def cross_validate(components: dict[str, Component], rows: list[dict], y: np.nda
             means[name] = float(np.mean([fold_accuracy(oof[name], y, test) for _, test in folds]))
         if progress:
             how = f"stopped after {len(stopped[name])} folds: it could not be picked" if name in stopped else "done"
-            log.warning("promptclf: cross-validated %s on %d examples in %.0fs (%s)", name, len(rows),
-                        time.perf_counter() - started, how)
+            log.warning(
+                "promptclf: cross-validated %s on %d examples in %.0fs (%s)",
+                name,
+                len(rows),
+                time.perf_counter() - started,
+                how,
+            )
     bar.close()
     return CrossValidation({n: oof[n] for n in components if n in oof}, folds, fold_models, stopped)
 
@@ -399,8 +426,13 @@ def _trainings_bar(components: dict[str, Component], folds: int, progress: bool)
     from tqdm.auto import tqdm
 
     trainings = folds * sum(1 for c in components.values() if c.trains)
-    return tqdm(total=trainings, desc="cross-validating on the examples", unit="training", file=sys.stderr,
-                disable=not progress or trainings == 0)
+    return tqdm(
+        total=trainings,
+        desc="cross-validating on the examples",
+        unit="training",
+        file=sys.stderr,
+        disable=not progress or trainings == 0,
+    )
 
 
 def fold_accuracy(probs: np.ndarray, y: np.ndarray, test) -> float:
@@ -409,8 +441,9 @@ def fold_accuracy(probs: np.ndarray, y: np.ndarray, test) -> float:
     return float((probs[test].argmax(1) == y[test]).mean())
 
 
-def hopeless(name: str, accuracies: list[float], n_folds: int, prior: str | None, means: dict[str, float],
-             margin: float) -> bool:
+def hopeless(
+    name: str, accuracies: list[float], n_folds: int, prior: str | None, means: dict[str, float], margin: float
+) -> bool:
     """Whether a candidate of pick() cannot be picked even if it is right on every row of the folds left: it must
     lead the prior's cross-validated accuracy by more than the margin (before its first fold: whether the prior
     is within the margin of 1.0). Its best case is averaged as choose() averages, so rounding cannot make it
@@ -471,8 +504,13 @@ def pick(means: dict[str, float], margin: float, priors: tuple = ()) -> str:
     return best if prior is None or candidates[best] - candidates[prior] > margin else prior
 
 
-def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: OfflineConfig,
-           stopped: dict[str, list[float]] | None = None) -> Estimate:
+def choose(
+    oof: dict[str, np.ndarray],
+    y: np.ndarray,
+    folds: list,
+    config: OfflineConfig,
+    stopped: dict[str, list[float]] | None = None,
+) -> Estimate:
     """Cross-validated accuracy of every single component and of the combination, and the choice among them
     (the components stopped early, cross_validate's hopeless ones, are not among them)."""
     per_fold: dict[str, list[float]] = {name: [] for name in [*oof, "combination"]}
@@ -486,8 +524,17 @@ def choose(oof: dict[str, np.ndarray], y: np.ndarray, folds: list, config: Offli
     chosen = pick(means, margin_for(config, len(y)), priors_for(y)) if config.choose == "auto" else config.choose
     weights = fit_weights(oof, y, config.l2) if chosen == "combination" else {chosen: 1.0}
     low, high = accuracy_interval(means[chosen], len(y))
-    return Estimate(chosen, weights, means[chosen], float(np.std(per_fold[chosen])), len(folds), means, low, high,
-                    stopped=dict(stopped or {}))
+    return Estimate(
+        chosen,
+        weights,
+        means[chosen],
+        float(np.std(per_fold[chosen])),
+        len(folds),
+        means,
+        low,
+        high,
+        stopped=dict(stopped or {}),
+    )
 
 
 def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -511,8 +558,10 @@ def accuracy_interval(accuracy: float, n: int, bias: float = ESTIMATE_BIAS, z: f
     """The 95% interval stated with the estimate: each side of the Wilson interval on n examples widened by the
     estimate's systematic error (`bias`, a standard deviation) added in quadrature."""
     low, high = wilson_interval(accuracy, n, z)
-    return (float(max(0.0, accuracy - np.hypot(accuracy - low, z * bias))),
-            float(min(1.0, accuracy + np.hypot(high - accuracy, z * bias))))
+    return (
+        float(max(0.0, accuracy - np.hypot(accuracy - low, z * bias))),
+        float(min(1.0, accuracy + np.hypot(high - accuracy, z * bias))),
+    )
 
 
 class OfflineClassifier:
@@ -520,13 +569,21 @@ class OfflineClassifier:
 
     cacheable = True
 
-    def __init__(self, labels, examples: Sequence[dict] = (), config: OfflineConfig | None = None,
-                 progress: bool = False, unlabeled: Sequence[str] = ()):
+    def __init__(
+        self,
+        labels,
+        examples: Sequence[dict] = (),
+        config: OfflineConfig | None = None,
+        progress: bool = False,
+        unlabeled: Sequence[str] = (),
+    ):
         from promptclf.methods.label_similarity import unlabeled_sample
 
         self.labels = LabelSet.of(labels)
-        self.examples = [{"text": r["text"], "label": self.labels.check(r["label"], f"example {i}")}
-                         for i, r in enumerate(examples or ())]
+        self.examples = [
+            {"text": r["text"], "label": self.labels.check(r["label"], f"example {i}")}
+            for i, r in enumerate(examples or ())
+        ]
         self.config = config or OfflineConfig()
         self.progress = progress
         self.unlabeled = unlabeled_sample(unlabeled)
@@ -560,10 +617,18 @@ class OfflineClassifier:
             # component or SetFit only (pick), 4 when its margin became margin_for, 5 when SetFit came first from
             # SETFIT_FIRST_FROM examples per label: answers and trained state kept before are not this method's.
             version = 5 if self.examples else 1
-            self._identity = method_identity("offline", version, asdict(self.config), self.names, self.labels.fingerprint(),
-                                             default_encoder().identity, self._llm_version(),
-                                             [[r["text"], r["label"]] for r in self.examples],
-                                             fingerprint(self.unlabeled) if self.unlabeled else None, hashed=True)
+            self._identity = method_identity(
+                "offline",
+                version,
+                asdict(self.config),
+                self.names,
+                self.labels.fingerprint(),
+                default_encoder().identity,
+                self._llm_version(),
+                [[r["text"], r["label"]] for r in self.examples],
+                fingerprint(self.unlabeled) if self.unlabeled else None,
+                hashed=True,
+            )
         return self._identity
 
     def _llm_version(self) -> str | None:
@@ -595,11 +660,22 @@ class OfflineClassifier:
                 self.estimate = replace(self.estimate, low=low, high=high)
         elif can_cross_validate(y, len(self.labels)):
             if self.progress:
-                log.warning("promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
-                            ", ".join(self.names), len(y), self.config.folds)
+                log.warning(
+                    "promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
+                    ", ".join(self.names),
+                    len(y),
+                    self.config.folds,
+                )
             candidates = {n: self._component(n) for n in self.names}
-            cv = cross_validate(candidates, self.examples, y, self.config, workdir, self.progress,
-                                stop_hopeless=self.config.choose == "auto")
+            cv = cross_validate(
+                candidates,
+                self.examples,
+                y,
+                self.config,
+                workdir,
+                self.progress,
+                stop_hopeless=self.config.choose == "auto",
+            )
             self._fold_models = cv.fold_models
             self.estimate = choose(cv.oof, y, cv.folds, self.config, cv.stopped)
         else:
@@ -608,8 +684,12 @@ class OfflineClassifier:
             self.estimate = Estimate(chosen, {n: defaults.get(n, 1.0) for n in self.names})
         used = [n for n, w in self.estimate.weights.items() if w > 0]
         self.components = {n: self._final(n, workdir) for n in used}
-        if (self.estimate.chosen in CALIBRATED and self.estimate.accuracy is not None
-                and self.estimate.confidence is None and self.unlabeled):
+        if (
+            self.estimate.chosen in CALIBRATED
+            and self.estimate.accuracy is not None
+            and self.estimate.confidence is None
+            and self.unlabeled
+        ):
             confidence = self.components[self.estimate.chosen].probabilities(self.unlabeled).max(axis=1).mean()
             self.estimate = with_confidence(self.estimate, float(confidence), len(self.unlabeled), len(y))
         write_atomically(state, json.dumps(asdict(self.estimate), indent=2))
@@ -622,8 +702,11 @@ class OfflineClassifier:
         if folds and all(d is not None and (d / "promptclf.json").exists() for d in folds):
             return FoldAverage([self._component(name).fit([], d) for d in folds])
         if self.progress and name == "setfit" and not (workdir / name / "promptclf.json").exists():
-            log.warning("promptclf: training SetFit on %d examples (%d steps)", len(self.examples),
-                        SetFitConfig(**self.config.setfit).steps(len(self.examples)))
+            log.warning(
+                "promptclf: training SetFit on %d examples (%d steps)",
+                len(self.examples),
+                SetFitConfig(**self.config.setfit).steps(len(self.examples)),
+            )
         component = self._component(name)
         component.progress = self.progress  # one training: its own steps bar
         return component.fit(self.examples, workdir / name)
@@ -657,7 +740,8 @@ class OfflineClassifier:
         if self.estimate is None:
             self.fit()  # outside the try: a training or configuration error is the caller's, not an item's
         try:  # each component adds its own compute time and tokens to the usage
-            yield from from_probabilities(self.labels, lambda t: self.probabilities(t, usage), texts, Usage(),
-                                          self.source)
+            yield from from_probabilities(
+                self.labels, lambda t: self.probabilities(t, usage), texts, Usage(), self.source
+            )
         except Exception as exc:  # noqa: BLE001 - reported per item, like any method's failure
             yield from ((i, Failure(f"offline classifier failed: {exc}")) for i in range(len(texts)))

@@ -29,8 +29,7 @@ class PseudoLabelLR:
 
     cacheable = False
 
-    def __init__(self, labels, unlabeled: Sequence[str], examples: Sequence[dict] = (), *, encoder=None,
-                 seed: int = 0):
+    def __init__(self, labels, unlabeled: Sequence[str], examples: Sequence[dict] = (), *, encoder=None, seed: int = 0):
         from promptclf.methods.label_similarity import LabelSimilarity
 
         self.labels = LabelSet.of(labels)
@@ -59,9 +58,13 @@ class PseudoLabelLR:
         unlabeled = self.similarity.unlabeled
         probs = self.similarity.probabilities(unlabeled)
         kept = confident(probs, KEEP)
-        x, y, weight = training_set(self._embed(unlabeled)[kept], probs[kept].argmax(axis=1),
-                                    self._embed([t for t, _ in self.examples]) if self.examples else None,
-                                    np.array([k for _, k in self.examples], dtype=int), EXAMPLE_WEIGHT)
+        x, y, weight = training_set(
+            self._embed(unlabeled)[kept],
+            probs[kept].argmax(axis=1),
+            self._embed([t for t, _ in self.examples]) if self.examples else None,
+            np.array([k for _, k in self.examples], dtype=int),
+            EXAMPLE_WEIGHT,
+        )
         self.model = LogisticRegression(C=C, max_iter=3000, random_state=self.seed).fit(x, y, sample_weight=weight)
         return self
 
@@ -88,12 +91,20 @@ def confident(probs: np.ndarray, share: float) -> np.ndarray:
     return np.array(sorted(kept), dtype=int)
 
 
-def training_set(pseudo_x: np.ndarray, pseudo_y: np.ndarray, example_x: np.ndarray | None, example_y: np.ndarray,
-                 example_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_set(
+    pseudo_x: np.ndarray,
+    pseudo_y: np.ndarray,
+    example_x: np.ndarray | None,
+    example_y: np.ndarray,
+    example_weight: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Examples and pseudo-labelled texts stacked, each pseudo-label weighing 1 and the examples together
     `example_weight` times as much as all the pseudo-labels."""
     if not len(example_y):
         return pseudo_x, pseudo_y, np.ones(len(pseudo_y))
     each = example_weight * len(pseudo_y) / len(example_y)
-    return (np.vstack([example_x, pseudo_x]), np.concatenate([example_y, pseudo_y]),
-            np.concatenate([np.full(len(example_y), each), np.ones(len(pseudo_y))]))
+    return (
+        np.vstack([example_x, pseudo_x]),
+        np.concatenate([example_y, pseudo_y]),
+        np.concatenate([np.full(len(example_y), each), np.ones(len(pseudo_y))]),
+    )

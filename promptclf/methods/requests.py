@@ -41,14 +41,32 @@ def is_request_error(exc: BaseException) -> bool:
 
 
 # Request parameters a server may not take: a 400 about one of them fails every request alike, whatever its size.
-_UNSUPPORTED_PARAMS = {"response_format", "tools", "tool_choice", "functions", "function_call", "logprobs", "echo",
-                       "max_tokens", "temperature", "model", "top_logprobs", "prompt"}
-_UNSUPPORTED = re.compile(r"response_format|json_schema|tool.?choice|tool.?call|logprobs|\becho\b|not supported|"
-                          r"unsupported|unrecognized|unknown (?:parameter|field|argument)|extra (?:inputs|fields)", re.I)
+_UNSUPPORTED_PARAMS = {
+    "response_format",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "logprobs",
+    "echo",
+    "max_tokens",
+    "temperature",
+    "model",
+    "top_logprobs",
+    "prompt",
+}
+_UNSUPPORTED = re.compile(
+    r"response_format|json_schema|tool.?choice|tool.?call|logprobs|\becho\b|not supported|"
+    r"unsupported|unrecognized|unknown (?:parameter|field|argument)|extra (?:inputs|fields)",
+    re.I,
+)
 # How a server says the request itself is malformed (pydantic / FastAPI validation, a failed assertion): the
 # same request fails the same way every time. llama-cpp-python's server answers these with a 500.
-_INVALID = re.compile(r"validation error|literal_error|Input should be|Field required|AssertionError|"
-                      r"\bassert(?:ion)?\b|'loc':", re.I)
+_INVALID = re.compile(
+    r"validation error|literal_error|Input should be|Field required|AssertionError|"
+    r"\bassert(?:ion)?\b|'loc':",
+    re.I,
+)
 _STRUCTURED_PARAMS = {"response_format", "tools", "tool_choice", "functions", "function_call"}
 _STRUCTURED = re.compile(r"response_format|json_schema|json_object|tool|function", re.I)
 
@@ -96,9 +114,11 @@ def configuration_problem(exc: BaseException, key_var: str, unsupported_hint: st
     """What is wrong with the configuration, if a failed call says so (401, 403, 404, or a refusal of the
     request's form), in one line; None for errors about the request itself."""
     status = getattr(exc, "status_code", None)
-    hints = {401: f"the server refused the API key: check {key_var}",
-             403: f"the key in {key_var} may not use this model or endpoint",
-             404: "no such model or endpoint: check the model name and the base URL"}
+    hints = {
+        401: f"the server refused the API key: check {key_var}",
+        403: f"the key in {key_var} may not use this model or endpoint",
+        404: "no such model or endpoint: check the model name and the base URL",
+    }
     if refusal(exc) is not None:
         hints[status] = unsupported_hint
     if status not in hints:
@@ -165,8 +185,13 @@ class wait_retry_after:
         return self.backoff(retry_state)
 
 
-def retrying(max_attempts: int = 6, initial_wait: float = 0.5, max_wait: float = 30.0, on_retry=None,
-             stop: threading.Event | None = None) -> Retrying:
+def retrying(
+    max_attempts: int = 6,
+    initial_wait: float = 0.5,
+    max_wait: float = 30.0,
+    on_retry=None,
+    stop: threading.Event | None = None,
+) -> Retrying:
     """Retries for transient errors; setting `stop` (Ctrl-C elsewhere) ends the waiting and the retrying."""
     stop = stop or threading.Event()
     return Retrying(
@@ -179,14 +204,23 @@ def retrying(max_attempts: int = 6, initial_wait: float = 0.5, max_wait: float =
     )
 
 
-def call(request, usage, *, where: str, max_attempts: int = 6, max_wait: float = 30.0,
-         stop: threading.Event | None = None, unsupported_hint: str = "the server does not take this request"):
+def call(
+    request,
+    usage,
+    *,
+    where: str,
+    max_attempts: int = 6,
+    max_wait: float = 30.0,
+    stop: threading.Event | None = None,
+    unsupported_hint: str = "the server does not take this request",
+):
     """request() with retries on transient errors, each attempt and retry counted in `usage`. A configuration
     error (see configuration_problem) is raised at once as a one-line ConfigError naming the model `where`,
     a refusal of the request's form as its subclass RefusedRequest."""
     try:
-        for attempt in retrying(max_attempts, max_wait=max_wait, on_retry=lambda state: usage.add(retries=1),
-                                stop=stop):
+        for attempt in retrying(
+            max_attempts, max_wait=max_wait, on_retry=lambda state: usage.add(retries=1), stop=stop
+        ):
             with attempt:
                 usage.add(requests=1)
                 response = request()

@@ -49,15 +49,18 @@ class ScoringPrompt:
 
     def render(self, text: str, examples: Sequence[dict] = ()) -> str:
         return self._compiled.render(
-            instructions=self.instructions, text_field=self.text_field, answer_field=self.answer_field,
+            instructions=self.instructions,
+            text_field=self.text_field,
+            answer_field=self.answer_field,
             examples=[{"text": _one_line(e["text"], self.demo_words), "label": e["label"]} for e in examples],
             item={"text": _one_line(text, self.item_words)},
         ).rstrip()
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.template, self.instructions, self.text_field, self.answer_field, self.demo_words,
-                           self.item_words)
+        return fingerprint(
+            self.template, self.instructions, self.text_field, self.answer_field, self.demo_words, self.item_words
+        )
 
 
 def _one_line(text: str, words: int | None = None) -> str:
@@ -81,8 +84,18 @@ class LabelScorer:
 
     cacheable = True
 
-    def __init__(self, scorer, labels: LabelSet, *, prompt: ScoringPrompt | None = None, examples: Sequence[dict] = (),
-                 selector=None, calibrate: str = "auto", batch_size: int = 16, batch_tokens: int = 2048):
+    def __init__(
+        self,
+        scorer,
+        labels: LabelSet,
+        *,
+        prompt: ScoringPrompt | None = None,
+        examples: Sequence[dict] = (),
+        selector=None,
+        calibrate: str = "auto",
+        batch_size: int = 16,
+        batch_tokens: int = 2048,
+    ):
         if calibrate not in ("auto", "none", "content-free"):
             raise ValueError(f"calibrate={calibrate!r}: choose 'auto', 'none' or 'content-free'")
         if calibrate == "auto":
@@ -97,8 +110,9 @@ class LabelScorer:
     def identity(self) -> str:
         selector = self.selector.fingerprint() if self.selector else None
         demos = [[e["text"], e["label"]] for e in self.examples]
-        return method_identity("score", self.scorer.identity, self.prompt.fingerprint, fingerprint(demos), selector,
-                               self.calibrate)
+        return method_identity(
+            "score", self.scorer.identity, self.prompt.fingerprint, fingerprint(demos), selector, self.calibrate
+        )
 
     def demonstrations(self, texts: Sequence[str]) -> list[list[dict]]:
         if self.selector is None:
@@ -139,14 +153,20 @@ class LabelScorer:
         while keep > 0:
             prompt = self.prompt.render(self.scorer.truncate(shown, keep), demos)
             if self.scorer.count_tokens(prompt) <= budget(self.labels.names):
-                log.warning("promptclf: an item is %d tokens too long for max_length=%d; its end was cut to fit "
-                            "(the demonstrations and the label cue are kept)", over, self.scorer.max_length)
+                log.warning(
+                    "promptclf: an item is %d tokens too long for max_length=%d; its end was cut to fit "
+                    "(the demonstrations and the label cue are kept)",
+                    over,
+                    self.scorer.max_length,
+                )
                 return prompt
             keep -= 8  # tokens can merge or split where the text was cut
         from promptclf.core.errors import ConfigError
 
-        raise ConfigError(f"the scoring prompt is over max_length={self.scorer.max_length} tokens without its item: "
-                          f"show fewer or shorter demonstrations (k, demo_words) or raise max_length")
+        raise ConfigError(
+            f"the scoring prompt is over max_length={self.scorer.max_length} tokens without its item: "
+            f"show fewer or shorter demonstrations (k, demo_words) or raise max_length"
+        )
 
     def _tokens(self, prompt: str) -> int:
         count = getattr(self.scorer, "count_tokens", None)
@@ -193,8 +213,18 @@ class CausalLMScorer:
     `prompt_tokens` in the usage report counts the tokens actually computed.
     """
 
-    def __init__(self, model, tokenizer, *, name: str, max_length: int = 1024, min_shared_prefix: int = 32,
-                 quantize: str | None = None, version: str = "", source: str = "local-llm"):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        name: str,
+        max_length: int = 1024,
+        min_shared_prefix: int = 32,
+        quantize: str | None = None,
+        version: str = "",
+        source: str = "local-llm",
+    ):
         import torch
 
         self.model, self.tokenizer, self.name, self.max_length = model.eval(), tokenizer, name, max_length
@@ -246,8 +276,9 @@ class CausalLMScorer:
             suffix, suffix_mask = self._left_pad([row[shared:] for row in ids])
             mask = torch.cat([torch.ones(len(ids), shared, dtype=torch.long), suffix_mask], dim=1)
             positions = shared + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model.get_decoder()(input_ids=suffix, attention_mask=mask, position_ids=positions,
-                                           past_key_values=cache, use_cache=True)
+            out = self.model.get_decoder()(
+                input_ids=suffix, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+            )
             scores = self._first_tokens(out.last_hidden_state[:, -1], [ids_[0] for ids_ in label_ids])
             if longest > 1:
                 scores += self._continuations(out.past_key_values, mask, label_ids, longest)
@@ -292,8 +323,8 @@ class CausalLMScorer:
         ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
         return ids, mask
 
     def _continuations(self, cache, mask, label_ids, longest):
@@ -312,11 +343,14 @@ class CausalLMScorer:
         if len(multi) > 1:
             cache.batch_repeat_interleave(len(multi))
         inputs, targets = inputs.repeat(n, 1), targets.repeat(n, 1)  # row i*M + m: prompt i, label multi[m]
-        big_mask = torch.cat([mask.repeat_interleave(len(multi), 0), torch.ones(len(inputs), steps, dtype=mask.dtype)], 1)
+        big_mask = torch.cat(
+            [mask.repeat_interleave(len(multi), 0), torch.ones(len(inputs), steps, dtype=mask.dtype)], 1
+        )
         start = mask.sum(-1).repeat_interleave(len(multi)).unsqueeze(1)
         positions = start + torch.arange(steps).unsqueeze(0)
-        logits = self.model(input_ids=inputs, attention_mask=big_mask, position_ids=positions,
-                            past_key_values=cache, use_cache=True).logits.float()
+        logits = self.model(
+            input_ids=inputs, attention_mask=big_mask, position_ids=positions, past_key_values=cache, use_cache=True
+        ).logits.float()
         picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         picked = torch.where(targets >= 0, picked, torch.zeros_like(picked))
         scores = torch.zeros(n, len(label_ids))

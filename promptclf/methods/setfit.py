@@ -60,8 +60,16 @@ def _body_path(base: str) -> str:
     return str(path)
 
 
-def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None = None, progress: bool = False,
-                 multi_label: bool = False, dev_rows: Sequence[dict] | None = None, **options) -> SetFitMethod:
+def train_setfit(
+    train_rows: Sequence[dict],
+    labels,
+    *,
+    out: str | Path | None = None,
+    progress: bool = False,
+    multi_label: bool = False,
+    dev_rows: Sequence[dict] | None = None,
+    **options,
+) -> SetFitMethod:
     """Train SetFit on [{"text", "label"}] rows; saved to `out` when given. Options are SetFitConfig's.
     `multi_label`: rows carry `labels` (a list, or names joined by `;`); SetFit's one-vs-rest strategy, a
     logistic regression per label with balanced class weights (each label is rare among the rows: unweighted,
@@ -78,8 +86,9 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
     if multi_label:
         from promptclf.core.multilabel import check_label_sets, indicator
 
-        sets = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in train_rows], labels,
-                                "training row")
+        sets = check_label_sets(
+            [r["labels"] if "labels" in r else r["label"] for r in train_rows], labels, "training row"
+        )
         y = indicator(sets, labels).astype(int).tolist()
     else:
         y = [labels.index(labels.check(r["label"], f"training row {i}")) for i, r in enumerate(train_rows)]
@@ -93,28 +102,37 @@ def train_setfit(train_rows: Sequence[dict], labels, *, out: str | Path | None =
     if config.max_length:  # set on the body: SetFit's own max_length reaches only a differentiable head
         model.model_body.max_seq_length = config.max_length
     steps = config.steps(len(train_rows))
-    args = TrainingArguments(batch_size=config.batch_size, num_epochs=1, max_steps=steps,
-                             num_iterations=config.iterations, body_learning_rate=config.body_learning_rate,
-                             seed=config.seed, report_to="none",
-                             show_progress_bar=progress, save_strategy="no", logging_strategy="no",
-                             logging_first_step=False,
-                             output_dir=str(Path(out) / "checkpoints") if out else "/tmp/promptclf-setfit")
+    args = TrainingArguments(
+        batch_size=config.batch_size,
+        num_epochs=1,
+        max_steps=steps,
+        num_iterations=config.iterations,
+        body_learning_rate=config.body_learning_rate,
+        seed=config.seed,
+        report_to="none",
+        show_progress_bar=progress,
+        save_strategy="no",
+        logging_strategy="no",
+        logging_first_step=False,
+        output_dir=str(Path(out) / "checkpoints") if out else "/tmp/promptclf-setfit",
+    )
     data = Dataset.from_dict({"text": [r["text"] for r in train_rows], "label": y})
     started = time.perf_counter()
     with quiet_dependencies():  # SetFit prints its training dicts on stdout; datasets shows Map bars
-        trainer = Trainer(model=model, args=args, train_dataset=data,
-                          metric=_subset_accuracy if multi_label else _accuracy)
+        trainer = Trainer(
+            model=model, args=args, train_dataset=data, metric=_subset_accuracy if multi_label else _accuracy
+        )
         trainer.train()
     method = SetFitMethod(model, labels, config, path=Path(out) if out else None, multi_label=multi_label)
     if multi_label and dev_rows:
         from promptclf.core.multilabel import choose_threshold, indicator
 
         dev = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in dev_rows], labels, "dev row")
-        method.threshold = choose_threshold(method.probabilities([r["text"] for r in dev_rows]),
-                                            indicator(dev, labels))
+        method.threshold = choose_threshold(method.probabilities([r["text"] for r in dev_rows]), indicator(dev, labels))
     if out:
-        method.save(Path(out), {"train_seconds": time.perf_counter() - started, "train_rows": len(train_rows),
-                                "steps": steps})
+        method.save(
+            Path(out), {"train_seconds": time.perf_counter() - started, "train_rows": len(train_rows), "steps": steps}
+        )
     return method
 
 
@@ -127,8 +145,9 @@ def _new_model(body: str, head_params: dict, multi_label: bool):
 
     head = LogisticRegression(**head_params)
     if multi_label:
-        return SetFitModel(model_body=_encoder(body), model_head=OneVsRestClassifier(head),
-                           multi_target_strategy="one-vs-rest")
+        return SetFitModel(
+            model_body=_encoder(body), model_head=OneVsRestClassifier(head), multi_target_strategy="one-vs-rest"
+        )
     return SetFitModel(model_body=_encoder(body), model_head=head)
 
 
@@ -153,8 +172,15 @@ class SetFitMethod:
 
     cacheable = False
 
-    def __init__(self, model, labels: LabelSet, config: SetFitConfig, path: Path | None = None,
-                 multi_label: bool = False, threshold: float = 0.5):
+    def __init__(
+        self,
+        model,
+        labels: LabelSet,
+        config: SetFitConfig,
+        path: Path | None = None,
+        multi_label: bool = False,
+        threshold: float = 0.5,
+    ):
         self.model, self.labels, self.config, self.path = model, labels, config, path
         self.multi_label, self.threshold = multi_label, threshold
 
@@ -170,8 +196,14 @@ class SetFitMethod:
         out.mkdir(parents=True, exist_ok=True)
         self.model.model_body.save(str(out), create_model_card=False, safe_serialization=True)
         save_head(self.model.model_head, out, self.model.normalize_embeddings)
-        meta = {"format": 2, "method": "setfit", "labels": self.labels.to_json(), "config": asdict(self.config),
-                "metrics": metrics, "versions": {"setfit": setfit.__version__}}
+        meta = {
+            "format": 2,
+            "method": "setfit",
+            "labels": self.labels.to_json(),
+            "config": asdict(self.config),
+            "metrics": metrics,
+            "versions": {"setfit": setfit.__version__},
+        }
         if self.multi_label:
             meta.update(multi_label=True, threshold=self.threshold)
         write_atomically(out / META, json.dumps(meta, indent=2))  # last, and whole: it marks a saved model
@@ -186,8 +218,14 @@ class SetFitMethod:
 
         head, settings = load_head(Path(path))
         model = SetFitModel(model_body=_encoder(path, safetensors_only=True), model_head=head, **settings)
-        return cls(model, LabelSet.from_json(meta["labels"]), SetFitConfig(**meta["config"]), path=Path(path),
-                   multi_label=bool(meta.get("multi_label")), threshold=meta.get("threshold", 0.5))
+        return cls(
+            model,
+            LabelSet.from_json(meta["labels"]),
+            SetFitConfig(**meta["config"]),
+            path=Path(path),
+            multi_label=bool(meta.get("multi_label")),
+            threshold=meta.get("threshold", 0.5),
+        )
 
     @property
     def metrics(self) -> dict:

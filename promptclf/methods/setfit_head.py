@@ -34,7 +34,8 @@ def load_head(directory: Path) -> tuple[object, dict]:
                 f"{str(directory)!r}: its SetFit head is a pickle ({OLD_HEAD}, saved by an older promptclf), and "
                 f"promptclf does not unpickle: loading one runs whatever code the file holds. Train it again: "
                 f"promptclf finetune --method setfit --train ROWS --out {directory} (a directory under "
-                f"$PROMPTCLF_HOME/offline: delete it, and the next run trains again)")
+                f"$PROMPTCLF_HOME/offline: delete it, and the next run trains again)"
+            )
         raise ConfigError(f"{str(directory)!r} is not a SetFit model saved by promptclf (no {HEAD})")
     try:
         data = json.loads(path.read_text())
@@ -50,11 +51,19 @@ def _head_to_json(head) -> dict:
     from sklearn.multiclass import OneVsRestClassifier
 
     if isinstance(head, LogisticRegression):
-        return {"kind": "logistic_regression", "params": _params(head), "classes": head.classes_.tolist(),
-                "coef": head.coef_.tolist(), "intercept": head.intercept_.tolist()}
+        return {
+            "kind": "logistic_regression",
+            "params": _params(head),
+            "classes": head.classes_.tolist(),
+            "coef": head.coef_.tolist(),
+            "intercept": head.intercept_.tolist(),
+        }
     if isinstance(head, OneVsRestClassifier) and head.multilabel_:
-        return {"kind": "one_vs_rest", "params": _params(head.estimator),
-                "estimators": [_binary_to_json(e) for e in head.estimators_]}
+        return {
+            "kind": "one_vs_rest",
+            "params": _params(head.estimator),
+            "estimators": [_binary_to_json(e) for e in head.estimators_],
+        }
     raise ConfigError(f"a SetFit head of type {type(head).__name__} cannot be saved without pickle")
 
 
@@ -82,8 +91,9 @@ def _head_from_json(data: dict):
     parts = data["estimators"]
     width = next((len(p["coef"][0]) for p in parts if p["kind"] != "constant"), 1)
     head = OneVsRestClassifier(_logistic_regression({"params": data["params"]}, fitted=False))
-    head.estimators_ = [_constant(p["value"], width) if p["kind"] == "constant" else _logistic_regression(p)
-                        for p in parts]
+    head.estimators_ = [
+        _constant(p["value"], width) if p["kind"] == "constant" else _logistic_regression(p) for p in parts
+    ]
     # What OneVsRestClassifier.fit sets from the label indicator matrix it was fitted on: one column per label.
     head.label_binarizer_ = LabelBinarizer(sparse_output=True).fit(np.eye(len(parts), dtype=int))
     head.classes_ = head.label_binarizer_.classes_

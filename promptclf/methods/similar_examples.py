@@ -18,8 +18,9 @@ class SimilarExamples(UsesEncoder):
     An example whose text is one of the items being labelled is never chosen.
     """
 
-    def __init__(self, pool: Sequence[dict], k: int = 8, encoder=None, max_per_batch: int = 40,
-                 nearest_last: bool = True):
+    def __init__(
+        self, pool: Sequence[dict], k: int = 8, encoder=None, max_per_batch: int = 40, nearest_last: bool = True
+    ):
         if not pool:
             raise ExampleError("similar-example selection needs a non-empty example pool")
         self.pool, self.k, self.max_per_batch = list(pool), k, max_per_batch
@@ -38,8 +39,14 @@ class SimilarExamples(UsesEncoder):
     def fingerprint(self) -> str:
         if self._fingerprint is None:  # the pool can be thousands of rows: hash it once
             encoder = self._encoder.identity if self._encoder is not None else encoder_identity()
-            self._fingerprint = fingerprint("similar", self.k, self.max_per_batch, self.nearest_last, encoder,
-                                            [[r["text"], r["label"]] for r in self.pool])
+            self._fingerprint = fingerprint(
+                "similar",
+                self.k,
+                self.max_per_batch,
+                self.nearest_last,
+                encoder,
+                [[r["text"], r["label"]] for r in self.pool],
+            )
         return self._fingerprint
 
     def neighbours(self, texts: Sequence[str]) -> list[list[tuple[float, int]]]:

@@ -76,15 +76,29 @@ class PromptOptions(Options):
             return self
 
         artifact = PromptArtifact.load(self.prompt, labels)
-        given = [name for name, unset in (("examples", not self.examples), ("instructions", not self.instructions),
-                                          ("example_selection", self.example_selection == "auto"),
-                                          ("k", self.k is None)) if not unset]
+        given = [
+            name
+            for name, unset in (
+                ("examples", not self.examples),
+                ("instructions", not self.instructions),
+                ("example_selection", self.example_selection == "auto"),
+                ("k", self.k is None),
+            )
+            if not unset
+        ]
         if given:
-            raise ConfigError(f"{', '.join(f'{name}=' for name in given)} given with prompt={str(self.prompt)!r}: "
-                              "an optimised prompt artifact holds its own instructions and demonstrations; "
-                              "drop them, or optimise again with these examples")
-        return replace(self, prompt="few_shot", instructions=artifact.instructions, examples=artifact.demos,
-                       example_selection="all")
+            raise ConfigError(
+                f"{', '.join(f'{name}=' for name in given)} given with prompt={str(self.prompt)!r}: "
+                "an optimised prompt artifact holds its own instructions and demonstrations; "
+                "drop them, or optimise again with these examples"
+            )
+        return replace(
+            self,
+            prompt="few_shot",
+            instructions=artifact.instructions,
+            examples=artifact.demos,
+            example_selection="all",
+        )
 
     def demonstrations(self, labels: LabelSet):
         """(fixed demonstrations, per-item selector or None) as example_selection says."""
@@ -253,10 +267,14 @@ def _artifact_model(prompt) -> str | None:
 
 def _unknown(model) -> str:
     """Three lines: what was given, the accepted forms (by prefix), where the full table is."""
-    prefixes = ", ".join(name if p.default is not None else f"{name}:<model>@<url>" if p.needs_url
-                         else f"{name}:<name>" for name, p in REGISTRY.items())
-    return (f"unknown model {scrub(str(model))[:80]!r}\n  accepted: {prefixes}\n"
-            "  each form and its key: the model-string table in README.md, or docs/guides/api-models.md")
+    prefixes = ", ".join(
+        name if p.default is not None else f"{name}:<model>@<url>" if p.needs_url else f"{name}:<name>"
+        for name, p in REGISTRY.items()
+    )
+    return (
+        f"unknown model {scrub(str(model))[:80]!r}\n  accepted: {prefixes}\n"
+        "  each form and its key: the model-string table in README.md, or docs/guides/api-models.md"
+    )
 
 
 # --- options given to Classifier ------------------------------------------------------------------------
@@ -298,8 +316,9 @@ def check_options(spec: ModelSpec, given: dict) -> None:
     taken = {f.name for f in fields(provider_of(spec).options)}
     for name, value in given.items():
         if name not in taken and not is_unset(name, value):
-            raise ConfigError(f"option {name} does not apply to model {spec.id}; it is taken by: "
-                              f"{', '.join(takers(name))}")
+            raise ConfigError(
+                f"option {name} does not apply to model {spec.id}; it is taken by: {', '.join(takers(name))}"
+            )
 
 
 def options_for(spec: ModelSpec, labels: LabelSet, values: dict) -> Options:
@@ -341,15 +360,16 @@ def _thresholded(build_single: Callable[[ModelSpec, LabelSet, Options], Method])
     return build_method
 
 
-
 def _build_chat(spec: ModelSpec, labels: LabelSet, options: ChatOptions) -> Method:
     from promptclf.methods.chat import ChatLabeler
     from promptclf.providers.chat_models import chat_model, llm_fingerprint, remember_keys_of
     from promptclf.task.prompts import ChatPrompt
 
     if any("labels" in r for r in options.examples):
-        raise ConfigError(f"{spec.id}: examples with a set of 'labels' choose the threshold of label scoring, embed "
-                          "and offline; a chat model's demonstrations take one 'label' each")
+        raise ConfigError(
+            f"{spec.id}: examples with a set of 'labels' choose the threshold of label scoring, embed "
+            "and offline; a chat model's demonstrations take one 'label' each"
+        )
 
     fixed, selector = options.demonstrations(labels)
     if options.llm is not None:
@@ -358,14 +378,30 @@ def _build_chat(spec: ModelSpec, labels: LabelSet, options: ChatOptions) -> Meth
     model_id = spec.id if options.llm is None else f"{spec.id}|llm={llm_fingerprint(llm)}"
     template = options.prompt or ("few_shot" if selector else None)  # demos chosen per batch need its loop
     multi = {"multi_label": True} if options.multi_label else {}  # the single-label prompt stays as it was
-    prompt = ChatPrompt.build(labels, template, examples=fixed, negative_examples=options.negative_examples,
-                              instructions=options.instructions,
-                              **({"system_template": "system_multi"} if multi else {}))
-    return ChatLabeler(llm, labels, prompt, model_id=model_id, example_selector=selector,
-                       batch_size=options.batch_size, concurrency=options.concurrency,
-                       max_attempts=options.max_attempts, max_wait=options.max_wait, max_reasks=options.max_reasks,
-                       structured=options.structured, system_in_user=options.system_in_user,
-                       logprobs=options.logprobs, **multi)
+    prompt = ChatPrompt.build(
+        labels,
+        template,
+        examples=fixed,
+        negative_examples=options.negative_examples,
+        instructions=options.instructions,
+        **({"system_template": "system_multi"} if multi else {}),
+    )
+    return ChatLabeler(
+        llm,
+        labels,
+        prompt,
+        model_id=model_id,
+        example_selector=selector,
+        batch_size=options.batch_size,
+        concurrency=options.concurrency,
+        max_attempts=options.max_attempts,
+        max_wait=options.max_wait,
+        max_reasks=options.max_reasks,
+        structured=options.structured,
+        system_in_user=options.system_in_user,
+        logprobs=options.logprobs,
+        **multi,
+    )
 
 
 def _build_scoring(scorer: Callable[[ModelSpec, ScoringOptions], Any]):
@@ -374,10 +410,18 @@ def _build_scoring(scorer: Callable[[ModelSpec, ScoringOptions], Any]):
 
         fixed, selector = options.demonstrations(labels)
         template = options.prompt if options.prompt and str(options.prompt).endswith(".jinja") else None
-        prompt = ScoringPrompt.build(template, instructions=options.instructions, demo_words=options.demo_words,
-                                     item_words=options.item_words)
-        return LabelScorer(scorer(spec, options), labels, prompt=prompt, examples=fixed, selector=selector,
-                           calibrate=options.calibrate, batch_size=options.local_batch_size)
+        prompt = ScoringPrompt.build(
+            template, instructions=options.instructions, demo_words=options.demo_words, item_words=options.item_words
+        )
+        return LabelScorer(
+            scorer(spec, options),
+            labels,
+            prompt=prompt,
+            examples=fixed,
+            selector=selector,
+            calibrate=options.calibrate,
+            batch_size=options.local_batch_size,
+        )
 
     return build_method
 
@@ -411,8 +455,7 @@ def _build_offline(spec: ModelSpec, labels: LabelSet, options: OfflineOptions) -
     from promptclf.methods.offline import OfflineClassifier
 
     progress = options.progress if options.progress is not None else sys.stderr.isatty()
-    return OfflineClassifier(labels, options.examples, options.offline, progress=progress,
-                             unlabeled=options.unlabeled)
+    return OfflineClassifier(labels, options.examples, options.offline, progress=progress, unlabeled=options.unlabeled)
 
 
 def _build_finetuned(spec: ModelSpec, labels: LabelSet, options: FinetunedOptions) -> Method:
@@ -422,20 +465,65 @@ def _build_finetuned(spec: ModelSpec, labels: LabelSet, options: FinetunedOption
     return same_kind(load_finetuned(spec.name, labels), options.multi_label, spec.id)
 
 
-register(Provider("offline", "offline (default): the embedded LLM, embeddings and, with examples, SetFit, combined",
-                  OfflineOptions, _thresholded(_build_offline), default="default"))
-register(Provider("embed", "embed: embedding similarity to the labels (packaged MiniLM), or embed:/path/to/an/encoder",
-                  EmbedOptions, _thresholded(_build_embed), default="minilm"))
-register(Provider("local", "the embedded Gemma 3 270M, or local:/path/to/a/transformers/causal-lm",
-                  LocalOptions, _thresholded(_build_scoring(_local_scorer)), default="gemma3-270m"))
-register(Provider("together", "together:<model>, key in TOGETHER_API_KEY", ChatOptions, _build_chat,
-                  gives_scores=False))
-register(Provider("openai", "openai:<model>, key in OPENAI_API_KEY, base URL from OPENAI_BASE_URL if set",
-                  ChatOptions, _build_chat, base_url_env="OPENAI_BASE_URL", gives_scores=False))
-register(Provider("openai-compatible", "openai-compatible:<model>@<base-url> (vLLM, Ollama, llama.cpp, ...), key in "
-                  "OPENAI_COMPATIBLE_API_KEY if the server needs one", ChatOptions, _build_chat, needs_url=True,
-                  gives_scores=False))
-register(Provider("completions", "completions:<model>@<base-url>: label scoring by logprobs on a completions "
-                  "endpoint, key in OPENAI_COMPATIBLE_API_KEY if the server needs one",
-                  CompletionsOptions, _thresholded(_build_scoring(_completions_scorer)), needs_url=True))
+register(
+    Provider(
+        "offline",
+        "offline (default): the embedded LLM, embeddings and, with examples, SetFit, combined",
+        OfflineOptions,
+        _thresholded(_build_offline),
+        default="default",
+    )
+)
+register(
+    Provider(
+        "embed",
+        "embed: embedding similarity to the labels (packaged MiniLM), or embed:/path/to/an/encoder",
+        EmbedOptions,
+        _thresholded(_build_embed),
+        default="minilm",
+    )
+)
+register(
+    Provider(
+        "local",
+        "the embedded Gemma 3 270M, or local:/path/to/a/transformers/causal-lm",
+        LocalOptions,
+        _thresholded(_build_scoring(_local_scorer)),
+        default="gemma3-270m",
+    )
+)
+register(
+    Provider("together", "together:<model>, key in TOGETHER_API_KEY", ChatOptions, _build_chat, gives_scores=False)
+)
+register(
+    Provider(
+        "openai",
+        "openai:<model>, key in OPENAI_API_KEY, base URL from OPENAI_BASE_URL if set",
+        ChatOptions,
+        _build_chat,
+        base_url_env="OPENAI_BASE_URL",
+        gives_scores=False,
+    )
+)
+register(
+    Provider(
+        "openai-compatible",
+        "openai-compatible:<model>@<base-url> (vLLM, Ollama, llama.cpp, ...), key in "
+        "OPENAI_COMPATIBLE_API_KEY if the server needs one",
+        ChatOptions,
+        _build_chat,
+        needs_url=True,
+        gives_scores=False,
+    )
+)
+register(
+    Provider(
+        "completions",
+        "completions:<model>@<base-url>: label scoring by logprobs on a completions "
+        "endpoint, key in OPENAI_COMPATIBLE_API_KEY if the server needs one",
+        CompletionsOptions,
+        _thresholded(_build_scoring(_completions_scorer)),
+        needs_url=True,
+    )
+)
 register(Provider("finetuned", "finetuned:<dir> written by promptclf finetune", FinetunedOptions, _build_finetuned))

@@ -38,8 +38,15 @@ class PromptArtifact:
 
     @classmethod
     def of(cls, instructions: str, demos: list[dict], labels: LabelSet, **provenance) -> PromptArtifact:
-        task = Task(labels=[TaskLabel(name=lab.name, description=lab.description, aliases=list(lab.aliases))
-                            for lab in labels.labels], instructions=instructions, template="few_shot", examples=demos)
+        task = Task(
+            labels=[
+                TaskLabel(name=lab.name, description=lab.description, aliases=list(lab.aliases))
+                for lab in labels.labels
+            ],
+            instructions=instructions,
+            template="few_shot",
+            examples=demos,
+        )
         return cls(task=task, **provenance)
 
     @property
@@ -58,9 +65,17 @@ class PromptArtifact:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"version": ARTIFACT_VERSION, "task": self.task.model_dump(mode="json"), "model": self.model,
-                "optimizer": self.optimizer, "metric": self.metric, "dev_score": self.dev_score,
-                "versions": self.versions, "usage": self.usage, "created": self.created}
+        data = {
+            "version": ARTIFACT_VERSION,
+            "task": self.task.model_dump(mode="json"),
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "metric": self.metric,
+            "dev_score": self.dev_score,
+            "versions": self.versions,
+            "usage": self.usage,
+            "created": self.created,
+        }
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
         return path
 
@@ -71,8 +86,10 @@ class PromptArtifact:
             raise MissingFileError(f"prompt artifact {str(path)!r} does not exist")
         data = json.loads(path.read_text())
         if data.get("version") not in READS:
-            raise ConfigError(f"prompt artifact {str(path)!r} has version {data.get('version')}, "
-                              f"this promptclf reads versions {', '.join(map(str, READS))}")
+            raise ConfigError(
+                f"prompt artifact {str(path)!r} has version {data.get('version')}, "
+                f"this promptclf reads versions {', '.join(map(str, READS))}"
+            )
         artifact = cls._from_v1(data) if data["version"] == 1 else cls._from_v2(data)
         saved = artifact.task.label_set().names
         if labels is not None and saved != labels.names:
@@ -81,14 +98,25 @@ class PromptArtifact:
 
     @classmethod
     def _from_v2(cls, data: dict) -> PromptArtifact:
-        provenance = {k: data[k] for k in ("model", "optimizer", "metric", "dev_score", "versions", "usage",
-                                           "created") if k in data}
+        provenance = {
+            k: data[k]
+            for k in ("model", "optimizer", "metric", "dev_score", "versions", "usage", "created")
+            if k in data
+        }
         return cls(task=Task.model_validate(data["task"]), **provenance)
 
     @classmethod
     def _from_v1(cls, data: dict) -> PromptArtifact:
         """Version 1 kept the instructions, demos and labels at the top level, and only dspy's version."""
-        return cls.of(data["instructions"], data["demos"], LabelSet.from_json(data["labels"]), model=data["model"],
-                      optimizer=data["optimizer"], metric=data["metric"], dev_score=data["dev_score"],
-                      versions={"dspy": data.get("dspy_version")}, usage=data.get("usage", {}),
-                      created=data.get("created", ""))
+        return cls.of(
+            data["instructions"],
+            data["demos"],
+            LabelSet.from_json(data["labels"]),
+            model=data["model"],
+            optimizer=data["optimizer"],
+            metric=data["metric"],
+            dev_score=data["dev_score"],
+            versions={"dspy": data.get("dspy_version")},
+            usage=data.get("usage", {}),
+            created=data.get("created", ""),
+        )

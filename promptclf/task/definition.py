@@ -60,8 +60,10 @@ class Task(BaseModel):
 
     labels: list[TaskLabel]
     instructions: str = ""
-    template: str | None = Field(default=None, description="a template name (zero_shot, few_shot, ...), a "
-                                 "Jinja file, or an optimised prompt artifact (.json)")
+    template: str | None = Field(
+        default=None,
+        description="a template name (zero_shot, few_shot, ...), a Jinja file, or an optimised prompt artifact (.json)",
+    )
     multi_label: bool = False
     examples: list[Example] = Field(default_factory=list)
     negative_examples: list[Example] = Field(default_factory=list)
@@ -72,33 +74,50 @@ class Task(BaseModel):
         the keyword form gets; example labels given as aliases become the label's name."""
         labels = self.label_set()
         self.examples = [Example(**row) for row in check_examples(_dump(self.examples), labels)]
-        self.negative_examples = [Example(**row) for row in
-                                  check_examples(_dump(self.negative_examples), labels, "negative example")]
+        self.negative_examples = [
+            Example(**row) for row in check_examples(_dump(self.negative_examples), labels, "negative example")
+        ]
         for label in self.labels:
-            check_examples([{"text": t, "label": label.name} for t in label.examples], labels,
-                           f"example of {label.name!r}")
-            check_examples([{"text": t, "label": label.name} for t in label.negative_examples], labels,
-                           f"negative example of {label.name!r}")
+            check_examples(
+                [{"text": t, "label": label.name} for t in label.examples], labels, f"example of {label.name!r}"
+            )
+            check_examples(
+                [{"text": t, "label": label.name} for t in label.negative_examples],
+                labels,
+                f"negative example of {label.name!r}",
+            )
         return self
 
     # --- building one -------------------------------------------------------------------------------------
 
     @classmethod
-    def of(cls, labels, descriptions: Mapping[str, str] | None = None,
-           aliases: Mapping[str, Iterable[str]] | None = None, examples: Iterable[dict] | None = None,
-           negative_examples: Iterable[dict] | None = None, instructions: str = "",
-           template: str | Path | None = None, multi_label: bool = False) -> Task:
+    def of(
+        cls,
+        labels,
+        descriptions: Mapping[str, str] | None = None,
+        aliases: Mapping[str, Iterable[str]] | None = None,
+        examples: Iterable[dict] | None = None,
+        negative_examples: Iterable[dict] | None = None,
+        instructions: str = "",
+        template: str | Path | None = None,
+        multi_label: bool = False,
+    ) -> Task:
         """The Task that Classifier's keyword form describes: `labels` as LabelSet.of takes them (names, a
         comma-separated string, a {name: description} dict, a LabelSet), examples as [{"text", "label"}]."""
         if isinstance(labels, Task):
             return labels
         label_set = LabelSet.of(labels, descriptions, aliases)
-        return cls(labels=[TaskLabel(name=lab.name, description=lab.description, aliases=list(lab.aliases))
-                           for lab in label_set.labels],
-                   examples=check_examples(examples, label_set),
-                   negative_examples=check_examples(negative_examples, label_set, "negative example"),
-                   instructions=instructions, template=None if template is None else str(template),
-                   multi_label=multi_label)
+        return cls(
+            labels=[
+                TaskLabel(name=lab.name, description=lab.description, aliases=list(lab.aliases))
+                for lab in label_set.labels
+            ],
+            examples=check_examples(examples, label_set),
+            negative_examples=check_examples(negative_examples, label_set, "negative example"),
+            instructions=instructions,
+            template=None if template is None else str(template),
+            multi_label=multi_label,
+        )
 
     @classmethod
     def coerce(cls, task: Task | str | Path) -> Task:
@@ -154,8 +173,9 @@ class Task(BaseModel):
         return _dump(self.examples) + [{"text": t, "label": lab.name} for lab in self.labels for t in lab.examples]
 
     def all_negative_examples(self) -> list[dict]:
-        return _dump(self.negative_examples) + [{"text": t, "label": lab.name}
-                                                for lab in self.labels for t in lab.negative_examples]
+        return _dump(self.negative_examples) + [
+            {"text": t, "label": lab.name} for lab in self.labels for t in lab.negative_examples
+        ]
 
     def keyword_options(self, given: Mapping[str, object], prompt=None) -> dict:
         """Classifier's keyword form of this task. `given` holds the task keywords the caller also passed
@@ -164,11 +184,18 @@ class Task(BaseModel):
         if prompt is not None and self.template is not None:
             duplicated.append("prompt")
         if duplicated:
-            raise ConfigError(f"{', '.join(f'{name}=' for name in duplicated)} given with a Task: the task "
-                              "already defines it; set it in the task instead")
-        return dict(labels=self.label_set(), examples=self.all_examples(),
-                    negative_examples=self.all_negative_examples(), instructions=self.instructions,
-                    prompt=self.template if self.template is not None else prompt, multi_label=self.multi_label)
+            raise ConfigError(
+                f"{', '.join(f'{name}=' for name in duplicated)} given with a Task: the task "
+                "already defines it; set it in the task instead"
+            )
+        return dict(
+            labels=self.label_set(),
+            examples=self.all_examples(),
+            negative_examples=self.all_negative_examples(),
+            instructions=self.instructions,
+            prompt=self.template if self.template is not None else prompt,
+            multi_label=self.multi_label,
+        )
 
 
 def is_task(labels) -> bool:
@@ -192,8 +219,10 @@ def _template_beside(template: str | None, task_file: Path) -> str | None:
     directory = task_file.parent.resolve()
     resolved = (directory / template).resolve()  # follows symlinks and `..`; an absolute template stays itself
     if not resolved.is_relative_to(directory):
-        raise ConfigError(f"{task_file}: template {template!r} is outside the task file's directory {directory}: "
-                          "put it beside the task file, or name it yourself (--prompt, prompt=)")
+        raise ConfigError(
+            f"{task_file}: template {template!r} is outside the task file's directory {directory}: "
+            "put it beside the task file, or name it yourself (--prompt, prompt=)"
+        )
     return str(resolved)
 
 

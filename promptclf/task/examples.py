@@ -12,8 +12,9 @@ class ExampleError(ValueError):
     pass
 
 
-def check_examples(examples: Iterable, labels: LabelSet, what: str = "example",
-                   multi_label: bool = False) -> list[dict]:
+def check_examples(
+    examples: Iterable, labels: LabelSet, what: str = "example", multi_label: bool = False
+) -> list[dict]:
     """[{"text", "label"}] with labels resolved onto the set; bad rows raise naming the row. Multi-label: a row
     may instead give `labels` (a list, or names joined by `;`), or a `label` holding such a set (one column of a
     file), kept as {"text", "labels"} in label-set order."""
@@ -48,5 +49,3 @@ def sample_per_class(rows: Sequence[dict], labels: LabelSet, k: int, seed: int =
         chosen += rng.sample(pool, min(k, len(pool)))
     rng.shuffle(chosen)
     return chosen
-
-

@@ -76,8 +76,16 @@ class ChatPrompt:
     variables: dict = field(default_factory=dict)
 
     @classmethod
-    def build(cls, labels: LabelSet, template: str | Path | None = None, *, examples=(), negative_examples=(),
-              instructions: str = "", system_template: str | Path = "system") -> ChatPrompt:
+    def build(
+        cls,
+        labels: LabelSet,
+        template: str | Path | None = None,
+        *,
+        examples=(),
+        negative_examples=(),
+        instructions: str = "",
+        system_template: str | Path = "system",
+    ) -> ChatPrompt:
         if template is None:
             template = "few_shot" if examples or negative_examples else "zero_shot"
         variables = {
@@ -112,10 +120,12 @@ class ChatPrompt:
 
         def render(variables: dict) -> ChatPromptValue:
             if system_in_user:
-                return ChatPromptValue(messages=[HumanMessage(system.render(**variables).rstrip() + "\n\n"
-                                                              + human.render(**variables))])
-            return ChatPromptValue(messages=[SystemMessage(system.render(**variables)),
-                                             HumanMessage(human.render(**variables))])
+                return ChatPromptValue(
+                    messages=[HumanMessage(system.render(**variables).rstrip() + "\n\n" + human.render(**variables))]
+                )
+            return ChatPromptValue(
+                messages=[SystemMessage(system.render(**variables)), HumanMessage(human.render(**variables))]
+            )
 
         return RunnableLambda(render, name="ChatPrompt")
 

@@ -56,8 +56,10 @@ def batch_schema(labels: LabelSet, multi_label: bool = False) -> type[BaseModel]
     return create_model(
         "BatchAnswer",
         __doc__="Labels for a batch of items, one answer per item.",
-        answers=(list[label_set_schema(labels) if multi_label else answer_schema(labels)],
-                 Field(description="one answer per item")),
+        answers=(
+            list[label_set_schema(labels) if multi_label else answer_schema(labels)],
+            Field(description="one answer per item"),
+        ),
     )
 
 

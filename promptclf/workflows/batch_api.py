@@ -66,8 +66,10 @@ class Dialect:
         return {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
 
 
-DIALECTS = {"openai": Dialect("openai", "batch", 50_000, 200 * 1024 * 1024),
-            "together": Dialect("together", "batch-api", 50_000, 100 * 1024 * 1024)}
+DIALECTS = {
+    "openai": Dialect("openai", "batch", 50_000, 200 * 1024 * 1024),
+    "together": Dialect("together", "batch-api", 50_000, 100 * 1024 * 1024),
+}
 
 
 def dialect_of(provider: str) -> Dialect:
@@ -84,15 +86,21 @@ def request_key(keys: list[str]) -> str:
 
 # --- the requests: the interactive path's ------------------------------------------------------------
 
+
 def chat_labeler(classifier):
     """The ChatLabeler behind a Classifier, if its model has a batch API (OpenAI, Together, an OpenAI-compatible
     server that implements /v1/batches)."""
     from promptclf.methods.chat import ChatLabeler
 
     if not isinstance(classifier.method, ChatLabeler) or classifier.spec.provider not in (
-            "openai", "together", "openai-compatible"):
-        raise ConfigError(f"model {classifier.spec.id!r} has no batch API: use openai:, together: or "
-                          "openai-compatible: (a server with /v1/files and /v1/batches)")
+        "openai",
+        "together",
+        "openai-compatible",
+    ):
+        raise ConfigError(
+            f"model {classifier.spec.id!r} has no batch API: use openai:, together: or "
+            "openai-compatible: (a server with /v1/files and /v1/batches)"
+        )
     from promptclf.methods.chat_requests import sends_directly
 
     if not sends_directly(classifier.method.llm):
@@ -123,14 +131,14 @@ def response_payload(body: dict):
 
 # --- the provider ------------------------------------------------------------------------------------
 
+
 class Provider:
     """Files and batches on one host, through the `openai` client (Together's answers differ in shape)."""
 
     def __init__(self, spec: ModelSpec, *, timeout: float = 120.0, max_retries: int = 5):
         self.spec, self.dialect = spec, dialect_of(spec.provider)
         base_url = TOGETHER_URL if spec.provider == "together" else spec.base_url
-        self.client = openai.OpenAI(api_key=api_key(spec), base_url=base_url, timeout=timeout,
-                                    max_retries=max_retries)
+        self.client = openai.OpenAI(api_key=api_key(spec), base_url=base_url, timeout=timeout, max_retries=max_retries)
 
     def _call(self, what: str, request):
         try:
@@ -145,22 +153,32 @@ class Provider:
 
     def upload(self, data, name: str) -> str:
         """`data`: bytes, or a binary file (sent from disk as it is read)."""
-        return self._call("uploading the requests", lambda: self.client.files.create(
-            file=(name, data, "application/jsonl"), purpose=self.dialect.purpose)).id
+        return self._call(
+            "uploading the requests",
+            lambda: self.client.files.create(file=(name, data, "application/jsonl"), purpose=self.dialect.purpose),
+        ).id
 
     def create(self, input_file_id: str) -> dict:
         body = {"input_file_id": input_file_id, "endpoint": ENDPOINT, "completion_window": "24h"}
-        created = self._call("creating the batch", lambda: self.client.post(
-            "/batches", body=body, cast_to=httpx.Response).json())
+        created = self._call(
+            "creating the batch", lambda: self.client.post("/batches", body=body, cast_to=httpx.Response).json()
+        )
         return self._normal(created.get("job", created))  # Together wraps the new batch in {"job": ...}
 
     def retrieve(self, batch_id: str) -> dict:
-        return self._normal(self._call(f"batch {batch_id}", lambda: self.client.get(
-            f"/batches/{batch_id}", cast_to=httpx.Response).json()))
+        return self._normal(
+            self._call(
+                f"batch {batch_id}", lambda: self.client.get(f"/batches/{batch_id}", cast_to=httpx.Response).json()
+            )
+        )
 
     def cancel(self, batch_id: str) -> dict:
-        return self._normal(self._call(f"cancelling batch {batch_id}", lambda: self.client.post(
-            f"/batches/{batch_id}/cancel", cast_to=httpx.Response).json()))
+        return self._normal(
+            self._call(
+                f"cancelling batch {batch_id}",
+                lambda: self.client.post(f"/batches/{batch_id}/cancel", cast_to=httpx.Response).json(),
+            )
+        )
 
     def download(self, file_id: str) -> list[dict]:
         data = self._call(f"file {file_id}", lambda: self.client.files.content(file_id).content)
@@ -172,8 +190,11 @@ class Provider:
                     raise ValueError("not an object")
                 lines.append(line) if line is not None else None
             except ValueError:
-                log.warning("promptclf: line %d of result file %s is not a JSON object; its items are asked again",
-                            n + 1, file_id)
+                log.warning(
+                    "promptclf: line %d of result file %s is not a JSON object; its items are asked again",
+                    n + 1,
+                    file_id,
+                )
         return lines
 
     @staticmethod
@@ -183,6 +204,7 @@ class Provider:
 
 
 # --- the report --------------------------------------------------------------------------------------
+
 
 @dataclass
 class BatchReport:
@@ -206,8 +228,12 @@ class BatchReport:
     @property
     def interactive_price_usd(self) -> float | None:
         """What the batch's tokens would cost interactively."""
-        return Usage(model=self.model, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-                     prices=self.prices).cost_usd
+        return Usage(
+            model=self.model,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            prices=self.prices,
+        ).cost_usd
 
     @property
     def cost_usd(self) -> float | None:
@@ -215,15 +241,22 @@ class BatchReport:
         return None if full is None else full * BATCH_DISCOUNT
 
     def summary(self) -> str:
-        cost = (f"${self.cost_usd:.4f} (batch price, {BATCH_DISCOUNT:.0%} of ${self.interactive_price_usd:.4f})"
-                if self.cost_usd is not None else "unknown (no price for this model: register_price)")
-        text = (f"batch API: {self.batches} batches, {self.requests} requests ({self.answered} answered, "
-                f"{self.errors} errors, {self.missing} never answered) | {self.items_answered} of {self.items} "
-                f"items answered | {self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | "
-                f"cost {cost}")
+        cost = (
+            f"${self.cost_usd:.4f} (batch price, {BATCH_DISCOUNT:.0%} of ${self.interactive_price_usd:.4f})"
+            if self.cost_usd is not None
+            else "unknown (no price for this model: register_price)"
+        )
+        text = (
+            f"batch API: {self.batches} batches, {self.requests} requests ({self.answered} answered, "
+            f"{self.errors} errors, {self.missing} never answered) | {self.items_answered} of {self.items} "
+            f"items answered | {self.prompt_tokens} prompt + {self.completion_tokens} completion tokens | "
+            f"cost {cost}"
+        )
         if self.without_confidence:
-            text += (f"\n{self.without_confidence} batch answers carry no confidence (no token logprobs for them): "
-                     "fallback_below and cascades do not apply to them")
+            text += (
+                f"\n{self.without_confidence} batch answers carry no confidence (no token logprobs for them): "
+                "fallback_below and cascades do not apply to them"
+            )
         if self.interactive is not None:
             text += f"\nthen interactively (cache first, re-asks): {self.interactive.summary()}"
         return text
@@ -231,13 +264,22 @@ class BatchReport:
 
 # --- the job -----------------------------------------------------------------------------------------
 
+
 class BatchJob:
     """Batches submitted for one list of texts. The manifest (JSON) names no credentials and does not grow with
     the texts: the model, the input's row count and hash, and one record per batch. Which items each request
     holds is in `<manifest>.requests.jsonl` beside it (row numbers, written once as the requests are built)."""
 
-    def __init__(self, path: str | Path, data: dict, *, texts: Sequence[str] | None = None,
-                 model: str | None = None, poll_initial: float = 0.5, poll_max: float = 60.0):
+    def __init__(
+        self,
+        path: str | Path,
+        data: dict,
+        *,
+        texts: Sequence[str] | None = None,
+        model: str | None = None,
+        poll_initial: float = 0.5,
+        poll_max: float = 60.0,
+    ):
         self.path, self.data = Path(path), data
         self.named = parse_model(model) if model else None  # a model string the user gives: its host is named
         self.poll_initial, self.poll_max = poll_initial, poll_max
@@ -251,9 +293,17 @@ class BatchJob:
     # --- submit ---
 
     @classmethod
-    def submit(cls, classifier, texts: Sequence[str], manifest: str | Path | None = None, *,
-               max_requests: int | None = None, max_bytes: int | None = None, extra: dict | None = None,
-               **options) -> BatchJob:
+    def submit(
+        cls,
+        classifier,
+        texts: Sequence[str],
+        manifest: str | Path | None = None,
+        *,
+        max_requests: int | None = None,
+        max_bytes: int | None = None,
+        extra: dict | None = None,
+        **options,
+    ) -> BatchJob:
         """Build, upload and create the batches for what the cache does not answer. Each request is written to
         disk as it is built (a file of at most one batch's lines at a time), and the manifest is saved after
         each batch is created. `extra`: the CLI's options (batch_manifest.CliOptions), for `batch collect`."""
@@ -262,17 +312,30 @@ class BatchJob:
             raise ConfigError("the batch API loads its answers into the answer cache: it needs one (not --no-cache)")
         spec = classifier.spec
         if spec.base_url and redact_url(spec.base_url) != spec.base_url:
-            raise ConfigError("a base URL with credentials or a query cannot go into a batch manifest: put the key "
-                              f"in {key_variable(spec.id)} instead")
+            raise ConfigError(
+                "a base URL with credentials or a query cannot go into a batch manifest: put the key "
+                f"in {key_variable(spec.id)} instead"
+            )
         identity, labels = labeler.identity, classifier.labels.fingerprint()
         seen, misses = _uncached_rows(classifier, identity, labels, texts)
-        path = Path(manifest) if manifest else home() / "batches" / f"{time.strftime('%Y%m%d-%H%M%S')}-" \
-            f"{seen['sha256'][:8]}.json"
-        data = {"version": MANIFEST_VERSION, "model": {"provider": spec.provider, "name": spec.name,
-                                                       "base_url": spec.base_url},
-                "model_id": spec.id, "identity": identity, "labels": labels, "input": seen,
-                "request_count": 0, "item_count": 0, "batches": [], "host_seal": host_seal(spec),
-                "extra": CliOptions.model_validate(extra).model_dump() if extra else None}
+        path = (
+            Path(manifest)
+            if manifest
+            else home() / "batches" / f"{time.strftime('%Y%m%d-%H%M%S')}-{seen['sha256'][:8]}.json"
+        )
+        data = {
+            "version": MANIFEST_VERSION,
+            "model": {"provider": spec.provider, "name": spec.name, "base_url": spec.base_url},
+            "model_id": spec.id,
+            "identity": identity,
+            "labels": labels,
+            "input": seen,
+            "request_count": 0,
+            "item_count": 0,
+            "batches": [],
+            "host_seal": host_seal(spec),
+            "extra": CliOptions.model_validate(extra).model_dump() if extra else None,
+        }
         job = cls(path, data, texts=texts, **options)
         job.save()
         provider = Provider(spec, timeout=classifier.options["timeout"])
@@ -280,8 +343,9 @@ class BatchJob:
         job._send(provider, classifier, texts, misses, *limits)
         return job
 
-    def _send(self, provider: Provider, classifier, texts: Sequence[str], misses: list[int], max_requests: int,
-              max_bytes: int) -> None:
+    def _send(
+        self, provider: Provider, classifier, texts: Sequence[str], misses: list[int], max_requests: int, max_bytes: int
+    ) -> None:
         """One request per `batch_size` uncached items, written to a part file until a batch is full, then
         uploaded and created; each request's items (id, row) go to the requests file as it is written."""
         labeler = classifier.method
@@ -294,11 +358,14 @@ class BatchJob:
                 chunk = [classifier.prepare_item(row, texts[row]) for row in rows]
                 ids = item_ids(len(rows))
                 custom_id = request_key([answer_key(identity, labels, text) for text in chunk])
-                line = (json.dumps(dialect.line(custom_id, builder.body(list(zip(ids, chunk)))), ensure_ascii=False)
-                        + "\n").encode()
+                line = (
+                    json.dumps(dialect.line(custom_id, builder.body(list(zip(ids, chunk)))), ensure_ascii=False) + "\n"
+                ).encode()
                 if len(line) > max_bytes:
-                    raise ConfigError(f"request {self.data['request_count'] + lines} is {len(line)} bytes, over the "
-                                      f"{max_bytes}-byte file limit: use a smaller --batch-size")
+                    raise ConfigError(
+                        f"request {self.data['request_count'] + lines} is {len(line)} bytes, over the "
+                        f"{max_bytes}-byte file limit: use a smaller --batch-size"
+                    )
                 if lines and (lines >= max_requests or size + len(line) > max_bytes):
                     self._create(provider, part, records, lines, items)
                     lines = items = size = 0
@@ -315,8 +382,15 @@ class BatchJob:
         first = self.data["request_count"]
         file_id = provider.upload(part, f"promptclf-{self.path.stem}-{first}.jsonl")
         batch = provider.create(file_id)
-        self.data["batches"].append({"id": batch["id"], "input_file_id": file_id, "first": first,
-                                     "last": first + lines, "status": batch["status"]})
+        self.data["batches"].append(
+            {
+                "id": batch["id"],
+                "input_file_id": file_id,
+                "first": first,
+                "last": first + lines,
+                "status": batch["status"],
+            }
+        )
         self.data["request_count"] += lines
         self.data["item_count"] += items
         self.save()  # before the next upload: a batch that was created is never lost
@@ -344,9 +418,11 @@ class BatchJob:
         """The texts must be those submitted: same rows, same content (the manifest keeps their hash)."""
         given = input_fingerprint(texts)
         if given != self.data["input"]:
-            raise ConfigError(f"{self.path} is a batch for other texts ({self.data['input']['rows']} rows, sha256 "
-                              f"{self.data['input']['sha256'][:12]}…; given {given['rows']} rows, sha256 "
-                              f"{given['sha256'][:12]}…)")
+            raise ConfigError(
+                f"{self.path} is a batch for other texts ({self.data['input']['rows']} rows, sha256 "
+                f"{self.data['input']['sha256'][:12]}…; given {given['rows']} rows, sha256 "
+                f"{given['sha256'][:12]}…)"
+            )
 
     def requests(self) -> Iterator[dict]:
         """The requests file's records: custom_id, and items as [item id, row of the input]."""
@@ -374,11 +450,20 @@ class BatchJob:
         for batch in self.data["batches"]:
             if batch["status"] not in FINISHED or "output_file_id" not in batch:
                 now = provider.retrieve(batch["id"])
-                batch.update(status=now["status"], output_file_id=now.get("output_file_id"),
-                             error_file_id=now.get("error_file_id"))
+                batch.update(
+                    status=now["status"],
+                    output_file_id=now.get("output_file_id"),
+                    error_file_id=now.get("error_file_id"),
+                )
                 batch["counts"] = now.get("request_counts") or now.get("progress")
-            shown.append({"id": batch["id"], "status": batch["status"], "requests": batch["last"] - batch["first"],
-                          "counts": batch.get("counts")})
+            shown.append(
+                {
+                    "id": batch["id"],
+                    "status": batch["status"],
+                    "requests": batch["last"] - batch["first"],
+                    "counts": batch.get("counts"),
+                }
+            )
         self.save()
         return shown
 
@@ -400,8 +485,9 @@ class BatchJob:
                 if self.finished():
                     return
                 if timeout is not None and time.monotonic() - started > timeout:
-                    raise TimeoutError(f"batches not finished after {timeout:.0f}s: resume with "
-                                       f"`promptclf batch collect {self.path}`")
+                    raise TimeoutError(
+                        f"batches not finished after {timeout:.0f}s: resume with `promptclf batch collect {self.path}`"
+                    )
                 time.sleep(delay)
                 delay = min(delay * 2, self.poll_max)
 
@@ -418,18 +504,23 @@ class BatchJob:
     def check(self, classifier) -> None:
         """The classifier must ask what the batches asked: same model, prompt, structured mode and labels."""
         if classifier.spec != ModelSpec(**self.data["model"]):
-            raise ConfigError(f"{self.path} was submitted to another model ({self.data['model_id']}); collect it "
-                              "with the same options")
+            raise ConfigError(
+                f"{self.path} was submitted to another model ({self.data['model_id']}); collect it "
+                "with the same options"
+            )
         self.named = classifier.spec  # the caller's classifier names its host (its key goes there anyway)
         labeler = chat_labeler(classifier)
         if (labeler.identity, classifier.labels.fingerprint()) != (self.data["identity"], self.data["labels"]):
-            raise ConfigError(f"{self.path} was submitted with another model, prompt or label set "
-                              f"({self.data['model_id']}); collect it with the same options")
+            raise ConfigError(
+                f"{self.path} was submitted with another model, prompt or label set "
+                f"({self.data['model_id']}); collect it with the same options"
+            )
         if classifier.cache is None:
             raise ConfigError("collecting a batch loads its answers into the answer cache: it needs one")
 
-    def collect(self, classifier, texts: Sequence[str] | None = None, *, progress: bool = False,
-                timeout: float | None = None) -> list[Prediction | None]:
+    def collect(
+        self, classifier, texts: Sequence[str] | None = None, *, progress: bool = False, timeout: float | None = None
+    ) -> list[Prediction | None]:
         """Wait for the batches, load their answers into the cache, and label the texts with `classifier`:
         the cache answers what the batches did, the interactive path the rest. `texts` are the texts
         submitted (a job loaded from its manifest needs them; one submitted in this process has them).
@@ -442,16 +533,26 @@ class BatchJob:
         self.check(classifier)
         provider = self.provider()
         self.wait(provider, progress=progress, timeout=timeout)
-        report = BatchReport(model=classifier.spec.id, prices=classifier.prices, batches=len(self.data["batches"]),
-                             requests=self.data["request_count"], items=self.data["item_count"])
+        report = BatchReport(
+            model=classifier.spec.id,
+            prices=classifier.prices,
+            batches=len(self.data["batches"]),
+            requests=self.data["request_count"],
+            items=self.data["item_count"],
+        )
         answered = self._load(provider, classifier, texts, report)
         predictions = classifier.predict(texts)
         report.interactive = classifier.report
         self.report = report
         identity, labels = self.data["identity"], self.data["labels"]
-        return [replace(p, source="batch") if p is not None and p.source == "cache" and answer_key(
-                    identity, labels, classifier.prepare_item(row, text)) in answered else p
-                for row, (text, p) in enumerate(zip(texts, predictions))]
+        return [
+            replace(p, source="batch")
+            if p is not None
+            and p.source == "cache"
+            and answer_key(identity, labels, classifier.prepare_item(row, text)) in answered
+            else p
+            for row, (text, p) in enumerate(zip(texts, predictions))
+        ]
 
     def _load(self, provider: Provider, classifier, texts: Sequence[str], report: BatchReport) -> set[str]:
         """Read every finished batch's result files into the cache, one batch at a time; the keys of the
@@ -459,18 +560,25 @@ class BatchJob:
         answered: set[str] = set()
         records = self._records(classifier, texts)
         for batch in self.data["batches"]:
-            requests = {custom_id: items for custom_id, items in islice(records, batch["last"] - batch["first"])
-                        if custom_id is not None}
+            requests = {
+                custom_id: items
+                for custom_id, items in islice(records, batch["last"] - batch["first"])
+                if custom_id is not None
+            }
             if batch["status"] != "completed":
-                log.warning("promptclf: batch %s %s; its unanswered requests are asked interactively",
-                            batch["id"], batch["status"])
+                log.warning(
+                    "promptclf: batch %s %s; its unanswered requests are asked interactively",
+                    batch["id"],
+                    batch["status"],
+                )
             answers, seen = {}, set()
             for file_key in ("output_file_id", "error_file_id"):
                 for line in provider.download(batch[file_key]) if batch.get(file_key) else ():
                     custom_id = line.get("custom_id")
                     if not isinstance(custom_id, str) or custom_id not in requests or custom_id in seen:
-                        log.warning("promptclf: result line for an unknown or repeated custom_id %.16s… ignored",
-                                    custom_id)
+                        log.warning(
+                            "promptclf: result line for an unknown or repeated custom_id %.16s… ignored", custom_id
+                        )
                         continue
                     seen.add(custom_id)
                     answers.update(self._read_line(line, requests[custom_id], classifier, report))
@@ -479,8 +587,11 @@ class BatchJob:
             classifier.cache.set_many(answers)
             answered.update(answers)
         if report.without_confidence:
-            log.warning("promptclf: %d batch answers came without token logprobs: they carry no confidence, and "
-                        "fallback_below does not apply to them", report.without_confidence)
+            log.warning(
+                "promptclf: %d batch answers came without token logprobs: they carry no confidence, and "
+                "fallback_below does not apply to them",
+                report.without_confidence,
+            )
         return answered
 
     def _records(self, classifier, texts: Sequence[str]) -> Iterator[tuple[str | None, list | None]]:
@@ -488,8 +599,11 @@ class BatchJob:
         the texts; (None, None) for a record that does not match them (its items are asked interactively)."""
         identity, labels = self.data["identity"], self.data["labels"]
         if not self.requests_path.is_file():
-            log.warning("promptclf: %s is missing: the batches' answers cannot be matched to their items, which "
-                        "are asked interactively", self.requests_path)
+            log.warning(
+                "promptclf: %s is missing: the batches' answers cannot be matched to their items, which "
+                "are asked interactively",
+                self.requests_path,
+            )
             return
         with open(self.requests_path, encoding="utf-8") as records:
             for n, text in enumerate(records):
@@ -499,8 +613,12 @@ class BatchJob:
                     if request_key(keys) != record.custom_id:
                         raise ValueError("its custom_id is not that of its items")
                 except ValueError as exc:
-                    log.warning("promptclf: line %d of %s does not match the texts (%.200s); its items are asked "
-                                "interactively", n + 1, self.requests_path, exc)
+                    log.warning(
+                        "promptclf: line %d of %s does not match the texts (%.200s); its items are asked interactively",
+                        n + 1,
+                        self.requests_path,
+                        exc,
+                    )
                     yield None, None
                     continue
                 yield record.custom_id, [(item, key) for (item, _), key in zip(record.items, keys)]
@@ -522,18 +640,30 @@ class BatchJob:
         report.repaired += result.repaired
         key_of = dict(items)
         if multi_label:  # stored as answering.answer stores a label set
-            return {key_of[i]: {"label": ";".join(names), "confidence": None, "scores": None, "labels": list(names)}
-                    for i, names in result.labels.items()}
+            return {
+                key_of[i]: {"label": ";".join(names), "confidence": None, "scores": None, "labels": list(names)}
+                for i, names in result.labels.items()
+            }
         found = _confidences(body, classifier.labels, result.labels)
         if classifier.method.logprobs:  # asked for: an answer without one is not what its key promises
             report.without_confidence += len(result.labels) - len(found)
-        return {key_of[i]: {"label": label, "confidence": found.get(i, (None, None))[0],
-                            "scores": found.get(i, (None, None))[1]} for i, label in result.labels.items()}
+        return {
+            key_of[i]: {
+                "label": label,
+                "confidence": found.get(i, (None, None))[0],
+                "scores": found.get(i, (None, None))[1],
+            }
+            for i, label in result.labels.items()
+        }
 
     def as_dict(self) -> dict:
-        return {"manifest": str(self.path), "model": self.data["model_id"],
-                "report": {k: v for k, v in asdict(self.report).items() if k not in ("interactive", "prices")}
-                if self.report else None}
+        return {
+            "manifest": str(self.path),
+            "model": self.data["model_id"],
+            "report": {k: v for k, v in asdict(self.report).items() if k not in ("interactive", "prices")}
+            if self.report
+            else None,
+        }
 
 
 def _confidences(body: dict, labels, answered: dict[int, str]) -> dict[int, tuple[float, dict]]:
@@ -543,6 +673,7 @@ def _confidences(body: dict, labels, answered: dict[int, str]) -> dict[int, tupl
 
 
 # --- the input ---------------------------------------------------------------------------------------
+
 
 def input_fingerprint(texts: Sequence[str]) -> dict:
     """The input's row count and a hash of its texts: what the manifest keeps instead of the texts."""

@@ -46,8 +46,9 @@ class BatchLabeller:
         self.rows_with_error = 0
 
     @classmethod
-    def build(cls, labels, model: str | None = "offline", *, text_column: str = "text",
-              **classifier_options) -> BatchLabeller:
+    def build(
+        cls, labels, model: str | None = "offline", *, text_column: str = "text", **classifier_options
+    ) -> BatchLabeller:
         """Build the Classifier once (per process or actor) from the same arguments Classifier takes."""
         if classifier_options.get("progress") is None:  # the engine shows progress over all batches
             classifier_options["progress"] = False
@@ -61,8 +62,11 @@ class BatchLabeller:
             out = batch.copy()
             for name, dtype in zip(OUTPUT_COLUMNS, ("string", "float64", "string", "string")):
                 values = [getattr(r, name) for r in results]
-                out[name] = pd.Series([float("nan") if v is None else v for v in values] if dtype == "float64"
-                                      else values, index=batch.index, dtype=dtype)
+                out[name] = pd.Series(
+                    [float("nan") if v is None else v for v in values] if dtype == "float64" else values,
+                    index=batch.index,
+                    dtype=dtype,
+                )
             return out
         import pyarrow as pa
 
@@ -96,8 +100,9 @@ class BatchLabeller:
         rows = list(to_label)
         predictions, failures = self._predict([to_label[row] for row in rows])
         for n, row in enumerate(rows):
-            results[row] = _row(predictions[n]) if n not in failures else RowResult(
-                error=f"not labelled: {failures[n]}")
+            results[row] = (
+                _row(predictions[n]) if n not in failures else RowResult(error=f"not labelled: {failures[n]}")
+            )
         self.rows_with_error += sum(r.error is not None for r in results)
         self.usage.add(items=len(texts), wall_s=time.perf_counter() - started)
         return results

@@ -140,8 +140,7 @@ def _version(exc: ValidationError) -> str | None:
 
 
 def _fields(exc: ValidationError) -> str:
-    shown = [f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}"
-             for error in exc.errors()[:5]]
+    shown = [f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}" for error in exc.errors()[:5]]
     more = exc.error_count() - len(shown)
     return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
 
@@ -151,12 +150,16 @@ def _check_batches(path: Path, manifest: Manifest) -> None:
     expected = 0
     for n, batch in enumerate(manifest.batches):
         if batch.first != expected or batch.last <= batch.first:
-            raise ConfigError(f"{path} is not a valid batch manifest: batches.{n}: lines {batch.first}-{batch.last} "
-                              f"do not follow line {expected}")
+            raise ConfigError(
+                f"{path} is not a valid batch manifest: batches.{n}: lines {batch.first}-{batch.last} "
+                f"do not follow line {expected}"
+            )
         expected = batch.last
     if expected != manifest.request_count:
-        raise ConfigError(f"{path} is not a valid batch manifest: request_count {manifest.request_count} is not "
-                          f"the {expected} requests its batches hold")
+        raise ConfigError(
+            f"{path} is not a valid batch manifest: request_count {manifest.request_count} is not "
+            f"the {expected} requests its batches hold"
+        )
 
 
 # --- which host gets a key ---------------------------------------------------------------------------
@@ -189,8 +192,13 @@ def check_host(path: Path, spec: ModelSpec, seal: str | None, named: ModelSpec |
     expected = host_seal(spec)
     if seal is not None and expected is not None and hmac.compare_digest(seal, expected):
         return
-    how = ("set OPENAI_BASE_URL to it" if spec.provider == "openai"
-           else f"pass --model {spec.provider}:{spec.name}@<its base URL>")
-    raise ConfigError(f"{path} sends its requests to {redact_url(spec.base_url)}, a host not named for {variable} "
-                      f"(the manifest was edited, or submitted with another key): nothing sent. If you trust that "
-                      f"host, {how}")
+    how = (
+        "set OPENAI_BASE_URL to it"
+        if spec.provider == "openai"
+        else f"pass --model {spec.provider}:{spec.name}@<its base URL>"
+    )
+    raise ConfigError(
+        f"{path} sends its requests to {redact_url(spec.base_url)}, a host not named for {variable} "
+        f"(the manifest was edited, or submitted with another key): nothing sent. If you trust that "
+        f"host, {how}"
+    )

@@ -17,16 +17,38 @@ from promptclf.core.errors import ColumnError, ConfigError
 from promptclf.core.labels import LabelSet
 from promptclf.core.metrics import classification_metrics
 
-METHODS = ("offline", "offline-zero-shot", "embed", "setfit", "zero-shot", "few-shot", "optimized", "lora-4bit",
-           "lora", "emb-lr", "tfidf-lr", "cascade")
+METHODS = (
+    "offline",
+    "offline-zero-shot",
+    "embed",
+    "setfit",
+    "zero-shot",
+    "few-shot",
+    "optimized",
+    "lora-4bit",
+    "lora",
+    "emb-lr",
+    "tfidf-lr",
+    "cascade",
+)
 # The cascade row: which method answers first, which API method takes the rest, and the goal its threshold
 # is chosen for on the dev rows (promptclf.cascade.Goal).
 CASCADE_DEFAULTS = {"from": "emb-lr", "api": "zero-shot", "goal": "drop:0.01"}
 CASCADE_LOCAL = ("offline", "offline-zero-shot", "embed", "setfit", "lora-4bit", "lora", "emb-lr", "tfidf-lr")
 CASCADE_API = ("zero-shot", "few-shot", "optimized")
 # The rows that label multi-label tasks (rows carry `labels`, a list); the others refuse one.
-MULTI_LABEL_METHODS = ("offline", "offline-zero-shot", "embed", "zero-shot", "few-shot", "setfit", "lora-4bit", "lora",
-                       "emb-lr", "tfidf-lr")
+MULTI_LABEL_METHODS = (
+    "offline",
+    "offline-zero-shot",
+    "embed",
+    "zero-shot",
+    "few-shot",
+    "setfit",
+    "lora-4bit",
+    "lora",
+    "emb-lr",
+    "tfidf-lr",
+)
 
 
 @dataclass
@@ -88,8 +110,15 @@ def _lora(quantize: str):
         from promptclf.methods.finetune import finetune
 
         options = {"seed": ctx.seed, **ctx.finetune_options, "quantize": quantize}
-        method = finetune(ctx.train, ctx.labels, out=ctx.out / f"lora-{quantize}", dev_rows=ctx.dev,
-                          progress=False, **_multi(ctx), **options)
+        method = finetune(
+            ctx.train,
+            ctx.labels,
+            out=ctx.out / f"lora-{quantize}",
+            dev_rows=ctx.dev,
+            progress=False,
+            **_multi(ctx),
+            **options,
+        )
         return Classifier(ctx.labels, method=method, cache=False, progress=False, **_multi(ctx))
 
     return build
@@ -99,8 +128,15 @@ def _setfit(ctx: Context) -> Classifier:
     from promptclf.methods.finetune import finetune
 
     multi = {"multi_label": True, "dev_rows": ctx.dev} if ctx.multi_label else {}
-    method = finetune(ctx.train, ctx.labels, out=ctx.out / "setfit", method="setfit", progress=False,
-                      **multi, **{"seed": ctx.seed, **ctx.setfit_options})
+    method = finetune(
+        ctx.train,
+        ctx.labels,
+        out=ctx.out / "setfit",
+        method="setfit",
+        progress=False,
+        **multi,
+        **{"seed": ctx.seed, **ctx.setfit_options},
+    )
     return Classifier(ctx.labels, method=method, cache=False, progress=False, **_multi(ctx))
 
 
@@ -109,10 +145,19 @@ def _offline(with_examples: bool):
         from promptclf.methods.offline import OfflineClassifier, OfflineConfig
 
         if ctx.multi_label:  # zero-shot scores; the train rows choose the threshold (core.multilabel.Thresholded)
-            return Classifier(ctx.labels, "offline", examples=ctx.train if with_examples else None, multi_label=True,
-                              unlabeled=ctx.unlabeled, seed=ctx.seed, cache=False, progress=False)
-        method = OfflineClassifier(ctx.labels, ctx.train if with_examples else (), OfflineConfig(seed=ctx.seed),
-                                   unlabeled=ctx.unlabeled).fit()
+            return Classifier(
+                ctx.labels,
+                "offline",
+                examples=ctx.train if with_examples else None,
+                multi_label=True,
+                unlabeled=ctx.unlabeled,
+                seed=ctx.seed,
+                cache=False,
+                progress=False,
+            )
+        method = OfflineClassifier(
+            ctx.labels, ctx.train if with_examples else (), OfflineConfig(seed=ctx.seed), unlabeled=ctx.unlabeled
+        ).fit()
         return Classifier(ctx.labels, method=method, cache=False, progress=False)
 
     return build
@@ -136,8 +181,12 @@ def _factories() -> dict[str, Callable[[Context], Classifier]]:
     return {
         "offline": _offline(True),
         "offline-zero-shot": _offline(False),
-        "embed": lambda ctx: _llm(ctx, configured=False, model="embed",  # multi-label: train rows pick the threshold
-                                  **({"examples": ctx.train} if ctx.multi_label else {})),
+        "embed": lambda ctx: _llm(
+            ctx,
+            configured=False,
+            model="embed",  # multi-label: train rows pick the threshold
+            **({"examples": ctx.train} if ctx.multi_label else {}),
+        ),
         "setfit": _setfit,
         "zero-shot": lambda ctx: _llm(ctx),
         "few-shot": lambda ctx: _llm(ctx, examples=_examples(ctx)),
@@ -200,11 +249,15 @@ def _cascade_options(ctx: Context) -> tuple[dict, object]:
 
     options = {**CASCADE_DEFAULTS, **ctx.cascade}
     if options["from"] not in CASCADE_LOCAL or options["api"] not in CASCADE_API:
-        raise ConfigError(f"cascade from {options['from']!r} to {options['api']!r}: the local stage is one of "
-                         f"{list(CASCADE_LOCAL)}, the API stage one of {list(CASCADE_API)}")
+        raise ConfigError(
+            f"cascade from {options['from']!r} to {options['api']!r}: the local stage is one of "
+            f"{list(CASCADE_LOCAL)}, the API stage one of {list(CASCADE_API)}"
+        )
     if not ctx.dev:
-        raise ConfigError("the cascade row chooses its threshold on the dev rows: give a split with some "
-                         "(train/dev/test, e.g. 4000/600/3000)")
+        raise ConfigError(
+            "the cascade row chooses its threshold on the dev rows: give a split with some "
+            "(train/dev/test, e.g. 4000/600/3000)"
+        )
     return options, Goal.parse(options["goal"])
 
 
@@ -230,21 +283,33 @@ def _run_cascade(ctx: Context, test: list[dict], chunk: int) -> dict:
     row = _row("cascade", clf, [r["label"] for r in test], *labelled, train_s, memory.peak_mb)
     record = measure(local, api.method, test, cache=api.cache, api_usage=api.report)
     test_points = frontier(record.confidence, record.local_correct, record.api_correct, record.api_cost_per_item)
-    at_chosen = frontier(record.confidence, record.local_correct, record.api_correct, record.api_cost_per_item,
-                         thresholds=[chosen.threshold])[0]
+    at_chosen = frontier(
+        record.confidence,
+        record.local_correct,
+        record.api_correct,
+        record.api_cost_per_item,
+        thresholds=[chosen.threshold],
+    )[0]
     escalated = sum(u["escalated"] for u in labelled[2])
-    row.update(model=f"{options['from']} → {options['api']} ({api.spec.id})", stages=f"{options['from']} → "
-               f"{options['api']}", threshold=chosen.threshold,
-               goal=str(goal), api_share=escalated / len(test), dev_point=asdict(chosen),
-               test_point=asdict(at_chosen), frontier={"dev": [asdict(p) for p in dev_points],
-                                                       "test": [asdict(p) for p in test_points]})
+    row.update(
+        model=f"{options['from']} → {options['api']} ({api.spec.id})",
+        stages=f"{options['from']} → {options['api']}",
+        threshold=chosen.threshold,
+        goal=str(goal),
+        api_share=escalated / len(test),
+        dev_point=asdict(chosen),
+        test_point=asdict(at_chosen),
+        frontier={"dev": [asdict(p) for p in dev_points], "test": [asdict(p) for p in test_points]},
+    )
     return row
 
 
 def _row(name, clf, gold, predicted, latencies, usage, infer_s, train_s, peak_mb) -> dict:
     n = len(gold)
-    total = {k: sum(u[k] or 0 for u in usage) for k in ("requests", "prompt_tokens", "completion_tokens",
-                                                         "compute_s", "cache_hits")}
+    total = {
+        k: sum(u[k] or 0 for u in usage)
+        for k in ("requests", "prompt_tokens", "completion_tokens", "compute_s", "cache_hits")
+    }
     costs = [u["cost_usd"] for u in usage]
     if clf.multi_label:
         from promptclf.core.metrics import multilabel_metrics
@@ -254,14 +319,25 @@ def _row(name, clf, gold, predicted, latencies, usage, infer_s, train_s, peak_mb
         metrics = classification_metrics(gold, predicted, clf.labels.names)
     multi = {k: metrics[k] for k in ("micro_f1", "subset_accuracy", "hamming_loss") if k in metrics}
     return {
-        "method": name, "model": clf.spec.id if clf.spec.provider != "custom" else clf.spec.name,
-        "n_test": n, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-        "per_class_f1": metrics["per_class_f1"], "calls": total["requests"], "cache_hits": total["cache_hits"],
-        "prompt_tokens_per_item": total["prompt_tokens"] / n, "completion_tokens_per_item": total["completion_tokens"] / n,
+        "method": name,
+        "model": clf.spec.id if clf.spec.provider != "custom" else clf.spec.name,
+        "n_test": n,
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "per_class_f1": metrics["per_class_f1"],
+        "calls": total["requests"],
+        "cache_hits": total["cache_hits"],
+        "prompt_tokens_per_item": total["prompt_tokens"] / n,
+        "completion_tokens_per_item": total["completion_tokens"] / n,
         "cost_per_1k_items": None if any(c is None for c in costs) else 1000 * sum(costs) / n,
-        "compute_s_per_1k_items": 1000 * infer_s / n, "train_s": train_s, "items_per_s": n / infer_s,
-        "latency_p50_s": float(np.percentile(latencies, 50)), "latency_p95_s": float(np.percentile(latencies, 95)),
-        "peak_rss_mb": peak_mb, "size_on_disk_mb": _disk_mb(getattr(clf.method, "path", None)), **multi,
+        "compute_s_per_1k_items": 1000 * infer_s / n,
+        "train_s": train_s,
+        "items_per_s": n / infer_s,
+        "latency_p50_s": float(np.percentile(latencies, 50)),
+        "latency_p95_s": float(np.percentile(latencies, 95)),
+        "peak_rss_mb": peak_mb,
+        "size_on_disk_mb": _disk_mb(getattr(clf.method, "path", None)),
+        **multi,
     }
 
 
@@ -278,14 +354,26 @@ def _machine() -> str:
     import torch
     import transformers
 
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, transformers {transformers.__version__}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, transformers {transformers.__version__}"
+    )
 
 
-def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-shot", "few-shot", "emb-lr", "tfidf-lr"),
-            split: Sequence[int] = (4000, 600, 3000), seed: int = 0, model: str = "local",
-            out: str | Path = "reports/compare", data_name: str = "", chunk: int = 50, multi_label: bool = False,
-            **options) -> list[dict]:
+def compare(
+    rows: Sequence[dict],
+    labels,
+    *,
+    methods: Sequence[str] = ("zero-shot", "few-shot", "emb-lr", "tfidf-lr"),
+    split: Sequence[int] = (4000, 600, 3000),
+    seed: int = 0,
+    model: str = "local",
+    out: str | Path = "reports/compare",
+    data_name: str = "",
+    chunk: int = 50,
+    multi_label: bool = False,
+    **options,
+) -> list[dict]:
     """Train/dev/test split rows with the seed, run each method, write report.json, report.md, report.png.
 
     `options`: prompt (artifact for "optimized"), cache, classifier_options, finetune_options (LoRA),
@@ -304,15 +392,19 @@ def compare(rows: Sequence[dict], labels, *, methods: Sequence[str] = ("zero-sho
     train, dev, test = split_rows(list(rows), split, seed=seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(labels, train, dev, model, out, seed, **options, unlabeled=[r["text"] for r in test],
-                  multi_label=multi_label)
+    ctx = Context(
+        labels, train, dev, model, out, seed, **options, unlabeled=[r["text"] for r in test], multi_label=multi_label
+    )
     factories = _factories()
     if "cascade" in methods:
         _cascade_options(ctx)
     results = []
     for name in methods:
-        results.append(_run_cascade(ctx, test, chunk) if name == "cascade" else
-                       _run_method(name, factories[name], ctx, test, chunk))
+        results.append(
+            _run_cascade(ctx, test, chunk)
+            if name == "cascade"
+            else _run_method(name, factories[name], ctx, test, chunk)
+        )
         _write(out, results, dict(data=data_name, split=list(split), seed=seed, model=model))
     return results
 
@@ -348,33 +440,45 @@ def _fmt(value, spec: str) -> str:
 def markdown(results: list[dict], setup: dict) -> str:
     split = setup["split"]
     lines = [
-        "# promptclf comparison", "",
+        "# promptclf comparison",
+        "",
         f"Data: {setup['data']}. Split: {split[0]} train / {split[1]} dev / {split[2]} test rows after a "
         f"seed-{setup['seed']} shuffle (train rows 0–{split[0] - 1}, test the last {split[2]}). "
-        f"LLM model: `{setup['model']}`. Machine: {_machine()}.", "",
+        f"LLM model: `{setup['model']}`. Machine: {_machine()}.",
+        "",
         "| method | model | accuracy | macro-F1 | calls | prompt tok/item | compl. tok/item | $ / 1k items "
         "| compute s / 1k items | train s | items/s | p50 s | p95 s | peak MB | disk MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if any("micro_f1" in r for r in results):  # multi-label: its scores in place of accuracy
-        lines[4:6] = ["| method | model | micro-F1 | macro-F1 | subset acc. | Hamming loss | calls | prompt tok/item "
-                      "| compl. tok/item | $ / 1k items | compute s / 1k items | train s | items/s | p50 s | p95 s "
-                      "| peak MB | disk MB |", "|---" * 17 + "|"]
+        lines[4:6] = [
+            "| method | model | micro-F1 | macro-F1 | subset acc. | Hamming loss | calls | prompt tok/item "
+            "| compl. tok/item | $ / 1k items | compute s / 1k items | train s | items/s | p50 s | p95 s "
+            "| peak MB | disk MB |",
+            "|---" * 17 + "|",
+        ]
     for r in results:
-        scores = (f"{r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['subset_accuracy']:.3f} | {r['hamming_loss']:.3f}"
-                  if "micro_f1" in r else f"{r['accuracy']:.3f} | {r['macro_f1']:.3f}")
+        scores = (
+            f"{r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['subset_accuracy']:.3f} | {r['hamming_loss']:.3f}"
+            if "micro_f1" in r
+            else f"{r['accuracy']:.3f} | {r['macro_f1']:.3f}"
+        )
         lines.append(
             f"| {r['method']} | {r['model']} | {scores} | {r['calls']} | "
             f"{r['prompt_tokens_per_item']:.0f} | {r['completion_tokens_per_item']:.0f} | "
             f"{_fmt(r['cost_per_1k_items'], '.4f')} | {r['compute_s_per_1k_items']:.1f} | {r['train_s']:.1f} | "
             f"{r['items_per_s']:.1f} | {r['latency_p50_s']:.3f} | {r['latency_p95_s']:.3f} | {r['peak_rss_mb']:.0f} | "
-            f"{_fmt(r['size_on_disk_mb'], '.1f')} |")
+            f"{_fmt(r['size_on_disk_mb'], '.1f')} |"
+        )
     labels = list(results[0]["per_class_f1"]) if results else []
     lines += ["", "Per-class F1:", "", "| method | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for r in results:
         lines.append(f"| {r['method']} | " + " | ".join(f"{r['per_class_f1'][lab]:.3f}" for lab in labels) + " |")
-    lines += ["", "Local methods cost no dollars: their price is the compute time shown. Peak MB is the "
-              "process's resident memory while the method trained and ran (it never goes down)."]
+    lines += [
+        "",
+        "Local methods cost no dollars: their price is the compute time shown. Peak MB is the "
+        "process's resident memory while the method trained and ran (it never goes down).",
+    ]
     for r in results:
         if "frontier" in r:
             lines += [""] + frontier_markdown(r)
@@ -389,21 +493,30 @@ def frontier_markdown(row: dict) -> list[str]:
     chosen = FrontierPoint(**row["test_point"])
     shown = sorted(set(thin(points)) | {chosen}, key=lambda p: (p.threshold, p.api_share))
     dev = row["dev_point"]
-    lines = [f"## Cascade: {row['model']}", "",
-             f"Threshold {row['threshold']:.4f}, chosen on the dev rows for goal `{row['goal']}` (dev: accuracy "
-             f"{dev['accuracy']:.3f}, {dev['api_share']:.1%} of items to the API). On the test rows, both stages "
-             "answered every item; the cascade at each threshold:", "",
-             "| threshold | items to the API | API calls saved vs API only | accuracy | $ / 1k items |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"## Cascade: {row['model']}",
+        "",
+        f"Threshold {row['threshold']:.4f}, chosen on the dev rows for goal `{row['goal']}` (dev: accuracy "
+        f"{dev['accuracy']:.3f}, {dev['api_share']:.1%} of items to the API). On the test rows, both stages "
+        "answered every item; the cascade at each threshold:",
+        "",
+        "| threshold | items to the API | API calls saved vs API only | accuracy | $ / 1k items |",
+        "|---|---|---|---|---|",
+    ]
     for p in shown:
         mark = " (chosen)" if p == chosen else ""
         threshold = "above all" if p.threshold > 1 else f"{p.threshold:.4f}"
-        lines.append(f"| {threshold}{mark} | {p.api_items} ({p.api_share:.1%}) | {1 - p.api_share:.1%} | "
-                     f"{p.accuracy:.3f} | {_fmt(p.cost_per_1k_items, '.4f')} |")
-    lines += ["", "The first row is the local method alone (no item below its threshold), the last sends every "
-              "item to the API. Calls saved "
-              "counts items (the API is asked in batches, so requests fall in proportion). The full frontier is in "
-              "frontier.csv, drawn in frontier.png."]
+        lines.append(
+            f"| {threshold}{mark} | {p.api_items} ({p.api_share:.1%}) | {1 - p.api_share:.1%} | "
+            f"{p.accuracy:.3f} | {_fmt(p.cost_per_1k_items, '.4f')} |"
+        )
+    lines += [
+        "",
+        "The first row is the local method alone (no item below its threshold), the last sends every "
+        "item to the API. Calls saved "
+        "counts items (the API is asked in batches, so requests fall in proportion). The full frontier is in "
+        "frontier.csv, drawn in frontier.png.",
+    ]
     return lines
 
 
@@ -415,8 +528,16 @@ def write_frontier_csv(frontier: dict, path: Path) -> None:
         writer.writerow(["split", "threshold", "accuracy", "api_share", "api_items", "cost_per_1k_items"])
         for split_name, points in frontier.items():
             for p in points:
-                writer.writerow([split_name, p["threshold"], p["accuracy"], p["api_share"], p["api_items"],
-                                 "" if p["cost_per_1k_items"] is None else p["cost_per_1k_items"]])
+                writer.writerow(
+                    [
+                        split_name,
+                        p["threshold"],
+                        p["accuracy"],
+                        p["api_share"],
+                        p["api_items"],
+                        "" if p["cost_per_1k_items"] is None else p["cost_per_1k_items"],
+                    ]
+                )
 
 
 def plot_frontier(row: dict, path: Path, others: Sequence[dict] = ()) -> None:
@@ -432,20 +553,33 @@ def plot_frontier(row: dict, path: Path, others: Sequence[dict] = ()) -> None:
     for split_name, points in row["frontier"].items():
         accuracy = [p["accuracy"] for p in points]
         share = [100 * p["api_share"] for p in points]
-        left.plot([p["cost_per_1k_items"] for p in points] if priced else share, accuracy, label=split_name,
-                  drawstyle="steps-post", alpha=0.8)
+        left.plot(
+            [p["cost_per_1k_items"] for p in points] if priced else share,
+            accuracy,
+            label=split_name,
+            drawstyle="steps-post",
+            alpha=0.8,
+        )
         right.plot(share, accuracy, label=split_name, drawstyle="steps-post", alpha=0.8)
     chosen = row["test_point"]
-    left.scatter(chosen["cost_per_1k_items"] if priced else 100 * chosen["api_share"], chosen["accuracy"],
-                 color="black", zorder=3, label=f"chosen on dev, t={chosen['threshold']:.3f} (test)")
+    left.scatter(
+        chosen["cost_per_1k_items"] if priced else 100 * chosen["api_share"],
+        chosen["accuracy"],
+        color="black",
+        zorder=3,
+        label=f"chosen on dev, t={chosen['threshold']:.3f} (test)",
+    )
     right.scatter(100 * chosen["api_share"], chosen["accuracy"], color="black", zorder=3)
     for other in others if priced else ():
         cost = other["cost_per_1k_items"]
         if cost is not None:
             left.scatter(cost, other["accuracy"], marker="x")
             left.annotate(other["method"], (cost, other["accuracy"]), textcoords="offset points", xytext=(5, -10))
-    left.set(xlabel="$ per 1,000 items" if priced else "% of items sent to the API (no price known)",
-             ylabel="accuracy", title=f"cascade {row['stages']}: accuracy against cost")
+    left.set(
+        xlabel="$ per 1,000 items" if priced else "% of items sent to the API (no price known)",
+        ylabel="accuracy",
+        title=f"cascade {row['stages']}: accuracy against cost",
+    )
     right.set(xlabel="% of items sent to the API", ylabel="accuracy", title="accuracy against API share")
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -468,8 +602,9 @@ def plot(results: list[dict], path: Path) -> None:
         left.annotate(r["method"], (cost, r["accuracy"]), textcoords="offset points", xytext=(5, 5))
         right.scatter(r["latency_p50_s"], r["accuracy"], s=60)
         right.annotate(r["method"], (r["latency_p50_s"], r["accuracy"]), textcoords="offset points", xytext=(5, 5))
-    left.set(xscale="symlog", xlabel="$ per 1,000 items (local methods: 0)", ylabel="accuracy",
-             title="accuracy against cost")
+    left.set(
+        xscale="symlog", xlabel="$ per 1,000 items (local methods: 0)", ylabel="accuracy", title="accuracy against cost"
+    )
     right.set(xscale="log", xlabel="p50 latency per request (s)", ylabel="accuracy", title="accuracy against latency")
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -495,10 +630,20 @@ def cmd_compare(args) -> int:
         rows = [{"text": t, "label": label_map.get(g, g)} for t, g in zip(texts, gold)]
     labels = args.labels or sorted({n for r in rows for n in r.get("labels", [r.get("label")])})
     sizes = [int(x) for x in args.split.split("/")]
-    results = compare(rows, labels, methods=args.methods.split(","), split=sizes, seed=args.seed, model=args.model,
-                      out=args.out, data_name=f"{args.data} ({args.text_column})", prompt=args.prompt,
-                      cache=not args.no_cache, **({"multi_label": True} if args.multi_label else {}),
-                      cascade={"from": args.cascade_from, "api": args.cascade_api, "goal": args.cascade_goal})
+    results = compare(
+        rows,
+        labels,
+        methods=args.methods.split(","),
+        split=sizes,
+        seed=args.seed,
+        model=args.model,
+        out=args.out,
+        data_name=f"{args.data} ({args.text_column})",
+        prompt=args.prompt,
+        cache=not args.no_cache,
+        **({"multi_label": True} if args.multi_label else {}),
+        cascade={"from": args.cascade_from, "api": args.cascade_api, "goal": args.cascade_goal},
+    )
     print(markdown(results, dict(data=args.data, split=sizes, seed=args.seed, model=args.model)))
     print(f"wrote {args.out}/report.md, report.json, report.png")
     return 0
@@ -517,14 +662,25 @@ def register_cli(sub) -> None:
     p.add_argument("--model", default="local")
     p.add_argument("--prompt", help="optimised prompt artifact for the 'optimized' method")
     p.add_argument("--no-cache", action="store_true", help="measure real calls even where answers are cached")
-    p.add_argument("--multi-label", action="store_true", help="gold label sets joined by ';' in the label column; "
-                   "methods " + ",".join(MULTI_LABEL_METHODS))
-    p.add_argument("--cascade-from", default=CASCADE_DEFAULTS["from"], help="the cascade's local method: "
-                   + ",".join(CASCADE_LOCAL))
-    p.add_argument("--cascade-api", default=CASCADE_DEFAULTS["api"], help="the cascade's API method: "
-                   + ",".join(CASCADE_API))
-    p.add_argument("--cascade-goal", default=CASCADE_DEFAULTS["goal"], help="what the threshold is chosen for on "
-                   "the dev rows: drop:0.01 (at most 1 point below the API alone), accuracy:0.9, share:0.4 "
-                   "(API share), cost:0.05 ($ per 1,000 items)")
+    p.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="gold label sets joined by ';' in the label column; methods " + ",".join(MULTI_LABEL_METHODS),
+    )
+    p.add_argument(
+        "--cascade-from",
+        default=CASCADE_DEFAULTS["from"],
+        help="the cascade's local method: " + ",".join(CASCADE_LOCAL),
+    )
+    p.add_argument(
+        "--cascade-api", default=CASCADE_DEFAULTS["api"], help="the cascade's API method: " + ",".join(CASCADE_API)
+    )
+    p.add_argument(
+        "--cascade-goal",
+        default=CASCADE_DEFAULTS["goal"],
+        help="what the threshold is chosen for on "
+        "the dev rows: drop:0.01 (at most 1 point below the API alone), accuracy:0.9, share:0.4 "
+        "(API share), cost:0.05 ($ per 1,000 items)",
+    )
     p.add_argument("--out", default="reports/compare")
     p.set_defaults(func=cmd_compare)

@@ -14,8 +14,16 @@ from promptclf.core.usage import Usage
 from promptclf.methods.finetune import _add_training_options, _finetune_options, finetune
 
 
-def distill(pool_texts: Sequence[str], labels, *, model: str, out: str | Path, test_rows: Sequence[dict] = (),
-            classifier_options: dict | None = None, **finetune_options) -> dict:
+def distill(
+    pool_texts: Sequence[str],
+    labels,
+    *,
+    model: str,
+    out: str | Path,
+    test_rows: Sequence[dict] = (),
+    classifier_options: dict | None = None,
+    **finetune_options,
+) -> dict:
     """Label an unlabelled pool with an LLM (cached), fine-tune the local model on those labels, and report
     its agreement with the LLM and, given gold test rows, both models' accuracy on them."""
     from promptclf.classifier import Classifier
@@ -30,9 +38,11 @@ def distill(pool_texts: Sequence[str], labels, *, model: str, out: str | Path, t
         teacher_says = teacher.classify(texts)
         student_says = [p.label for _, p in sorted(student.predict(texts, Usage()))]
         names = teacher.labels.names
-        report.update(agreement=float(np.mean([a == b for a, b in zip(teacher_says, student_says)])),
-                      teacher_accuracy=classification_metrics(gold, teacher_says, names)["accuracy"],
-                      student_accuracy=classification_metrics(gold, student_says, names)["accuracy"])
+        report.update(
+            agreement=float(np.mean([a == b for a, b in zip(teacher_says, student_says)])),
+            teacher_accuracy=classification_metrics(gold, teacher_says, names)["accuracy"],
+            student_accuracy=classification_metrics(gold, student_says, names)["accuracy"],
+        )
     Path(out, "distill.json").write_text(json.dumps(report, indent=2))
     return report
 
