@@ -100,6 +100,16 @@ def _stage(
     return answer(method, texts, usage, cache, method.labels)
 
 
+def stage_predictions(
+    method: Method, texts: Sequence[str], usage: Usage, cache: CacheBackend | None
+) -> list[Prediction]:
+    """One stage's answers to `texts`, in order, through the answer cache (a failure as a failed Prediction)."""
+    answers: list[Prediction] = [Prediction.failed("not answered")] * len(texts)
+    for pos, outcome in _stage(method, texts, usage, cache):
+        answers[pos] = outcome if isinstance(outcome, Prediction) else Prediction.failed(outcome.reason)
+    return answers
+
+
 # --- the threshold, chosen on labelled dev rows ----------------------------------------------------------
 
 

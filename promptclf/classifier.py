@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
@@ -16,6 +17,7 @@ from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Method, Prediction
 from promptclf.core.model_spec import ModelSpec
 from promptclf.core.multilabel import same_kind
+from promptclf.core.trust import Assessment, assess, rows_for_margin
 from promptclf.core.usage import Usage
 from promptclf.pipeline import EMPTY, Pipeline
 from promptclf.providers.registry import (
@@ -29,6 +31,7 @@ from promptclf.providers.registry import (
 )
 from promptclf.task.definition import TASK_KEYWORDS, Task, is_task
 from promptclf.task.examples import check_examples
+from promptclf.task.validation import read_validation
 
 log = logging.getLogger("promptclf")
 
@@ -66,6 +69,9 @@ class Classifier:
         multi_label: bool = False,
         window: int | None = None,
         breaker_after: int = 20,
+        validation=None,
+        target_accuracy: float | None = None,
+        risk: float = 0.1,
         **options,
     ):
         """`model`: None (the default) is the model a prompt artifact given as `prompt=` was optimised for, else
@@ -73,7 +79,15 @@ class Classifier:
         `breaker_after`: stop asking after this many requests in a row failed (0: never; see core/breaker.py).
         `options` are the backend's (promptclf.providers.registry: each provider's options dataclass says which it
         takes and their defaults); one set to other than its default that the model's backend does not take
-        is a ConfigError naming the backends that take it."""
+        is a ConfigError naming the backends that take it.
+
+        `validation`: labelled rows drawn from the data being labelled (a DataFrame with text and label columns,
+        a list of (text, label) pairs, or a CSV/JSONL/Parquet file), never trained on: before the first run they
+        are labelled (through the cache) and `assessment` (promptclf.core.trust) holds the estimated accuracy with
+        its interval and the calibration fitted on them, which every Prediction's confidence then goes through.
+        `target_accuracy` (with `validation`): each Prediction's `accepted` says whether its label is
+        auto-accepted, by the lowest confidence threshold whose accepted labels' accuracy is at least the target
+        with probability at least 1 - `risk`."""
         if truncate not in ("warn", "error", "silent"):
             raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
         self.spec = (
@@ -99,6 +113,11 @@ class Classifier:
         self.multi_label = bool(multi_label)
         if self.multi_label:  # only where set: the single-label options and cache keys stay as they were
             values["multi_label"] = True
+        self.validation = read_validation(validation, self.labels, values["examples"])
+        self.target_accuracy, self.risk = _checked_target(target_accuracy, risk, self.validation, self.multi_label)
+        if self.validation:  # the offline provider chooses its combination on them; other backends ignore them
+            values["validation"] = self.validation
+        self.assessment: Assessment | None = None
         self._values = values
         if method is None:
             resolved = options_for(self.spec, self.labels, values)
@@ -107,6 +126,7 @@ class Classifier:
         else:
             self.options, self.method = values, same_kind(method, self.multi_label, type(method).__name__)
         self.cache = open_guarded(cache)
+        self._choose_below = False
         if cascade_from is not None or cascade_below is not None:
             if self.multi_label:
                 raise ConfigError("a cascade routes single labels by confidence; it does not take multi-label tasks")
@@ -124,7 +144,8 @@ class Classifier:
         """The configured method as the API stage behind a local first stage (promptclf.cascade)."""
         from promptclf.cascade import Cascade
 
-        if local is None or below is None:
+        self._choose_below = below is None and self.target_accuracy is not None
+        if local is None or (below is None and not self._choose_below):
             raise ConfigError(
                 "a cascade needs both cascade_from (the local model) and cascade_below (its "
                 "confidence threshold, e.g. chosen with promptclf.cascade.choose_threshold)"
@@ -132,7 +153,8 @@ class Classifier:
         if not isinstance(local, Method):  # it takes the options that apply to it; the rest are the API model's
             spec = parse_model(local)
             local = build(spec, self.labels, options_for(spec, self.labels, self._values))
-        return Cascade(local, self.method, below, cache=self.cache)
+        # With a target, its threshold is chosen on the validation rows before the first run (validate).
+        return Cascade(local, self.method, math.inf if self._choose_below else below, cache=self.cache)
 
     # --- the verbs ------------------------------------------------------------------------------------
 
@@ -150,15 +172,67 @@ class Classifier:
     def _run(self, rows: Iterable, prepare, total: int | None) -> Iterator[Prediction | None]:
         started = time.perf_counter()
         self.report = Usage(model=self.spec.id, prices=self.prices)
+        if self.validation and self.assessment is None:
+            self.report.absorb(self.validate())
         self.pipeline = self._pipeline()
         try:
             for prediction in self.pipeline.run(rows, self.report, prepare, total):
                 self.report.add(items=1, failed=int(prediction is not None and prediction.error is not None))
-                yield prediction
+                yield prediction if self.assessment is None else self.assessment.apply(prediction)
         finally:
             self.report.add(wall_s=time.perf_counter() - started)
             if getattr(self.method, "estimate", None) is not None:
                 self.report.estimate = self.method.estimate.describe()
+            self.report.trust = self._trust_summary()
+
+    # --- the validation sample ------------------------------------------------------------------------
+
+    def validate(self) -> Usage:
+        """Label the validation rows (through the cache; in a cascade whose threshold is to be chosen, first with
+        its local stage) and assess them into `assessment`. Returns what labelling them used."""
+        if not self.validation:
+            raise ConfigError("no validation sample: pass validation= (labelled rows drawn from your data)")
+        usage = Usage(model=self.spec.id, prices=self.prices)
+        risk = self.risk
+        if self._choose_below:  # two choices on the same rows: each at half the risk
+            risk = self.risk / 2
+            self.method.below = self._local_threshold(risk, usage)
+        texts = [row["text"] for row in self.validation]
+        pipeline = self._pipeline(f"labelling {len(texts)} validation rows with {self.spec.id}")
+        predictions = list(pipeline.run(texts, usage, self._prepared_row, len(texts)))
+        self.assessment = assess_predictions(predictions, self.validation, self.labels, self.target_accuracy, risk)
+        log.info("promptclf: %s", self.assessment.describe())
+        return usage
+
+    def _local_threshold(self, risk: float, usage: Usage) -> float:
+        """The cascade's threshold: the local stage's auto-accept threshold on the validation rows (every row
+        goes on to the API where none certifies the target)."""
+        from promptclf.cascade import stage_predictions
+
+        local = stage_predictions(self.method.local, [row["text"] for row in self.validation], usage, self.cache)
+        acceptance = assess_predictions(local, self.validation, self.labels, self.target_accuracy, risk).acceptance
+        return math.inf if acceptance.threshold is None else acceptance.threshold
+
+    def _trust_summary(self) -> str:
+        """What the report says of the answers' accuracy and confidence."""
+        if self.assessment is not None:
+            return self.assessment.describe()
+        estimate = getattr(self.method, "estimate", None)
+        accuracy = getattr(estimate, "accuracy", None)
+        return (
+            "accuracy and confidence are uncalibrated estimates: a validation sample of "
+            f"{rows_for_margin(0.03, accuracy)} labelled rows drawn from your data would give a 95% interval of "
+            "+-3 points and calibrate the confidence (validation=, --validation)"
+        )
+
+    def write_reliability_diagram(self, path: str | Path) -> Path:
+        """The reliability diagram of the validation rows (confidence before and after calibration against
+        accuracy) as a PNG at `path`."""
+        from promptclf.core.reliability_plot import write_reliability_diagram
+
+        if self.assessment is None:
+            self.validate()
+        return write_reliability_diagram(self.assessment, path, title=f"{self.spec.id}: validation rows")
 
     def predict(self, texts: Sequence[str], errors: str = "raise") -> list[Prediction | None]:
         """One Prediction per input, in input order (None only for empty items with skip_empty=True). Every item
@@ -254,7 +328,7 @@ class Classifier:
             log.warning("promptclf: item %d is longer than %d tokens; truncated", i, self.max_item_tokens)
         return cut()
 
-    def _pipeline(self) -> Pipeline:
+    def _pipeline(self, name: str = "") -> Pipeline:
         default_window = max(
             2000, 16 * int(self.options.get("batch_size") or 1) * int(self.options.get("concurrency") or 1)
         )
@@ -267,12 +341,46 @@ class Classifier:
             window=self.window or default_window,
             breaker_after=self.breaker_after,
             progress=self.progress,
-            name=f"labelling with {self.spec.id}",
+            name=name or f"labelling with {self.spec.id}",
         )
 
     def _prepared_row(self, i: int, text):
         prepared = self.prepare_item(i, text)
         return EMPTY if prepared is None else prepared
+
+
+def _checked_target(target, risk, validation: list, multi_label: bool) -> tuple[float | None, float]:
+    if validation and multi_label:
+        raise ConfigError("a validation sample measures single labels; this task is multi-label")
+    if isinstance(risk, bool) or not isinstance(risk, (int, float)) or not 0 < risk < 1:
+        raise ConfigError(f"risk={risk!r}: the chance the guarantee fails, between 0 and 1 (e.g. 0.1)")
+    if target is None:
+        return None, float(risk)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ConfigError(f"target_accuracy={target!r}: an accuracy between 0 and 1 (e.g. 0.95)")
+    if not validation:
+        raise ConfigError(
+            "target_accuracy needs a validation sample (validation=): the threshold is chosen on labelled rows"
+        )
+    return float(target), float(risk)
+
+
+def assess_predictions(
+    predictions: Sequence, rows: Sequence[dict], labels: LabelSet, target: float | None, risk: float
+) -> Assessment:
+    """The assessment (promptclf.core.trust.assess) of predictions of the validation rows; a row that could not
+    be labelled counts as wrong, without a confidence."""
+    import numpy as np
+
+    answered = [p is not None and p.error is None and p.label is not None for p in predictions]
+    right = [ok and p.label == row["label"] for ok, p, row in zip(answered, predictions, rows)]
+    confidence = [p.confidence if ok else None for ok, p in zip(answered, predictions)]
+    probabilities = gold = None
+    if all(ok and p.scores for ok, p in zip(answered, predictions)):
+        probabilities = np.array([[p.scores.get(name, 0.0) for name in labels.names] for p in predictions])
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        gold = np.array([labels.index(row["label"]) for row in rows])
+    return assess(confidence, right, probabilities, gold, target, risk)
 
 
 def _check_custom(method: Method, options: dict) -> None:

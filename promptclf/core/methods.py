@@ -24,7 +24,11 @@ class Prediction:
     joined by `;` in `label`; a single-label one has labels None.
 
     A row that could not be labelled (`Classifier.stream`, `predict(errors="keep")`) has label None, source
-    "failed" and `error` saying why."""
+    "failed" and `error` saying why.
+
+    With a validation sample (Classifier's `validation=`), `confidence` and `scores` are calibrated on it
+    (promptclf.core.trust), and with a `target_accuracy`, `accepted` says whether the label is auto-accepted
+    (decided on the model's own confidence, before calibration); None where no target was set."""
 
     label: str | None
     confidence: float | None = None
@@ -32,6 +36,7 @@ class Prediction:
     scores: dict | None = None
     labels: tuple[str, ...] | None = None
     error: str | None = None
+    accepted: bool | None = None
 
     @classmethod
     def failed(cls, reason: str) -> Prediction:

@@ -60,6 +60,7 @@ class Usage:
     compute_s: float = 0.0
     wall_s: float = 0.0
     estimate: str = ""  # what an offline classifier chose, and its estimated accuracy
+    trust: str = ""  # what a validation sample says of the answers (promptclf.core.trust), or that none was given
     prices: dict = field(default_factory=dict, repr=False)
     # Told of every request's outcome (ok, reason): the run's circuit breaker listens here (core/breaker.py).
     on_request: Callable[[bool, str | None], bool] | None = field(default=None, repr=False, compare=False)
@@ -138,6 +139,7 @@ class Usage:
             )
             + self._cascade()
             + (f"\n{self.estimate}" if self.estimate else "")
+            + (f"\n{self.trust}" if self.trust else "")
         )
 
     def _cascade(self) -> str:
