@@ -80,6 +80,22 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="examples per class (per-class) or per item (similar); default 4, or 1 nearest for local models",
     )
 
+    trust = p.add_argument_group("trust: a validation sample, calibration, auto-accept")
+    trust.add_argument(
+        "--validation",
+        help="labelled rows drawn from the data (CSV, JSONL, Parquet; text and label columns), never trained on: "
+        "estimated accuracy with its interval, calibrated confidence, a reliability diagram beside the output",
+    )
+    trust.add_argument(
+        "--target-accuracy",
+        type=float,
+        help="with --validation: auto-accept the labels above the lowest confidence that keeps the accepted "
+        "labels' accuracy at least this (0-1), written in an `accepted` column",
+    )
+    trust.add_argument(
+        "--risk", type=float, default=0.1, help="the chance the --target-accuracy guarantee fails (default 0.1)"
+    )
+
     limits = p.add_argument_group("batching and limits")
     limits.add_argument("--batch-size", type=int, default=10, help="items per request, chat models (default 10)")
     limits.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
@@ -196,8 +212,18 @@ def _classifier_options(args) -> dict:
         threads=args.threads,
         cascade_from=getattr(args, "cascade_from", None),
         cascade_below=getattr(args, "cascade_below", None),
+        **_trust_options(args),
         **({"multi_label": True} if getattr(args, "multi_label", False) else {}),
     )
+
+
+def _trust_options(args) -> dict:
+    """--validation, --target-accuracy, --risk, where given (the file is read and checked by the Classifier)."""
+    if getattr(args, "validation", None) is None:
+        if getattr(args, "target_accuracy", None) is not None:
+            raise ConfigError("--target-accuracy needs --validation: the threshold is chosen on labelled rows")
+        return {}
+    return dict(validation=args.validation, target_accuracy=args.target_accuracy, risk=args.risk)
 
 
 def _progress(args) -> bool | None:
@@ -214,6 +240,8 @@ def cmd_classify(args) -> int:
     from promptclf.methods.label_similarity import SAMPLE
 
     labels = _labels_or_task(args)
+    if getattr(args, "validation", None) and (args.engine == "ray" or args.batch_api):
+        raise ConfigError("--validation is taken by the local engine without --batch-api only")
     if args.engine == "ray":
         return _classify_with_ray(args)
     if args.batch_api:
@@ -228,6 +256,7 @@ def cmd_classify(args) -> int:
     where = "stdout" if writer.to_stdout else writer.path
     print(f"wrote {writer.rows} rows to {where}", file=sys.stderr)
     print(clf.report.summary(), file=sys.stderr)
+    _write_diagram(clf, None if writer.to_stdout else writer.path)
     return _say_failures(clf, failed, summary.rows)
 
 
@@ -253,7 +282,7 @@ def _label_file(clf, args, rows: int, writer) -> list[int]:
         if prediction is not None and prediction.error is not None:
             failed.append(row)
         if len(pending) == len(frames[0]):
-            writer.write(with_predictions(frames.popleft(), pending))
+            writer.write(with_predictions(frames.popleft(), pending, accepted=clf.target_accuracy is not None))
             pending = []
     stopped_by = clf.pipeline.state.error
     if isinstance(stopped_by, ConfigError) and not labelled:  # refused from the first request: nothing to keep
@@ -261,8 +290,18 @@ def _label_file(clf, args, rows: int, writer) -> list[int]:
     return failed
 
 
-def with_predictions(frame, predictions):
-    """The input rows with predicted_label, confidence, source and error (empty where labelled)."""
+def _write_diagram(clf, output: Path | None) -> None:
+    """The validation rows' reliability diagram beside the output (<output>.reliability.png; the working
+    directory's reliability.png for stdout)."""
+    if clf.assessment is None or clf.assessment.ece_before is None:
+        return
+    path = Path("reliability.png") if output is None else output.with_name(output.name + ".reliability.png")
+    print(f"wrote the reliability diagram to {clf.write_reliability_diagram(path)}", file=sys.stderr)
+
+
+def with_predictions(frame, predictions, accepted: bool = False):
+    """The input rows with predicted_label, confidence, source and error (empty where labelled); with
+    `accepted`, whether each label is auto-accepted (a target accuracy was set)."""
     import pandas as pd
 
     frame = frame.reset_index(drop=True).copy()
@@ -270,6 +309,8 @@ def with_predictions(frame, predictions):
     frame["confidence"] = pd.array([p.confidence if p else None for p in predictions], dtype="Float64")
     frame["source"] = pd.array([p.source if p else "skipped" for p in predictions], dtype="string")
     frame["error"] = pd.array([p.error if p else None for p in predictions], dtype="string")
+    if accepted:
+        frame["accepted"] = pd.array([bool(p and p.accepted) for p in predictions], dtype="boolean")
     return frame
 
 

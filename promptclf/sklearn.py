@@ -98,6 +98,9 @@ _OWN = (
     "cache",
     "progress",
     "seed",
+    "validation",
+    "target_accuracy",
+    "risk",
 )
 _SET_BY_FIT = ("labels", "model", "examples", "method")
 
@@ -112,6 +115,10 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     (quantize, threads, fallback, max_item_tokens, unlabeled, ...). `cache` takes True/False, a directory or a
     cache URL (a string clones; an open backend object may not). Progress bars are off by default: a grid
     search fits many times.
+
+    `validation` (labelled rows, never trained on), `target_accuracy` and `risk` are Classifier's: with them
+    `predict_proba` gives calibrated probabilities, `assessment_` the validation sample's verdict and
+    `accepted(X)` which predictions are auto-accepted.
     """
 
     def __init__(
@@ -135,6 +142,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         cache=True,
         progress: bool = False,
         seed: int = 0,
+        validation=None,
+        target_accuracy: float | None = None,
+        risk: float = 0.1,
         options: dict | None = None,
     ):
         self.model = model
@@ -155,6 +165,9 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         self.cache = cache
         self.progress = progress
         self.seed = seed
+        self.validation = validation
+        self.target_accuracy = target_accuracy
+        self.risk = risk
         self.options = options
 
     # --- scikit-learn's verbs -------------------------------------------------------------------------
@@ -193,6 +206,20 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         predictions = self._predictions(X)
         index = {name: i for i, name in enumerate(self._names)}
         return self.classes_[[index[p.label] for p in predictions]]
+
+    @property
+    def assessment_(self):
+        """What the validation sample says (promptclf.core.trust.Assessment); None without one."""
+        classifier = self.classifier_
+        if classifier.validation and classifier.assessment is None:
+            classifier.validate()
+        return classifier.assessment
+
+    def accepted(self, X) -> np.ndarray:
+        """Whether each row's predicted label is auto-accepted (needs target_accuracy and validation)."""
+        if self.target_accuracy is None:
+            raise ConfigError("accepted needs target_accuracy= (and validation=): nothing decides acceptance")
+        return np.array([bool(p.accepted) for p in self._predictions(X)])
 
     def _gives_scores(self) -> bool:
         try:

@@ -102,22 +102,36 @@ def fit_temperature(probabilities, gold) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
 
 
-def as_two_way(confidence) -> np.ndarray:
-    """A top confidence as a two-column probability (right, wrong), for temperature scaling without per-label
-    probabilities."""
+def logit(confidence) -> np.ndarray:
     c = np.clip(np.asarray(confidence, float), 1e-6, 1 - 1e-6)
-    return np.stack([c, 1 - c], axis=1)
+    return np.log(c / (1 - c))
+
+
+def fit_platt(confidence, right) -> tuple[float, float]:
+    """Platt scaling of a top confidence: (slope, intercept) of a logistic regression of right on its logit."""
+    from sklearn.linear_model import LogisticRegression
+
+    fitted = LogisticRegression(C=1e4).fit(logit(confidence).reshape(-1, 1), np.asarray(right, bool))
+    return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+
+
+def platt(confidence, slope: float, intercept: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(slope * logit(confidence) + intercept)))
 
 
 @dataclass
 class Calibration:
     """A map from a prediction's confidence (and per-label probabilities) to calibrated ones. `kind`:
-    "temperature" (per-label probabilities softened or sharpened by `temperature`), "temperature on the top
-    confidence" (no per-label probabilities: the same on (confidence, 1 - confidence)), "isotonic" (a monotone
-    step map of the top confidence, fitted with scikit-learn's IsotonicRegression) or "none"."""
+    "temperature" (per-label probabilities softened or sharpened by `temperature`), "Platt" (no per-label
+    probabilities: a logistic regression on the top confidence's logit, `slope` and `intercept`), "isotonic" (a
+    monotone step map of the top confidence, fitted with scikit-learn's IsotonicRegression) or "none". Only
+    temperature scaling keeps per-label probabilities that agree with the top confidence; the others change the
+    top confidence alone."""
 
     kind: str
     temperature: float = 1.0
+    slope: float = 1.0
+    intercept: float = 0.0
     steps_x: tuple = ()
     steps_y: tuple = ()
 
@@ -128,8 +142,8 @@ class Calibration:
             probs = scaled(np.array([[scores[n] for n in names]]), self.temperature)[0]
             calibrated = dict(zip(names, map(float, probs)))
             return max(calibrated.values()), calibrated
-        if self.kind in ("temperature", "temperature on the top confidence"):
-            return float(scaled(as_two_way([confidence]), self.temperature)[0, 0]), scores
+        if self.kind == "Platt":
+            return float(platt([confidence], self.slope, self.intercept)[0]), scores
         if self.kind == "isotonic":
             return float(np.interp(confidence, self.steps_x, self.steps_y)), scores
         return confidence, scores
@@ -139,22 +153,24 @@ class Calibration:
         confidence = np.asarray(confidence, float)
         if self.kind == "temperature" and probabilities is not None:
             return scaled(probabilities, self.temperature).max(axis=1)
-        if self.kind in ("temperature", "temperature on the top confidence"):
-            return scaled(as_two_way(confidence), self.temperature)[:, 0]
+        if self.kind == "Platt":
+            return platt(confidence, self.slope, self.intercept)
         if self.kind == "isotonic":
             return np.interp(confidence, self.steps_x, self.steps_y)
         return confidence
 
     def describe(self) -> str:
-        if self.kind.startswith("temperature"):
-            return f"{self.kind} (T = {self.temperature:.2f})"
-        return self.kind
+        if self.kind == "temperature":
+            return f"temperature scaling (T = {self.temperature:.2f})"
+        if self.kind == "Platt":
+            return f"Platt scaling of the top confidence (slope {self.slope:.2f}, intercept {self.intercept:.2f})"
+        return {"isotonic": "isotonic regression of the top confidence"}.get(self.kind, self.kind)
 
 
 def fit_calibration(confidence, correct, probabilities=None, gold=None, isotonic_from: int = ISOTONIC_FROM):
     """Calibration fitted on validation rows: isotonic on the top confidence from `isotonic_from` rows, else
-    temperature scaling, on the per-label probabilities where every row has them (with `gold`, their label
-    indices), else on the top confidence."""
+    temperature scaling of the per-label probabilities where every row has them (with `gold`, their label
+    indices), else Platt scaling of the top confidence."""
     confidence, correct = np.asarray(confidence, float), np.asarray(correct, bool)
     if len(confidence) >= isotonic_from:
         from sklearn.isotonic import IsotonicRegression
@@ -163,8 +179,10 @@ def fit_calibration(confidence, correct, probabilities=None, gold=None, isotonic
         return Calibration("isotonic", steps_x=tuple(fitted.X_thresholds_), steps_y=tuple(fitted.y_thresholds_))
     if probabilities is not None and gold is not None:
         return Calibration("temperature", fit_temperature(probabilities, gold))
-    wrong_or_right = np.where(correct, 0, 1)  # column 0 of as_two_way is "right"
-    return Calibration("temperature on the top confidence", fit_temperature(as_two_way(confidence), wrong_or_right))
+    if correct.all() or not correct.any():  # one class: nothing to regress on
+        return Calibration("none")
+    slope, intercept = fit_platt(confidence, correct)
+    return Calibration("Platt", slope=slope, intercept=intercept)
 
 
 def perfectly_calibrated_ece(confidence, draws: int = 200, seed: int = 0, bins: int = ECE_BINS) -> float:

@@ -539,10 +539,13 @@ def choose(
 
 def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """The 95% Wilson score interval of an accuracy measured on n examples: with a few examples per label it
-    is wide, and the fold spread alone understates that."""
-    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    is wide, and the fold spread alone understates that. (statsmodels' proportion_confint, through
+    promptclf.core.trust.accuracy_interval; `z` the normal quantile of the two-sided level.)"""
+    from scipy.stats import norm
+
+    from promptclf.core.trust import accuracy_interval as interval
+
+    return interval(accuracy * n, n, level=float(2 * norm.cdf(z) - 1), method="wilson")
 
 
 # The estimate's error that no number of examples removes, as a standard deviation: examples drawn per class

@@ -18,7 +18,7 @@ def read_validation(
     source, labels: LabelSet, examples: Sequence[dict] = (), text_column: str = "text", label_column: str = "label"
 ) -> list[dict]:
     """[{"text", "label"}] with each label resolved onto the set; None gives []. Every row is checked before
-    anything is labelled: an InputError names the file (or row source), the row and the reason."""
+    anything is labelled: an InputError names the file (or row source), the row (0: the first) and the reason."""
     if source is None:
         return []
     if isinstance(source, (str, Path)):
@@ -44,7 +44,7 @@ def _from_file(path: Path, text_column: str, label_column: str) -> tuple[str, li
 
     frame = read_table(path)
     where = f"validation file {path}"
-    return f"{where} (0 is the first data row):", _from_frame(frame, where, text_column, label_column)
+    return f"{where}, data", _from_frame(frame, where, text_column, label_column)
 
 
 def _from_frame(frame, where: str, text_column: str, label_column: str) -> list:
@@ -66,9 +66,9 @@ def _checked(text, label, labels: LabelSet, where: str) -> dict:
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"{where}: the text is {'empty' if isinstance(text, str) else type(text).__name__}")
     try:
-        return {"text": text, "label": labels.check(label if isinstance(label, str) else str(label), where)}
-    except LabelError as exc:
-        raise InputError(str(exc)) from None
+        return {"text": text, "label": labels.check(label if isinstance(label, str) else str(label))}
+    except LabelError:
+        raise InputError(f"{where}: the label {label!r} is not in the label set {list(labels.names)}") from None
 
 
 def _warn_overlap(rows: list[dict], examples: Sequence[dict]) -> None:
