@@ -146,7 +146,26 @@ def scale(folder: Path) -> str:
     )
 
 
-RENDERERS = {"few_labels": few_labels, "scale": scale}
+def trust(folder: Path) -> str:
+    """benchmarks/trust.py's tables, as written (models, guarantee, calibration, interval), and its diagrams."""
+    tables = [folder / f"{name}.txt" for name in ("models", "guarantee", "calibration", "interval")]
+    diagrams = sorted((ROOT / "docs" / "assets" / "trust").glob("*.png"))
+    return "\n".join(
+        [
+            "## Labels you can trust (`benchmarks/trust.py`)",
+            "",
+            "\n\n".join(" ".join(part.split()) for part in docstring(BENCHMARKS / "trust.py").split("\n\n")[:3]),
+            "",
+            f"Kept in `{folder.relative_to(ROOT)}/` (the models' probabilities in `probabilities/`, so the tables are "
+            "recomputed without training).",
+            "",
+            "\n".join(p.read_text().strip() + "\n" for p in tables if p.exists()),
+            " ".join(f"![{p.stem}](assets/trust/{p.name})" for p in diagrams),
+        ]
+    )
+
+
+RENDERERS = {"few_labels": few_labels, "scale": scale, "trust": trust}
 
 
 def unkept() -> str:

@@ -24,7 +24,7 @@ ECE_BINS = 10
 # same guarantee on the shared data sets (benchmarks/trust.py: the fixed sequence).
 SEARCHES = ("fixed-sequence", "bonferroni")
 DEFAULT_SEARCH = "fixed-sequence"
-GRID = 20  # thresholds the Bonferroni search tests (each at risk / GRID)
+GRID = 10  # thresholds the Bonferroni search tests (each at risk / GRID)
 
 
 # --- the estimated accuracy ------------------------------------------------------------------------------
@@ -230,6 +230,19 @@ def fewest_to_certify(target: float, risk: float) -> int:
     return int(np.ceil(np.log(risk) / np.log(target)))
 
 
+def first_tested(target: float, risk: float, rows: int) -> int:
+    """How many accepted rows the first tested threshold has: the fewest whose bound reaches the target when
+    their accuracy is halfway between the target and 1 (so a few early errors among the most confident rows do
+    not end the sequence at once), at most half the rows, and never fewer than fewest_to_certify. Only counts:
+    no label decides it. On the SMS Spam benchmark's 200-row samples (target 0.9) this start accepted 47% of
+    the test rows on average where starting at fewest_to_certify accepted 14% (benchmarks/trust.py)."""
+    fewest = fewest_to_certify(target, risk)
+    halfway = (1 + target) / 2
+    counts = np.arange(fewest, max(fewest, rows // 2) + 1)
+    passing = counts[lower_bound(np.floor(counts * halfway), counts, risk) >= target]
+    return int(passing[0]) if len(passing) else max(fewest, rows // 2)
+
+
 @dataclass(frozen=True)
 class Acceptance:
     """The auto-accept rule chosen on validation rows: accept a label whose confidence is at least `threshold`
@@ -280,10 +293,11 @@ def accept_threshold(
     least 1 - `risk` (see the module's docstring).
 
     "fixed-sequence": the thresholds from the highest confidence down, each tested at the full risk, stopping at
-    the first that fails; it starts at the first threshold accepting fewest_to_certify rows (fewer can never
-    pass: a sequence that starts at the single most confident row stops at once). Which thresholds are tested
-    depends on the confidences only, never on the labels, so the test stays valid.
-    "bonferroni": `grid` thresholds at evenly spaced quantiles of the confidences (from the fewest_to_certify-th
+    the first that fails; it starts at the first threshold accepting first_tested rows (fewer than
+    fewest_to_certify can never pass: a sequence that starts at the single most confident row stops at once).
+    Which thresholds are tested depends on the confidences and counts only, never on the labels, so the test
+    stays valid.
+    "bonferroni": `grid` thresholds at evenly spaced quantiles of the confidences (from the first_tested-th
     highest down), each tested at risk / grid; the lowest that passes."""
     if search not in SEARCHES:
         raise ValueError(f"search={search!r}: choose one of {SEARCHES}")
@@ -291,7 +305,7 @@ def accept_threshold(
         raise ValueError(f"target {target!r} and risk {risk!r} must each be between 0 and 1")
     values, accepted, right = _ranked(confidence, correct)
     n = len(np.asarray(confidence))
-    start = fewest_to_certify(target, risk)
+    start = first_tested(target, risk, n)
     candidates = np.flatnonzero(accepted >= start)
     if search == "bonferroni" and len(candidates) > grid:
         picks = np.unique(np.round(np.linspace(0, len(candidates) - 1, grid)).astype(int))
