@@ -201,7 +201,7 @@ class Classifier:
         pipeline = self._pipeline(f"labelling {len(texts)} validation rows with {self.spec.id}")
         predictions = list(pipeline.run(texts, usage, self._prepared_row, len(texts)))
         self.assessment = assess_predictions(predictions, self.validation, self.labels, self.target_accuracy, risk)
-        log.info("promptclf: %s", self.assessment.describe())
+        (log.warning if self.progress else log.info)("promptclf: %s", self.assessment.describe())
         return usage
 
     def _local_threshold(self, risk: float, usage: Usage) -> float:
