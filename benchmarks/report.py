@@ -154,7 +154,7 @@ def trust(folder: Path) -> str:
         [
             "## Labels you can trust (`benchmarks/trust.py`)",
             "",
-            "\n\n".join(" ".join(part.split()) for part in docstring(BENCHMARKS / "trust.py").split("\n\n")[:3]),
+            "\n\n".join(" ".join(part.split()) for part in docstring(BENCHMARKS / "trust.py").split("\n\n")[:4]),
             "",
             f"Kept in `{folder.relative_to(ROOT)}/` (the models' probabilities in `probabilities/`, so the tables are "
             "recomputed without training).",
