@@ -37,9 +37,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group("model")
     model.add_argument(
         "--model",
-        default="offline",
-        help="offline (default), embed, local, together:<m>, "
-        "openai:<m>, openai-compatible:<m>@<url>, completions:<m>@<url>, finetuned:<dir>",
+        help="offline, embed, local, together:<m>, openai:<m>, openai-compatible:<m>@<url>, "
+        "completions:<m>@<url>, finetuned:<dir> (default: the model a --prompt artifact was optimised for, "
+        "else offline)",
     )
     model.add_argument("--fallback", help="a fine-tuned model directory that labels what the model could not")
     model.add_argument(
@@ -530,7 +530,7 @@ def _gold_labels(gold: list[str], args) -> list[str]:
 
 def _saved_labels(model: str) -> list[str] | None:
     """A fine-tuned model knows its label set; evaluate uses it when --labels is not given."""
-    if not model.startswith("finetuned:"):
+    if not model or not model.startswith("finetuned:"):
         return None
     meta = Path(model.split(":", 1)[1]) / "promptclf.json"
     return [label["name"] for label in json.loads(meta.read_text())["labels"]] if meta.exists() else None
