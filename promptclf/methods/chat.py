@@ -514,8 +514,10 @@ class ChatLabeler:
                 for future in as_completed(started):
                     handed[future] = 0
                     for outcome in future.result():
-                        handed[future] += 1  # before the yield: Ctrl-C can land while the caller holds it
-                        yield outcome
+                        try:
+                            yield outcome
+                        finally:  # counted once the caller has it: Ctrl-C thrown in at the yield included
+                            handed[future] += 1
         except GeneratorExit:  # the caller stopped listening: nothing more can be handed on
             raise
         except BaseException:
