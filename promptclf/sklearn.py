@@ -32,13 +32,14 @@ fail and every other passes).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from promptclf.config import keyword_parameters, option_defaults
 from promptclf.core.errors import ConfigError
 from promptclf.providers.registry import parse_model, provider_of
 
@@ -80,26 +81,21 @@ NOT_APPLICABLE.update(
         "check_fit2d_1feature": "one numeric column: one column is accepted, but its rows must be strings",
     }
 )
-# Classifier options with a parameter of their own here, and those fit sets; `options` may hold any other.
-_OWN = (
-    "descriptions",
-    "aliases",
-    "instructions",
-    "example_selection",
-    "k",
-    "prompt",
-    "batch_size",
-    "concurrency",
-    "max_attempts",
-    "timeout",
-    "structured",
-    "calibrate",
-    "offline",
-    "cache",
-    "progress",
-    "seed",
-)
-_SET_BY_FIT = ("labels", "model", "examples", "method")
+# Every Classifier option is a parameter (promptclf/config.py declares them), but those fit sets from (X, y) and
+# multi_label (one class per row here); defaults as Classifier's, but for the model and progress bars (off: a
+# grid search fits many times).
+_SET_BY_FIT = ("examples", "method")
+_REFUSED = {
+    "multi_label": "PromptClassifier predicts one class per row; for label sets use "
+    "Classifier(labels, model, multi_label=True)",
+    **{name: f"{name} is set by fit from (X, y)" for name in _SET_BY_FIT},
+}
+PARAMETERS = {
+    "model": "offline",
+    "labels": None,
+    **{name: value for name, value in option_defaults().items() if name not in _REFUSED},
+    "progress": False,
+}
 
 
 class PromptClassifier(ClassifierMixin, BaseEstimator):
@@ -108,54 +104,33 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
     >>> est = PromptClassifier(model="embed").fit(texts, labels)
     >>> est.predict(new_texts), est.predict_proba(new_texts), est.score(test_texts, test_labels)
 
-    The parameters are `Classifier`'s of the same names; `options` passes any other Classifier option
-    (quantize, threads, fallback, max_item_tokens, unlabeled, ...). `cache` takes True/False, a directory or a
-    cache URL (a string clones; an open backend object may not). Progress bars are off by default: a grid
-    search fits many times.
+    The parameters are `Classifier`'s options of the same names, each one a parameter (`PARAMETERS`: the run
+    options and every backend's, so GridSearchCV can search any of them), less `examples` and `method` (fit
+    sets them) and `multi_label`. `labels` is the list of classes, in the order `classes_` takes (None: the
+    sorted classes of y). `cache` takes True/False, a directory or a cache URL (a string clones; an open backend
+    object may not). A backend option set for a model whose backend does not take it is a ConfigError at fit.
     """
 
-    def __init__(
-        self,
-        model: str = "offline",
-        *,
-        labels: Sequence | None = None,
-        descriptions: dict | None = None,
-        aliases: dict | None = None,
-        instructions: str = "",
-        example_selection: str = "auto",
-        k: int | None = None,
-        prompt: str | None = None,
-        batch_size: int = 10,
-        concurrency: int = 4,
-        max_attempts: int = 6,
-        timeout: float = 60.0,
-        structured: str = "auto",
-        calibrate: str = "auto",
-        offline: dict | None = None,
-        cache=True,
-        progress: bool = False,
-        seed: int = 0,
-        options: dict | None = None,
-    ):
+    def __init__(self, model="offline", **params):
+        refused = next((name for name in params if name in _REFUSED), None)
+        if refused is not None:
+            raise TypeError(_REFUSED[refused])
+        unknown = sorted(set(params) - set(PARAMETERS))
+        if unknown:
+            raise TypeError(f"PromptClassifier got an unexpected keyword argument {unknown[0]!r}")
         self.model = model
-        self.labels = labels
-        self.descriptions = descriptions
-        self.aliases = aliases
-        self.instructions = instructions
-        self.example_selection = example_selection
-        self.k = k
-        self.prompt = prompt
-        self.batch_size = batch_size
-        self.concurrency = concurrency
-        self.max_attempts = max_attempts
-        self.timeout = timeout
-        self.structured = structured
-        self.calibrate = calibrate
-        self.offline = offline
-        self.cache = cache
-        self.progress = progress
-        self.seed = seed
-        self.options = options
+        for name, default in PARAMETERS.items():
+            if name != "model":
+                setattr(self, name, params.get(name, default))
+
+    # what scikit-learn's get_params, set_params and clone read: one parameter per option
+    __init__.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="offline"),
+            *keyword_parameters({name: value for name, value in PARAMETERS.items() if name != "model"}),
+        ]
+    )
 
     # --- scikit-learn's verbs -------------------------------------------------------------------------
 
@@ -251,19 +226,7 @@ class PromptClassifier(ClassifierMixin, BaseEstimator):
         return isinstance(self.model, str) and parse_model(self.model).provider == "finetuned"
 
     def _classifier_options(self) -> dict:
-        extra = dict(self.options or {})
-        clash = sorted(set(extra) & set(_OWN + _SET_BY_FIT))
-        if clash:
-            raise ValueError(
-                f"options {clash}: pass them as PromptClassifier parameters, not in options= "
-                f"({', '.join(_SET_BY_FIT)} are set by fit)"
-            )
-        if extra.get("multi_label"):
-            raise ConfigError(
-                "PromptClassifier predicts one class per row; for label sets use "
-                "Classifier(labels, model, multi_label=True)"
-            )
-        return {**{name: getattr(self, name) for name in _OWN}, **extra}
+        return {name: getattr(self, name) for name in PARAMETERS if name not in ("model", "labels")}
 
     def _build(self, rows: list[dict]):
         from promptclf.classifier import Classifier

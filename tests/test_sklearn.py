@@ -4,6 +4,7 @@ without SetFit, and the fake OpenAI-compatible server (chat and completions). AG
 
 from __future__ import annotations
 
+import inspect
 import pickle
 
 import numpy as np
@@ -100,8 +101,8 @@ def test_bad_input_is_a_clear_error_naming_the_row(data):
         embed().fit(X[:3], y[:4])
     with pytest.raises(ValueError, match="y has one class"):
         embed().fit(X[:3], ["World"] * 3)
-    with pytest.raises(ValueError, match=r"options \['examples'\]"):
-        embed(options={"examples": []}).fit(X, y)
+    with pytest.raises(TypeError, match="examples is set by fit"):
+        embed(examples=[])
     with pytest.raises(sklearn.exceptions.NotFittedError):
         embed().predict(X[:2])
 
@@ -114,14 +115,39 @@ def test_a_model_string_is_checked_at_fit_not_in_init(data):
         est.fit(X, y)
 
 
+# --- one parameter per option ------------------------------------------------------------------------------
+
+
+def test_every_classifier_option_is_a_parameter_with_its_default():
+    classifier = inspect.signature(Classifier).parameters
+    params = PromptClassifier().get_params()
+    fit_sets = {"labels", "examples", "method", "multi_label"}  # labels: the classes here, a task there
+    missing = [name for name in classifier if name not in params and name not in fit_sets]
+    assert not missing
+    assert {"batch_size", "concurrency", "calibrate", "quantize", "max_item_tokens", "fallback_below"} <= set(params)
+    differ = {name for name in params if name not in fit_sets and params[name] != classifier[name].default}
+    assert differ == {"model", "progress"}  # offline rather than None; no bars in a grid search
+
+
+def test_a_backend_option_set_by_set_params_reaches_the_method(server_factory, oracle, sample_rows):
+    server = server_factory(item_oracle=oracle)
+    model = f"openai-compatible:gpt-test@{server.base_url}"
+    rows = sample_rows[:4] + sample_rows[60:66]
+    est = PromptClassifier(model, cache=False, concurrency=1, labels=LABELS)
+    est.set_params(batch_size=2, example_selection="all")
+    est.fit([r["text"] for r in rows[:4]], [r["label"] for r in rows[:4]])
+    est.predict([r["text"] for r in rows[4:]])
+    assert est.classifier_.options["batch_size"] == 2 and server.log.chat_requests == 3  # 6 rows, 2 a request
+    with pytest.raises(ConfigError, match="option batch_size does not apply to model embed"):
+        embed(batch_size=2).fit([r["text"] for r in rows[:4]], [r["label"] for r in rows[:4]])
+
+
 # --- the estimator contract on text (check_estimator's numeric versions do not apply) --------------------
 
 
 def test_fit_leaves_parameters_alone_refits_the_same_and_clones_unfitted(data):
     X, y, X_test, _ = data
-    est = embed(
-        labels=list(LABELS), descriptions={"World": "politics and world news"}, options={"max_item_tokens": 500}
-    )
+    est = embed(labels=list(LABELS), descriptions={"World": "politics and world news"}, max_item_tokens=500)
     before = clone(est).get_params()
     first = est.fit(X, y).predict_proba(X_test)
     assert est.get_params() == before
@@ -211,7 +237,7 @@ def test_grid_search_picks_the_model_that_labels_best(server_factory, oracle, sa
     # one grid per backend: calibrate and local_batch_size are label scoring's options, an error for embed
     grids = [
         {"model": ["embed"]},
-        {"model": list(scorers.values()), "calibrate": ["none"], "options": [{"local_batch_size": 16}]},
+        {"model": list(scorers.values()), "calibrate": ["none"], "local_batch_size": [16]},
     ]
     folds = StratifiedKFold(3, shuffle=True, random_state=0)
     grid = GridSearchCV(PromptClassifier(cache=False), grids, cv=folds)
