@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from promptclf.core.hashing import json_digest
 
 
 class LabelError(ValueError):
@@ -132,8 +132,7 @@ class LabelSet:
         return resolved
 
     def fingerprint(self) -> str:
-        payload = json.dumps([[lab.name, lab.description, list(lab.aliases)] for lab in self.labels])
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return json_digest([[lab.name, lab.description, list(lab.aliases)] for lab in self.labels], 16)
 
     def to_json(self) -> list[dict]:
         return [{"name": lab.name, "description": lab.description, "aliases": list(lab.aliases)} for lab in self.labels]

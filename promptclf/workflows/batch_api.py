@@ -11,7 +11,6 @@ and the interactive path re-asks the rest (failed lines, off-schema answers, an 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ import openai
 from promptclf.cache.store import answer_key, home
 from promptclf.core.credentials import api_key, key_variable, redact_url
 from promptclf.core.errors import ConfigError, InputError, MissingFileError
+from promptclf.core.hashing import digest, json_digest
 from promptclf.core.methods import Prediction
 from promptclf.core.model_spec import ModelSpec
 from promptclf.core.usage import Usage
@@ -81,7 +81,7 @@ def request_key(keys: list[str]) -> str:
     within the providers' limit), so the same items asked the same way always carry the same id."""
     if len(keys) == 1:
         return keys[0]
-    return hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+    return json_digest(keys)
 
 
 # --- the requests: the interactive path's ------------------------------------------------------------
@@ -677,10 +677,7 @@ def _confidences(body: dict, labels, answered: dict[int, str]) -> dict[int, tupl
 
 def input_fingerprint(texts: Sequence[str]) -> dict:
     """The input's row count and a hash of its texts: what the manifest keeps instead of the texts."""
-    hasher = hashlib.sha256()
-    for text in texts:
-        hasher.update(json.dumps(text, ensure_ascii=False).encode() + b"\n")
-    return {"rows": len(texts), "sha256": hasher.hexdigest()}
+    return {"rows": len(texts), "sha256": digest(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)}
 
 
 def _uncached_rows(classifier, identity: str, labels: str, texts: Sequence[str]) -> tuple[dict, list[int]]:
