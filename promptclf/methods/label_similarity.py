@@ -78,7 +78,7 @@ class LabelSimilarity(UsesEncoder):
     def identity(self) -> str:
         return method_identity(
             "label-similarity",
-            self.encoder.identity,
+            self.encoder_identity,
             self.label_texts(),
             self.temperature,
             fingerprint(self.unlabeled) if self.unlabeled else None,
