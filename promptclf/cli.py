@@ -293,7 +293,7 @@ def _write_predictions(frame, predictions, output) -> None:
     print(f"wrote {len(frame)} rows to {path}", file=sys.stderr)
 
 
-# --- batch APIs: classify --batch-api, batch status / collect / cancel (promptclf/batch_api.py) ------------
+# --- batch APIs: classify --batch-api, batch status / collect / cancel (promptclf/workflows/batch_api.py) ------------
 
 BATCH_ARGS = (
     "input",

@@ -65,7 +65,7 @@ def home() -> Path:
 
 def answer_key(identity: str, labels_fingerprint: str, text: str) -> str:
     """sha256 of (method identity: backend, model, prompt fingerprint; label set; item text). Identities name
-    no credentials (see backends.ModelSpec.id), so neither do keys."""
+    no credentials (see promptclf.core.model_spec.ModelSpec.id), so neither do keys."""
     return json_digest([identity, labels_fingerprint, text], ensure_ascii=False)
 
 

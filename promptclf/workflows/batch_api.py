@@ -48,7 +48,7 @@ CACHE_LOOKUP = 1000  # keys asked of the cache at a time
 
 
 class BatchError(RuntimeError):
-    """A batch API call failed for a reason that is not the configuration (see backends.configuration_problem)."""
+    """A batch API call failed for a reason that is not the configuration (see promptclf.methods.requests.configuration_problem)."""
 
 
 @dataclass(frozen=True)
