@@ -25,14 +25,16 @@ class Classifier:
 
     `labels` takes one of these forms:
 
-    - a list of label names: `["World", "Sports"]`;
+    - a list (or tuple) of label names: `["World", "Sports"]`;
+    - one string of names separated by commas: `"World,Sports"`;
     - a dict of name -> description: `{"World": "news from abroad", "Sports": "games and players"}`;
-    - a `LabelSet` (promptclf/core/labels.py);
+    - a `LabelSet` (promptclf/core/labels.py), or a list of its `Label`s;
     - a `Task` (promptclf/task/definition.py) or the path of its .json/.yaml file: the task keywords
       (descriptions, aliases, examples, negative_examples, instructions, multi_label) then come from it, not
       from options.
 
-    Anything else is an error saying what was given.
+    Anything else (a number, None, a set, a list holding something other than names, fewer than two distinct
+    labels) is a LabelError naming these forms (tests/test_top_level.py tries each).
 
     `model`: a model string ("embed", "openai:gpt-4o-mini", ...; promptclf/providers/registry.py has every
     form); None (the default) is the model a prompt artifact given as `prompt=` was optimised for, else offline.
