@@ -89,14 +89,31 @@ def test_every_form_of_one_text_per_row_gives_the_same_answers(data):
     assert list(est.predict(pd.DataFrame({"text": X_test}))) == list(expected)
 
 
+def test_several_columns_are_joined_into_one_text_per_row(data):
+    X, y, X_test, _ = data
+
+    def columns(texts):
+        return pd.DataFrame({"head": [t[:40] for t in texts], "tail": [t[40:] for t in texts]})
+
+    def joined(texts):
+        return [t[:40] + "\n" + t[40:] for t in texts]
+
+    est = embed().fit(columns(X), y)
+    assert est.n_features_in_ == 2
+    direct = embed().fit(joined(X), y)
+    assert np.allclose(est.predict_proba(columns(X_test)), direct.predict_proba(joined(X_test)))
+    with pytest.raises(ValueError, match="X has 1 features, but PromptClassifier is expecting 2"):
+        est.predict(X_test)
+
+
 def test_bad_input_is_a_clear_error_naming_the_row(data):
     X, y, _, _ = data
     with pytest.raises(ValueError, match=r"X row 1 is NoneType \(None\), not a string"):
         embed().fit([X[0], None, X[2]], y[:3])
     with pytest.raises(ValueError, match="not one string"):
         embed().fit(X[0], y)
-    with pytest.raises(ValueError, match="X has 2 columns"):
-        embed().fit(pd.DataFrame({"a": X[:4], "b": X[:4]}), y[:4])
+    with pytest.raises(ValueError, match=r"X row 2 holds nan: NaN and inf are no text"):
+        embed().fit(pd.DataFrame({"a": X[:4], "b": [X[0], X[1], float("nan"), X[3]]}), y[:4])
     with pytest.raises(ValueError, match="X has 3 rows but y has 4"):
         embed().fit(X[:3], y[:4])
     with pytest.raises(ValueError, match="y has one class"):
@@ -176,6 +193,7 @@ def test_a_pickled_estimator_answers_the_same(data):
     assert np.allclose(restored.predict_proba(X_test), expected)
 
 
+@pytest.mark.slow  # about 200 s on 2 cores: each of its checks fits and predicts with MiniLM
 @pytest.mark.skipif(sklearn.__version__ < "1.6", reason="expected_failed_checks is scikit-learn 1.6+")
 def test_check_estimator_passes_every_check_that_applies_to_text():
     from sklearn.utils.estimator_checks import check_estimator
