@@ -26,6 +26,7 @@ WORKFLOWS = {
     "distill": "promptclf.workflows.distill",
     "optimize": "promptclf.workflows.optimize",
     "compare": "promptclf.workflows.compare",
+    "find_label_errors": "promptclf.workflows.audit",
 }
 
 __all__ = [
