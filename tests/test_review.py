@@ -84,6 +84,25 @@ def test_export_takes_the_rows_below_a_confidence_or_every_row(tmp_path, capsys)
     assert "every row (the file has no `accepted` column" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_export_reads_classify_outputs_in_every_format(tmp_path, suffix):
+    """classify writes nullable columns (promptclf.cli.with_predictions): missing values come back as NA or null."""
+    from promptclf.cli import with_predictions
+    from promptclf.core.data import write_table
+    from promptclf.core.methods import Prediction
+
+    frame = pd.DataFrame({"text": ["oil prices rise", "a late goal", "talks in Geneva"]})
+    predictions = [Prediction("Business", 0.97, "embedding"), Prediction("Sports", None, "chat"), None]
+    output = with_predictions(frame, predictions)
+    output["accepted"] = pd.array([True, False, None], dtype="boolean")
+    source = write_table(output, tmp_path / f"out{suffix}")
+    tasks, _ = export(tmp_path, source, "--labels", LABELS_ARG)
+    assert [t["data"]["row"] for t in tasks] == [2, 3]
+    assert tasks[0]["predictions"][0]["result"][0]["value"] == {"choices": ["Sports"]}
+    assert "score" not in tasks[0]["predictions"][0]  # no confidence: no score
+    assert "predictions" not in tasks[1]
+
+
 def test_multi_label_tasks_take_several_choices(tmp_path):
     frame = pd.DataFrame(
         {"text": ["so happy and scared"], "predicted_label": ["fear;joy"], "confidence": [0.6], "accepted": [False]}

@@ -12,7 +12,6 @@ conflicts="skip", a task whose annotators disagree gives none."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,10 +49,10 @@ def accepted_flags(frame: pd.DataFrame, where: str = "the input") -> list[bool]:
     """The `accepted` column as booleans (True/False, or as text: true/false, 1/0, yes/no; empty is False)."""
     flags = []
     for row, value in enumerate(frame["accepted"], start=1):
-        if isinstance(value, bool) or (not isinstance(value, str) and value in (0, 1)):
-            flags.append(bool(value))
-        elif value is None or (isinstance(value, float) and math.isnan(value)):
+        if _missing(value):
             flags.append(False)
+        elif not isinstance(value, str) and value in (0, 1):  # True, False, numpy's booleans, 1, 0
+            flags.append(bool(value))
         elif str(value).strip().lower() in TRUE | FALSE:
             flags.append(str(value).strip().lower() in TRUE)
         else:
@@ -65,11 +64,7 @@ def confidences(frame: pd.DataFrame, where: str = "the input") -> list[float | N
     """The `confidence` column as numbers (None where empty)."""
     out = []
     for row, value in enumerate(frame["confidence"], start=1):
-        if (
-            value is None
-            or (isinstance(value, str) and not value.strip())
-            or (isinstance(value, float) and math.isnan(value))
-        ):
+        if _missing(value) or (isinstance(value, str) and not value.strip()):
             out.append(None)
             continue
         try:
@@ -77,6 +72,11 @@ def confidences(frame: pd.DataFrame, where: str = "the input") -> list[float | N
         except (TypeError, ValueError):
             raise InputError(f"{where}, row {row}: `confidence` is {value!r}, not a number") from None
     return out
+
+
+def _missing(value) -> bool:
+    """None, NaN or pandas' NA: a cell with nothing in it."""
+    return value is None or (not isinstance(value, (str, list)) and bool(pd.isna(value)))
 
 
 def to_review(frame: pd.DataFrame, below: float | None = None, where: str = "the input") -> tuple[list[bool], str]:
@@ -118,7 +118,7 @@ def task_of(
 def _answer_labels(answer, multi_label: bool, labels: LabelSet, row: int) -> list[str]:
     from promptclf.core.multilabel import split_labels
 
-    if answer is None or (isinstance(answer, float) and math.isnan(answer)) or not str(answer).strip():
+    if _missing(answer) or not str(answer).strip():
         return []
     names = split_labels(answer) if multi_label else [str(answer)]
     return [labels.check(name, f"predicted_label of row {row}") for name in names]
