@@ -148,7 +148,8 @@ def out_of_fold_probabilities(
     progress: bool = False,
 ) -> np.ndarray:
     """[len(rows), len(labels)]: each row's probabilities from the components trained on the other folds,
-    combined where several are named (offline.fit_weights and combine). None: default_components."""
+    combined where several are named (offline.fit_weights and combine). None: default_components. The folds are
+    offline.folds_of: `folds` of them, fewer where a label has fewer rows."""
     from promptclf.methods.offline import combine, fit_weights, folds_of
 
     if components is None:
