@@ -176,3 +176,53 @@ def test_find_label_errors_is_the_top_level_function():
     from promptclf.workflows import audit
 
     assert promptclf.find_label_errors is audit.find_label_errors and "find_label_errors" in promptclf.__all__
+
+
+def test_several_components_are_combined_with_weights_fitted_on_their_out_of_fold_probabilities(monkeypatch):
+    """An informative component and an uninformative one: the combination follows the informative one."""
+    from promptclf.core.labels import LabelSet
+    from promptclf.core.methods import from_probabilities
+    from promptclf.workflows import audit
+
+    labels = LabelSet.of(["a", "b"])
+    rows = [{"text": f"{'a' if i % 2 else 'b'} {i}", "label": "a" if i % 2 else "b"} for i in range(40)]
+
+    def trainer(name, *args):
+        def fitted(train_rows):
+            class Method:
+                def predict(self, texts, usage):
+                    def probs(batch):
+                        if name == "labels":  # no information
+                            return np.full((len(batch), 2), 0.5)
+                        return np.array([[0.8, 0.2] if t.startswith("a") else [0.2, 0.8] for t in batch])
+
+                    return from_probabilities(labels, probs, texts, usage, name)
+
+            return Method()
+
+        return fitted
+
+    monkeypatch.setattr(audit, "trainer", trainer)
+    monkeypatch.setattr(audit, "shared_encoder", lambda texts, progress: None)
+    combined = audit.out_of_fold_probabilities(rows, labels, ("examples", "labels"))
+    assert np.allclose(combined.sum(axis=1), 1.0)
+    assert (combined.argmax(axis=1) == [0 if r["label"] == "a" else 1 for r in rows]).all()
+    assert combined.max(axis=1).min() > 0.8  # sharper than the informative one alone: its weight was fitted above 1
+
+
+def test_cli_setfit_adds_the_setfit_component(tmp_path, sample_rows, monkeypatch, capsys):
+    from promptclf.workflows import audit
+
+    asked = []
+
+    def probabilities(rows, labels, components, **options):
+        asked.append(tuple(components))
+        return np.eye(len(labels))[[labels.index(r["label"]) for r in rows]]
+
+    monkeypatch.setattr(audit, "out_of_fold_probabilities", probabilities)
+    examples = tmp_path / "examples.csv"
+    pd.DataFrame([{"text": r["text"], "label": r["label"]} for r in sample_rows]).to_csv(examples, index=False)
+    assert main(["audit", "--examples", str(examples), "--setfit", "--quiet"]) == 0
+    assert main(["audit", "--examples", str(examples), "--components", "labels", "--setfit", "--quiet"]) == 0
+    assert asked == [("examples", "setfit"), ("labels", "setfit")]  # 120 texts: too few for self-trained
+    assert "no suspect labels among 120 rows" in capsys.readouterr().out
