@@ -351,3 +351,29 @@ def test_real_label_studio_round_trip(tmp_path, label_studio, capsys):
         {"text": "a late goal", "label": "Sports"},
     ]
     assert "2 gold rows from 4 tasks; 2 tasks without an annotation left out" in capsys.readouterr().err
+
+
+@pytest.mark.labelstudio
+def test_real_label_studio_takes_multi_label_tasks(tmp_path, label_studio):
+    """A multi-label config (choice="multiple") and tasks whose prediction chooses two labels: Label Studio takes
+    both, and an annotation choosing two comes back as both, joined by ';'."""
+    frame = pd.DataFrame({"text": ["so happy and scared"], "predicted_label": ["fear;joy"], "confidence": [0.6]})
+    frame.to_csv(tmp_path / "out.csv", index=False)
+    tasks_file = tmp_path / "tasks.json"
+    argv = ["review", "export", "--input", str(tmp_path / "out.csv"), "--output", str(tasks_file)]
+    assert main([*argv, "--labels", "joy,fear,anger", "--multi-label"]) == 0
+    config = (tmp_path / "tasks.config.xml").read_text()
+    project = label_studio.call("POST", "/api/projects/", {"title": "multi-label", "label_config": config})
+    imported = label_studio.call("POST", f"/api/projects/{project['id']}/import", json.loads(tasks_file.read_text()))
+    assert imported["task_count"] == 1 and imported["prediction_count"] == 1
+    (task,) = label_studio.call("GET", f"/api/tasks/?project={project['id']}")["tasks"]
+    (prediction,) = label_studio.call("GET", f"/api/predictions/?task={task['id']}")
+    assert prediction["result"][0]["value"] == {"choices": ["fear", "joy"]}
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["joy", "anger"]}}]
+    label_studio.call("POST", f"/api/tasks/{task['id']}/annotations/", {"result": result})
+    exported = label_studio.call("GET", f"/api/projects/{project['id']}/export?exportType=JSON")
+    (tmp_path / "export.json").write_text(json.dumps(exported))
+    gold = tmp_path / "gold.csv"
+    argv = ["review", "import", str(tmp_path / "export.json"), "--output", str(gold)]
+    assert main([*argv, "--labels", "joy,fear,anger", "--multi-label"]) == 0
+    assert pd.read_csv(gold)["label"].tolist() == ["joy;anger"]
