@@ -225,7 +225,8 @@ LS_TOKEN = "promptclf-test-token-0123456789"
 
 def label_studio_binary() -> str | None:
     """LABEL_STUDIO_BIN, else label-studio on PATH (it is heavy: install it in a virtual environment of its own,
-    python -m venv /tmp/lsvenv && /tmp/lsvenv/bin/pip install label-studio, then LABEL_STUDIO_BIN=/tmp/lsvenv/bin/
+    python -m venv /tmp/lsvenv && /tmp/lsvenv/bin/pip install label-studio "sentry-sdk<3" (Label Studio 1.23.2 stops
+    at start with sentry-sdk 3.0: "Unknown option 'send_default_pii'"), then LABEL_STUDIO_BIN=/tmp/lsvenv/bin/
     label-studio)."""
     return os.environ.get("LABEL_STUDIO_BIN") or shutil.which("label-studio")
 
