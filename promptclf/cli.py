@@ -651,10 +651,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Sub-commands that live with their modules (finetune, distill, optimize, compare, cache)."""
+    """Sub-commands that live with their modules (finetune, distill, optimize, compare, cache, review, audit)."""
     import importlib
 
-    for name in ("methods.finetune", "workflows.distill", "workflows.optimize", "workflows.compare", "cache.transfer"):
+    for name in (
+        "methods.finetune",
+        "workflows.distill",
+        "workflows.optimize",
+        "workflows.compare",
+        "cache.transfer",
+        "workflows.review",
+        "workflows.audit",
+    ):
         module = importlib.import_module(f"promptclf.{name}")
         if hasattr(module, "register_cli"):
             yield module.register_cli
