@@ -165,7 +165,47 @@ def trust(folder: Path) -> str:
     )
 
 
-RENDERERS = {"few_labels": few_labels, "scale": scale, "trust": trust}
+def label_errors(folder: Path) -> str:
+    """The label-error detector's precision and recall with 10% of the labels flipped (benchmarks/label_errors.py's
+    own table)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import label_errors as bench
+
+    cells = bench.read_cells(folder)
+    committed = last_commit_date(folder)
+    facts = [
+        ("result files", f"`{folder.relative_to(ROOT)}/` ({len(cells)} cells: data set, components, seed)"),
+        ("data", ", ".join(n for n in bench.DATA if any(c["data"] == n for c in cells))),
+        ("rows", " ".join(docstring(BENCHMARKS / "label_errors.py").split("\n\n")[1].split())),
+        ("seeds", ", ".join(map(str, sorted({c["seed"] for c in cells})))),
+        ("machine", recorded(cells, MACHINE_KEYS)),
+        (
+            "date",
+            recorded(cells, DATE_KEYS) + (f" (the files were last changed in git on {committed})" if committed else ""),
+        ),
+    ]
+    return "\n".join(
+        [
+            "## Finding wrong labels (`benchmarks/label_errors.py`)",
+            "",
+            "`promptclf audit` / `promptclf.find_label_errors` on labelled rows of which 10% carry a wrong label.",
+            "",
+            "| | |",
+            "|---|---|",
+            *(f"| {name} | {value} |" for name, value in facts),
+            "",
+            "Mean ± standard deviation over the seeds. `flagged`: rows the audit reports (of 400); `precision at 40`: "
+            "the share of flipped rows among the 40 it ranks most suspect, whatever the rule; `model accuracy`: the "
+            "out-of-fold models' accuracy against the labels before flipping (what they get wrong on correctly "
+            "labelled rows is most of what precision loses); `s`: the out-of-fold probabilities' time, embedding "
+            "included where it was not cached, on the machine above.",
+            "",
+            bench.table(cells),
+        ]
+    )
+
+
+RENDERERS = {"few_labels": few_labels, "scale": scale, "label_errors": label_errors, "trust": trust}
 
 
 def unkept() -> str:

@@ -1,4 +1,4 @@
-"""Embedding zero-shot, self-trained on unlabelled texts: how the settings in promptclf/label_similarity.py
+"""Embedding zero-shot, self-trained on unlabelled texts: how the settings in promptclf/methods/label_similarity.py
 (MIN_UNLABELED, ROUNDS, MIX) were chosen, on all five shared data sets.
 
 Data (benchmarks/_datasets.py): the same 200 seeded test rows of each set as benchmarks/few_labels.py. The

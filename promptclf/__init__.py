@@ -5,7 +5,7 @@ The package is in layers, each importing only from those below it (tests/test_la
 labels, the Method protocol, usage, hashing, metrics, data) -> cache -> task (the Task, prompts, schemas,
 examples, artifacts) -> methods (chat batching, label scoring, embeddings, fine-tuned and offline models) ->
 providers (the registry of model strings and their options) -> the facade here (Classifier, cascade,
-sklearn) -> workflows (optimize, compare, distill, batch APIs) -> cli.
+sklearn) -> workflows (optimize, compare, distill, batch APIs, review, audit) -> cli.
 """
 
 import importlib
@@ -26,6 +26,7 @@ WORKFLOWS = {
     "distill": "promptclf.workflows.distill",
     "optimize": "promptclf.workflows.optimize",
     "compare": "promptclf.workflows.compare",
+    "find_label_errors": "promptclf.workflows.audit",
 }
 
 __all__ = [

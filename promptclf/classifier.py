@@ -1,37 +1,24 @@
-"""`Classifier` composes a labelling method with input checks, the cache, fallback and a run report;
-`classify` is the one-call front door."""
+"""`Classifier` runs a labelling method behind the cache, with input checks, an optional fallback and a run
+report; `classify` is the one-call front door. What it runs is built from its options by promptclf/builder.py
+(the options themselves are declared in promptclf/config.py), and run by promptclf/pipeline.py."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import fields
 from pathlib import Path
 
-from promptclf.cache.guard import open_guarded
-from promptclf.cache.store import CacheBackend
-from promptclf.core.errors import ConfigError, InputError, LabellingError
+from promptclf.builder import build_classifier
+from promptclf.config import Config, keyword_parameters, option_defaults
+from promptclf.core.errors import ConfigError, LabellingError
 from promptclf.core.labels import LabelSet
-from promptclf.core.methods import Method, Prediction
-from promptclf.core.model_spec import ModelSpec
-from promptclf.core.multilabel import same_kind
+from promptclf.core.methods import Prediction
 from promptclf.core.trust import Assessment, assess, rows_for_margin
 from promptclf.core.usage import Usage
-from promptclf.pipeline import EMPTY, Pipeline
-from promptclf.providers.registry import (
-    build,
-    check_options,
-    is_unset,
-    option_names,
-    options_for,
-    parse_model,
-    provider_of,
-)
-from promptclf.task.definition import TASK_KEYWORDS, Task, is_task
-from promptclf.task.examples import check_examples
-from promptclf.task.validation import read_validation
+from promptclf.pipeline import EMPTY, ItemCheck, Pipeline
 
 log = logging.getLogger("promptclf")
 
@@ -43,118 +30,57 @@ class Classifier:
     >>> preds = clf.predict(texts)          # [Prediction(label, confidence, source), ...]
     >>> clf.report.summary()                # calls, tokens, cost, retries, wall time
 
-    `labels` may instead be a `Task` (promptclf.task.definition) or the path of its .json/.yaml file: the task keywords
-    (descriptions, aliases, examples, negative_examples, instructions) then come from it, not from options.
+    `labels` takes one of these forms:
+
+    - a list (or tuple) of label names: `["World", "Sports"]`;
+    - one string of names separated by commas: `"World,Sports"`;
+    - a dict of name -> description: `{"World": "news from abroad", "Sports": "games and players"}`;
+    - a `LabelSet` (promptclf/core/labels.py), or a list of its `Label`s;
+    - a `Task` (promptclf/task/definition.py) or the path of its .json/.yaml file: the task keywords
+      (descriptions, aliases, examples, negative_examples, instructions, multi_label) then come from it, not
+      from options.
+
+    Anything else (a number, None, a set, a list holding something other than names, fewer than two distinct
+    labels) is a LabelError naming these forms (tests/test_top_level.py tries each).
+
+    `model`: a model string ("embed", "openai:gpt-4o-mini", ...; promptclf/providers/registry.py has every
+    form); None (the default) is the model a prompt artifact given as `prompt=` was optimised for, else offline.
+    The keyword options are the run options (promptclf/config.py, `RunOptions`: cache, fallback, skip_empty,
+    max_item_tokens, truncate, window, cascade_from, ...) and the backend's (each provider's options dataclass
+    in promptclf/providers/registry.py says which it takes and their defaults). A backend option set to other
+    than its default that the model's backend does not take is a ConfigError naming the backends that take it.
+
+    `validation`: labelled rows drawn from the data being labelled (a DataFrame with text and label columns, a
+    list of (text, label) pairs, or a CSV/JSONL/Parquet file), never trained on: before the first run they are
+    labelled (through the cache) and `assessment` (promptclf/core/trust.py) holds the estimated accuracy with its
+    interval and the calibration fitted on them, which every Prediction's confidence then goes through.
+    `target_accuracy` (with `validation`): each Prediction's `accepted` says whether its label is auto-accepted,
+    by the lowest confidence threshold whose accepted labels' accuracy is at least the target with probability
+    at least 1 - `risk`.
     """
 
-    def __init__(
-        self,
-        labels,
-        model: str | None = None,
-        *,
-        aliases=None,
-        cache: bool | str | Path | CacheBackend = True,
-        fallback=None,
-        fallback_below: float | None = None,
-        skip_empty: bool = False,
-        max_item_tokens: int = 2000,
-        truncate: str = "warn",
-        progress: bool | None = None,
-        seed: int = 0,
-        prices: dict | None = None,
-        method: Method | None = None,
-        unlabeled: Sequence[str] | None = None,
-        cascade_from: str | Method | None = None,
-        cascade_below: float | None = None,
-        multi_label: bool = False,
-        window: int | None = None,
-        breaker_after: int = 20,
-        validation=None,
-        target_accuracy: float | None = None,
-        risk: float = 0.1,
-        **options,
-    ):
-        """`model`: None (the default) is the model a prompt artifact given as `prompt=` was optimised for, else
-        offline. `window`: rows held at once by `stream` (default: 2000, or 16 batches per request slot if more).
-        `breaker_after`: stop asking after this many requests in a row failed (0: never; see core/breaker.py).
-        `options` are the backend's (promptclf.providers.registry: each provider's options dataclass says which it
-        takes and their defaults); one set to other than its default that the model's backend does not take
-        is a ConfigError naming the backends that take it.
-
-        `validation`: labelled rows drawn from the data being labelled (a DataFrame with text and label columns,
-        a list of (text, label) pairs, or a CSV/JSONL/Parquet file), never trained on: before the first run they
-        are labelled (through the cache) and `assessment` (promptclf.core.trust) holds the estimated accuracy with
-        its interval and the calibration fitted on them, which every Prediction's confidence then goes through.
-        `target_accuracy` (with `validation`): each Prediction's `accepted` says whether its label is
-        auto-accepted, by the lowest confidence threshold whose accepted labels' accuracy is at least the target
-        with probability at least 1 - `risk`."""
-        if truncate not in ("warn", "error", "silent"):
-            raise ValueError(f"truncate={truncate!r}: choose 'warn', 'error' or 'silent'")
-        self.spec = (
-            parse_model(model, options.get("prompt")) if method is None else ModelSpec("custom", type(method).__name__)
-        )
-        if method is None:
-            check_options(self.spec, options)
-        else:
-            _check_custom(method, options)
-        task_values = {}
-        if is_task(labels):  # a Task, or its file: it stands for the task keywords (promptclf/task.py)
-            task = Task.coerce(labels)
-            given = {name: options.get(name) for name in TASK_KEYWORDS if name != "aliases"}
-            task_values = task.keyword_options({**given, "aliases": aliases}, options.get("prompt"))
-            labels = task_values.pop("labels")
-            multi_label = multi_label or task_values.pop("multi_label")
-            if method is None:
-                _warn_unused(self.spec, task_values, labels)
-        self.labels = LabelSet.of(labels, options.get("descriptions"), aliases)
-        values = {**options, **task_values, "seed": seed, "progress": progress, "unlabeled": _unlabeled(unlabeled)}
-        values["examples"] = check_examples(values.get("examples"), self.labels, multi_label=bool(multi_label))
-        values["negative_examples"] = check_examples(values.get("negative_examples"), self.labels, "negative example")
-        self.multi_label = bool(multi_label)
-        if self.multi_label:  # only where set: the single-label options and cache keys stay as they were
-            values["multi_label"] = True
-        self.validation = read_validation(validation, self.labels, values["examples"])
-        self.target_accuracy, self.risk = _checked_target(target_accuracy, risk, self.validation, self.multi_label)
-        if self.validation:  # the offline provider chooses its combination on them; other backends ignore them
-            values["validation"] = self.validation
+    def __init__(self, labels, model: str | None = None, **options):
+        self.config = Config.of(labels, model, **options)
+        built = build_classifier(self.config)
+        self.spec, self.labels, self.multi_label = built.spec, built.labels, built.multi_label
+        self.method, self.options, self.cache, self.fallback = built.method, built.options, built.cache, built.fallback
+        run = self.config.run
+        self.fallback_below, self.progress, self.prices = run.fallback_below, run.progress, run.prices or {}
+        self.window, self.breaker_after = run.window, run.breaker_after
+        self.skip_empty, self.max_item_tokens, self.truncate = run.skip_empty, run.max_item_tokens, run.truncate
+        self.validation, self._choose_below = built.validation, built.choose_below
+        self.target_accuracy, self.risk = run.target_accuracy, run.risk
         self.assessment: Assessment | None = None
-        self._values = values
-        if method is None:
-            resolved = options_for(self.spec, self.labels, values)
-            self.options = {f.name: getattr(resolved, f.name) for f in fields(resolved)}
-            self.method = build(self.spec, self.labels, resolved)
-        else:
-            self.options, self.method = values, same_kind(method, self.multi_label, type(method).__name__)
-        self.cache = open_guarded(cache)
-        self._choose_below = False
-        if cascade_from is not None or cascade_below is not None:
-            if self.multi_label:
-                raise ConfigError("a cascade routes single labels by confidence; it does not take multi-label tasks")
-            self.method = self._cascade(cascade_from, cascade_below)
-        self.fallback = _fallback(fallback, self.labels, self.multi_label)
-        self.fallback_below = fallback_below
-        self.skip_empty, self.max_item_tokens, self.truncate = skip_empty, max_item_tokens, truncate
-        self.progress, self.prices = progress, prices or {}
-        if window is not None and window < 1:
-            raise ValueError(f"window={window}: at least 1 row")
-        self.window, self.breaker_after = window, breaker_after
         self.report = Usage(model=self.spec.id, prices=self.prices)
 
-    def _cascade(self, local, below):
-        """The configured method as the API stage behind a local first stage (promptclf.cascade)."""
-        from promptclf.cascade import Cascade
-
-        self._choose_below = below is None and self.target_accuracy is not None
-        if local is None or (below is None and not self._choose_below):
-            raise ConfigError(
-                "a cascade needs both cascade_from (the local model) and cascade_below (its "
-                "confidence threshold, e.g. chosen with promptclf.cascade.choose_threshold)"
-            )
-        if not isinstance(local, Method):  # it takes the options that apply to it; the rest are the API model's
-            spec = parse_model(local)
-            local = build(spec, self.labels, options_for(spec, self.labels, self._values))
-        # With a target, its threshold is chosen on the validation rows before the first run (validate).
-        return Cascade(local, self.method, math.inf if self._choose_below else below, cache=self.cache)
+    __init__.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("labels", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+            *keyword_parameters(option_defaults()),
+        ]
+    )
 
     # --- the verbs ------------------------------------------------------------------------------------
 
@@ -167,7 +93,7 @@ class Classifier:
         under skip_empty come as None. Duplicates are asked once within a window and found in the cache across
         windows. After the last row, `report` holds the run's counts and `stopped` why it stopped asking, if it
         did. `total` is only for the progress bar, where `texts` has no length."""
-        return self._run(texts, self._prepared_row, total)
+        return self._run(texts, self._check().row, total)
 
     def _run(self, rows: Iterable, prepare, total: int | None) -> Iterator[Prediction | None]:
         started = time.perf_counter()
@@ -199,7 +125,7 @@ class Classifier:
             self.method.below = self._local_threshold(risk, usage)
         texts = [row["text"] for row in self.validation]
         pipeline = self._pipeline(f"labelling {len(texts)} validation rows with {self.spec.id}")
-        predictions = list(pipeline.run(texts, usage, self._prepared_row, len(texts)))
+        predictions = list(pipeline.run(texts, usage, self._check().row, len(texts)))
         self.assessment = assess_predictions(predictions, self.validation, self.labels, self.target_accuracy, risk)
         (log.warning if self.progress else log.info)("promptclf: %s", self.assessment.describe())
         return usage
@@ -217,8 +143,7 @@ class Classifier:
         """What the report says of the answers' accuracy and confidence."""
         if self.assessment is not None:
             return self.assessment.describe()
-        estimate = getattr(self.method, "estimate", None)
-        accuracy = getattr(estimate, "accuracy", None)
+        accuracy = getattr(getattr(self.method, "estimate", None), "accuracy", None)
         return (
             "accuracy and confidence are uncalibrated estimates: a validation sample of "
             f"{rows_for_margin(0.03, accuracy)} labelled rows drawn from your data would give a 95% interval of "
@@ -243,7 +168,7 @@ class Classifier:
         come back as Predictions with label None and `error` set (see `stream`)."""
         if errors not in ("raise", "keep"):
             raise ValueError(f"errors={errors!r}: choose 'raise' or 'keep'")
-        prepared = self._prepare(texts)
+        prepared = self._check().all(texts)
         predictions = list(self._run(prepared, lambda i, text: EMPTY if text is None else text, len(prepared)))
         if errors == "keep":
             return predictions
@@ -290,43 +215,14 @@ class Classifier:
 
     # --- the steps ------------------------------------------------------------------------------------
 
-    def _prepare(self, texts) -> list[str | None]:
-        """Every item checked (and cut to length) before anything is asked: an InputError names the first that
-        cannot be labelled."""
-        if isinstance(texts, str):
-            raise InputError("texts must be a list of strings, not one string: wrap it as [text]")
-        return [self.prepare_item(i, text) for i, text in enumerate(texts)]
+    def _check(self) -> ItemCheck:
+        scorer = getattr(self.method, "scorer", None)
+        return ItemCheck(self.max_item_tokens, self.truncate, self.skip_empty, scorer)
 
     def prepare_item(self, i: int, text) -> str | None:
         """Item `i` as `predict` labels it (cut to max_item_tokens), None if empty under skip_empty; an item
         that cannot be labelled raises InputError. Batch labellers check each row with it."""
-        if not isinstance(text, str):
-            reason = f"{type(text).__name__} ({text!r:.40}), not a string"
-            raise InputError(f"item {i} is {reason}", reason)
-        if not text.strip():
-            if self.skip_empty:
-                return None
-            reason = "empty or whitespace-only (pass skip_empty=True to get None for it)"
-            raise InputError(f"item {i} is {reason}", reason)
-        return self._limit(i, text)
-
-    def _limit(self, i: int, text: str) -> str:
-        """Texts over max_item_tokens are cut (by the model's tokenizer where it has one, else ~4 chars a token)."""
-        scorer = getattr(self.method, "scorer", None)
-        if hasattr(scorer, "count_tokens"):
-            over = len(text) > self.max_item_tokens and scorer.count_tokens(text) > self.max_item_tokens
-            cut = (lambda: scorer.truncate(text, self.max_item_tokens)) if over else None
-        else:
-            over = len(text) > 4 * self.max_item_tokens
-            cut = lambda: text[: 4 * self.max_item_tokens]  # noqa: E731
-        if not over:
-            return text
-        if self.truncate == "error":
-            reason = f"longer than max_item_tokens={self.max_item_tokens}"
-            raise InputError(f"item {i} is {reason}", reason)
-        if self.truncate == "warn":
-            log.warning("promptclf: item %d is longer than %d tokens; truncated", i, self.max_item_tokens)
-        return cut()
+        return self._check().item(i, text)
 
     def _pipeline(self, name: str = "") -> Pipeline:
         default_window = max(
@@ -344,32 +240,12 @@ class Classifier:
             name=name or f"labelling with {self.spec.id}",
         )
 
-    def _prepared_row(self, i: int, text):
-        prepared = self.prepare_item(i, text)
-        return EMPTY if prepared is None else prepared
-
-
-def _checked_target(target, risk, validation: list, multi_label: bool) -> tuple[float | None, float]:
-    if validation and multi_label:
-        raise ConfigError("a validation sample measures single labels; this task is multi-label")
-    if isinstance(risk, bool) or not isinstance(risk, (int, float)) or not 0 < risk < 1:
-        raise ConfigError(f"risk={risk!r}: the chance the guarantee fails, between 0 and 1 (e.g. 0.1)")
-    if target is None:
-        return None, float(risk)
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
-        raise ConfigError(f"target_accuracy={target!r}: an accuracy between 0 and 1 (e.g. 0.95)")
-    if not validation:
-        raise ConfigError(
-            "target_accuracy needs a validation sample (validation=): the threshold is chosen on labelled rows"
-        )
-    return float(target), float(risk)
-
 
 def assess_predictions(
     predictions: Sequence, rows: Sequence[dict], labels: LabelSet, target: float | None, risk: float
 ) -> Assessment:
-    """The assessment (promptclf.core.trust.assess) of predictions of the validation rows; a row that could not
-    be labelled counts as wrong, without a confidence."""
+    """The assessment (promptclf/core/trust.py, `assess`) of predictions of the validation rows; a row that could
+    not be labelled counts as wrong, without a confidence."""
     import numpy as np
 
     answered = [p is not None and p.error is None and p.label is not None for p in predictions]
@@ -381,51 +257,6 @@ def assess_predictions(
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         gold = np.array([labels.index(row["label"]) for row in rows])
     return assess(confidence, right, probabilities, gold, target, risk)
-
-
-def _check_custom(method: Method, options: dict) -> None:
-    """A method given ready-made takes no backend options: they configure the method a model string builds."""
-    for name, value in options.items():
-        if name not in option_names():
-            raise TypeError(f"Classifier got an unknown option {name!r}")
-        if not is_unset(name, value):
-            raise ConfigError(
-                f"option {name} does not apply to method={type(method).__name__}: backend options "
-                "configure the method a model string builds"
-            )
-
-
-def _warn_unused(spec: ModelSpec, task_values: dict, labels: LabelSet) -> None:
-    """A task is meant for any model, so parts of it this backend cannot use are said, not refused."""
-    taken = {f.name for f in fields(provider_of(spec).options)}
-    parts = {**task_values, "descriptions": [lab.description for lab in labels.labels if lab.description]}
-    unused = [name for name, value in parts.items() if value and name not in taken]
-    if unused:
-        log.warning("promptclf: model %s does not use the task's %s", spec.id, ", ".join(unused))
-
-
-def _unlabeled(texts) -> list[str]:
-    """Unlabelled texts the `embed` and `offline` methods self-train on; other methods ignore them."""
-    if texts is None:
-        return []
-    if isinstance(texts, str):
-        raise InputError("unlabeled must be a list of strings, not one string")
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise InputError(f"unlabeled text {bad} is {type(texts[bad]).__name__}, not a string")
-    return [t for t in texts if t.strip()]
-
-
-def _fallback(fallback, labels: LabelSet, multi_label: bool = False) -> Method | None:
-    if fallback is None:
-        return fallback
-    if isinstance(fallback, Method):
-        return same_kind(fallback, multi_label, "the fallback") if multi_label else fallback
-    from promptclf.methods.finetune import load_finetuned
-
-    path = str(fallback)
-    path = path[len("finetuned:") :] if path.startswith("finetuned:") else path
-    return same_kind(load_finetuned(path, labels), multi_label, f"the fallback {path}")
 
 
 def classify(texts: Sequence[str], labels, model: str | None = None, **options) -> list:

@@ -37,9 +37,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group("model")
     model.add_argument(
         "--model",
-        default="offline",
-        help="offline (default), embed, local, together:<m>, "
-        "openai:<m>, openai-compatible:<m>@<url>, completions:<m>@<url>, finetuned:<dir>",
+        help="offline, embed, local, together:<m>, openai:<m>, openai-compatible:<m>@<url>, "
+        "completions:<m>@<url>, finetuned:<dir> (default: the model a --prompt artifact was optimised for, "
+        "else offline)",
     )
     model.add_argument("--fallback", help="a fine-tuned model directory that labels what the model could not")
     model.add_argument(
@@ -334,7 +334,7 @@ def _write_predictions(frame, predictions, output) -> None:
     print(f"wrote {len(frame)} rows to {path}", file=sys.stderr)
 
 
-# --- batch APIs: classify --batch-api, batch status / collect / cancel (promptclf/batch_api.py) ------------
+# --- batch APIs: classify --batch-api, batch status / collect / cancel (promptclf/workflows/batch_api.py) ------------
 
 BATCH_ARGS = (
     "input",
@@ -571,7 +571,7 @@ def _gold_labels(gold: list[str], args) -> list[str]:
 
 def _saved_labels(model: str) -> list[str] | None:
     """A fine-tuned model knows its label set; evaluate uses it when --labels is not given."""
-    if not model.startswith("finetuned:"):
+    if not model or not model.startswith("finetuned:"):
         return None
     meta = Path(model.split(":", 1)[1]) / "promptclf.json"
     return [label["name"] for label in json.loads(meta.read_text())["labels"]] if meta.exists() else None
@@ -692,10 +692,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Sub-commands that live with their modules (finetune, distill, optimize, compare, cache)."""
+    """Sub-commands that live with their modules (finetune, distill, optimize, compare, cache, review, audit)."""
     import importlib
 
-    for name in ("methods.finetune", "workflows.distill", "workflows.optimize", "workflows.compare", "cache.transfer"):
+    for name in (
+        "methods.finetune",
+        "workflows.distill",
+        "workflows.optimize",
+        "workflows.compare",
+        "cache.transfer",
+        "workflows.review",
+        "workflows.audit",
+    ):
         module = importlib.import_module(f"promptclf.{name}")
         if hasattr(module, "register_cli"):
             yield module.register_cli

@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -28,6 +29,58 @@ from promptclf.core.usage import Usage
 log = logging.getLogger("promptclf")
 
 EMPTY = object()  # an empty row left unlabelled (skip_empty): None in the output, never asked
+
+
+@dataclass
+class ItemCheck:
+    """Each item checked before it is asked: a string, not empty (or None under `skip_empty`), cut to
+    `max_item_tokens` (by `scorer`'s tokenizer where the method has one, else ~4 characters a token) as
+    `truncate` says ("warn", "error", "silent"). An item that cannot be labelled raises InputError."""
+
+    max_item_tokens: int = 2000
+    truncate: str = "warn"
+    skip_empty: bool = False
+    scorer: Any = None
+
+    def all(self, texts) -> list[str | None]:
+        """Every item checked (and cut to length) before anything is asked: an InputError names the first that
+        cannot be labelled."""
+        if isinstance(texts, str):
+            raise InputError("texts must be a list of strings, not one string: wrap it as [text]")
+        return [self.item(i, text) for i, text in enumerate(texts)]
+
+    def item(self, i: int, text) -> str | None:
+        if not isinstance(text, str):
+            reason = f"{type(text).__name__} ({text!r:.40}), not a string"
+            raise InputError(f"item {i} is {reason}", reason)
+        if not text.strip():
+            if self.skip_empty:
+                return None
+            reason = "empty or whitespace-only (pass skip_empty=True to get None for it)"
+            raise InputError(f"item {i} is {reason}", reason)
+        return self._limit(i, text)
+
+    def row(self, i: int, text):
+        """`item` as the pipeline's `prepare`: EMPTY for an item left unlabelled."""
+        prepared = self.item(i, text)
+        return EMPTY if prepared is None else prepared
+
+    def _limit(self, i: int, text: str) -> str:
+        limit, scorer = self.max_item_tokens, self.scorer
+        if hasattr(scorer, "count_tokens"):
+            over = len(text) > limit and scorer.count_tokens(text) > limit
+            cut = (lambda: scorer.truncate(text, limit)) if over else None
+        else:
+            over = len(text) > 4 * limit
+            cut = lambda: text[: 4 * limit]  # noqa: E731
+        if not over:
+            return text
+        if self.truncate == "error":
+            reason = f"longer than max_item_tokens={limit}"
+            raise InputError(f"item {i} is {reason}", reason)
+        if self.truncate == "warn":
+            log.warning("promptclf: item %d is longer than %d tokens; truncated", i, limit)
+        return cut()
 
 
 @dataclass

@@ -116,3 +116,22 @@ def test_the_embedded_models_keep_their_keys(model):
 
 def test_the_offline_classifier_with_examples_keeps_its_key():
     assert key("offline", dict(examples=ROWS, unlabeled=[])) == PINNED["offline with examples"]
+
+
+def test_the_other_hashes_are_what_they_were():
+    """Batch request ids, input fingerprints in manifests, a user's chat model's fingerprint and the
+    self-training sample, all through promptclf.core.hashing since; values from before that change."""
+    from promptclf.methods.label_similarity import stable_sample
+    from promptclf.providers.chat_models import llm_fingerprint
+    from promptclf.workflows.batch_api import input_fingerprint, request_key
+
+    class L:
+        def _get_llm_string(self):
+            return "model=x"
+
+    assert request_key(["a", "b"]) == "3554d2b8a1e34099053865de8576d1460b807430ec8c6b85315c9607ba93d308"
+    assert input_fingerprint(["héllo", "b"])["sha256"] == (
+        "521abf7477190f993c968259907af68242d9afb4c9917002c53a12f6c78629b0"
+    )
+    assert llm_fingerprint(L()) == "f6644dda4f1c1cf4"
+    assert stable_sample(["a", "b", "c", "d"], 2) == ["d", "c"]

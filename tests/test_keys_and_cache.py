@@ -237,3 +237,29 @@ def test_int8_that_fell_back_to_float32_is_keyed_as_float32(sample_rows, monkeyp
 def test_tests_never_write_to_the_users_promptclf_home(tmp_path_factory):
     assert Path(os.environ["PROMPTCLF_HOME"]) == home()
     assert home().is_relative_to(tmp_path_factory.getbasetemp())
+
+
+# --- identities are pure --------------------------------------------------------------------------------
+
+
+def test_identities_load_no_model_and_ask_no_server(sample_rows, monkeypatch):
+    """An identity is read before anything is labelled (the cache key): it names the encoder, the embedded
+    model and a self-hosted server's layout rule without loading a model or asking the server."""
+    import promptclf.methods.chat as chat
+    import promptclf.methods.embeddings as embeddings
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an identity loaded a model or asked a server")
+
+    examples = sample_rows[:8]
+    built = {
+        "embed": Classifier(LABELS, "embed", examples=examples, cache=False).method,
+        "offline": Classifier(LABELS, "offline", examples=examples, cache=False).method,
+        "chat": Classifier(LABELS, "openai-compatible:m@http://127.0.0.1:9/v1", cache=False).method,
+    }
+    monkeypatch.setattr(embeddings, "default_encoder", refuse)
+    monkeypatch.setattr(embeddings.Encoder, "__init__", refuse)
+    monkeypatch.setattr(chat.ChatLabeler, "_listed_without_system_role", refuse)
+    identities = {name: method.identity for name, method in built.items()}
+    assert identities["chat"].startswith("chat|openai-compatible:m@http://127.0.0.1:9/v1|")
+    assert all(identities.values())

@@ -3,6 +3,7 @@ usage) and offline with the real embedded model (label scoring inside a dspy.Pre
 
 import json
 
+import pandas as pd
 import pytest
 
 from promptclf import Classifier, ConfigError, LabelSet, classify
@@ -242,3 +243,17 @@ def test_a_refused_key_stops_optimisation_at_once(server_factory, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "401" in err[-1] and err[-1].startswith("promptclf: error:")
     assert server.log.requests == 1  # DSPy's own error budget is not spent asking again
+
+
+def test_cli_with_an_artifact_and_no_model_asks_the_artifacts_model(server_factory, sample_rows, tmp_path):
+    from promptclf.cli import main
+
+    server = server_factory()
+    artifact = _artifact_for(f"openai-compatible:gpt-test@{server.base_url}", sample_rows[:2], tmp_path / "a.json")
+    rows = sample_rows[10:15]
+    pd.DataFrame({"text": [r["text"] for r in rows]}).to_csv(tmp_path / "in.csv", index=False)
+    argv = ["classify", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
+    code = main(argv + ["--labels", ",".join(LABELS), "--prompt", str(artifact), "--no-cache", "--no-progress"])
+    assert code == 0
+    assert pd.read_csv(tmp_path / "out.csv")["predicted_label"].tolist() == [r["label"] for r in rows]
+    assert server.log.chat_requests == 1

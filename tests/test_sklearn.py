@@ -4,6 +4,7 @@ without SetFit, and the fake OpenAI-compatible server (chat and completions). AG
 
 from __future__ import annotations
 
+import inspect
 import pickle
 
 import numpy as np
@@ -88,20 +89,37 @@ def test_every_form_of_one_text_per_row_gives_the_same_answers(data):
     assert list(est.predict(pd.DataFrame({"text": X_test}))) == list(expected)
 
 
+def test_several_columns_are_joined_into_one_text_per_row(data):
+    X, y, X_test, _ = data
+
+    def columns(texts):
+        return pd.DataFrame({"head": [t[:40] for t in texts], "tail": [t[40:] for t in texts]})
+
+    def joined(texts):
+        return [t[:40] + "\n" + t[40:] for t in texts]
+
+    est = embed().fit(columns(X), y)
+    assert est.n_features_in_ == 2
+    direct = embed().fit(joined(X), y)
+    assert np.allclose(est.predict_proba(columns(X_test)), direct.predict_proba(joined(X_test)))
+    with pytest.raises(ValueError, match="X has 1 features, but PromptClassifier is expecting 2"):
+        est.predict(X_test)
+
+
 def test_bad_input_is_a_clear_error_naming_the_row(data):
     X, y, _, _ = data
     with pytest.raises(ValueError, match=r"X row 1 is NoneType \(None\), not a string"):
         embed().fit([X[0], None, X[2]], y[:3])
     with pytest.raises(ValueError, match="not one string"):
         embed().fit(X[0], y)
-    with pytest.raises(ValueError, match="X has 2 columns"):
-        embed().fit(pd.DataFrame({"a": X[:4], "b": X[:4]}), y[:4])
+    with pytest.raises(ValueError, match=r"X row 2 holds nan: NaN and inf are no text"):
+        embed().fit(pd.DataFrame({"a": X[:4], "b": [X[0], X[1], float("nan"), X[3]]}), y[:4])
     with pytest.raises(ValueError, match="X has 3 rows but y has 4"):
         embed().fit(X[:3], y[:4])
     with pytest.raises(ValueError, match="y has one class"):
         embed().fit(X[:3], ["World"] * 3)
-    with pytest.raises(ValueError, match=r"options \['examples'\]"):
-        embed(options={"examples": []}).fit(X, y)
+    with pytest.raises(TypeError, match="examples is set by fit"):
+        embed(examples=[])
     with pytest.raises(sklearn.exceptions.NotFittedError):
         embed().predict(X[:2])
 
@@ -114,14 +132,39 @@ def test_a_model_string_is_checked_at_fit_not_in_init(data):
         est.fit(X, y)
 
 
+# --- one parameter per option ------------------------------------------------------------------------------
+
+
+def test_every_classifier_option_is_a_parameter_with_its_default():
+    classifier = inspect.signature(Classifier).parameters
+    params = PromptClassifier().get_params()
+    fit_sets = {"labels", "examples", "method", "multi_label"}  # labels: the classes here, a task there
+    missing = [name for name in classifier if name not in params and name not in fit_sets]
+    assert not missing
+    assert {"batch_size", "concurrency", "calibrate", "quantize", "max_item_tokens", "fallback_below"} <= set(params)
+    differ = {name for name in params if name not in fit_sets and params[name] != classifier[name].default}
+    assert differ == {"model", "progress"}  # offline rather than None; no bars in a grid search
+
+
+def test_a_backend_option_set_by_set_params_reaches_the_method(server_factory, oracle, sample_rows):
+    server = server_factory(item_oracle=oracle)
+    model = f"openai-compatible:gpt-test@{server.base_url}"
+    rows = sample_rows[:4] + sample_rows[60:66]
+    est = PromptClassifier(model, cache=False, concurrency=1, labels=LABELS)
+    est.set_params(batch_size=2, example_selection="all")
+    est.fit([r["text"] for r in rows[:4]], [r["label"] for r in rows[:4]])
+    est.predict([r["text"] for r in rows[4:]])
+    assert est.classifier_.options["batch_size"] == 2 and server.log.chat_requests == 3  # 6 rows, 2 a request
+    with pytest.raises(ConfigError, match="option batch_size does not apply to model embed"):
+        embed(batch_size=2).fit([r["text"] for r in rows[:4]], [r["label"] for r in rows[:4]])
+
+
 # --- the estimator contract on text (check_estimator's numeric versions do not apply) --------------------
 
 
 def test_fit_leaves_parameters_alone_refits_the_same_and_clones_unfitted(data):
     X, y, X_test, _ = data
-    est = embed(
-        labels=list(LABELS), descriptions={"World": "politics and world news"}, options={"max_item_tokens": 500}
-    )
+    est = embed(labels=list(LABELS), descriptions={"World": "politics and world news"}, max_item_tokens=500)
     before = clone(est).get_params()
     first = est.fit(X, y).predict_proba(X_test)
     assert est.get_params() == before
@@ -150,6 +193,7 @@ def test_a_pickled_estimator_answers_the_same(data):
     assert np.allclose(restored.predict_proba(X_test), expected)
 
 
+@pytest.mark.slow  # about 200 s on 2 cores: each of its checks fits and predicts with MiniLM
 @pytest.mark.skipif(sklearn.__version__ < "1.6", reason="expected_failed_checks is scikit-learn 1.6+")
 def test_check_estimator_passes_every_check_that_applies_to_text():
     from sklearn.utils.estimator_checks import check_estimator
@@ -211,7 +255,7 @@ def test_grid_search_picks_the_model_that_labels_best(server_factory, oracle, sa
     # one grid per backend: calibrate and local_batch_size are label scoring's options, an error for embed
     grids = [
         {"model": ["embed"]},
-        {"model": list(scorers.values()), "calibrate": ["none"], "options": [{"local_batch_size": 16}]},
+        {"model": list(scorers.values()), "calibrate": ["none"], "local_batch_size": [16]},
     ]
     folds = StratifiedKFold(3, shuffle=True, random_state=0)
     grid = GridSearchCV(PromptClassifier(cache=False), grids, cv=folds)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import promptclf
-from promptclf import ConfigError
+from promptclf import Classifier, ConfigError
 from promptclf.core.data import split
 
 from .fake_openai_server import binomial_spread, noisy_oracle
@@ -94,3 +94,49 @@ def test_finetune_from_the_top_level_checks_its_arguments(tmp_path):
         promptclf.finetune([{"text": "a", "label": "World"}], LABELS, out=tmp_path, method="bert")
     with pytest.raises(ConfigError, match="needs training rows"):
         promptclf.finetune([], LABELS, out=tmp_path)
+
+
+# --- the forms `labels` takes ---------------------------------------------------------------------------
+
+
+def test_labels_takes_each_documented_form(tmp_path):
+    from pathlib import Path
+
+    from promptclf.core.labels import Label, LabelSet
+    from promptclf.task.definition import Task
+
+    described = {"World": "news from abroad", "Sports": "games and players"}
+    task = Task.of(described)
+    forms = {
+        "list": ["World", "Sports"],
+        "tuple": ("World", "Sports"),
+        "commas": "World, Sports",
+        "dict": described,
+        "label set": LabelSet.of(described),
+        "labels": [Label("World", "news from abroad"), Label("Sports", "games and players")],
+        "task": task,
+        "task file": str(task.save(tmp_path / "task.json")),
+        "task file as a Path": Path(task.save(tmp_path / "task.yaml")),
+    }
+    for form, labels in forms.items():
+        got = Classifier(labels, "embed", cache=False).labels
+        assert got.names == ["World", "Sports"], form
+        if form in ("dict", "label set", "labels", "task", "task file", "task file as a Path"):
+            assert [label.description for label in got.labels] == list(described.values()), form
+
+
+@pytest.mark.parametrize(
+    "labels, says",
+    [
+        (42, "labels is int"),
+        (None, "labels is NoneType"),
+        ({"World", "Sports"}, "a set have no order"),
+        (["World", 2], "label 2 is int, not a name"),
+        (["World"], "at least two labels"),
+    ],
+)
+def test_labels_in_another_form_is_a_clear_error(labels, says):
+    from promptclf.core.labels import LabelError
+
+    with pytest.raises(LabelError, match=says):
+        Classifier(labels, "embed", cache=False)

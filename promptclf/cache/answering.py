@@ -1,5 +1,5 @@
 """The answer cache in front of any Method: stored answers first (one lookup), the method for the rest, each new
-answer stored as it arrives (a small chunk per write, see cache.ChunkedWriter). Classifier and each stage of a
+answer stored as it arrives (a small chunk per write, see promptclf.cache.store.ChunkedWriter). Classifier and each stage of a
 cascade answer through it, so the same method's answers are shared between them."""
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ Values are JSON, never pickles: whoever can write a shared cache must not be abl
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -17,6 +16,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from promptclf.core.hashing import digest, json_digest
 
 log = logging.getLogger("promptclf")
 
@@ -43,13 +44,15 @@ def _stat_key(path: Path) -> tuple:
 
 @functools.lru_cache(maxsize=16)
 def _digest(files: tuple) -> str:  # keyed by the files' stats too, so that a rewritten file is read again
-    digest = hashlib.sha256()
+    return digest(_file_chunks(files), 16)
+
+
+def _file_chunks(files: tuple):
     for path, size, *_ in files:
-        digest.update(f"{Path(path).name}\0{size}\0".encode())
+        yield f"{Path(path).name}\0{size}\0"
         with open(path, "rb") as f:
             while block := f.read(2**22):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+                yield block
 
 
 def home() -> Path:
@@ -62,9 +65,8 @@ def home() -> Path:
 
 def answer_key(identity: str, labels_fingerprint: str, text: str) -> str:
     """sha256 of (method identity: backend, model, prompt fingerprint; label set; item text). Identities name
-    no credentials (see backends.ModelSpec.id), so neither do keys."""
-    payload = json.dumps([identity, labels_fingerprint, text], ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    no credentials (see promptclf.core.model_spec.ModelSpec.id), so neither do keys."""
+    return json_digest([identity, labels_fingerprint, text], ensure_ascii=False)
 
 
 @runtime_checkable

@@ -1,5 +1,5 @@
-"""The answer-cache backend a setting names (SQLite, Redis or none): kept apart from cache.py so the backends
-it chooses between can build on cache.py without importing each other in a circle."""
+"""The answer-cache backend a setting names (SQLite, Redis or none): kept apart from store.py so the backends
+it chooses between can build on store.py without importing each other in a circle."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from promptclf.core import hashing
 from promptclf.core.errors import ColumnError, InputError, MissingFileError
 
 AG_NEWS_LABELS = {1: "World", 2: "Sports", 3: "Business", 4: "Sci/Tech"}
@@ -299,7 +299,7 @@ class StableSample:
     def add(self, text: str) -> None:
         if not text.strip() or text in self._kept:
             return
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        digest = hashing.digest(text)
         if self._cut is not None and digest > self._cut:
             return
         self._kept[text] = digest

@@ -1,6 +1,6 @@
 """A method's cache identity, computed in one place: the kind of method, the model's identity, and what else
 shapes an answer (the task as the prompt or the training holds it, the backend options that change answers).
-The answer cache keys on it together with the label set and the item (cache.answer_key), so two methods that
+The answer cache keys on it together with the label set and the item (promptclf.cache.store.answer_key), so two methods that
 would answer alike share answers and any change that could change an answer is a new key."""
 
 from __future__ import annotations

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from promptclf.core.hashing import json_digest
+
 
 class LabelError(ValueError):
     """A label (given by the caller or answered by a model) is not in the label set."""
+
+
+FORMS = (
+    "labels takes a list of names, a dict of name -> description, one string of names separated by commas, "
+    "a LabelSet, or a Task or the path of its .json/.yaml file"
+)
 
 
 # What a model wraps an answer in ("**Sports**.", '"World"'); "+", "#" and "-" can be part of a label.
@@ -78,7 +84,8 @@ class LabelSet:
         descriptions: Mapping[str, str] | None = None,
         aliases: Mapping[str, Iterable[str]] | None = None,
     ) -> LabelSet:
-        """Accepts a LabelSet, a list of names, a comma-separated string, or a {name: description} dict."""
+        """Accepts a LabelSet, a list (or tuple) of names or Labels, one string of names separated by commas, or a
+        {name: description} dict; anything else is a LabelError naming the forms."""
         if isinstance(labels, LabelSet) and not descriptions and not aliases:
             return labels
         if isinstance(labels, str):
@@ -86,10 +93,18 @@ class LabelSet:
         if isinstance(labels, Mapping):
             descriptions = {**labels, **(descriptions or {})}
             labels = list(labels)
+        if isinstance(labels, (set, frozenset)):
+            raise LabelError(f"labels given as a set have no order: give a list ({sorted(map(str, labels))})")
+        if not isinstance(labels, Iterable):
+            raise LabelError(f"labels is {type(labels).__name__} ({labels!r:.40}); {FORMS}")
+        labels = list(labels)
+        bad = next((item for item in labels if not isinstance(item, (str, Label))), None)
+        if bad is not None:
+            raise LabelError(f"label {bad!r:.40} is {type(bad).__name__}, not a name; {FORMS}")
         descriptions, aliases = descriptions or {}, aliases or {}
         built = []
         for item in labels:
-            base = item if isinstance(item, Label) else Label(str(item))
+            base = item if isinstance(item, Label) else Label(item)
             built.append(
                 Label(
                     base.name,
@@ -132,8 +147,7 @@ class LabelSet:
         return resolved
 
     def fingerprint(self) -> str:
-        payload = json.dumps([[lab.name, lab.description, list(lab.aliases)] for lab in self.labels])
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return json_digest([[lab.name, lab.description, list(lab.aliases)] for lab in self.labels], 16)
 
     def to_json(self) -> list[dict]:
         return [{"name": lab.name, "description": lab.description, "aliases": list(lab.aliases)} for lab in self.labels]

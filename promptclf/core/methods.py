@@ -78,22 +78,37 @@ class FittableMethod(Method, Protocol):
 def relay(outcomes: Iterator, on_each: Callable, map_each: Callable = lambda item: item) -> Iterator:
     """Yield map_each(item) for each item of `outcomes`, calling on_each(item) first. An exception thrown into
     the relay (Ctrl-C that landed in the caller) is thrown into `outcomes`, as `yield from` would: a method
-    then still yields what it has in flight (already paid for) before the exception goes on."""
+    then still yields what it has in flight (already paid for) before the exception goes on. Ctrl-C landing in
+    the relay's own frame (while an item is kept) is handled the same way, once the item is kept."""
+    thrown: BaseException | None = None
+    while True:
+        try:
+            item = next(outcomes) if thrown is None else outcomes.throw(thrown)
+        except StopIteration:
+            return
+        thrown = None
+        try:
+            _keep_through_interrupt(on_each, item)
+        except KeyboardInterrupt as interrupt:
+            thrown = interrupt
+            continue
+        try:
+            yield map_each(item)
+        except GeneratorExit:
+            outcomes.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed on to the method, which re-raises it
+            thrown = exc
+
+
+def _keep_through_interrupt(on_each: Callable, item) -> None:
+    """on_each(item); if Ctrl-C lands while it runs, run it again (keeping an item twice stores the same answer
+    under the same key) and then raise the interrupt."""
     try:
-        item = next(outcomes)
-        while True:
-            on_each(item)
-            try:
-                yield map_each(item)
-            except GeneratorExit:
-                outcomes.close()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - handed on to the method, which re-raises it
-                item = outcomes.throw(exc)
-                continue
-            item = next(outcomes)
-    except StopIteration:
-        return
+        on_each(item)
+    except KeyboardInterrupt:
+        on_each(item)
+        raise
 
 
 def from_probabilities(

@@ -49,7 +49,7 @@ class RayLabeller:
     """
 
     def __init__(
-        self, labels, model: str | None = "offline", *, text_column: str = "text", tally=None, **classifier_options
+        self, labels, model: str | None = None, *, text_column: str = "text", tally=None, **classifier_options
     ):
         self.labeller = BatchLabeller.build(labels, model, text_column=text_column, **classifier_options)
         self.tally = tally
@@ -77,7 +77,7 @@ class UsageTally:
         self.actor, self.model, self.prices = actor, model, prices or {}
 
     @classmethod
-    def start(cls, model: str | None = "offline", prices: dict | None = None) -> UsageTally:
+    def start(cls, model: str | None = None, prices: dict | None = None) -> UsageTally:
         ray = require_ray()
         actor = ray.remote(num_cpus=0)(_Counts).remote()
         return cls(actor, parse_model(model).id, prices)
@@ -115,7 +115,7 @@ class _Counts:
 def label_dataset(
     ds,
     labels,
-    model: str | None = "offline",
+    model: str | None = None,
     *,
     text_column: str = "text",
     actors: int | tuple[int, int] = 1,
@@ -166,7 +166,7 @@ def default_rows_per_batch(is_api: bool, classifier_options: dict) -> int:
 def _check_configuration(labels, model, classifier_options: dict):
     """Fail here, before any actor starts, on what would fail in every actor: an unknown model string and,
     for API models (cheap to build: no model to load), a missing key, a bad label set or bad examples."""
-    spec = parse_model(model)
+    spec = parse_model(model, classifier_options.get("prompt"))  # None: a prompt artifact's model, else offline
     if spec.is_api:
         from promptclf.classifier import Classifier
 
@@ -178,7 +178,7 @@ def label_parquet(
     source,
     destination,
     labels,
-    model: str | None = "offline",
+    model: str | None = None,
     *,
     text_column: str = "text",
     actors: int | tuple[int, int] = 2,
@@ -201,7 +201,7 @@ def label_parquet(
             f"output {str(destination)!r} exists and is not an empty directory: the Ray engine "
             "writes Parquet parts into a new directory (remove it or choose another)"
         )
-    _check_configuration(labels, model, classifier_options)
+    spec = _check_configuration(labels, model, classifier_options)
     started = time.perf_counter()
     owns_cluster = not ray.is_initialized()
     if owns_cluster:
@@ -210,9 +210,9 @@ def label_parquet(
     saved = context.execution_options.preserve_order, context.enable_progress_bars
     try:
         context.execution_options.preserve_order, context.enable_progress_bars = True, progress
-        tally = UsageTally.start(model, classifier_options.get("prices"))
+        tally = UsageTally.start(spec.id, classifier_options.get("prices"))
         if rows_per_batch is None:
-            rows_per_batch = default_rows_per_batch(parse_model(model).is_api, classifier_options)
+            rows_per_batch = default_rows_per_batch(spec.is_api, classifier_options)
         # blocks of one batch each, so that every actor gets work even from a single file
         ds = ray.data.read_parquet(str(source)).repartition(target_num_rows_per_block=rows_per_batch)
         label_dataset(

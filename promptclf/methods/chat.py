@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
@@ -494,33 +494,39 @@ class ChatLabeler:
         flight finish and their answers are handed on (and so cached) before the exception is. A server not
         asked yet gets the first chunk alone: what it refuses is learnt on one request, not on `concurrency`."""
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="promptclf")
+        labelled: dict[int, list] = {}  # chunk number -> its outcomes, kept by the thread that labelled it
 
-        def run(chunk):
+        def run(k: int, chunk) -> int:
             try:
-                return self._label_chunk(chunk, usage, stop, budget)
+                labelled[k] = self._label_chunk(chunk, usage, stop, budget)
+                return k
             except BaseException:
                 stop.set()  # before this thread takes the next chunk
                 raise
 
-        waves = [chunks[:1], chunks[1:]] if not self.endpoint.settled else [chunks]
-        futures: list = []
-        handed: dict = {}  # future -> how many of its outcomes the caller has had
+        numbered = list(enumerate(chunks))
+        waves = [numbered[:1], numbered[1:]] if not self.endpoint.settled else [numbered]
+        handed: dict[int, int] = {}  # chunk number -> how many of its outcomes the caller has had
         try:
             for wave in waves:
-                started: list = []
-                for chunk in wave:  # each kept as it is submitted: Ctrl-C mid-wave must still wait for it
-                    started.append(pool.submit(run, chunk))
-                    futures.append(started[-1])
+                started = [pool.submit(run, k, chunk) for k, chunk in wave]
                 for future in as_completed(started):
-                    handed[future] = 0
-                    for outcome in future.result():
-                        handed[future] += 1  # before the yield: Ctrl-C can land while the caller holds it
-                        yield outcome
+                    k = future.result()
+                    handed[k] = 0
+                    for outcome in labelled[k]:
+                        try:
+                            yield outcome
+                        finally:  # counted once the caller has it: Ctrl-C thrown in at the yield included
+                            handed[k] += 1
         except GeneratorExit:  # the caller stopped listening: nothing more can be handed on
             raise
         except BaseException:
+            # Ctrl-C or an error, wherever it landed: no chunk starts any more, the ones running finish, and
+            # what they answered reaches the caller (the cache) before the exception goes on. The threads keep
+            # their chunks' outcomes themselves, so no answer depends on where the main thread was.
             stop.set()
-            yield from _answers_in_flight(futures, handed)
+            pool.shutdown(wait=True, cancel_futures=True)
+            yield from _answers_not_handed(labelled, handed)
             raise
         finally:
             stop.set()
@@ -550,13 +556,8 @@ class ReaskBudget:
             return True
 
 
-def _answers_in_flight(futures, handed: dict) -> Iterator[tuple[int, Outcome]]:
-    """The labels the caller has not had yet when the run stopped: of chunks still running (once their requests
-    have returned), and the rest of a chunk it was being handed."""
-    for future in futures:
-        future.cancel()  # those not started
-    wait(futures)
-    for future in futures:
-        if not future.cancelled() and future.exception() is None:
-            rest = future.result()[handed.get(future, 0) :]
-            yield from ((pos, o) for pos, o in rest if isinstance(o, Prediction))
+def _answers_not_handed(labelled: dict[int, list], handed: dict[int, int]) -> Iterator[tuple[int, Outcome]]:
+    """The labels the caller has not had yet when the run stopped: of chunks that were running, and the rest of a
+    chunk it was being handed."""
+    for k in sorted(labelled):
+        yield from ((pos, o) for pos, o in labelled[k][handed.get(k, 0) :] if isinstance(o, Prediction))

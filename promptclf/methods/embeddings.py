@@ -32,10 +32,11 @@ class Encoder:
         self.model = AutoModel.from_pretrained(self.path).eval()
         self.batch_size, self.max_length = batch_size, max_length
         self._torch = torch
+        self._identity = encoder_identity(self.path, max_length)  # read with the model: the property reads nothing
 
     @property
     def identity(self) -> str:
-        return encoder_identity(self.path, self.max_length)
+        return self._identity
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """[len(texts), dim] unit vectors. Texts are batched by length so little compute goes to padding."""
@@ -83,6 +84,11 @@ class UsesEncoder:
         if self._encoder is None:
             self._encoder = default_encoder()
         return self._encoder
+
+    @property
+    def encoder_identity(self) -> str:
+        """The encoder's identity, without loading the packaged one for it."""
+        return self._encoder.identity if self._encoder is not None else encoder_identity()
 
 
 def cached_encode(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:

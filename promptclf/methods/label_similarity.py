@@ -78,7 +78,7 @@ class LabelSimilarity(UsesEncoder):
     def identity(self) -> str:
         return method_identity(
             "label-similarity",
-            self.encoder.identity,
+            self.encoder_identity,
             self.label_texts(),
             self.temperature,
             fingerprint(self.unlabeled) if self.unlabeled else None,
@@ -146,9 +146,9 @@ def unlabeled_sample(texts: Sequence[str]) -> list[str]:
 def stable_sample(texts: Sequence[str], n: int) -> list[str]:
     """Up to n distinct texts, those with the smallest content hashes: the same for any order of the same
     texts, and mostly the same when a few are added."""
-    import hashlib
+    from promptclf.core.hashing import digest
 
-    return sorted(set(texts), key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())[:n]
+    return sorted(set(texts), key=digest)[:n]
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

@@ -612,7 +612,7 @@ class OfflineClassifier:
     @property
     def identity(self) -> str:
         if not hasattr(self, "_identity"):
-            from promptclf.methods.embeddings import default_encoder
+            from promptclf.methods.embeddings import encoder_identity
 
             # The identity's version, where the other methods name their model (the components' models follow:
             # the encoder and the embedded LLM's version). With examples: 2 when the self-trained component
@@ -626,7 +626,7 @@ class OfflineClassifier:
                 asdict(self.config),
                 self.names,
                 self.labels.fingerprint(),
-                default_encoder().identity,
+                encoder_identity(),  # the default encoder's, known without loading it
                 self._llm_version(),
                 [[r["text"], r["label"]] for r in self.examples],
                 fingerprint(self.unlabeled) if self.unlabeled else None,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from promptclf.core.hashing import fingerprint
-from promptclf.methods.embeddings import UsesEncoder, cached_encode, encoder_identity
+from promptclf.methods.embeddings import UsesEncoder, cached_encode
 from promptclf.task.examples import ExampleError
 
 
@@ -38,7 +38,7 @@ class SimilarExamples(UsesEncoder):
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:  # the pool can be thousands of rows: hash it once
-            encoder = self._encoder.identity if self._encoder is not None else encoder_identity()
+            encoder = self.encoder_identity
             self._fingerprint = fingerprint(
                 "similar",
                 self.k,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from promptclf.core.credentials import api_key, remember_secret
 from promptclf.core.errors import ConfigError
+from promptclf.core.hashing import digest
 from promptclf.core.model_spec import ModelSpec
 
 
@@ -13,7 +12,7 @@ def llm_fingerprint(llm) -> str:
     """A user-supplied chat model's answers depend on its class, model, parameters and endpoint: the string
     LangChain's own LLM cache keys on (secrets appear in it by name, never by value)."""
     described = llm._get_llm_string() if hasattr(llm, "_get_llm_string") else ""
-    return hashlib.sha256(f"{type(llm).__qualname__}|{described}".encode()).hexdigest()[:16]
+    return digest(f"{type(llm).__qualname__}|{described}", 16)
 
 
 def remember_keys_of(llm) -> None:

@@ -211,7 +211,9 @@ class Provider:
     """One backend. `name` is the model-string prefix ("openai" in "openai:gpt-4o-mini"); `default` the model
     the bare prefix names ("local": the embedded Gemma), None where a name is required; `needs_url`: the form
     is <prefix>:<model>@<base-url>; `base_url_env`: a variable that sets the base URL otherwise; `gives_scores`:
-    its answers carry a probability per label (Prediction.scores; the sklearn wrapper's predict_proba)."""
+    its answers carry a probability per label (Prediction.scores; the sklearn wrapper's predict_proba);
+    `batch_dialect`: the form of its batch API ("openai", "together"; promptclf/workflows/batch_api.py), None
+    where it has none."""
 
     name: str
     form: str
@@ -221,6 +223,7 @@ class Provider:
     needs_url: bool = False
     base_url_env: str | None = None
     gives_scores: bool = True
+    batch_dialect: str | None = None
 
 
 REGISTRY: dict[str, Provider] = {}
@@ -493,7 +496,14 @@ register(
     )
 )
 register(
-    Provider("together", "together:<model>, key in TOGETHER_API_KEY", ChatOptions, _build_chat, gives_scores=False)
+    Provider(
+        "together",
+        "together:<model>, key in TOGETHER_API_KEY",
+        ChatOptions,
+        _build_chat,
+        gives_scores=False,
+        batch_dialect="together",
+    )
 )
 register(
     Provider(
@@ -503,6 +513,7 @@ register(
         _build_chat,
         base_url_env="OPENAI_BASE_URL",
         gives_scores=False,
+        batch_dialect="openai",
     )
 )
 register(
@@ -514,6 +525,7 @@ register(
         _build_chat,
         needs_url=True,
         gives_scores=False,
+        batch_dialect="openai",  # where the server implements /v1/files and /v1/batches
     )
 )
 register(

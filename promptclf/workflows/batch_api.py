@@ -11,7 +11,6 @@ and the interactive path re-asks the rest (failed lines, off-schema answers, an 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,12 +27,13 @@ import openai
 from promptclf.cache.store import answer_key, home
 from promptclf.core.credentials import api_key, key_variable, redact_url
 from promptclf.core.errors import ConfigError, InputError, MissingFileError
+from promptclf.core.hashing import digest, json_digest
 from promptclf.core.methods import Prediction
 from promptclf.core.model_spec import ModelSpec
 from promptclf.core.usage import Usage
 from promptclf.methods.chat_logprobs import label_confidences
 from promptclf.methods.requests import configuration_problem, describe_error
-from promptclf.providers.registry import parse_model
+from promptclf.providers.registry import REGISTRY, parse_model, provider_of
 from promptclf.task.schemas import item_ids, read_batch
 from promptclf.workflows.batch_manifest import VERSION as MANIFEST_VERSION
 from promptclf.workflows.batch_manifest import CliOptions, RequestRecord, check_host, host_seal, read_manifest
@@ -48,7 +48,7 @@ CACHE_LOOKUP = 1000  # keys asked of the cache at a time
 
 
 class BatchError(RuntimeError):
-    """A batch API call failed for a reason that is not the configuration (see backends.configuration_problem)."""
+    """A batch API call failed for a reason that is not the configuration (see promptclf.methods.requests.configuration_problem)."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,10 @@ DIALECTS = {
 }
 
 
-def dialect_of(provider: str) -> Dialect:
-    return DIALECTS["together" if provider == "together" else "openai"]
+def dialect_of(spec: ModelSpec) -> Dialect | None:
+    """The batch API form of the model's provider (the registry's `batch_dialect`), None where it has none."""
+    name = provider_of(spec).batch_dialect if spec.provider in REGISTRY else None
+    return DIALECTS[name] if name else None
 
 
 def request_key(keys: list[str]) -> str:
@@ -81,7 +83,7 @@ def request_key(keys: list[str]) -> str:
     within the providers' limit), so the same items asked the same way always carry the same id."""
     if len(keys) == 1:
         return keys[0]
-    return hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+    return json_digest(keys)
 
 
 # --- the requests: the interactive path's ------------------------------------------------------------
@@ -92,11 +94,7 @@ def chat_labeler(classifier):
     server that implements /v1/batches)."""
     from promptclf.methods.chat import ChatLabeler
 
-    if not isinstance(classifier.method, ChatLabeler) or classifier.spec.provider not in (
-        "openai",
-        "together",
-        "openai-compatible",
-    ):
+    if not isinstance(classifier.method, ChatLabeler) or dialect_of(classifier.spec) is None:
         raise ConfigError(
             f"model {classifier.spec.id!r} has no batch API: use openai:, together: or "
             "openai-compatible: (a server with /v1/files and /v1/batches)"
@@ -129,14 +127,14 @@ def response_payload(body: dict):
     return message.get("content") or ""
 
 
-# --- the provider ------------------------------------------------------------------------------------
+# --- the batch client --------------------------------------------------------------------------------
 
 
-class Provider:
+class BatchClient:
     """Files and batches on one host, through the `openai` client (Together's answers differ in shape)."""
 
     def __init__(self, spec: ModelSpec, *, timeout: float = 120.0, max_retries: int = 5):
-        self.spec, self.dialect = spec, dialect_of(spec.provider)
+        self.spec, self.dialect = spec, dialect_of(spec)
         base_url = TOGETHER_URL if spec.provider == "together" else spec.base_url
         self.client = openai.OpenAI(api_key=api_key(spec), base_url=base_url, timeout=timeout, max_retries=max_retries)
 
@@ -338,13 +336,19 @@ class BatchJob:
         }
         job = cls(path, data, texts=texts, **options)
         job.save()
-        provider = Provider(spec, timeout=classifier.options["timeout"])
+        provider = BatchClient(spec, timeout=classifier.options["timeout"])
         limits = (max_requests or provider.dialect.max_requests, max_bytes or provider.dialect.max_bytes)
         job._send(provider, classifier, texts, misses, *limits)
         return job
 
     def _send(
-        self, provider: Provider, classifier, texts: Sequence[str], misses: list[int], max_requests: int, max_bytes: int
+        self,
+        provider: BatchClient,
+        classifier,
+        texts: Sequence[str],
+        misses: list[int],
+        max_requests: int,
+        max_bytes: int,
     ) -> None:
         """One request per `batch_size` uncached items, written to a part file until a batch is full, then
         uploaded and created; each request's items (id, row) go to the requests file as it is written."""
@@ -375,7 +379,7 @@ class BatchJob:
             if lines:
                 self._create(provider, part, records, lines, items)
 
-    def _create(self, provider: Provider, part, records, lines: int, items: int) -> None:
+    def _create(self, provider: BatchClient, part, records, lines: int, items: int) -> None:
         records.flush()  # the manifest never names a request the requests file does not hold
         part.flush()
         part.seek(0)
@@ -440,10 +444,10 @@ class BatchJob:
         check_host(self.path, spec, self.data.get("host_seal"), self.named)
         return spec
 
-    def provider(self) -> Provider:
-        return Provider(self.spec())
+    def provider(self) -> BatchClient:
+        return BatchClient(self.spec())
 
-    def status(self, provider: Provider | None = None) -> list[dict]:
+    def status(self, provider: BatchClient | None = None) -> list[dict]:
         """Each batch as the provider reports it now (id, status, request counts); the manifest is updated."""
         provider = provider or self.provider()
         shown = []
@@ -470,7 +474,7 @@ class BatchJob:
     def finished(self) -> bool:
         return all(b["status"] in FINISHED for b in self.data["batches"])
 
-    def wait(self, provider: Provider | None = None, progress: bool = False, timeout: float | None = None) -> None:
+    def wait(self, provider: BatchClient | None = None, progress: bool = False, timeout: float | None = None) -> None:
         """Poll until every batch has finished (completed, failed, expired, cancelled); the first polls come
         quickly, then every `poll_max` seconds. Ctrl-C stops the waiting; the batches go on."""
         from tqdm.auto import tqdm
@@ -554,7 +558,7 @@ class BatchJob:
             for row, (text, p) in enumerate(zip(texts, predictions))
         ]
 
-    def _load(self, provider: Provider, classifier, texts: Sequence[str], report: BatchReport) -> set[str]:
+    def _load(self, provider: BatchClient, classifier, texts: Sequence[str], report: BatchReport) -> set[str]:
         """Read every finished batch's result files into the cache, one batch at a time; the keys of the
         items answered."""
         answered: set[str] = set()
@@ -677,10 +681,7 @@ def _confidences(body: dict, labels, answered: dict[int, str]) -> dict[int, tupl
 
 def input_fingerprint(texts: Sequence[str]) -> dict:
     """The input's row count and a hash of its texts: what the manifest keeps instead of the texts."""
-    hasher = hashlib.sha256()
-    for text in texts:
-        hasher.update(json.dumps(text, ensure_ascii=False).encode() + b"\n")
-    return {"rows": len(texts), "sha256": hasher.hexdigest()}
+    return {"rows": len(texts), "sha256": digest(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)}
 
 
 def _uncached_rows(classifier, identity: str, labels: str, texts: Sequence[str]) -> tuple[dict, list[int]]:

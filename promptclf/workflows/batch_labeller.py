@@ -47,7 +47,7 @@ class BatchLabeller:
 
     @classmethod
     def build(
-        cls, labels, model: str | None = "offline", *, text_column: str = "text", **classifier_options
+        cls, labels, model: str | None = None, *, text_column: str = "text", **classifier_options
     ) -> BatchLabeller:
         """Build the Classifier once (per process or actor) from the same arguments Classifier takes."""
         if classifier_options.get("progress") is None:  # the engine shows progress over all batches
