@@ -3,6 +3,7 @@ known miscalibration, the auto-accept guarantee holds across seeded draws of a m
 end to end through Classifier, PromptClassifier and the CLI on the fake server's noisy oracle."""
 
 import functools
+import json
 
 import numpy as np
 import pandas as pd
@@ -284,6 +285,9 @@ def test_cli_writes_an_accepted_column_and_a_reliability_diagram(noisy_server, s
     assert (result["accepted"] == (result["predicted_label"] == result["gold"])).all() and result["accepted"].any()
     assert (tmp_path / "out.csv.reliability.png").exists()
     assert "auto-accept" in capsys.readouterr().err
+    tasks = tmp_path / "tasks.json"  # review export sends on exactly the rows not accepted
+    assert main(["review", "export", "--input", str(out), "--output", str(tasks), "--labels", ",".join(LABELS)]) == 0
+    assert len(json.loads(tasks.read_text())) == int((~result["accepted"]).sum())
     pd.DataFrame({"text": ["a text"], "label": ["Weather"]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main([*argv, "--validation", str(tmp_path / "bad.csv")]) == 2
     assert "bad.csv" in (err := capsys.readouterr().err) and "row 0" in err and "'Weather'" in err
