@@ -14,10 +14,12 @@ from promptclf.core.usage import Usage
 from promptclf.methods.offline_multilabel import (
     MIN_POSITIVES,
     ZERO_SHOT_RATIO,
+    Cardinality,
     MultiLabelConfig,
     OfflineMultiLabel,
     choose_thresholds,
     decide,
+    f1,
     shared_threshold,
 )
 
@@ -188,6 +190,29 @@ def test_a_label_with_few_positives_keeps_the_shared_threshold():
     probs[30:34, 1] = 0.75
     thresholds = choose_thresholds(probs, gold, allow_empty=True)
     assert thresholds[1] == shared_threshold(probs, gold, allow_empty=True) < 0.75
+
+
+def test_the_thresholds_give_no_more_labels_per_item_than_the_examples_carry():
+    """Probabilities that barely tell the labels apart: on these rows the best F1 comes from giving every label
+    to every item (4 labels, one each: micro-F1 0.4) or most, which the cardinality forbids."""
+    rng = np.random.default_rng(1)
+    gold = np.eye(4, dtype=int)[rng.integers(0, 4, size=200)]
+    probs = 0.3 + 0.02 * gold + rng.uniform(0, 0.2, size=gold.shape)
+    free = choose_thresholds(probs, gold)
+    assert decide(probs, free, False).sum(axis=1).mean() > 2
+    capped = choose_thresholds(probs, gold, cardinality=Cardinality(probs, 1.1))
+    assert decide(probs, capped, False).sum(axis=1).mean() <= 1.1
+
+
+def test_f1_is_sklearns():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        gold, chosen = rng.integers(0, 2, size=(2, 30, 5))
+        gold[:, 2] = chosen[:, 2] = 0  # a label nobody has nor is given: 0 in macro-F1
+        for average in ("micro", "macro"):
+            assert f1(gold, chosen, average) == pytest.approx(f1_score(gold, chosen, average=average, zero_division=0))
 
 
 def test_an_item_gets_no_label_only_where_the_task_allows_it():

@@ -354,12 +354,14 @@ class MultiLabelEstimate:
             if self.validation
             else f"cross-validated over {self.folds} folds of the examples"
         )
-        spread = f" ± {self.spread:.3f}" if self.spread is not None else ""
+        spread = {"micro": "", "macro": ""}
+        if self.spread is not None:  # over the folds, of the F1 the thresholds were chosen for
+            spread[self.average] = f" ± {self.spread:.3f}"
         thresholds = ", ".join(f"{name} {t:.2f}" for name, t in self.thresholds.items())
         return (
-            f"offline multi-label: {self.chosen} ({trained}), micro-F1 {self.micro_f1:.3f}, macro-F1 "
-            f"{self.macro_f1:.3f}{spread} {where}; {self.labels_per_item:.2f} labels per item; thresholds "
-            f"{thresholds}"
+            f"offline multi-label: {self.chosen} ({trained}), micro-F1 {self.micro_f1:.3f}{spread['micro']}, "
+            f"macro-F1 {self.macro_f1:.3f}{spread['macro']} {where}; {self.labels_per_item:.2f} labels per item; "
+            f"thresholds {thresholds}"
         )
 
 
