@@ -7,11 +7,11 @@ numpy default_rng(seed). Examples from the train split: for K a label, rows in d
 label first, a row counting for every label it carries, until every label has K; for 5,000 rows, the first 5,000
 of default_rng(seed + 1000)'s order. Size 0 is zero-shot. The texts being labelled are passed as unlabelled texts
 (as classify() passes them).
-Rows: `offline` (methods/offline_multilabel.py), `ovr-lr` (one logistic regression per label, C=10, on the
+
+Rows: `offline` (methods/offline_multilabel.py) and `ovr-lr` (one logistic regression per label, C=10, on the
 packaged MiniLM's embeddings, one threshold for all labels chosen for micro-F1 by 3-fold cross-validation on the
-examples, an item may get no label: the plain recipe), and with --methods setfit, lora (finetune(...,
-multi_label=True) on the examples, threshold on the dev rows), embed, local (zero-shot scores, threshold chosen on
-the examples) or, with --model, zero-shot / few-shot chat.
+examples, an item may get no label: the plain recipe); with --methods also embed, local (zero-shot scores, the
+threshold chosen on the examples) or, with --model, a chat model (zero-shot, or few-shot with the examples).
 
     python benchmarks/multi_label.py                                   # the grid: hours on 2 shared cores
     python benchmarks/multi_label.py --sets ekman --sizes 0,8 --seeds 0  # one cell per size
