@@ -241,8 +241,13 @@ def test_examples_as_lists_joined_names_or_single_labels_are_the_same_sets():
     methods = [OfflineMultiLabel(CODES, form) for form in forms]
     assert methods[0].examples == methods[1].examples == methods[2].examples
     assert methods[0].identity == methods[2].identity
-    single = OfflineMultiLabel(CODES, [{"text": "x", "label": "beta"}])
-    assert single.examples == [("x", ["beta"])]
+    single = OfflineMultiLabel(CODES, [{"text": "x", "label": "beta"}] * 3)
+    assert single.examples == [("x", ["beta"])] * 3
+
+
+def test_too_few_examples_to_cross_validate_are_refused_before_any_work():
+    with pytest.raises(ConfigError, match="2 example\\(s\\) cannot be cross-validated over 3 folds"):
+        Classifier(CODES, "offline", multi_label=True, cache=False, examples=rows(TRAIN, CODES)[:2])
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])

@@ -391,6 +391,11 @@ class OfflineMultiLabel:
         self.config = config or MultiLabelConfig()
         self.examples = self._rows(examples, "example")
         self.validation = self._rows(self.config.validation, "validation row")
+        if 0 < len(self.examples) < self.config.folds and not self.validation:
+            raise ConfigError(
+                f"offline multi-label: {len(self.examples)} example(s) cannot be cross-validated over "
+                f"{self.config.folds} folds to choose the thresholds: give more, or none (zero-shot)"
+            )
         if self.validation and not self.examples:
             raise ConfigError(
                 "offline multi-label: validation rows choose among models trained on examples; give examples"
