@@ -205,7 +205,76 @@ def label_errors(folder: Path) -> str:
     )
 
 
-RENDERERS = {"few_labels": few_labels, "scale": scale, "label_errors": label_errors, "trust": trust}
+def size_name(size: int) -> str:
+    return "zero-shot" if size == 0 else (f"{size:,} train rows" if size > 1000 else f"{size} a label")
+
+
+def multi_label(folder: Path) -> str:
+    """benchmarks/multi_label.py's cells: each method's means over the seeds, per label set and size."""
+    cells = [json.loads(p.read_text()) for p in sorted(folder.glob("*.txt"))]
+    order = {"ekman": 0, "all": 1}
+    names = {"ekman": "Ekman 7", "all": "28 labels"}
+    facts = [
+        ("result files", f"`{folder.relative_to(ROOT)}/` ({len(cells)} cells: label set, size, seed)"),
+        ("data", "GoEmotions (../shared/data/goemotions), official splits"),
+        ("split", " ".join(docstring(BENCHMARKS / "multi_label.py").split("\n\n")[1].split())),
+        ("seeds", ", ".join(sorted({str(c["seed"]) for c in cells}))),
+        ("machine", recorded(cells, MACHINE_KEYS)),
+        ("date", recorded(cells, DATE_KEYS)),
+    ]
+    groups: dict = {}
+    for cell in cells:
+        for row in cell["rows"]:
+            groups.setdefault((order.get(cell["set"], 9), cell["set"], cell["size"], row["method"]), []).append(row)
+    lines = [
+        "| labels | examples | method | seeds | micro-F1 | macro-F1 | exact match | labels per item (gold) | items "
+        "with 2+ labels (gold, both) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    for (_, label_set, size, method), rows in sorted(groups.items()):
+        lines.append(
+            f"| {names.get(label_set, label_set)} | {size_name(size)} | {method} | {len(rows)} | "
+            f"{mean(rows, 'micro_f1'):.3f} | {mean(rows, 'macro_f1'):.3f} | {mean(rows, 'exact_match'):.3f} | "
+            f"{mean(rows, 'labels_per_item'):.2f} ({mean(rows, 'gold_labels_per_item'):.2f}) | "
+            f"{mean(rows, 'items_with_2_plus'):.0f} ({mean(rows, 'gold_items_with_2_plus'):.0f}, "
+            f"{mean(rows, 'both_2_plus'):.0f}) | {mean(rows, 'wall_s'):.0f} |"
+        )
+    reports = [
+        f"- {names.get(c['set'], c['set'])}, {size_name(c['size'])}, seed {c['seed']}: `{r['report']}`"
+        for c in sorted(cells, key=lambda c: (order.get(c["set"], 9), c["size"], c["seed"]))
+        for r in c["rows"]
+        if r["method"] == "offline" and "report" in r
+    ]
+    return "\n".join(
+        [
+            "## Multi-label (`benchmarks/multi_label.py`)",
+            "",
+            first_paragraph(docstring(BENCHMARKS / "multi_label.py")),
+            "",
+            "| | |",
+            "|---|---|",
+            *(f"| {name} | {value} |" for name, value in facts),
+            "",
+            "Means over the seeds of 300 test rows each. `items with 2+ labels`: how many items the method gave two "
+            "or more labels, how many have two or more gold labels, and how many of them both.",
+            "",
+            *lines,
+            "",
+            "What the offline run reported (the estimate is on the examples, before any test row is labelled):",
+            "",
+            *reports,
+        ]
+    )
+
+
+RENDERERS = {
+    "few_labels": few_labels,
+    "scale": scale,
+    "label_errors": label_errors,
+    "trust": trust,
+    "multi_label": multi_label,
+}
 
 
 def unkept() -> str:

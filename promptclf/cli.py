@@ -28,6 +28,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="each item gets every label that applies (a task "
         "file says it with multi_label: true); written, and read as gold, joined by ';'",
     )
+    task.add_argument(
+        "--allow-empty", action="store_true", help="with --multi-label: an item may get no label (else its best one)"
+    )
     task.add_argument("--instructions", default="", help="extra instructions for the prompt")
     task.add_argument("--prompt", help="a Jinja template file, or an optimised prompt artifact (.json)")
     task.add_argument(
@@ -214,6 +217,7 @@ def _classifier_options(args) -> dict:
         cascade_below=getattr(args, "cascade_below", None),
         **_trust_options(args),
         **({"multi_label": True} if getattr(args, "multi_label", False) else {}),
+        **({"allow_empty": True} if getattr(args, "allow_empty", False) else {}),
     )
 
 

@@ -336,11 +336,6 @@ def setfit_dir(emotions, tmp_path_factory):
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 26: SetFit multi-label (80 rows, 64 pairs) gives every label to "
-    "every test item, no better than ignoring the text (micro-F1 0.264 both)",
-)
 def test_setfit_trains_one_vs_rest_and_chooses_its_threshold_on_dev_rows(emotions, setfit_dir):
     _check_trained(setfit_dir, emotions, "setfit")
 

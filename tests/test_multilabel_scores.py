@@ -1,5 +1,5 @@
 """Multi-label from per-label scores (promptclf.core.multilabel.Thresholded): label scoring (completions: against
-the fake server), embed (the real packaged MiniLM) and offline give each item the labels at or above a
+the fake server) and embed (the real packaged MiniLM) give each item the labels at or above a
 threshold chosen on the examples. Real data: the GoEmotions Ekman slice in tests/data."""
 
 import pandas as pd
@@ -191,12 +191,6 @@ def test_completions_label_sets_from_logprobs_at_a_chosen_threshold(emotion_scor
 
 
 # --- what the examples may be ----------------------------------------------------------------------------------
-
-
-def test_offline_multi_label_is_built_zero_shot_with_the_examples_for_the_threshold(emotions):
-    clf = Classifier(EKMAN, "offline", multi_label=True, cache=False, unlabeled=[], examples=emotions["train"][:10])
-    assert isinstance(clf.method, Thresholded) and clf.method.method.examples == []
-    assert len(clf.method.gold_rows) == 10
 
 
 def test_label_set_examples_are_refused_where_they_cannot_be_used(emotions):

@@ -125,15 +125,26 @@ def train_setfit(
         trainer.train()
     method = SetFitMethod(model, labels, config, path=Path(out) if out else None, multi_label=multi_label)
     if multi_label and dev_rows:
-        from promptclf.core.multilabel import choose_threshold, indicator
-
-        dev = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in dev_rows], labels, "dev row")
-        method.threshold = choose_threshold(method.probabilities([r["text"] for r in dev_rows]), indicator(dev, labels))
+        method.threshold = _dev_threshold(method, dev_rows, labels, np.asarray(y))
     if out:
         method.save(
             Path(out), {"train_seconds": time.perf_counter() - started, "train_rows": len(train_rows), "steps": steps}
         )
     return method
+
+
+def _dev_threshold(method: SetFitMethod, dev_rows: Sequence[dict], labels: LabelSet, train_y: np.ndarray) -> float:
+    """The one threshold with the best micro-F1 on the dev rows among those giving no more labels per dev row than
+    the training rows carry plus CARDINALITY_SLACK: a weakly trained head (a few rows, a few pairs) scores best by
+    giving every label to every item, which is no answer (offline_multilabel.Cardinality)."""
+    from promptclf.core.multilabel import check_label_sets, indicator
+    from promptclf.methods.offline_multilabel import CARDINALITY_SLACK, Cardinality, shared_threshold
+
+    dev = check_label_sets([r["labels"] if "labels" in r else r["label"] for r in dev_rows], labels, "dev row")
+    probs = method.probabilities([r["text"] for r in dev_rows])
+    limit = float(train_y.sum(axis=1).mean()) * (1 + CARDINALITY_SLACK)
+    gold = indicator(dev, labels).astype(int)
+    return shared_threshold(probs, gold, allow_empty=True, cardinality=Cardinality(probs, limit))
 
 
 def _new_model(body: str, head_params: dict, multi_label: bool):

@@ -34,9 +34,12 @@ class Options:
     seed: int = 0
     progress: bool | None = None
     unlabeled: list[str] = field(default_factory=list)
-    # A set of labels per item: chat models answer sets; label scoring, embed and offline threshold their
-    # per-label scores (promptclf.core.multilabel.Thresholded), built zero-shot: the examples choose the threshold.
+    # A set of labels per item: chat models answer sets; label scoring and embed threshold their per-label scores
+    # (promptclf.core.multilabel.Thresholded), built zero-shot: the examples choose the threshold; offline trains
+    # a probability per label on them (methods/offline_multilabel.py).
     multi_label: bool = False
+    # Multi-label: an item may get no label (else the thresholded methods give it its most probable one).
+    allow_empty: bool = False
 
     def resolved(self, spec: ModelSpec, labels: LabelSet) -> Options:
         """These options with every "auto" decided for this model and label set."""
@@ -193,6 +196,13 @@ class OfflineOptions(Options):
     def resolved(self, spec: ModelSpec, labels: LabelSet) -> OfflineOptions:
         from promptclf.methods.offline import OfflineConfig
 
+        if self.multi_label:  # its own method and options (methods/offline_multilabel.py)
+            from promptclf.methods.offline_multilabel import MultiLabelConfig
+
+            if isinstance(self.offline, MultiLabelConfig):
+                return self
+            given = {"seed": self.seed, "allow_empty": self.allow_empty, **(self.offline or {})}
+            return replace(self, offline=MultiLabelConfig.of(given))
         if isinstance(self.offline, OfflineConfig):
             return self
         return replace(self, offline=OfflineConfig(**{"seed": self.seed, **(self.offline or {})}))
@@ -358,7 +368,7 @@ def _thresholded(build_single: Callable[[ModelSpec, LabelSet, Options], Method])
         from promptclf.core.multilabel import Thresholded
 
         inner = build_single(spec, labels, replace(options, examples=[]))
-        return Thresholded(inner, options.examples)
+        return Thresholded(inner, options.examples, keep_top=not options.allow_empty)
 
     return build_method
 
@@ -458,6 +468,10 @@ def _build_offline(spec: ModelSpec, labels: LabelSet, options: OfflineOptions) -
     from promptclf.methods.offline import OfflineClassifier
 
     progress = options.progress if options.progress is not None else sys.stderr.isatty()
+    if options.multi_label:  # trained on the examples' label sets, a probability per label
+        from promptclf.methods.offline_multilabel import OfflineMultiLabel
+
+        return OfflineMultiLabel(labels, options.examples, options.offline, options.unlabeled, progress)
     return OfflineClassifier(labels, options.examples, options.offline, progress=progress, unlabeled=options.unlabeled)
 
 
@@ -473,7 +487,7 @@ register(
         "offline",
         "offline (default): the embedded LLM, embeddings and, with examples, SetFit, combined",
         OfflineOptions,
-        _thresholded(_build_offline),
+        _build_offline,
         default="default",
     )
 )

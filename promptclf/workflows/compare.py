@@ -144,7 +144,7 @@ def _offline(with_examples: bool):
     def build(ctx: Context) -> Classifier:
         from promptclf.methods.offline import OfflineClassifier, OfflineConfig
 
-        if ctx.multi_label:  # zero-shot scores; the train rows choose the threshold (core.multilabel.Thresholded)
+        if ctx.multi_label:  # trained on the train rows, a probability per label (methods/offline_multilabel.py)
             return Classifier(
                 ctx.labels,
                 "offline",
