@@ -48,6 +48,7 @@ def trained(tmp_path_factory, ag_split):
     return base
 
 
+@pytest.mark.slow  # shares the module's LoRA training (about 75 s on 2 cores): -m slow, run by .ci/run
 def test_fine_tuned_model_is_well_above_chance_and_saved_whole(trained, capsys):
     meta = json.loads((trained / "model" / "promptclf.json").read_text())
     assert meta["config"]["quantize"] == "4bit" and meta["metrics"]["dev"]["epoch"] == 2.0
@@ -70,6 +71,7 @@ def test_fine_tuned_model_is_well_above_chance_and_saved_whole(trained, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # shares the module's LoRA training (about 75 s on 2 cores): -m slow, run by .ci/run
 def test_save_load_predicts_the_same(trained, ag_split):
     _, test = ag_split
     texts = [r["text"] for r in test[:40]]
@@ -79,11 +81,13 @@ def test_save_load_predicts_the_same(trained, ag_split):
     assert a.max(1).mean() > 0.4  # a trained head, not a random one reloaded
 
 
+@pytest.mark.slow  # shares the module's LoRA training (about 75 s on 2 cores): -m slow, run by .ci/run
 def test_label_set_mismatch_is_refused(trained):
     with pytest.raises(ConfigError, match="was trained on labels"):
         FineTunedMethod.load(trained / "model", ["World", "Sports"])
 
 
+@pytest.mark.slow  # shares the module's LoRA training (about 75 s on 2 cores): -m slow, run by .ci/run
 def test_server_down_every_item_is_labelled_by_the_fallback(trained, ag_split, cache_dir):
     _, test = ag_split
     rows = test[:30]
@@ -101,6 +105,7 @@ def test_server_down_every_item_is_labelled_by_the_fallback(trained, ag_split, c
     assert sum(p.label == r["label"] for p, r in zip(preds, rows)) >= 18
 
 
+@pytest.mark.slow  # shares the module's LoRA training (about 75 s on 2 cores): -m slow, run by .ci/run
 def test_low_confidence_answers_can_be_routed_to_the_fallback(trained, server_factory, sample_rows, cache_dir):
     server = server_factory()
     texts = [r["text"] for r in sample_rows[:6]]
@@ -116,6 +121,7 @@ def test_low_confidence_answers_can_be_routed_to_the_fallback(trained, server_fa
     assert doubtful.report.fallback == 6
 
 
+@pytest.mark.slow  # shares the module's LoRA training (about 75 s on 2 cores): -m slow, run by .ci/run
 def test_fine_tuned_model_string_works_in_classify(trained, ag_split):
     _, test = ag_split
     rows = test[:40]

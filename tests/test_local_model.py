@@ -36,7 +36,11 @@ def assert_same_up_to_a_constant(fast, slow):
 MIXED = ["Sci/Tech", "World", "International Business and Finance", "Sports"]  # labels of 1, 3 and 4 tokens
 
 
-@pytest.mark.parametrize("labels", [LABELS, MIXED], ids=["ag-news", "mixed-lengths"])
+@pytest.mark.parametrize(
+    "labels",
+    [LABELS, pytest.param(MIXED, marks=pytest.mark.slow)],  # one in the default run, both with -m slow
+    ids=["ag-news", "mixed-lengths"],
+)
 def test_batched_cached_scoring_equals_one_forward_per_label(scorer, sample_rows, labels):
     model, tokenizer = scorer.model, scorer.tokenizer
     prompt = ScoringPrompt.build()
@@ -51,6 +55,7 @@ def test_batched_cached_scoring_equals_one_forward_per_label(scorer, sample_rows
         assert lengths[0] == 1 and len(set(lengths)) >= 3
 
 
+@pytest.mark.slow  # a float32 forward per label to compare with (about 20 s): -m slow, run by .ci/run
 def test_shared_prefix_is_computed_once_and_scores_the_same(scorer, sample_rows):
     model, tokenizer = scorer.model, scorer.tokenizer
     prompt = ScoringPrompt.build()
@@ -171,6 +176,7 @@ def test_a_long_item_is_cut_to_fit_never_the_label_cue(scorer, sample_rows, capl
     assert len(scorer.tokenizer(prompt).input_ids) + longest <= 96
 
 
+@pytest.mark.slow  # a float32 forward per label to compare with (about 20 s): -m slow, run by .ci/run
 def test_int8_keeps_the_mlp_output_projection_in_float_and_labels_like_float32(scorer, int8_scorer, sample_rows):
     import torch
 
