@@ -1,0 +1,204 @@
+"""The offline default within its time budget: the two first runs issue 27 set targets for, timed end to end from
+an empty PROMPTCLF_HOME, each in a fresh process; and (--costs) the cost model's constants.
+
+- `agnews`: `classify(texts, labels, examples=...)` on 100 AG News rows (the first 100 test rows of the seed-0
+  split, benchmarks/_common.py) with 8 examples a class drawn from the train pool with seed 0. Target: 3 minutes.
+- `imdb`: `cross_val_score(PromptClassifier(), X, y, cv=5)` on 150 IMDb reviews (a seed-0 sample of
+  shared/data/imdb/train.csv, `<br />` removed as in benchmarks/_datasets.py). Target: 10 minutes.
+
+Each run records its wall time, its CPU time (all threads; on a shared machine the CPU time / 2 is closer to what
+2 quiet cores would take), the load average (uptime) before and after, the code it ran (`--code DIR`: another
+checkout, e.g. the commit before the budget, for a side-by-side in the same run) and what the run report said.
+Results: benchmarks/results/offline_budget/, one JSON file per run.
+
+    python benchmarks/offline_budget.py agnews imdb                       # this checkout
+    python benchmarks/offline_budget.py agnews --code /tmp/before --label before
+    python benchmarks/offline_budget.py --costs ag_news imdb              # the constants of offline_budget.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from _common import ROOT
+
+OUT = ROOT / "benchmarks" / "results" / "offline_budget"
+TARGETS = {"agnews": 180, "imdb": 600}  # seconds, from the issue
+
+
+def agnews() -> dict:
+    from _common import ag_split
+
+    from promptclf import Classifier
+    from promptclf.core.labels import LabelSet
+    from promptclf.task.examples import sample_per_class
+
+    pool, _, test = ag_split()
+    labels = ["World", "Sports", "Business", "Sci/Tech"]
+    examples = sample_per_class(pool, LabelSet.of(labels), 8, seed=0)
+    rows = test[:100]
+    texts = [r["text"] for r in rows]
+    clf = Classifier(labels, examples=examples, unlabeled=texts, progress=False)  # as classify() builds it
+    predicted = clf.classify(texts)
+    accuracy = sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+    return {"accuracy": accuracy, "report": clf.report.estimate}
+
+
+def imdb_rows(n: int = 150) -> list[dict]:
+    import numpy as np
+    from _datasets import SHARED, _csv
+
+    train = _csv(SHARED / "imdb" / "train.csv")
+    return [train[i] for i in np.random.default_rng(0).permutation(len(train))[:n]]
+
+
+def imdb() -> dict:
+    import numpy as np
+    from sklearn.model_selection import cross_val_score
+
+    from promptclf.sklearn import PromptClassifier
+
+    rows = imdb_rows()
+    scores = cross_val_score(PromptClassifier(), [r["text"] for r in rows], [r["label"] for r in rows], cv=5)
+    return {"accuracy": float(np.mean(scores)), "folds": [float(s) for s in scores]}
+
+
+def run_here(target: str) -> None:
+    """The target in this process (its parent times it): the result as one JSON line on stdout."""
+    result = {"agnews": agnews, "imdb": imdb}[target]()
+    print(json.dumps(result))
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def commit(code: Path) -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "promptclf"], cwd=code, capture_output=True, text=True)
+    return found.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def timed(target: str, code: Path, label: str) -> dict:
+    """The target in a fresh process, with `code` first on its path and an empty PROMPTCLF_HOME."""
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "PYTHONPATH": str(code), "PROMPTCLF_HOME": home}
+        before, started = load(), time.perf_counter()
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run(
+            [sys.executable, __file__, "--run-here", target], env=env, capture_output=True, text=True, check=False
+        )
+        wall = time.perf_counter() - started
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise SystemExit(f"{target} with {code} failed:\n{done.stderr[-3000:]}")
+    return {
+        "target": target,
+        "label": label,
+        "code": commit(code),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
+        "target_s": TARGETS[target],
+        "load_before": before,
+        "load_after": load(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, shared",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        **json.loads(done.stdout.strip().splitlines()[-1]),
+    }
+
+
+def costs(name: str, threads: int) -> dict:
+    """Per-token costs of the encoder's forward pass and of a SetFit step, in CPU seconds / threads and wall
+    seconds, and SetFit's cost per training: two trainings of different sizes on the same 8 examples a class, the
+    step cost their difference. On a shared machine the CPU time is what counts: with 2 threads it also holds
+    the time one thread spins waiting for the other, so measure with --threads 1 too."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from _datasets import load as load_set
+
+    from promptclf.core.labels import LabelSet
+    from promptclf.methods.embeddings import Encoder
+    from promptclf.methods.setfit import train_setfit
+    from promptclf.task.examples import sample_per_class
+
+    def clock():
+        return time.process_time(), time.perf_counter()
+
+    def since(start):
+        cpu, wall = clock()
+        return (cpu - start[0]) / torch.get_num_threads(), wall - start[1]
+
+    pool, test, names = load_set(name)
+    encoder = Encoder()
+    texts = [r["text"] for r in test[:128]]
+    lengths = [len(encoder.tokenizer(t, truncation=True, max_length=256)["input_ids"]) for t in texts]
+    whole = [len(encoder.tokenizer(t)["input_ids"]) for t in texts]
+    encoder.encode(texts[:8])
+    start = clock()
+    encoder.encode(texts)
+    encode_cpu, encode_wall = since(start)
+    examples = sample_per_class(pool, LabelSet.of(names), 8, seed=0)
+    example_tokens = [len(encoder.tokenizer(r["text"], truncation=True, max_length=256)["input_ids"]) for r in examples]
+    seconds = {}
+    for pairs in (32, 96):
+        start = clock()
+        train_setfit(examples, names, min_pairs=pairs, max_pairs=pairs, iterations=1)
+        seconds[pairs] = since(start)
+    padded = float(np.quantile(example_tokens, 1 - 1 / 17))
+    step_tokens = (96 - 32) * 2 * padded  # tokens the extra 64 pairs (4 steps) ran
+    return {
+        "data": name,
+        "chars_per_token": sum(len(t) for t in texts) / sum(whole),
+        "encode_us_per_token": {
+            "cpu/threads": 1e6 * encode_cpu / sum(lengths),
+            "wall": 1e6 * encode_wall / sum(lengths),
+        },
+        "setfit_us_per_token": {
+            kind: 1e6 * (seconds[96][i] - seconds[32][i]) / step_tokens
+            for i, kind in enumerate(("cpu/threads", "wall"))
+        },
+        "setfit_32_pairs_s": {"cpu/threads": seconds[32][0], "wall": seconds[32][1]},
+        "padded_tokens": padded,
+        "threads": torch.get_num_threads(),
+        "load": load(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help="agnews, imdb; with --costs: data sets (ag_news, imdb, ...)")
+    parser.add_argument("--code", type=Path, default=ROOT, help="the checkout to time (default: this one)")
+    parser.add_argument("--label", default="after", help="what the checkout is, in the result file")
+    parser.add_argument("--costs", action="store_true", help="measure the cost model's constants instead")
+    parser.add_argument("--threads", type=int, default=2, help="--costs: torch threads (default 2)")
+    parser.add_argument("--run-here", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_here:
+        return run_here(args.run_here)
+    if args.costs:
+        for name in args.targets or ["ag_news", "imdb"]:
+            print(json.dumps(costs(name, args.threads)), flush=True)
+        return None
+    OUT.mkdir(parents=True, exist_ok=True)
+    for target in args.targets or list(TARGETS):
+        result = timed(target, args.code.resolve(), args.label)
+        stamp = result["date"][:10]
+        (OUT / f"{stamp}-{target}-{args.label}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result), flush=True)
+    return None
+
+
+if __name__ == "__main__":
+    main()
