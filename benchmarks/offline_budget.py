@@ -14,6 +14,14 @@ Results: benchmarks/results/offline_budget/, one JSON file per run.
     python benchmarks/offline_budget.py agnews imdb                       # this checkout
     python benchmarks/offline_budget.py agnews --code /tmp/before --label before
     python benchmarks/offline_budget.py --costs ag_news imdb              # the constants of offline_budget.py
+    python benchmarks/offline_budget.py --few-labels plan                 # which few_labels cells the budget cuts
+    python benchmarks/offline_budget.py --few-labels imdb-64-0,trec-32-1   # those cells, trained as the default
+
+`--few-labels`: the cells of benchmarks/few_labels.py (the same examples, the same 800 texts passed as
+`unlabeled`, the same first 200 test rows scored) trained by the offline default as classify() runs it, within
+the default budget, next to the accuracy of the automatic choice kept for the cell in
+benchmarks/results/few_labels/ (trained without a budget). A cell the budget cuts nothing in trains exactly as
+before (the same identity), so only the cut cells are run.
 """
 
 from __future__ import annotations
@@ -77,6 +85,56 @@ def run_here(target: str) -> None:
     """The target in this process (its parent times it): the result as one JSON line on stdout."""
     result = {"agnews": agnews, "imdb": imdb}[target]()
     print(json.dumps(result))
+
+
+FEW_LABELS = ROOT / "benchmarks" / "results" / "few_labels"
+
+
+def few_label_cells() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(FEW_LABELS.glob("*.json"))]
+
+
+def cell_name(cell: dict) -> str:
+    return f"{cell['data']}-{cell['budget']}-{cell['seed']}"
+
+
+def budget_plan(cell: dict):
+    """The default's plan for a few_labels cell, as OfflineClassifier makes it (nothing trained)."""
+    from few_labels import cell_data
+
+    from promptclf.methods.offline import OfflineClassifier
+
+    labels, _, texts, examples = cell_data(cell["data"], cell["budget"], cell["seed"], cell["n_test"])
+    return OfflineClassifier(labels, examples, unlabeled=texts).plan
+
+
+def few_labels_cell(name: str) -> dict:
+    """One cell trained by the default within its budget, from an empty PROMPTCLF_HOME."""
+    from few_labels import cell_data
+
+    from promptclf import Classifier
+
+    cell = json.loads((FEW_LABELS / f"{name}.json").read_text())
+    labels, test, texts, examples = cell_data(cell["data"], cell["budget"], cell["seed"], cell["n_test"])
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["PROMPTCLF_HOME"] = home
+        clf = Classifier(labels.names, examples=examples, unlabeled=texts, cache=False, progress=False)
+        started, cpu = time.perf_counter(), time.process_time()
+        clf.method.fit()
+        trained, trained_cpu = time.perf_counter() - started, time.process_time() - cpu
+        predicted = clf.classify([r["text"] for r in test])
+    return {
+        "cell": name,
+        "before": cell["accuracy"]["auto"],
+        "before_chosen": cell["auto"],
+        "after": sum(p == r["label"] for p, r in zip(predicted, test)) / len(test),
+        "after_chosen": clf.method.estimate.chosen,
+        "report": clf.method.estimate.describe(),
+        "train_wall_s": round(trained, 1),
+        "train_cpu_s": round(trained_cpu, 1),
+        "load": load(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def load() -> str:
@@ -183,13 +241,31 @@ def main() -> None:
     parser.add_argument("--label", default="after", help="what the checkout is, in the result file")
     parser.add_argument("--costs", action="store_true", help="measure the cost model's constants instead")
     parser.add_argument("--threads", type=int, default=2, help="--costs: torch threads (default 2)")
+    parser.add_argument("--few-labels", help="plan: the few_labels cells the budget cuts; or cells to run (a,b,...)")
     parser.add_argument("--run-here", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_here:
         return run_here(args.run_here)
+    if args.few_labels == "plan":
+        for cell in few_label_cells():
+            if cell["budget"]:
+                found = budget_plan(cell)
+                print(f"{cell_name(cell)}\t{found.uncut:.0f}s\t{found.describe() or '-'}", flush=True)
+        return None
+    if args.few_labels:
+        OUT.mkdir(parents=True, exist_ok=True)
+        for name in args.few_labels.split(","):
+            result = few_labels_cell(name)
+            (OUT / f"few_labels-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+            print(json.dumps(result), flush=True)
+        return None
     if args.costs:
+        OUT.mkdir(parents=True, exist_ok=True)
         for name in args.targets or ["ag_news", "imdb"]:
-            print(json.dumps(costs(name, args.threads)), flush=True)
+            measured = {**costs(name, args.threads), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            with open(OUT / f"costs-{measured['date'][:10]}.jsonl", "a") as out:
+                out.write(json.dumps(measured) + "\n")
+            print(json.dumps(measured), flush=True)
         return None
     OUT.mkdir(parents=True, exist_ok=True)
     for target in args.targets or list(TARGETS):
