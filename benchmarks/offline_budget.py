@@ -13,7 +13,8 @@ Results: benchmarks/results/offline_budget/, one JSON file per run.
 
     python benchmarks/offline_budget.py agnews imdb                       # this checkout
     python benchmarks/offline_budget.py agnews --code /tmp/before --label before
-    python benchmarks/offline_budget.py --costs ag_news imdb              # the constants of offline_budget.py
+    python benchmarks/offline_budget.py --costs ag_news imdb              # per-token costs, measured now
+    python benchmarks/offline_budget.py --fit-costs     # SetFit's per-token cost fitted to few_labels' CV times
     python benchmarks/offline_budget.py --few-labels plan                 # which few_labels cells the budget cuts
     python benchmarks/offline_budget.py --few-labels imdb-64-0,trec-32-1   # those cells, trained as the default
 
@@ -38,7 +39,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import ROOT
+if os.environ.get("PROMPTCLF_CODE"):  # a child timing another checkout: promptclf from there (its submodules follow
+    sys.path.insert(0, os.environ["PROMPTCLF_CODE"])  # the package's own path), before _common puts this one first
+    import promptclf  # noqa: F401
+
+from _common import ROOT  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "offline_budget"
 TARGETS = {"agnews": 180, "imdb": 600}  # seconds, from the issue
@@ -83,8 +88,10 @@ def imdb() -> dict:
 
 def run_here(target: str) -> None:
     """The target in this process (its parent times it): the result as one JSON line on stdout."""
+    import promptclf
+
     result = {"agnews": agnews, "imdb": imdb}[target]()
-    print(json.dumps(result))
+    print(json.dumps({**result, "promptclf": str(Path(promptclf.__file__).parent.parent)}))
 
 
 FEW_LABELS = ROOT / "benchmarks" / "results" / "few_labels"
@@ -137,6 +144,38 @@ def few_labels_cell(name: str) -> dict:
     }
 
 
+def fit_costs() -> dict:
+    """SetFit's cost per token of a training step, fitted (least squares, non-negative, no intercept) to the
+    cross-validation times benchmarks/few_labels.py recorded for its cells with 8+ examples a class (3 SetFit
+    trainings each, every component cross-validated, wall seconds), and each cell's recorded / fitted time."""
+    import math
+
+    import numpy as np
+    from few_labels import cell_data
+    from scipy.optimize import nnls
+
+    from promptclf.methods.offline import OfflineClassifier
+
+    names, seconds, token_steps = [], [], []
+    for cell in few_label_cells():
+        if "cv_seconds" not in cell or cell["budget"] < 8:
+            continue
+        labels, _, texts, examples = cell_data(cell["data"], cell["budget"], cell["seed"], cell["n_test"])
+        work = OfflineClassifier(labels, examples, unlabeled=texts)._setfit_work()
+        steps = sum(math.ceil(work.pairs(n, None) / work.config.batch_size) for n, _ in work.folds)
+        names.append(cell_name(cell))
+        seconds.append(cell["cv_seconds"])
+        token_steps.append(steps * 2 * work.config.batch_size * work.padded_tokens())
+    (per_token,), _ = nnls(np.array(token_steps)[:, None], np.array(seconds))
+    ratios = np.array(seconds) / (per_token * np.array(token_steps))
+    return {
+        "setfit_s_per_token": per_token,
+        "cells": len(names),
+        "recorded/fitted": {"min": ratios.min(), "median": float(np.median(ratios)), "max": ratios.max()},
+        "by_cell": {n: round(float(r), 2) for n, r in zip(names, ratios)},
+    }
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -147,18 +186,27 @@ def commit(code: Path) -> str:
     return found.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
-def timed(target: str, code: Path, label: str) -> dict:
+def timed(target: str, code: Path, label: str, timeout: float | None = None) -> dict:
     """The target in a fresh process, with `code` first on its path and an empty PROMPTCLF_HOME."""
     with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "PYTHONPATH": str(code), "PROMPTCLF_HOME": home}
+        env = {**os.environ, "PYTHONPATH": str(code), "PROMPTCLF_CODE": str(code), "PROMPTCLF_HOME": home}
         before, started = load(), time.perf_counter()
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run(
-            [sys.executable, __file__, "--run-here", target], env=env, capture_output=True, text=True, check=False
-        )
+        try:
+            done = subprocess.run(
+                [sys.executable, __file__, "--run-here", target],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=timeout,
+            )
+            outcome = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+        except subprocess.TimeoutExpired:
+            done, outcome = None, {"accuracy": None, "report": f"stopped after {timeout:.0f}s: did not finish"}
         wall = time.perf_counter() - started
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
+    if outcome is None:
         raise SystemExit(f"{target} with {code} failed:\n{done.stderr[-3000:]}")
     return {
         "target": target,
@@ -171,7 +219,7 @@ def timed(target: str, code: Path, label: str) -> dict:
         "load_after": load(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, shared",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        **json.loads(done.stdout.strip().splitlines()[-1]),
+        **outcome,
     }
 
 
@@ -239,6 +287,8 @@ def main() -> None:
     parser.add_argument("targets", nargs="*", help="agnews, imdb; with --costs: data sets (ag_news, imdb, ...)")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout to time (default: this one)")
     parser.add_argument("--label", default="after", help="what the checkout is, in the result file")
+    parser.add_argument("--timeout", type=float, help="stop a run after this many seconds (recorded as unfinished)")
+    parser.add_argument("--fit-costs", action="store_true", help="fit SetFit's per-token cost to few_labels' times")
     parser.add_argument("--costs", action="store_true", help="measure the cost model's constants instead")
     parser.add_argument("--threads", type=int, default=2, help="--costs: torch threads (default 2)")
     parser.add_argument("--few-labels", help="plan: the few_labels cells the budget cuts; or cells to run (a,b,...)")
@@ -259,6 +309,9 @@ def main() -> None:
             (OUT / f"few_labels-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
             print(json.dumps(result), flush=True)
         return None
+    if args.fit_costs:
+        print(json.dumps(fit_costs()))
+        return None
     if args.costs:
         OUT.mkdir(parents=True, exist_ok=True)
         for name in args.targets or ["ag_news", "imdb"]:
@@ -269,7 +322,7 @@ def main() -> None:
         return None
     OUT.mkdir(parents=True, exist_ok=True)
     for target in args.targets or list(TARGETS):
-        result = timed(target, args.code.resolve(), args.label)
+        result = timed(target, args.code.resolve(), args.label, args.timeout)
         stamp = result["date"][:10]
         (OUT / f"{stamp}-{target}-{args.label}.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result), flush=True)

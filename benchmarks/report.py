@@ -167,7 +167,8 @@ def offline_budget(folder: Path) -> str:
     for r in sorted(runs, key=lambda r: (r["target"], r["date"])):
         lines.append(
             f"| {r['date']} | {r['target']} | {r['label']} ({r['code']}) | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | "
-            f"{r['target_s']} | {r['load_before']} → {r['load_after']} | {r['accuracy']:.3f} | "
+            f"{r['target_s']} | {r['load_before']} → {r['load_after']} | "
+            f"{'–' if r['accuracy'] is None else format(r['accuracy'], '.3f')} | "
             f"{r.get('report', '–')} |"
         )
     if cells:

@@ -21,6 +21,11 @@ self-trained similarity is used alone: it beat the LLM and the plain similarity 
 embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the shared data
 sets.
 
+Training is kept within a time budget (offline_budget.py): its cost is estimated from the texts before anything is
+trained, and SetFit is cut (fewer folds, fewer pairs, left out) where it would not fit. Given validation rows (a
+sample of the texts being labelled, with their labels), each component is trained once on all the examples and
+the choice and the estimate are made on those rows instead (choose_on_validation).
+
 The trained state (SetFit fold models, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
 fingerprint of the labels, examples and settings, so a second run with the same examples starts at once (one
 process trains it; another with the same examples meanwhile waits for it).
@@ -704,7 +709,8 @@ class OfflineClassifier:
     def plan(self) -> Plan:
         """What this fit trains within config.time_budget (offline_budget.py), decided before any training."""
         if not hasattr(self, "_plan"):
-            texts = [r["text"] for r in self.examples + self.validation] + list(self.unlabeled)
+            # The unlabelled texts are not counted: they are the texts being labelled, embedded for that anyway.
+            texts = [r["text"] for r in self.examples + self.validation]
             self._plan = plan(self.config.time_budget, texts, self._setfit_work(), self.config.choose != "combination")
         return self._plan
 

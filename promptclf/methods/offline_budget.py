@@ -25,14 +25,18 @@ from promptclf.methods.setfit import SetFitConfig
 # the time a first run with a few examples per label may take before anything is labelled.
 DEFAULT_TIME_BUDGET = 120.0
 
-# The cost model's constants, measured with `python benchmarks/offline_budget.py --costs` on the development
-# machine (2 CPU cores of an x86-64 VM, torch 2.13 CPU, 2 threads) while others used it; CPU seconds / 2 (the
-# time on 2 quiet cores, as both threads were busy) on AG News and IMDb texts, rounded up:
-CHARS_PER_TOKEN = 4.0  # MiniLM's tokenizer: 4.4 characters a token on AG News, 4.3 on IMDb
-ENCODE_S_PER_TOKEN = 60e-6  # encoder forward, batched by length (AG News 48, IMDb 56 µs/token)
-SETFIT_S_PER_TOKEN = 400e-6  # a SetFit step, per token of each text of each pair: forward and backward
-SETFIT_SETUP_S = 6.0  # per SetFit training: loading the encoder, the trainer, the head's fit
-LOAD_S = 10.0  # once per fit: loading the encoder and embedding the labels
+# The cost model's constants, in seconds of 2 CPU cores of the development machine (an x86-64 VM, torch 2.13 CPU).
+# SetFit's per-token cost is fitted (least squares, non-negative) to the cross-validation times that
+# benchmarks/few_labels.py recorded there for its 60 cells with 8-64 examples a class on five data sets
+# (`python benchmarks/offline_budget.py --fit-costs`): 0.55 ms, each cell's recorded time 0.55 to 1.73 times
+# (median 0.84) what it predicts. Measured directly on AG News while others loaded the machine (`--costs`: CPU
+# seconds of one thread, load 16), a step token took 1.64 ms and an encoder token 1.48 ms, a SetFit training's
+# fixed part 8.5 s: the encoder's and the fixed costs are those, scaled by the same 0.55 / 1.64.
+CHARS_PER_TOKEN = 4.0  # MiniLM's tokenizer: 4.27 characters a token on AG News; fewer counts more tokens
+ENCODE_S_PER_TOKEN = 0.5e-3  # the encoder's forward pass, per token, batched by length
+SETFIT_S_PER_TOKEN = 0.55e-3  # a SetFit step, per token of each text of each pair: forward and backward
+SETFIT_SETUP_S = 3.0  # per SetFit training: a fresh encoder, SetFit's trainer, the head's fit
+LOAD_S = 5.0  # once per fit: loading the encoder
 ENCODER_TOKENS = 256  # MiniLM's own max_length (SetFit's and the embedding components')
 
 # Fewest training pairs SetFit is cut to before it is left out: 4 steps of 16 pairs (SetFitConfig's floor
@@ -152,7 +156,7 @@ def plan(
     setfit: SetFitWork | None,
     can_cut_folds: bool,
 ) -> Plan:
-    """The plan for a fit that embeds `embedded` (the examples, unlabelled and validation texts) and trains
+    """The plan for a fit that embeds `embedded` (the examples and validation rows) and trains
     `setfit` (None: no SetFit), within `budget` seconds (None: no limit)."""
     if budget is not None and not budget > 0:
         raise ConfigError(f"time_budget={budget!r}: give a number of seconds above 0, or None for no limit")
