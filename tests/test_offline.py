@@ -768,7 +768,9 @@ def test_a_small_budget_trains_setfit_on_one_fold_and_the_run_report_says_so(few
         and "pairs cut to" in pairs_cut.estimate.describe()
     )
     again = OfflineClassifier(LABELS, train, config(full.seconds - work.seconds() + work.seconds(1, 64) + 0.01)).fit()
-    assert again.estimate == pairs_cut.estimate and len(BudgetedSetFit.trainings) == 1  # read back: its one fold model, not trained
+    assert (
+        again.estimate == pairs_cut.estimate and len(BudgetedSetFit.trainings) == 1
+    )  # read back: its one fold model, not trained
 
 
 class Planted(Component):
