@@ -17,6 +17,7 @@ Results: benchmarks/results/offline_budget/, one JSON file per run.
     python benchmarks/offline_budget.py --fit-costs     # SetFit's per-token cost fitted to few_labels' CV times
     python benchmarks/offline_budget.py --few-labels plan                 # which few_labels cells the budget cuts
     python benchmarks/offline_budget.py --few-labels imdb-64-0,trec-32-1   # those cells, trained as the default
+    python benchmarks/offline_budget.py --few-labels sample:6             # 6 of the cut cells, drawn with seed 0
 
 `--few-labels`: the cells of benchmarks/few_labels.py (the same examples, the same 800 texts passed as
 `unlabeled`, the same first 200 test rows scored) trained by the offline default as classify() runs it, within
@@ -291,7 +292,10 @@ def main() -> None:
     parser.add_argument("--fit-costs", action="store_true", help="fit SetFit's per-token cost to few_labels' times")
     parser.add_argument("--costs", action="store_true", help="measure the cost model's constants instead")
     parser.add_argument("--threads", type=int, default=2, help="--costs: torch threads (default 2)")
-    parser.add_argument("--few-labels", help="plan: the few_labels cells the budget cuts; or cells to run (a,b,...)")
+    parser.add_argument(
+        "--few-labels",
+        help="plan: the few_labels cells the budget cuts; cells to run (a,b,...); sample:N of the cut ones",
+    )
     parser.add_argument("--run-here", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_here:
@@ -304,7 +308,13 @@ def main() -> None:
         return None
     if args.few_labels:
         OUT.mkdir(parents=True, exist_ok=True)
-        for name in args.few_labels.split(","):
+        names = args.few_labels.split(",")
+        if args.few_labels.startswith("sample:"):  # a seed-0 sample of the cells the budget cuts
+            import numpy as np
+
+            cut = [cell_name(c) for c in few_label_cells() if c["budget"] and budget_plan(c).cut]
+            names = sorted(np.random.default_rng(0).choice(cut, int(args.few_labels[7:]), replace=False))
+        for name in names:
             result = few_labels_cell(name)
             (OUT / f"few_labels-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
             print(json.dumps(result), flush=True)
