@@ -18,6 +18,7 @@ Results: benchmarks/results/offline_budget/, one JSON file per run.
     python benchmarks/offline_budget.py --few-labels plan                 # which few_labels cells the budget cuts
     python benchmarks/offline_budget.py --few-labels imdb-64-0,trec-32-1   # those cells, trained as the default
     python benchmarks/offline_budget.py --few-labels sample:6             # 6 of the cut cells, drawn with seed 0
+    python benchmarks/offline_budget.py --few-labels replay       # the choice on every cell's kept CV, no training
 
 `--few-labels`: the cells of benchmarks/few_labels.py (the same examples, the same 800 texts passed as
 `unlabeled`, the same first 200 test rows scored) trained by the offline default as classify() runs it, within
@@ -177,6 +178,36 @@ def fit_costs() -> dict:
     }
 
 
+def replay(cell: dict, found) -> dict:
+    """The automatic choice the budget's plan makes on a cell's kept cross-validation, without training: exact
+    where SetFit is cut to fewer folds (its fold models on those folds are the ones kept) or left out and not
+    chosen; where SetFit is chosen on fewer folds its test accuracy is that of the kept average of three fold
+    models (its own average of fewer is not kept: `approximate`); where its pairs are cut, unknown."""
+    import numpy as np
+
+    from promptclf.methods.offline import OfflineConfig, choose
+
+    y = np.array(cell["y_examples"])
+    folds = [(np.setdiff1d(np.arange(len(y)), test), np.array(test)) for test in cell["folds"]]
+    oof = {n: np.array(p) for n, p in cell["oof"].items() if not (n == "setfit" and found.skip_setfit)}
+    ran = {"setfit": found.setfit_folds} if found.setfit_folds else {}
+    chosen = choose(oof, y, folds, OfflineConfig(seed=cell["seed"]), ran=ran).chosen
+    how = "exact"
+    if chosen == "setfit" and found.setfit_pairs:
+        how = "unknown"
+    elif chosen == "setfit" and found.setfit_folds:
+        how = "approximate"
+    return {
+        "cell": cell_name(cell),
+        "cut": found.describe(),
+        "before_chosen": cell["auto"],
+        "before": cell["accuracy"]["auto"],
+        "after_chosen": chosen,
+        "after": None if how == "unknown" else cell["accuracy"][chosen],
+        "how": how,
+    }
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -305,6 +336,13 @@ def main() -> None:
             if cell["budget"]:
                 found = budget_plan(cell)
                 print(f"{cell_name(cell)}\t{found.uncut:.0f}s\t{found.describe() or '-'}", flush=True)
+        return None
+    if args.few_labels == "replay":
+        OUT.mkdir(parents=True, exist_ok=True)
+        replayed = [replay(c, budget_plan(c)) for c in few_label_cells() if "oof" in c]
+        (OUT / "few_labels-replay.json").write_text(json.dumps(replayed, indent=1) + "\n")
+        for r in replayed:
+            print(json.dumps(r), flush=True)
         return None
     if args.few_labels:
         OUT.mkdir(parents=True, exist_ok=True)
