@@ -151,7 +151,8 @@ def offline_budget(folder: Path) -> str:
     cost model's measurements, as kept."""
     load = lambda pattern: [json.loads(p.read_text()) for p in sorted(folder.glob(pattern))]  # noqa: E731
     runs = [r for r in load("*.json") if "target" in r]
-    cells = [r for r in load("few_labels-*.json")]
+    cells = [r for r in load("few_labels-*.json") if isinstance(r, dict)]
+    replayed = next(iter(load("few_labels-replay.json")), [])
     costs = [json.loads(line) for p in sorted(folder.glob("costs-*.jsonl")) for line in p.read_text().splitlines()]
     lines = [
         "## The offline default's time budget (`benchmarks/offline_budget.py`)",
@@ -189,6 +190,28 @@ def offline_budget(folder: Path) -> str:
             "",
             f"Mean over these {len(cells)} cells: {sum(before) / len(cells):.3f} before, {sum(after) / len(cells):.3f} "
             "after.",
+        ]
+    if replayed:
+        known = [r for r in replayed if r["after"] is not None]
+        cut = [r for r in replayed if r["cut"]]
+        lines += [
+            "",
+            f"Replayed on the kept cross-validation of all {len(replayed)} few_labels cells with examples "
+            f"(`--few-labels replay`, no training): the budget cuts {len(cut)}; "
+            + ", ".join(f"{sum(r['how'] == h for r in cut)} {h}" for h in ("exact", "approximate", "unknown"))
+            + " (see `replay` in the script). Mean accuracy of the automatic choice over the "
+            f"{len(known)} cells whose accuracy after is exact or approximate: "
+            f"{sum(r['before'] for r in known) / len(known):.3f} before, "
+            f"{sum(r['after'] for r in known) / len(known):.3f} after; over all {len(replayed)} before: "
+            f"{sum(r['before'] for r in replayed) / len(replayed):.3f}.",
+            "",
+            "| cell | cut | before (chosen) | after (chosen) | how |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {r['cell']} | {r['cut']} | {r['before']:.3f} ({r['before_chosen']}) | "
+                f"{'–' if r['after'] is None else format(r['after'], '.3f')} ({r['after_chosen']}) | {r['how']} |"
+                for r in cut
+            ),
         ]
     if costs:
         lines += ["", "The cost model's measurements (`--costs`):", "", "```"]
