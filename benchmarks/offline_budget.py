@@ -100,7 +100,10 @@ FEW_LABELS = ROOT / "benchmarks" / "results" / "few_labels"
 
 
 def few_label_cells() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(FEW_LABELS.glob("*.json"))]
+    """The kept cells, their automatic choice by today's rule (few_labels.refresh, as its table shows them)."""
+    from few_labels import refresh
+
+    return [refresh(json.loads(p.read_text())) for p in sorted(FEW_LABELS.glob("*.json"))]
 
 
 def cell_name(cell: dict) -> str:
@@ -123,7 +126,7 @@ def few_labels_cell(name: str) -> dict:
 
     from promptclf import Classifier
 
-    cell = json.loads((FEW_LABELS / f"{name}.json").read_text())
+    cell = next(c for c in few_label_cells() if cell_name(c) == name)
     labels, test, texts, examples = cell_data(cell["data"], cell["budget"], cell["seed"], cell["n_test"])
     with tempfile.TemporaryDirectory() as home:
         os.environ["PROMPTCLF_HOME"] = home
@@ -185,13 +188,16 @@ def replay(cell: dict, found) -> dict:
     models (its own average of fewer is not kept: `approximate`); where its pairs are cut, unknown."""
     import numpy as np
 
-    from promptclf.methods.offline import OfflineConfig, choose
+    from promptclf.methods.offline import OfflineConfig, fold_accuracy, margin_for, pick, priors_for
 
+    # The other components' accuracies as few_labels' own replay takes them (candidates_cv: a refreshed cell's
+    # self-trained component has no out-of-fold probabilities of today's), SetFit's on the folds it keeps.
     y = np.array(cell["y_examples"])
-    folds = [(np.setdiff1d(np.arange(len(y)), test), np.array(test)) for test in cell["folds"]]
-    oof = {n: np.array(p) for n, p in cell["oof"].items() if not (n == "setfit" and found.skip_setfit)}
-    ran = {"setfit": found.setfit_folds} if found.setfit_folds else {}
-    chosen = choose(oof, y, folds, OfflineConfig(seed=cell["seed"]), ran=ran).chosen
+    means = {n: v for n, v in cell["candidates_cv"].items() if n not in ("setfit", "combination")}
+    if "setfit" in cell["oof"] and not found.skip_setfit:
+        kept = cell["folds"][: found.setfit_folds or len(cell["folds"])]
+        means["setfit"] = float(np.mean([fold_accuracy(np.array(cell["oof"]["setfit"]), y, test) for test in kept]))
+    chosen = pick(means, margin_for(OfflineConfig(), len(y)), priors_for(y))
     how = "exact"
     if chosen == "setfit" and found.setfit_pairs:
         how = "unknown"
