@@ -840,3 +840,11 @@ def test_validation_and_time_budget_reach_the_offline_config_from_the_classifier
     assert clf.method.validation == rows
     with pytest.raises(Exception, match="time_budget"):
         Classifier(LABELS, "embed", time_budget=30)
+
+
+def test_the_cli_passes_its_time_budget_to_the_offline_model():
+    from promptclf.cli import _classifier_options, build_parser
+
+    argv = ["classify", "--input", "in.csv", "--output", "out.csv", "--labels", ",".join(LABELS)]
+    assert _classifier_options(build_parser().parse_args([*argv, "--time-budget", "45"]))["time_budget"] == 45
+    assert _classifier_options(build_parser().parse_args(argv))["time_budget"] is None  # the config's default
