@@ -150,9 +150,10 @@ def few_labels_cell(name: str) -> dict:
 
 
 def fit_costs() -> dict:
-    """SetFit's cost per token of a training step, fitted (least squares, non-negative, no intercept) to the
-    cross-validation times benchmarks/few_labels.py recorded for its cells with 8+ examples a class (3 SetFit
-    trainings each, every component cross-validated, wall seconds), and each cell's recorded / fitted time."""
+    """SetFit's cost per token of a training step (a constant and a part that grows with the padded length: the
+    attention), fitted (least squares, non-negative, no intercept) to the cross-validation times
+    benchmarks/few_labels.py recorded for its cells with 8+ examples a class (3 SetFit trainings each, every
+    component cross-validated, wall seconds), and each cell's recorded / fitted time."""
     import math
 
     import numpy as np
@@ -161,22 +162,29 @@ def fit_costs() -> dict:
 
     from promptclf.methods.offline import OfflineClassifier
 
-    names, seconds, token_steps = [], [], []
+    names, seconds, features = [], [], []
     for cell in few_label_cells():
         if "cv_seconds" not in cell or cell["budget"] < 8:
             continue
         labels, _, texts, examples = cell_data(cell["data"], cell["budget"], cell["seed"], cell["n_test"])
         work = OfflineClassifier(labels, examples, unlabeled=texts)._setfit_work()
         steps = sum(math.ceil(work.pairs(n, None) / work.config.batch_size) for n, _ in work.folds)
+        token_steps = steps * 2 * work.config.batch_size * work.padded_tokens()
         names.append(cell_name(cell))
         seconds.append(cell["cv_seconds"])
-        token_steps.append(steps * 2 * work.config.batch_size * work.padded_tokens())
-    (per_token,), _ = nnls(np.array(token_steps)[:, None], np.array(seconds))
-    ratios = np.array(seconds) / (per_token * np.array(token_steps))
+        features.append([token_steps, token_steps * work.padded_tokens()])
+    x, y = np.array(features), np.array(seconds)
+    (per_token, per_token_per_length), _ = nnls(x, y)
+    ratios = y / (x @ [per_token, per_token_per_length])
+    by_set: dict[str, list] = {}
+    for name, ratio in zip(names, ratios):
+        by_set.setdefault(name.rsplit("-", 2)[0], []).append(float(ratio))
     return {
         "setfit_s_per_token": per_token,
+        "setfit_s_per_token_per_length": per_token_per_length,
         "cells": len(names),
         "recorded/fitted": {"min": ratios.min(), "median": float(np.median(ratios)), "max": ratios.max()},
+        "median by data set": {k: float(np.median(v)) for k, v in by_set.items()},
         "by_cell": {n: round(float(r), 2) for n, r in zip(names, ratios)},
     }
 

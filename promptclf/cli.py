@@ -54,7 +54,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--time-budget",
         type=float,
-        help="offline: seconds of training on 2 CPU cores SetFit is cut to fit (default 120; estimated before training)",
+        help="offline: seconds of training on 2 CPU cores SetFit is cut to fit (default 100; estimated before training)",
     )
     model.add_argument(
         "--structured",

@@ -22,19 +22,25 @@ from promptclf.core.errors import ConfigError
 from promptclf.methods.setfit import SetFitConfig
 
 # The default budget, in seconds of training on 2 quiet CPU cores (the estimate below is in those seconds):
-# the time a first run with a few examples per label may take before anything is labelled.
-DEFAULT_TIME_BUDGET = 120.0
+# the time a first run with a few examples per label may take before anything is labelled. Under 2 minutes so
+# that scikit-learn's 5-fold cross_val_score of the default on 150 long texts (IMDb) stays within 10 minutes,
+# labelling included (issue 27).
+DEFAULT_TIME_BUDGET = 100.0
 
 # The cost model's constants, in seconds of 2 CPU cores of the development machine (an x86-64 VM, torch 2.13 CPU).
-# SetFit's per-token cost is fitted (least squares, non-negative) to the cross-validation times that
-# benchmarks/few_labels.py recorded there for its 60 cells with 8-64 examples a class on five data sets
-# (`python benchmarks/offline_budget.py --fit-costs`): 0.55 ms, each cell's recorded time 0.55 to 1.73 times
-# (median 0.84) what it predicts. Measured directly on AG News while others loaded the machine (`--costs`: CPU
-# seconds of one thread, load 16), a step token took 1.64 ms and an encoder token 1.48 ms, a SetFit training's
-# fixed part 8.5 s: the encoder's and the fixed costs are those, scaled by the same 0.55 / 1.64.
+# SetFit's are fitted (least squares, non-negative) to the cross-validation times that benchmarks/few_labels.py
+# recorded there for its 60 cells with 8-64 examples a class on five data sets (`python
+# benchmarks/offline_budget.py --fit-costs`): a token of a step costs 0.41 ms plus 0.63 µs per token of the
+# length the batch is padded to (attention: 0.46 ms a token for AG News' 75, 0.57 ms for IMDb's 256); each
+# cell's recorded time is 0.65 to 2.06 times the model's (median 1.02, 0.95 to 1.16 by data set; one term
+# alone: 0.74 on TREC to 1.11 on IMDb). Measured directly on AG News while others loaded the machine (`--costs`:
+# CPU seconds of one thread, load 16), a step token took 1.64 ms, an encoder token 1.48 ms and a SetFit
+# training's fixed part 8.5 s: the encoder's and the fixed costs are those, scaled by 0.55 / 1.64 (the
+# one-term fit over that measurement).
 CHARS_PER_TOKEN = 4.0  # MiniLM's tokenizer: 4.27 characters a token on AG News; fewer counts more tokens
 ENCODE_S_PER_TOKEN = 0.5e-3  # the encoder's forward pass, per token, batched by length
-SETFIT_S_PER_TOKEN = 0.55e-3  # a SetFit step, per token of each text of each pair: forward and backward
+SETFIT_S_PER_TOKEN = 0.41e-3  # a SetFit step, per token of each text of each pair: forward and backward
+SETFIT_S_PER_TOKEN_PER_LENGTH = 0.63e-6  # and per token of the padded length, per such token
 SETFIT_SETUP_S = 3.0  # per SetFit training: a fresh encoder, SetFit's trainer, the head's fit
 LOAD_S = 5.0  # once per fit: loading the encoder
 ENCODER_TOKENS = 256  # MiniLM's own max_length (SetFit's and the embedding components')
@@ -81,7 +87,8 @@ class SetFitWork:
 
     def training_s(self, n_rows: int, n_scored: int, max_pairs: int | None) -> float:
         steps = math.ceil(self.pairs(n_rows, max_pairs) / self.config.batch_size)
-        per_step = 2 * self.config.batch_size * self.padded_tokens() * SETFIT_S_PER_TOKEN
+        padded = self.padded_tokens()
+        per_step = 2 * self.config.batch_size * padded * (SETFIT_S_PER_TOKEN + padded * SETFIT_S_PER_TOKEN_PER_LENGTH)
         head = (n_rows + n_scored) * self.mean_tokens() * ENCODE_S_PER_TOKEN  # embedding for the head, scoring
         return SETFIT_SETUP_S + steps * per_step + head
 
