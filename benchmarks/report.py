@@ -268,12 +268,86 @@ def multi_label(folder: Path) -> str:
     )
 
 
+def offline_budget(folder: Path) -> str:
+    """benchmarks/offline_budget.py's timed runs (before and after side by side), its few_labels cells and the
+    cost model's measurements, as kept."""
+    load = lambda pattern: [json.loads(p.read_text()) for p in sorted(folder.glob(pattern))]  # noqa: E731
+    runs = [r for r in load("*.json") if "target" in r]
+    cells = [r for r in load("few_labels-*.json") if isinstance(r, dict)]
+    replayed = next(iter(load("few_labels-replay.json")), [])
+    costs = [json.loads(line) for p in sorted(folder.glob("costs-*.jsonl")) for line in p.read_text().splitlines()]
+    lines = [
+        "## The offline default's time budget (`benchmarks/offline_budget.py`)",
+        "",
+        " ".join(docstring(BENCHMARKS / "offline_budget.py").split("\n\n")[0].split()),
+        "",
+        f"Kept in `{folder.relative_to(ROOT)}/`. The machine is shared: compare runs of one date and load only; CPU "
+        "seconds count every thread.",
+        "",
+        "| date | target | code | wall s | CPU s | target s | load before → after | accuracy | run report |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: (r["target"], r["date"])):
+        lines.append(
+            f"| {r['date']} | {r['target']} | {r['label']} ({r['code']}) | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | "
+            f"{r['target_s']} | {r['load_before']} → {r['load_after']} | "
+            f"{'–' if r['accuracy'] is None else format(r['accuracy'], '.3f')} | "
+            f"{r.get('report', '–')} |"
+        )
+    if cells:
+        before = [c["before"] for c in cells]
+        after = [c["after"] for c in cells]
+        lines += [
+            "",
+            "The few_labels cells the default budget cuts, trained as the default (`--few-labels`), against the "
+            "automatic choice kept for each cell in benchmarks/results/few_labels/ (no budget):",
+            "",
+            "| cell | before (chosen) | after (chosen) | train wall s | train CPU s | load | run report |",
+            "|---|---|---|---|---|---|---|",
+            *(
+                f"| {c['cell']} | {c['before']:.3f} ({c['before_chosen']}) | {c['after']:.3f} ({c['after_chosen']}) "
+                f"| {c['train_wall_s']:.0f} | {c['train_cpu_s']:.0f} | {c['load']} | {c['report']} |"
+                for c in cells
+            ),
+            "",
+            f"Mean over these {len(cells)} cells: {sum(before) / len(cells):.3f} before, {sum(after) / len(cells):.3f} "
+            "after.",
+        ]
+    if replayed:
+        known = [r for r in replayed if r["after"] is not None]
+        cut = [r for r in replayed if r["cut"]]
+        lines += [
+            "",
+            f"Replayed on the kept cross-validation of all {len(replayed)} few_labels cells with examples "
+            f"(`--few-labels replay`, no training): the budget cuts {len(cut)}; "
+            + ", ".join(f"{sum(r['how'] == h for r in cut)} {h}" for h in ("exact", "approximate", "unknown"))
+            + " (see `replay` in the script). Mean accuracy of the automatic choice over the "
+            f"{len(known)} cells whose accuracy after is exact or approximate: "
+            f"{sum(r['before'] for r in known) / len(known):.3f} before, "
+            f"{sum(r['after'] for r in known) / len(known):.3f} after; over all {len(replayed)} before: "
+            f"{sum(r['before'] for r in replayed) / len(replayed):.3f}.",
+            "",
+            "| cell | cut | before (chosen) | after (chosen) | how |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {r['cell']} | {r['cut']} | {r['before']:.3f} ({r['before_chosen']}) | "
+                f"{'–' if r['after'] is None else format(r['after'], '.3f')} ({r['after_chosen']}) | {r['how']} |"
+                for r in cut
+            ),
+        ]
+    if costs:
+        lines += ["", "The cost model's measurements (`--costs`):", "", "```"]
+        lines += [json.dumps(c) for c in costs] + ["```"]
+    return "\n".join(lines)
+
+
 RENDERERS = {
     "few_labels": few_labels,
     "scale": scale,
     "label_errors": label_errors,
     "trust": trust,
     "multi_label": multi_label,
+    "offline_budget": offline_budget,
 }
 
 

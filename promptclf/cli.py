@@ -55,6 +55,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--cascade-below", type=float, help="the cascade's confidence threshold (0-1)")
     model.add_argument(
+        "--time-budget",
+        type=float,
+        help="offline: seconds of training on 2 CPU cores SetFit is cut to fit (default 100; estimated before training)",
+    )
+    model.add_argument(
         "--structured",
         default="auto",
         choices=["auto", "json_schema", "function_calling", "json_mode", "parser"],
@@ -216,6 +221,7 @@ def _classifier_options(args) -> dict:
         cascade_from=getattr(args, "cascade_from", None),
         cascade_below=getattr(args, "cascade_below", None),
         **_trust_options(args),
+        time_budget=getattr(args, "time_budget", None),
         **({"multi_label": True} if getattr(args, "multi_label", False) else {}),
         **({"allow_empty": True} if getattr(args, "allow_empty", False) else {}),
     )

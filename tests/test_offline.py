@@ -656,3 +656,195 @@ def test_self_training_with_examples_learns_from_the_examples_and_the_texts(ag_u
     assert accuracy(PseudoLabelLR(LABELS, texts, wrong).fit().probabilities(texts)) < accuracy(probs) - 0.1
     with pytest.raises(Exception, match="200 or more"):
         PseudoLabelLR(LABELS, texts[:50], examples)
+
+
+# --- the time budget and validation rows ----------------------------------------------------------------
+
+
+# TINY_SETFIT with room to cut pairs (2 x 10 pairs a row: 220 on 11 rows, above MIN_SETFIT_PAIRS); planned, never trained
+CUTTABLE_SETFIT = {**TINY_SETFIT, "iterations": 10, "max_pairs": 256}
+
+
+def tiny_setfit_work(rows, folds=3):
+    """SetFit's cross-validation trainings on `rows` with CUTTABLE_SETFIT, as OfflineClassifier plans them."""
+    from promptclf.methods.offline_budget import SetFitWork
+    from promptclf.methods.setfit import SetFitConfig
+
+    y = np.array([LABELS.index(r["label"]) for r in rows])
+    sizes = tuple((len(train), len(test)) for train, test in folds_of(y, folds, 0))
+    return SetFitWork(tuple(r["text"] for r in rows), folds=sizes, config=SetFitConfig(**CUTTABLE_SETFIT))
+
+
+def test_the_plan_cuts_setfits_folds_then_its_pairs_then_setfit_itself_as_the_budget_shrinks(few):
+    from promptclf.methods.offline_budget import LOAD_S, MIN_SETFIT_PAIRS, encode_s, plan
+
+    train, _ = few
+    texts = [r["text"] for r in train]
+    work = tiny_setfit_work(train)
+    base = LOAD_S + encode_s(texts)
+    uncut = plan(None, texts, work, can_cut_folds=True)
+    assert not uncut.cut and uncut.key() is None and uncut.seconds == pytest.approx(base + work.seconds())
+    assert not plan(uncut.seconds + 1, texts, work, True).cut
+
+    two_folds = plan(base + work.seconds(2) + 0.01, texts, work, True)
+    assert two_folds.setfit_folds == 2 and two_folds.setfit_pairs is None and two_folds.seconds <= two_folds.budget
+    one_fold = plan(base + work.seconds(1) + 0.01, texts, work, True)
+    assert one_fold.setfit_folds == 1 and one_fold.setfit_pairs is None
+    assert "setfit cross-validated on 1 of 3 folds" in one_fold.describe()
+
+    fewer_pairs = plan(base + work.seconds(1, MIN_SETFIT_PAIRS) + 0.01, texts, work, True)
+    assert fewer_pairs.setfit_folds == 1 and MIN_SETFIT_PAIRS <= fewer_pairs.setfit_pairs < one_fold.configured_pairs
+    assert fewer_pairs.seconds <= fewer_pairs.budget and "setfit's pairs cut to" in fewer_pairs.describe()
+    # the combination needs SetFit on every fold: only its pairs are cut, on all three
+    all_folds = plan(base + work.seconds(None, MIN_SETFIT_PAIRS) + 0.01, texts, work, can_cut_folds=False)
+    assert all_folds.setfit_folds is None and all_folds.setfit_pairs is not None
+
+    left_out = plan(base + 0.01, texts, work, True)
+    assert left_out.skip_setfit and "setfit left out" in left_out.describe()
+    assert len({str(p.key()) for p in (one_fold, fewer_pairs, left_out)}) == 3
+    with pytest.raises(Exception, match="time_budget=0"):
+        plan(0, texts, work, True)
+
+
+def test_longer_texts_cost_more_and_setfits_share_grows_with_the_examples(few, sample_rows):
+    from promptclf.methods.offline_budget import ENCODER_TOKENS, tokens
+
+    assert tokens("word " * 2000) == ENCODER_TOKENS  # the encoder cuts them
+    train, _ = few
+    long = [{**r, "text": r["text"] * 6} for r in train]
+    assert tiny_setfit_work(long).seconds() > tiny_setfit_work(train).seconds()
+    more = sample_per_class(sample_rows, LabelSet.of(LABELS), 8, seed=0)
+    assert tiny_setfit_work(more).seconds() > tiny_setfit_work(train).seconds()
+
+
+class BudgetedSetFit(Component):
+    """SetFit's stand-in: counts its trainings, remembers the SetFit options it trained with, always answers the
+    first label."""
+
+    name, trains = "setfit", True
+    trainings: list = []
+
+    def fit(self, rows, workdir=None):
+        if rows:  # else: loading what an earlier fit saved
+            BudgetedSetFit.trainings.append((len(rows), dict(self.config.setfit)))
+        if workdir is not None:  # saved as SetFit saves its fold models
+            workdir.mkdir(parents=True, exist_ok=True)
+            (workdir / "promptclf.json").write_text("{}")
+        return self
+
+    def probabilities(self, texts, usage=None):
+        probs = np.full((len(texts), len(self.labels)), 0.1)
+        probs[:, 0] = 0.7
+        return probs
+
+
+def test_a_small_budget_trains_setfit_on_one_fold_and_the_run_report_says_so(few, home, monkeypatch):
+    train, test = few
+    monkeypatch.setitem(COMPONENTS, "setfit", BudgetedSetFit)
+    BudgetedSetFit.trainings = []
+    config = lambda budget: OfflineConfig(components=("labels", "setfit"), setfit=CUTTABLE_SETFIT, time_budget=budget)  # noqa: E731
+    uncut = OfflineClassifier(LABELS, train, config(None))
+    work, full = uncut._setfit_work(), uncut.plan
+    budget = full.seconds - work.seconds() + work.seconds(1) + 0.01  # room for SetFit on one fold
+    assert OfflineClassifier(LABELS, train, config(full.seconds + 1)).identity == uncut.identity  # nothing cut
+
+    clf = Classifier(LABELS, "offline", examples=train, offline=config(budget), cache=False, progress=False)
+    clf.classify([r["text"] for r in test[:5]])
+    estimate = clf.method.estimate
+    assert len(BudgetedSetFit.trainings) == 1 and estimate.folds_of("setfit") == 1
+    assert "setfit cross-validated on 1 of 3 folds" in clf.report.estimate
+    assert "combination" not in estimate.candidates  # it needs SetFit on every fold
+    assert estimate.chosen == "setfit" and 0 < estimate.rows < len(train)  # its estimate: the rows of that fold
+    assert clf.method.identity != uncut.identity  # another model: another trained state
+    same_cut = OfflineClassifier(LABELS, train, config(budget + 0.001))
+    assert same_cut.identity == clf.method.identity  # the cut, not the budget, is in the identity
+
+    BudgetedSetFit.trainings = []
+    pairs_cut = OfflineClassifier(LABELS, train, config(full.seconds - work.seconds() + work.seconds(1, 64) + 0.01))
+    pairs_cut.fit()
+    ((rows, options),) = BudgetedSetFit.trainings
+    assert (
+        options["max_pairs"] == pairs_cut.plan.setfit_pairs < pairs_cut.plan.configured_pairs
+        and "pairs cut to" in pairs_cut.estimate.describe()
+    )
+    again = OfflineClassifier(LABELS, train, config(full.seconds - work.seconds() + work.seconds(1, 64) + 0.01)).fit()
+    assert (
+        again.estimate == pairs_cut.estimate and len(BudgetedSetFit.trainings) == 1
+    )  # read back: its one fold model, not trained
+
+
+class Planted(Component):
+    """Right on the texts in `right_on`, wrong elsewhere; records what it was trained on and asked about."""
+
+    trains = True
+    right_on: set = set()
+    gold: dict = {}
+    trained: list = []
+
+    def fit(self, rows, workdir=None):
+        type(self).trained.append({r["text"] for r in rows})
+        return self
+
+    def probabilities(self, texts, usage=None):
+        probs = np.zeros((len(texts), len(self.labels)))
+        for i, text in enumerate(texts):
+            gold = self.labels.index(self.gold[text])
+            probs[i, gold if text in self.right_on else (gold + 1) % len(self.labels)] = 1.0
+        return probs
+
+
+def planted(name, right_on, gold):
+    return type(name, (Planted,), {"name": name, "right_on": set(right_on), "gold": gold, "trained": []})
+
+
+def test_validation_rows_choose_where_cross_validation_on_the_examples_would_not(few, home, monkeypatch):
+    train, test = few
+    validation = test[:24]
+    gold = {r["text"]: r["label"] for r in train + validation}
+    on_examples = planted("on-examples", [r["text"] for r in train], gold)  # right in cross-validation only
+    on_texts = planted("on-texts", [r["text"] for r in validation], gold)  # right on the texts being labelled
+    monkeypatch.setitem(COMPONENTS, "on-examples", on_examples)
+    monkeypatch.setitem(COMPONENTS, "on-texts", on_texts)
+    config = dict(components=("on-examples", "on-texts"), time_budget=None)
+    by_cv = OfflineClassifier(LABELS, train, OfflineConfig(**config)).fit()
+    assert by_cv.estimate.chosen == "on-examples" and by_cv.estimate.validation == 0
+
+    clf = Classifier(LABELS, "offline", examples=train, validation=validation, offline=config, cache=False)
+    assert clf.classify([r["text"] for r in validation[:4]]) == [r["label"] for r in validation[:4]]
+    estimate = clf.method.estimate
+    assert estimate.chosen == "on-texts" and estimate.validation == len(validation)
+    assert estimate.candidates["on-texts"] == 1.0 and estimate.candidates["on-examples"] == 0.0
+    assert "on 24 validation rows" in clf.report.estimate and clf.method.identity != by_cv.identity
+
+
+def test_validation_rows_are_never_trained_on_and_each_component_trains_once(few, home, monkeypatch):
+    train, test = few
+    validation = test[:12]
+    gold = {r["text"]: r["label"] for r in train + test}
+    kinds = [planted(n, [], gold) for n in ("first", "second")]
+    for kind in kinds:
+        monkeypatch.setitem(COMPONENTS, kind.name, kind)
+    config = OfflineConfig(components=("first", "second"), validation=validation)
+    OfflineClassifier(LABELS, train, config).fit()
+    for kind in kinds:
+        assert kind.trained == [{r["text"] for r in train}]  # once, on every example, no folds
+    with pytest.raises(Exception, match="validation row 0"):
+        OfflineClassifier(LABELS, train, OfflineConfig(validation=[{"text": "x", "label": "Weather"}]))
+
+
+def test_validation_and_time_budget_reach_the_offline_config_from_the_classifier(few):
+    train, test = few
+    rows = [{"text": r["text"], "label": r["label"]} for r in test[:6]]
+    clf = Classifier(LABELS, "offline", examples=train, validation=rows, time_budget=30, cache=False)
+    assert clf.method.config.validation == rows and clf.method.config.time_budget == 30
+    assert clf.method.validation == rows
+    with pytest.raises(Exception, match="time_budget"):
+        Classifier(LABELS, "embed", time_budget=30)
+
+
+def test_the_cli_passes_its_time_budget_to_the_offline_model():
+    from promptclf.cli import _classifier_options, build_parser
+
+    argv = ["classify", "--input", "in.csv", "--output", "out.csv", "--labels", ",".join(LABELS)]
+    assert _classifier_options(build_parser().parse_args([*argv, "--time-budget", "45"]))["time_budget"] == 45
+    assert _classifier_options(build_parser().parse_args(argv))["time_budget"] is None  # the config's default

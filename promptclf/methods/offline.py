@@ -21,6 +21,11 @@ self-trained similarity is used alone: it beat the LLM and the plain similarity 
 embedding speed. Without either, the combination of `llm` and `labels` uses weights measured across the shared data
 sets.
 
+Training is kept within a time budget (offline_budget.py): its cost is estimated from the texts before anything is
+trained, and SetFit is cut (fewer folds, fewer pairs, left out) where it would not fit. Given validation rows (a
+sample of the texts being labelled, with their labels), each component is trained once on all the examples and
+the choice and the estimate are made on those rows instead (choose_on_validation).
+
 The trained state (SetFit fold models, weights, choice, estimate) is kept under $PROMPTCLF_HOME/offline/ by a
 fingerprint of the labels, examples and settings, so a second run with the same examples starts at once (one
 process trains it; another with the same examples meanwhile waits for it).
@@ -47,6 +52,7 @@ from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Failure, Outcome, Prediction, from_probabilities
 from promptclf.core.usage import Usage
+from promptclf.methods.offline_budget import DEFAULT_TIME_BUDGET, Plan, SetFitWork, plan
 from promptclf.methods.setfit import SetFitConfig
 
 log = logging.getLogger("promptclf")
@@ -81,6 +87,16 @@ class OfflineConfig:
     l2: float = 0.01  # pulls fitted weights towards zero: few examples must not buy extreme weights
     setfit: dict = field(default_factory=dict)  # SetFitConfig options
     llm_model: str = "gemma3-270m"
+    # Seconds of training (on 2 quiet CPU cores, as offline_budget.py estimates them before training) that SetFit
+    # is cut to fit; None: no limit. Not part of the identity: only what it cuts is (OfflineClassifier.plan).
+    time_budget: float | None = DEFAULT_TIME_BUDGET
+    # [{"text", "label"}] from the texts being labelled, never trained on: each component is trained once on all
+    # the examples and the choice and the estimate are made on these rows instead of by cross-validation.
+    validation: list = field(default_factory=list)
+
+
+# The options that are not the trained model's settings (OfflineClassifier.identity adds what they change).
+NOT_SETTINGS = ("time_budget", "validation")
 
 
 # --- components -------------------------------------------------------------------------------------
@@ -296,40 +312,54 @@ def folds_of(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, n
 @dataclass
 class Estimate:
     """The estimated accuracy of what was chosen: cross-validated (mean and spread (std) over the folds), for the
-    self-trained component blended with its confidence on the texts (with_confidence)."""
+    self-trained component blended with its confidence on the texts (with_confidence); or, given validation rows,
+    its accuracy on them (`validation`: how many)."""
 
     chosen: str
     weights: dict
     accuracy: float | None = None
     spread: float | None = None
     folds: int = 0
-    candidates: dict = field(default_factory=dict)  # every candidate's cross-validated accuracy
+    candidates: dict = field(default_factory=dict)  # every candidate's cross-validated (or validation) accuracy
     low: float | None = None  # the stated 95% interval of `accuracy` (accuracy_interval)
     high: float | None = None
     cross_validated: float | None = None  # where `accuracy` also weighs the confidence (with_confidence)
     confidence: float | None = None
     texts: int = 0
     stopped: dict = field(default_factory=dict)  # candidates stopped early: their fold accuracies (hopeless)
+    rows: int = 0  # the examples the accuracy was measured on, where fewer than all (folds cut by the budget)
+    validation: int = 0  # the validation rows it was measured on (0: cross-validated on the examples)
+    budget: dict = field(default_factory=dict)  # the time budget's plan where it cut something (Plan.to_json)
 
     def describe(self) -> str:
         used = "+".join(n for n, w in self.weights.items() if w) or self.chosen
+        cut = f"; {self.budget['said']}" if self.budget.get("said") else ""
         if self.accuracy is None:
             how = self.chosen if self.chosen != "combination" else f"{used}, default weights"
-            return f"offline: {how} (no estimate without 2+ examples per label)"
+            return f"offline: {how} (no estimate without 2+ examples per label){cut}"
         interval = f", 95% interval {self.low:.2f}-{self.high:.2f}" if self.low is not None else ""
+        if self.validation:
+            return (
+                f"offline: {self.chosen} ({used}), accuracy {self.accuracy:.3f} on {self.validation} validation rows "
+                f"(each component trained once on the examples){interval}{cut}"
+            )
         measured = self.accuracy if self.confidence is None else self.cross_validated
         cv = f"cross-validated accuracy {measured:.3f} ± {self.spread:.3f} over {self.folds} folds of the examples"
         stopped = "".join(
-            f"; {name} stopped after {len(accs)} of {self.folds} folds"
+            f"; {name} stopped after {len(accs)} of {self.folds_of(name)} folds"
             f"{f' ({np.mean(accs):.3f})' if accs else ''}: it could not be chosen"
             for name, accs in self.stopped.items()
         )
         if self.confidence is None:
-            return f"offline: {self.chosen} ({used}), {cv}{interval}{stopped}"
+            return f"offline: {self.chosen} ({used}), {cv}{interval}{stopped}{cut}"
         return (
             f"offline: {self.chosen} ({used}), estimated accuracy {self.accuracy:.3f} ({cv}, mean confidence "
-            f"{self.confidence:.3f} on {self.texts} of the texts){interval}{stopped}"
+            f"{self.confidence:.3f} on {self.texts} of the texts){interval}{stopped}{cut}"
         )
+
+    def folds_of(self, name: str) -> int:
+        """The folds a component was cross-validated on (SetFit's may be fewer: the time budget)."""
+        return (self.budget.get("folds") or {}).get(name, self.folds)
 
 
 # How many examples the mean confidence on the texts being labelled counts as in the estimate (with_confidence).
@@ -374,27 +404,30 @@ def cross_validate(
     workdir: Path | None,
     progress: bool = False,
     stop_hopeless: bool = False,
+    ran: dict[str, int] | None = None,
 ) -> CrossValidation:
     """Out-of-fold probabilities of every component on the examples (a zero-shot one needs no folds). With
     stop_hopeless, the automatic choice's prior runs first and another candidate stops at the fold after which
-    it could no longer be picked (hopeless): the same choice, without SetFit's remaining trainings."""
+    it could no longer be picked (hopeless): the same choice, without SetFit's remaining trainings. `ran`:
+    components trained on only the first so many folds (the time budget's cut; their other rows stay 0)."""
     folds = folds_of(y, config.folds, config.seed)
     texts = [r["text"] for r in rows]
     oof, fold_models, stopped, means = {}, {}, {}, {}
     prior = next((n for n in priors_for(y) if n in components), None) if stop_hopeless else None
-    bar = _trainings_bar(components, len(folds), progress)
+    own = {name: folds[: (ran or {}).get(name, len(folds))] for name in components}
+    bar = _trainings_bar(components, own, progress)
     for name in sorted(components, key=lambda n: n != prior):  # the others are measured against the prior
         component, started = components[name], time.perf_counter()
         if not component.trains:
             oof[name] = component.probabilities(texts)
         else:
-            oof[name], accuracies = np.zeros((len(rows), len(component.labels))), []
-            for k, (train, test) in enumerate(folds):
-                if prior and hopeless(name, accuracies, len(folds), prior, means, margin_for(config, len(rows))):
+            oof[name], accuracies, its = np.zeros((len(rows), len(component.labels))), [], own[name]
+            for k, (train, test) in enumerate(its):
+                if prior and hopeless(name, accuracies, len(its), prior, means, margin_for(config, len(rows))):
                     stopped[name] = accuracies
-                    bar.update(len(folds) - k)  # the folds it will not train
+                    bar.update(len(its) - k)  # the folds it will not train
                     break
-                bar.set_postfix_str(f"{name}, fold {k + 1} of {len(folds)}")
+                bar.set_postfix_str(f"{name}, fold {k + 1} of {len(its)}")
                 part = component.fresh().fit([rows[i] for i in train], fold_dir(workdir, name, k))
                 bar.update(1)
                 oof[name][test] = part.probabilities([texts[i] for i in test])
@@ -407,7 +440,7 @@ def cross_validate(
             if fold_dir(workdir, name, 0) is not None:  # the folds it trained are never used
                 shutil.rmtree(workdir / name, ignore_errors=True)
         else:
-            means[name] = float(np.mean([fold_accuracy(oof[name], y, test) for _, test in folds]))
+            means[name] = float(np.mean([fold_accuracy(oof[name], y, test) for _, test in own[name]]))
         if progress:
             how = f"stopped after {len(stopped[name])} folds: it could not be picked" if name in stopped else "done"
             log.warning(
@@ -421,11 +454,11 @@ def cross_validate(
     return CrossValidation({n: oof[n] for n in components if n in oof}, folds, fold_models, stopped)
 
 
-def _trainings_bar(components: dict[str, Component], folds: int, progress: bool):
+def _trainings_bar(components: dict[str, Component], folds: dict[str, list], progress: bool):
     """One bar on stderr over the trainings cross-validation makes (SetFit's take minutes on 2 cores)."""
     from tqdm.auto import tqdm
 
-    trainings = folds * sum(1 for c in components.values() if c.trains)
+    trainings = sum(len(folds[n]) for n, c in components.items() if c.trains)
     return tqdm(
         total=trainings,
         desc="cross-validating on the examples",
@@ -510,31 +543,91 @@ def choose(
     folds: list,
     config: OfflineConfig,
     stopped: dict[str, list[float]] | None = None,
+    ran: dict[str, int] | None = None,
 ) -> Estimate:
     """Cross-validated accuracy of every single component and of the combination, and the choice among them
-    (the components stopped early, cross_validate's hopeless ones, are not among them)."""
-    per_fold: dict[str, list[float]] = {name: [] for name in [*oof, "combination"]}
-    for train, test in folds:
-        for name, p in oof.items():
-            per_fold[name].append(fold_accuracy(p, y, test))
-        weights = fit_weights({n: p[train] for n, p in oof.items()}, y[train], config.l2)
-        combined = combine({n: p[test] for n, p in oof.items()}, weights)
-        per_fold["combination"].append(float((combined.argmax(1) == y[test]).mean()))
+    (the components stopped early, cross_validate's hopeless ones, are not among them). `ran`: components
+    cross-validated on only the first so many folds (the time budget's cut): their accuracy is on those folds'
+    rows, and the combination, which needs every component on every row, is no candidate."""
+    ran = {n: k for n, k in (ran or {}).items() if n in oof and k < len(folds)}
+    per_fold = {name: [fold_accuracy(p, y, test) for _, test in folds[: ran.get(name)]] for name, p in oof.items()}
+    if not ran:
+        per_fold["combination"] = []
+        for train, test in folds:
+            weights = fit_weights({n: p[train] for n, p in oof.items()}, y[train], config.l2)
+            combined = combine({n: p[test] for n, p in oof.items()}, weights)
+            per_fold["combination"].append(float((combined.argmax(1) == y[test]).mean()))
     means = {name: float(np.mean(accs)) for name, accs in per_fold.items()}
     chosen = pick(means, margin_for(config, len(y)), priors_for(y)) if config.choose == "auto" else config.choose
+    if chosen not in means:
+        from promptclf.core.errors import ConfigError
+
+        raise ConfigError(f"choose={chosen!r}: the time budget left it out or it did not run; raise time_budget=")
     weights = fit_weights(oof, y, config.l2) if chosen == "combination" else {chosen: 1.0}
-    low, high = accuracy_interval(means[chosen], len(y))
+    rows = sum(len(test) for _, test in folds[: ran.get(chosen)])
+    low, high = accuracy_interval(means[chosen], rows)
     return Estimate(
         chosen,
         weights,
         means[chosen],
         float(np.std(per_fold[chosen])),
-        len(folds),
+        len(per_fold[chosen]),
         means,
         low,
         high,
         stopped=dict(stopped or {}),
+        rows=rows if rows < len(y) else 0,
     )
+
+
+def choose_on_validation(probs: dict[str, np.ndarray], y: np.ndarray, config: OfflineConfig, priors: tuple) -> Estimate:
+    """The choice among components trained once on all the examples, by their accuracy on validation rows they
+    were never trained on: the prior (priors_for the examples) unless another single component leads it by more
+    than margin_for that many rows. With a random sample of the texts the leads of the plain similarity and the
+    examples component are no longer the noise they were in cross-validation on a few examples (pick), so every
+    single component is a candidate. The combination's weights are fitted on the validation rows, its accuracy
+    measured on the folds of them it was not fitted on; the interval is the Wilson interval on those rows."""
+    means = {n: float((p.argmax(1) == y).mean()) for n, p in probs.items()}
+    if len(probs) > 1 and can_cross_validate(y, probs[next(iter(probs))].shape[1]):
+        right = 0
+        for train, test in folds_of(y, config.folds, config.seed):
+            weights = fit_weights({n: p[train] for n, p in probs.items()}, y[train], config.l2)
+            right += int((combine({n: p[test] for n, p in probs.items()}, weights).argmax(1) == y[test]).sum())
+        means["combination"] = right / len(y)
+    if config.choose != "auto":
+        chosen = config.choose
+    else:
+        singles = {n: v for n, v in means.items() if n != "combination"}
+        prior = next((n for n in priors if n in singles), None)
+        best = max(singles, key=lambda n: (singles[n], n == prior))
+        chosen = best if prior is None or singles[best] - singles[prior] > margin_for(config, len(y)) else prior
+    if chosen not in means:
+        from promptclf.core.errors import ConfigError
+
+        raise ConfigError(f"choose={chosen!r}: not measured on the validation rows (give 2+ rows of every label)")
+    weights = fit_weights(probs, y, config.l2) if chosen == "combination" else {chosen: 1.0}
+    low, high = wilson_interval(means[chosen], len(y))
+    return Estimate(chosen, weights, means[chosen], candidates=means, low=low, high=high, validation=len(y))
+
+
+def stated_interval(estimate: Estimate, n_examples: int) -> tuple[float, float]:
+    """The interval an estimate states: the Wilson interval on its validation rows, else accuracy_interval on
+    the examples it was measured on."""
+    if estimate.validation:
+        return wilson_interval(estimate.accuracy, estimate.validation)
+    return accuracy_interval(estimate.accuracy, estimate.rows or n_examples)
+
+
+def checked_rows(rows, labels: LabelSet, what: str) -> list[dict]:
+    """[{"text", "label"}] with every label one of `labels` and every text a string (InputError otherwise)."""
+    from promptclf.core.errors import InputError
+
+    checked = []
+    for i, row in enumerate(rows or ()):
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise InputError(f"{what} {i}: give a dict with a text (str) and a label, got {row!r:.80}")
+        checked.append({"text": row["text"], "label": labels.check(row.get("label"), f"{what} {i}")})
+    return checked
 
 
 def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -588,6 +681,7 @@ class OfflineClassifier:
             for i, r in enumerate(examples or ())
         ]
         self.config = config or OfflineConfig()
+        self.validation = checked_rows(self.config.validation, self.labels, "validation row")
         self.progress = progress
         self.unlabeled = unlabeled_sample(unlabeled)
         self.estimate: Estimate | None = None
@@ -605,9 +699,47 @@ class OfflineClassifier:
         return tuple(c for c in WITH_EXAMPLES if c != "setfit" or enough) + self_trained
 
     @property
+    def trained_names(self) -> tuple:
+        """The components this fit trains: `names`, less SetFit where the time budget left it out."""
+        return tuple(n for n in self.names if not (n == "setfit" and self.plan.skip_setfit))
+
+    @property
     def example_labels(self) -> np.ndarray:
         """The examples' labels, as indices into the label set."""
         return np.array([self.labels.index(r["label"]) for r in self.examples], dtype=int)
+
+    @property
+    def plan(self) -> Plan:
+        """What this fit trains within config.time_budget (offline_budget.py), decided before any training."""
+        if not hasattr(self, "_plan"):
+            # The unlabelled texts are not counted: they are the texts being labelled, embedded for that anyway.
+            texts = [r["text"] for r in self.examples + self.validation]
+            self._plan = plan(self.config.time_budget, texts, self._setfit_work(), self.config.choose != "combination")
+        return self._plan
+
+    def _setfit_work(self) -> SetFitWork | None:
+        """SetFit's trainings as _fit_in will run them: once on all the examples with validation rows or too few
+        examples to cross-validate, else once per fold (CROSS_FITTED: no training on all of them)."""
+        if "setfit" not in self.names or not self.examples:
+            return None
+        texts, n = tuple(r["text"] for r in self.examples), len(self.examples)
+        config = SetFitConfig(**self.config.setfit)
+        y = self.example_labels
+        if self.validation or not can_cross_validate(y, len(self.labels)):
+            return SetFitWork(texts, final=(n, len(self.validation)), config=config)
+        folds = tuple((len(train), len(test)) for train, test in folds_of(y, self.config.folds, self.config.seed))
+        return SetFitWork(texts, folds=folds, config=config)
+
+    @property
+    def training_config(self) -> OfflineConfig:
+        """The config the components train with: SetFit's pairs cut where the time budget cut them."""
+        pairs = self.plan.setfit_pairs
+        if pairs is None:
+            return self.config
+        setfit = SetFitConfig(**self.config.setfit)
+        return replace(
+            self.config, setfit={**self.config.setfit, "max_pairs": pairs, "min_pairs": min(setfit.min_pairs, pairs)}
+        )
 
     @property
     def identity(self) -> str:
@@ -619,17 +751,26 @@ class OfflineClassifier:
             # learned from pseudo-labels (pseudo_labels.py), 3 when the automatic choice became the self-trained
             # component or SetFit only (pick), 4 when its margin became margin_for, 5 when SetFit came first from
             # SETFIT_FIRST_FROM examples per label: answers and trained state kept before are not this method's.
+            # The time budget and validation rows come after, only where they change what is trained or chosen,
+            # so a fit they change nothing in keeps its identity.
             version = 5 if self.examples else 1
+            settings = {k: v for k, v in asdict(self.config).items() if k not in NOT_SETTINGS}
+            changes = []
+            if self.plan.cut:
+                changes.append({"time_budget": self.plan.key()})
+            if self.validation:
+                changes.append({"validation": [[r["text"], r["label"]] for r in self.validation]})
             self._identity = method_identity(
                 "offline",
                 version,
-                asdict(self.config),
+                settings,
                 self.names,
                 self.labels.fingerprint(),
                 encoder_identity(),  # the default encoder's, known without loading it
                 self._llm_version(),
                 [[r["text"], r["label"]] for r in self.examples],
                 fingerprint(self.unlabeled) if self.unlabeled else None,
+                *changes,
                 hashed=True,
             )
         return self._identity
@@ -659,56 +800,85 @@ class OfflineClassifier:
         if state.exists():
             self.estimate = Estimate(**json.loads(state.read_text()))
             if self.estimate.accuracy is not None:  # computed on every read: states saved before get today's
-                low, high = accuracy_interval(self.estimate.accuracy, len(y))
-                self.estimate = replace(self.estimate, low=low, high=high)
-        elif can_cross_validate(y, len(self.labels)):
-            if self.progress:
-                log.warning(
-                    "promptclf: cross-validating %s on %d examples (%d folds), once for these examples",
-                    ", ".join(self.names),
-                    len(y),
-                    self.config.folds,
+                self.estimate = replace(
+                    self.estimate, **dict(zip(("low", "high"), stated_interval(self.estimate, len(y))))
                 )
-            candidates = {n: self._component(n) for n in self.names}
-            cv = cross_validate(
-                candidates,
-                self.examples,
-                y,
-                self.config,
-                workdir,
-                self.progress,
-                stop_hopeless=self.config.choose == "auto",
-            )
-            self._fold_models = cv.fold_models
-            self.estimate = choose(cv.oof, y, cv.folds, self.config, cv.stopped)
+        elif self.validation:
+            self._choose_on_validation(workdir)
+        elif can_cross_validate(y, len(self.labels)):
+            self._cross_validate(workdir)
         else:
             defaults = DEFAULT_WEIGHTS if self.examples else ZERO_SHOT_WEIGHTS
             chosen = f"self-trained on {len(self.unlabeled)} unlabelled texts" if self.unlabeled else "combination"
-            self.estimate = Estimate(chosen, {n: defaults.get(n, 1.0) for n in self.names})
+            weights = {n: defaults.get(n, 1.0) for n in self.trained_names}
+            self.estimate = Estimate(chosen, weights, budget=self.plan.to_json())
         used = [n for n, w in self.estimate.weights.items() if w > 0]
-        self.components = {n: self._final(n, workdir) for n in used}
+        self.components = {n: self.components.get(n) or self._final(n, workdir) for n in used}
         if (
             self.estimate.chosen in CALIBRATED
             and self.estimate.accuracy is not None
             and self.estimate.confidence is None
+            and not self.estimate.validation
             and self.unlabeled
         ):
             confidence = self.components[self.estimate.chosen].probabilities(self.unlabeled).max(axis=1).mean()
-            self.estimate = with_confidence(self.estimate, float(confidence), len(self.unlabeled), len(y))
+            rows = self.estimate.rows or len(y)
+            self.estimate = with_confidence(self.estimate, float(confidence), len(self.unlabeled), rows)
         write_atomically(state, json.dumps(asdict(self.estimate), indent=2))
+
+    def _announce(self, doing: str) -> None:
+        if self.progress:
+            cut = f"; {self.plan.describe()}" if self.plan.cut else ""
+            log.warning("promptclf: %s, once for these examples%s", doing, cut)
+
+    def _cross_validate(self, workdir: Path) -> None:
+        y = self.example_labels
+        names = self.trained_names
+        self._announce(f"cross-validating {', '.join(names)} on {len(y)} examples ({self.config.folds} folds)")
+        ran = {"setfit": self.plan.setfit_folds} if self.plan.setfit_folds else {}
+        cv = cross_validate(
+            {n: self._component(n) for n in names},
+            self.examples,
+            y,
+            self.training_config,
+            workdir,
+            self.progress,
+            stop_hopeless=self.config.choose == "auto",
+            ran=ran,
+        )
+        self._fold_models = cv.fold_models
+        self.estimate = replace(choose(cv.oof, y, cv.folds, self.config, cv.stopped, ran), budget=self.plan.to_json())
+
+    def _choose_on_validation(self, workdir: Path) -> None:
+        """Each component trained once on all the examples, chosen and measured on the validation rows."""
+        names = self.trained_names
+        self._announce(
+            f"training {', '.join(names)} on {len(self.examples)} examples, choosing on "
+            f"{len(self.validation)} validation rows"
+        )
+        trained = {n: self._trained_on_all(n, workdir) for n in names}
+        texts = [r["text"] for r in self.validation]
+        y = np.array([self.labels.index(r["label"]) for r in self.validation], dtype=int)
+        probs = {n: c.probabilities(texts) for n, c in trained.items()}
+        estimate = choose_on_validation(probs, y, self.config, priors_for(self.example_labels))
+        self.estimate = replace(estimate, budget=self.plan.to_json())
+        self.components = {n: trained[n] for n, w in estimate.weights.items() if w > 0}
 
     def _final(self, name: str, workdir: Path) -> Component:
         """The cross-fitted fold models where cross-validation made them, else one trained on all examples."""
         if name in self._fold_models:
             return FoldAverage(self._fold_models[name])
-        folds = [fold_dir(workdir, name, k) for k in range(self.estimate.folds)]
+        folds = [fold_dir(workdir, name, k) for k in range(self.estimate.folds_of(name))]
         if folds and all(d is not None and (d / "promptclf.json").exists() for d in folds):
             return FoldAverage([self._component(name).fit([], d) for d in folds])
+        return self._trained_on_all(name, workdir)
+
+    def _trained_on_all(self, name: str, workdir: Path) -> Component:
         if self.progress and name == "setfit" and not (workdir / name / "promptclf.json").exists():
             log.warning(
                 "promptclf: training SetFit on %d examples (%d steps)",
                 len(self.examples),
-                SetFitConfig(**self.config.setfit).steps(len(self.examples)),
+                SetFitConfig(**self.training_config.setfit).steps(len(self.examples)),
             )
         component = self._component(name)
         component.progress = self.progress  # one training: its own steps bar
@@ -721,8 +891,8 @@ class OfflineClassifier:
                 from promptclf.methods.label_similarity import MIN_UNLABELED
 
                 raise ConfigError(f"the {SELF_TRAINED} component needs {MIN_UNLABELED} or more unlabelled texts")
-            return SelfTrainedComponent(self.labels, self.config, self.unlabeled)
-        return COMPONENTS[name](self.labels, self.config)
+            return SelfTrainedComponent(self.labels, self.training_config, self.unlabeled)
+        return COMPONENTS[name](self.labels, self.training_config)
 
     def probabilities(self, texts: Sequence[str], usage: Usage | None = None) -> np.ndarray:
         if self.estimate is None:

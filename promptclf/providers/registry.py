@@ -192,6 +192,10 @@ class OfflineOptions(Options):
     descriptions: dict | None = None
     examples: list[dict] = field(default_factory=list)
     offline: Any = None  # an OfflineConfig, or a dict of its options
+    # Given here, they replace the OfflineConfig's: [{"text", "label"}] rows to choose on (never trained on),
+    # and the seconds of training SetFit is cut to fit (offline_budget.py).
+    validation: list[dict] = field(default_factory=list)
+    time_budget: float | None = None
 
     def resolved(self, spec: ModelSpec, labels: LabelSet) -> OfflineOptions:
         from promptclf.methods.offline import OfflineConfig
@@ -202,10 +206,17 @@ class OfflineOptions(Options):
             if isinstance(self.offline, MultiLabelConfig):
                 return self
             given = {"seed": self.seed, "allow_empty": self.allow_empty, **(self.offline or {})}
+            if self.validation:
+                given["validation"] = list(self.validation)
             return replace(self, offline=MultiLabelConfig.of(given))
-        if isinstance(self.offline, OfflineConfig):
-            return self
-        return replace(self, offline=OfflineConfig(**{"seed": self.seed, **(self.offline or {})}))
+        config = self.offline
+        if not isinstance(config, OfflineConfig):
+            config = OfflineConfig(**{"seed": self.seed, **(config or {})})
+        if self.validation:
+            config = replace(config, validation=list(self.validation))
+        if self.time_budget is not None:
+            config = replace(config, time_budget=self.time_budget)
+        return replace(self, offline=config)
 
 
 @dataclass
