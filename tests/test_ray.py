@@ -292,3 +292,27 @@ def test_the_ray_engine_self_trains_on_the_same_texts_as_the_in_process_path(mon
     )
     in_process = check_input(src, "text", sample_size=SAMPLE).sample
     assert len(in_process) == len(texts) and seen["unlabeled"] == in_process
+
+
+@pytest.mark.ray
+def test_the_default_offline_model_labels_row_for_row_as_on_ray(cluster, tmp_path, sample_rows):
+    texts = [f"{r['text']} ({i})" for i, r in enumerate(sample_rows * 2)]
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"id": range(len(texts)), "text": texts}).to_parquet(src)
+    common = ["--input", str(src), "--labels", ",".join(LABELS), "--no-progress"]
+    assert main(["classify", *common, "--output", str(tmp_path / "here.parquet")]) == 0
+    assert main(["classify", "--engine", "ray", "--actors", "2", *common, "--output", str(tmp_path / "ray")]) == 0
+    here = pd.read_parquet(tmp_path / "here.parquet")
+    on_ray = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "ray").glob("*.parquet"))], ignore_index=True)
+    assert list(on_ray["id"]) == list(here["id"])
+    assert list(on_ray["predicted_label"]) == list(here["predicted_label"])
+
+
+def test_actors_that_compute_never_hold_the_cpu_ray_data_reads_with():
+    from promptclf.integrations.ray import default_num_cpus
+
+    for actors, cpus in [(2, 2), (1, 2), ((1, 3), 2), (4, 16), (1, 1)]:
+        most = actors[1] if isinstance(actors, tuple) else actors
+        each = default_num_cpus(False, actors, cpus)
+        assert each <= 1 and cpus - most * each >= min(1, cpus)
+    assert default_num_cpus(False, 4, 16) == 1 and default_num_cpus(True, 2, 2) == 0.25

@@ -132,14 +132,14 @@ def label_dataset(
     Lazy, like every Ray Data transform: nothing runs until the dataset is consumed (write_parquet, iter_rows).
     Rows keep their other columns; their order follows Ray's `DataContext.execution_options.preserve_order`.
     `rows_per_batch` is the rows each call labels (default: 8 waves of requests for API models, 256 rows for
-    others); an actor finishes one batch before it starts the next. `num_cpus` is what each actor reserves: 1
-    for models that compute here, 0.25 for API models, which wait on the network. `map_options` go to
+    others); an actor finishes one batch before it starts the next. `num_cpus` is what each actor reserves (default:
+    `default_num_cpus`). `map_options` go to
     `map_batches` as they are (e.g. runtime_env, memory, num_gpus).
     """
     ray = require_ray()
     spec = _check_configuration(labels, model, classifier_options)
     if num_cpus is None:
-        num_cpus = 0.25 if spec.is_api else 1
+        num_cpus = default_num_cpus(spec.is_api, actors, ray.cluster_resources().get("CPU", 1))
     if rows_per_batch is None:
         rows_per_batch = default_rows_per_batch(spec.is_api, classifier_options)
     size = dict(min_size=actors[0], max_size=actors[1]) if isinstance(actors, tuple) else dict(size=actors)
@@ -153,6 +153,16 @@ def label_dataset(
         num_cpus=num_cpus,
         **(map_options or {}),
     )
+
+
+def default_num_cpus(is_api: bool, actors: int | tuple[int, int], cluster_cpus: float) -> float:
+    """0.25 for API models, which wait on the network. Models that compute here reserve a CPU each, but the actors
+    together never hold the cluster's last CPU: Ray Data's read and write tasks need one, and with every CPU held
+    by an actor they wait for ever (2 actors on a 2-CPU machine hung)."""
+    if is_api:
+        return 0.25
+    most = actors[1] if isinstance(actors, tuple) else actors
+    return min(1.0, max(cluster_cpus - 1, 0) / most)
 
 
 def default_rows_per_batch(is_api: bool, classifier_options: dict) -> int:
