@@ -64,6 +64,18 @@ def test_setfit_trains_saves_and_loads_identical(few, tmp_path):
     assert {p.source for p in via_string} == {"setfit"}  # the component that answered, not "llm"
 
 
+def test_a_setfit_training_from_python_prints_nothing_unless_asked(few, tmp_path, capfd):
+    """A library call without progress: no dependency bar (transformers' trainer steps, its weight loading and
+    saving) and nothing on stdout; with progress, the steps bar is ours to show."""
+    train, test = few
+    finetune(train, LABELS, out=tmp_path / "quiet", method="setfit", progress=False, **TINY_SETFIT)
+    load_finetuned(tmp_path / "quiet", LABELS).probabilities([r["text"] for r in test[:4]])
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    finetune(train, LABELS, out=tmp_path / "shown", method="setfit", progress=True, **TINY_SETFIT)
+    assert "4/4" in capfd.readouterr().err
+
+
 def test_setfit_budget_scales_with_rows():
     from promptclf.methods.setfit import SetFitConfig
 

@@ -1,7 +1,7 @@
 """Dependency noise a user cannot act on, silenced at its source: warnings about the machine (no accelerator for
 pin_memory, CPU-only bitsandbytes kernels), deprecations inside transformers/peft/setfit, the datasets library's
-`Map` bars, and what a trainer prints on stdout (SetFit's and transformers' training dicts). Our own messages
-and progress bars are not touched."""
+`Map` bars, transformers' bars for loading and saving weights, and what a trainer prints on stdout (SetFit's and
+transformers' training dicts). Our own messages and progress bars are not touched."""
 
 from __future__ import annotations
 
@@ -51,7 +51,12 @@ def quiet_dependencies():
     """For one call into a dependency (a training run, a model load): its warnings filtered, the datasets bars
     off, and its stdout kept off ours (logged at debug level instead)."""
     printed = io.StringIO()
-    with warnings.catch_warnings(), _datasets_bars_off(), contextlib.redirect_stdout(printed):
+    with (
+        warnings.catch_warnings(),
+        _bars_off("datasets"),
+        _bars_off("transformers"),
+        contextlib.redirect_stdout(printed),
+    ):
         filter_warnings()
         yield
     if printed.getvalue().strip():
@@ -59,19 +64,18 @@ def quiet_dependencies():
 
 
 @contextlib.contextmanager
-def _datasets_bars_off():
-    try:
-        from datasets.utils import logging as datasets_logging
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        yield
-        return
-    was_on = datasets_logging.is_progress_bar_enabled()
-    datasets_logging.disable_progress_bar()
+def _bars_off(library: str):
+    """The library's own progress bars off for the block (datasets' `Map`, transformers' `Loading weights`)."""
+    import importlib
+
+    bars = importlib.import_module(f"{library}.utils.logging")
+    was_on = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()
     try:
         yield
     finally:
         if was_on:
-            datasets_logging.enable_progress_bar()
+            bars.enable_progress_bar()
 
 
 def silence_dependencies() -> None:

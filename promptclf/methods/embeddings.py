@@ -11,6 +11,8 @@ import diskcache
 import numpy as np
 from diskcache.core import MODE_PICKLE
 
+from promptclf.core.quiet import quiet_dependencies
+
 
 def minilm_path() -> Path:
     try:
@@ -28,8 +30,9 @@ class Encoder:
         from transformers import AutoModel, AutoTokenizer
 
         self.path = Path(path) if path else minilm_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModel.from_pretrained(self.path).eval()
+        with quiet_dependencies():  # transformers' "Loading weights" bar
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.model = AutoModel.from_pretrained(self.path).eval()
         self.batch_size, self.max_length = batch_size, max_length
         self._torch = torch
         self._identity = encoder_identity(self.path, max_length)  # read with the model: the property reads nothing

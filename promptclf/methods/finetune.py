@@ -22,6 +22,7 @@ from promptclf.core.files import write_atomically
 from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Outcome, from_probabilities
+from promptclf.core.quiet import quiet_dependencies
 from promptclf.core.usage import Usage
 
 log = logging.getLogger("promptclf")
@@ -124,13 +125,14 @@ def load_base(config: FineTuneConfig, labels: LabelSet, multi_label: bool = Fals
         kwargs["problem_type"] = "multi_label_classification"
     elif torch.cuda.is_available():
         kwargs["dtype"] = torch.bfloat16
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels.names)),
-        label2id={n: i for i, n in enumerate(labels.names)},
-        **kwargs,
-    )
+    with quiet_dependencies():  # transformers' "Loading weights" bar
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels.names)),
+            label2id={n: i for i, n in enumerate(labels.names)},
+            **kwargs,
+        )
     model.config.pad_token_id = tokenizer.pad_token_id  # decoder heads find each row's last real token by it
     return model, tokenizer, arch
 
@@ -424,8 +426,9 @@ class FineTunedMethod:
         import transformers
 
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)  # the adapter, and the head through modules_to_save
-        self.tokenizer.save_pretrained(out)
+        with quiet_dependencies():  # transformers' "Writing model shards" bar
+            self.model.save_pretrained(out)  # the adapter, and the head through modules_to_save
+            self.tokenizer.save_pretrained(out)
         meta = {
             "format": 1,
             "labels": self.labels.to_json(),
@@ -452,7 +455,8 @@ class FineTunedMethod:
         model, tokenizer, _ = load_base(config, saved, multi_label)
         if trainable:
             model = prepare_for_training(model, config)
-        model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
+        with quiet_dependencies():
+            model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
         keep_4bit_weights_trainable(model)
         return cls(
             model, tokenizer, saved, config, path=path, multi_label=multi_label, threshold=meta.get("threshold", 0.5)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from promptclf.cache.store import home
 from promptclf.core.errors import ConfigError
+from promptclf.core.quiet import quiet_dependencies
 
 log = logging.getLogger("promptclf")
 
@@ -57,14 +58,16 @@ def _convert_gguf(gguf_file: Path, target: Path) -> None:
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     kwargs = dict(gguf_file=gguf_file.name)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=torch.float32, **kwargs)
+    with quiet_dependencies():
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=torch.float32, **kwargs)
     # The weights are de-quantised to float32 on load; drop the GGUF marker so they can be saved as such.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    with quiet_dependencies():
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     os.replace(tmp, target)
     log.warning("promptclf: converted in %.0fs", time.perf_counter() - started)
 
@@ -94,8 +97,9 @@ def load_causal_lm(path: str, quantize: str | None = None):
     directory = embedded_model_dir() if path == EMBEDDED else Path(path).expanduser()
     if not directory.exists():
         raise ConfigError(f"local model {path!r}: no such directory")
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory).eval()
+    with quiet_dependencies():
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        model = AutoModelForCausalLM.from_pretrained(directory).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if quantize == "int8":

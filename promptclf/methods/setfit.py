@@ -77,7 +77,7 @@ def train_setfit(
     one with the best micro-F1 on `dev_rows` when given. Single-label training takes no dev rows."""
     from datasets import Dataset
     from setfit import Trainer, TrainingArguments
-    from transformers import set_seed
+    from transformers import ProgressCallback, set_seed
 
     config = SetFitConfig(**options)
     labels = LabelSet.of(labels)
@@ -98,7 +98,8 @@ def train_setfit(
     head = {"C": config.head_c, "max_iter": 2000}
     if multi_label:
         head["class_weight"] = "balanced"
-    model = _new_model(_body_path(config.base), head, multi_label)
+    with quiet_dependencies():
+        model = _new_model(_body_path(config.base), head, multi_label)
     if config.max_length:  # set on the body: SetFit's own max_length reaches only a differentiable head
         model.model_body.max_seq_length = config.max_length
     steps = config.steps(len(train_rows))
@@ -122,6 +123,8 @@ def train_setfit(
         trainer = Trainer(
             model=model, args=args, train_dataset=data, metric=_subset_accuracy if multi_label else _accuracy
         )
+        if not progress:  # SetFit's show_progress_bar does not reach the steps bar of the trainer it runs
+            trainer.remove_callback(ProgressCallback)
         trainer.train()
     method = SetFitMethod(model, labels, config, path=Path(out) if out else None, multi_label=multi_label)
     if multi_label and dev_rows:
@@ -205,7 +208,8 @@ class SetFitMethod:
         import setfit
 
         out.mkdir(parents=True, exist_ok=True)
-        self.model.model_body.save(str(out), create_model_card=False, safe_serialization=True)
+        with quiet_dependencies():
+            self.model.model_body.save(str(out), create_model_card=False, safe_serialization=True)
         save_head(self.model.model_head, out, self.model.normalize_embeddings)
         meta = {
             "format": 2,
@@ -228,7 +232,8 @@ class SetFitMethod:
         from setfit import SetFitModel
 
         head, settings = load_head(Path(path))
-        model = SetFitModel(model_body=_encoder(path, safetensors_only=True), model_head=head, **settings)
+        with quiet_dependencies():
+            model = SetFitModel(model_body=_encoder(path, safetensors_only=True), model_head=head, **settings)
         return cls(
             model,
             LabelSet.from_json(meta["labels"]),
