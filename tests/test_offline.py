@@ -297,12 +297,11 @@ def test_the_automatic_choice_stops_setfit_and_a_chosen_combination_does_not(few
     monkeypatch.setattr(
         offline, "SelfTrainedComponent", lambda labels, config, unlabeled: kinds[SELF_TRAINED](labels, config)
     )
-    auto = OfflineClassifier(LABELS, train, OfflineConfig(components=("setfit", SELF_TRAINED)), unlabeled=texts).fit()
+    unlimited = {"components": ("setfit", SELF_TRAINED), "time_budget": None}  # the budget would cut SetFit's folds
+    auto = OfflineClassifier(LABELS, train, OfflineConfig(**unlimited), unlabeled=texts).fit()
     assert auto.estimate.stopped == {"setfit": []} and not kinds["setfit"].fits
     assert "setfit stopped after 0 of 3 folds" in auto.estimate.describe()
-    asked = OfflineClassifier(
-        LABELS, train, OfflineConfig(components=("setfit", SELF_TRAINED), choose="combination"), unlabeled=texts
-    ).fit()
+    asked = OfflineClassifier(LABELS, train, OfflineConfig(**unlimited, choose="combination"), unlabeled=texts).fit()
     assert not asked.estimate.stopped and len(kinds["setfit"].fits) == 3
     assert set(asked.estimate.candidates) == {"setfit", SELF_TRAINED, "combination"}
 
@@ -673,7 +672,7 @@ def test_self_training_with_examples_learns_from_the_examples_and_the_texts(ag_u
 # --- the time budget and validation rows ----------------------------------------------------------------
 
 
-# TINY_SETFIT with room to cut pairs (2 x 10 pairs a row: 220 on 11 rows, above MIN_SETFIT_PAIRS); planned, never trained
+# TINY_SETFIT with room to cut pairs (2 x 10 pairs a row: 220 on 11 rows, above its min_pairs); planned, never trained
 CUTTABLE_SETFIT = {**TINY_SETFIT, "iterations": 10, "max_pairs": 256}
 
 
@@ -688,11 +687,12 @@ def tiny_setfit_work(rows, folds=3):
 
 
 def test_the_plan_cuts_setfits_folds_then_its_pairs_then_setfit_itself_as_the_budget_shrinks(few):
-    from promptclf.methods.offline_budget import LOAD_S, MIN_SETFIT_PAIRS, encode_s, plan
+    from promptclf.methods.offline_budget import LOAD_S, encode_s, plan
 
     train, _ = few
     texts = [r["text"] for r in train]
     work = tiny_setfit_work(train)
+    fewest = work.config.min_pairs  # SetFit is never cut below the fewest pairs it is configured to train
     base = LOAD_S + encode_s(texts)
     uncut = plan(None, texts, work, can_cut_folds=True)
     assert not uncut.cut and uncut.key() is None and uncut.seconds == pytest.approx(base + work.seconds())
@@ -704,18 +704,43 @@ def test_the_plan_cuts_setfits_folds_then_its_pairs_then_setfit_itself_as_the_bu
     assert one_fold.setfit_folds == 1 and one_fold.setfit_pairs is None
     assert "setfit cross-validated on 1 of 3 folds" in one_fold.describe()
 
-    fewer_pairs = plan(base + work.seconds(1, MIN_SETFIT_PAIRS) + 0.01, texts, work, True)
-    assert fewer_pairs.setfit_folds == 1 and MIN_SETFIT_PAIRS <= fewer_pairs.setfit_pairs < one_fold.configured_pairs
+    fewer_pairs = plan(base + work.seconds(1, fewest) + 0.01, texts, work, True)
+    assert fewer_pairs.setfit_folds == 1 and fewest <= fewer_pairs.setfit_pairs < one_fold.configured_pairs
     assert fewer_pairs.seconds <= fewer_pairs.budget and "setfit's pairs cut to" in fewer_pairs.describe()
     # the combination needs SetFit on every fold: only its pairs are cut, on all three
-    all_folds = plan(base + work.seconds(None, MIN_SETFIT_PAIRS) + 0.01, texts, work, can_cut_folds=False)
+    all_folds = plan(base + work.seconds(None, fewest) + 0.01, texts, work, can_cut_folds=False)
     assert all_folds.setfit_folds is None and all_folds.setfit_pairs is not None
 
+    assert plan(base + work.seconds(1, fewest) - 0.01, texts, work, True).skip_setfit  # fewer pairs: left out
     left_out = plan(base + 0.01, texts, work, True)
     assert left_out.skip_setfit and "setfit left out" in left_out.describe()
     assert len({str(p.key()) for p in (one_fold, fewer_pairs, left_out)}) == 3
     with pytest.raises(Exception, match="time_budget=0"):
         plan(0, texts, work, True)
+
+
+def test_each_setfit_training_is_given_its_planned_time_and_some_slack_and_none_without_a_budget(few):
+    from promptclf.methods.offline_budget import STOP_SLACK
+
+    train, _ = few
+    budgeted = OfflineClassifier(LABELS, train, OfflineConfig(components=("setfit",), setfit=CUTTABLE_SETFIT))
+    work = budgeted._setfit_work()
+    longest = max(work.training_s(n, scored, None) for n, scored in work.folds)
+    assert budgeted.training_config.setfit["stop_after"] == pytest.approx(STOP_SLACK * longest)
+    unlimited = OfflineConfig(components=("setfit",), setfit=CUTTABLE_SETFIT, time_budget=None)
+    assert "stop_after" not in OfflineClassifier(LABELS, train, unlimited).training_config.setfit
+    assert budgeted.identity == OfflineClassifier(LABELS, train, unlimited).identity  # the guard is not a setting
+
+
+def test_a_setfit_training_past_its_time_stops_its_steps_says_so_and_still_labels(few, tmp_path, caplog):
+    train, test = few
+    trained = finetune(
+        train, LABELS, out=tmp_path / "sf", method="setfit", progress=False, **TINY_SETFIT, stop_after=1e-3
+    )
+    metrics = json.loads((tmp_path / "sf" / "promptclf.json").read_text())["metrics"]
+    assert metrics["steps"] == 4 and metrics["steps_run"] == 1  # stopped at the end of its first step
+    assert "SetFit stopped after 1 of 4 steps" in caplog.text
+    assert trained.probabilities([r["text"] for r in test[:3]]).shape == (3, len(LABELS))
 
 
 def test_longer_texts_cost_more_and_setfits_share_grows_with_the_examples(few, sample_rows):

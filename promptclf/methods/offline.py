@@ -52,7 +52,7 @@ from promptclf.core.identity import method_identity
 from promptclf.core.labels import LabelSet
 from promptclf.core.methods import Failure, Outcome, Prediction, from_probabilities
 from promptclf.core.usage import Usage
-from promptclf.methods.offline_budget import DEFAULT_TIME_BUDGET, Plan, SetFitWork, plan
+from promptclf.methods.offline_budget import DEFAULT_TIME_BUDGET, STOP_SLACK, Plan, SetFitWork, plan
 from promptclf.methods.setfit import SetFitConfig
 
 log = logging.getLogger("promptclf")
@@ -732,14 +732,15 @@ class OfflineClassifier:
 
     @property
     def training_config(self) -> OfflineConfig:
-        """The config the components train with: SetFit's pairs cut where the time budget cut them."""
-        pairs = self.plan.setfit_pairs
-        if pairs is None:
-            return self.config
-        setfit = SetFitConfig(**self.config.setfit)
-        return replace(
-            self.config, setfit={**self.config.setfit, "max_pairs": pairs, "min_pairs": min(setfit.min_pairs, pairs)}
-        )
+        """The config the components train with: SetFit's pairs cut where the time budget cut them, and within a
+        budget each SetFit training's steps stopped at STOP_SLACK times its estimate (setfit.py's stop_after)."""
+        setfit = dict(self.config.setfit)
+        if self.plan.setfit_pairs is not None:
+            fewest = SetFitConfig(**setfit).min_pairs
+            setfit.update(max_pairs=self.plan.setfit_pairs, min_pairs=min(fewest, self.plan.setfit_pairs))
+        if self.plan.budget is not None and self.plan.setfit_training and "stop_after" not in setfit:
+            setfit["stop_after"] = STOP_SLACK * self.plan.setfit_training
+        return self.config if setfit == self.config.setfit else replace(self.config, setfit=setfit)
 
     @property
     def identity(self) -> str:

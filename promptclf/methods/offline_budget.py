@@ -4,8 +4,9 @@ minutes, where the whole would not fit.
 
 The cuts, in order, each only as far as needed: SetFit cross-validated on fewer of the folds (its fold models
 are its final model, so one fold means one training, scored on that fold's rows; only where the automatic choice
-decides, since the combination needs every component on every fold), then fewer training pairs (down to
-MIN_SETFIT_PAIRS), then SetFit left out. The other components cost seconds (embedding the texts) and are
+decides, since the combination needs every component on every fold), then fewer training pairs (down to the
+fewest it is configured to train, SetFitConfig.min_pairs: 160, the fewest benchmarks/few_labels.py measured it
+with), then SetFit left out. The other components cost seconds (embedding the texts) and are
 never cut. The plan depends only on the texts, the settings and the budget, so it is part of the trained
 state's identity where it cuts something, and only then.
 """
@@ -27,28 +28,27 @@ from promptclf.methods.setfit import SetFitConfig
 # labelling included (issue 27).
 DEFAULT_TIME_BUDGET = 100.0
 
-# The cost model's constants, in seconds of 2 CPU cores of the development machine (an x86-64 VM, torch 2.13 CPU).
-# SetFit's are fitted (least squares, non-negative) to the cross-validation times that benchmarks/few_labels.py
-# recorded there for its 60 cells with 8-64 examples a class on five data sets (`python
-# benchmarks/offline_budget.py --fit-costs`): a token of a step costs 0.41 ms plus 0.63 µs per token of the
-# length the batch is padded to (attention: 0.46 ms a token for AG News' 75, 0.57 ms for IMDb's 256); each
-# cell's recorded time is 0.65 to 2.06 times the model's (median 1.02, 0.95 to 1.16 by data set; one term
-# alone: 0.74 on TREC to 1.11 on IMDb). Measured directly on AG News while others loaded the machine (`--costs`:
-# CPU seconds of one thread, load 16), a step token took 1.64 ms, an encoder token 1.48 ms and a SetFit
-# training's fixed part 8.5 s: the encoder's and the fixed costs are those, scaled by 0.55 / 1.64 (the
-# one-term fit over that measurement).
+# The cost model's constants, in wall seconds of the development machine's 2 CPU cores (an x86-64 VM shared with
+# other work, AVX2, torch 2.13 CPU), measured there on 2026-12-07 with nothing else running
+# (`python benchmarks/offline_budget.py --costs`, results/offline_budget/costs-2026-12-07.jsonl, and whole SetFit
+# trainings of 1 and 10 steps on 8 examples a class): a SetFit step token took 0.8-1.6 ms on AG News (75 tokens
+# padded; 1.3 typical) and 1.24-1.44 ms on IMDb (256), the same machine's speed moving by up to 2x from minute to
+# minute; the encoder's forward pass 0.4 ms a token on IMDb's long texts, 0.6-0.9 ms on short ones. The step
+# constants are the typical figures; what the estimate misses on a slower minute, STOP_SLACK bounds. (The
+# constants fitted before to benchmarks/few_labels.py's recorded cross-validation times, 0.41 ms + 0.63 µs per
+# padded token, were half of what the machine does now: a 100 s budget took 190 s on AG News.)
 CHARS_PER_TOKEN = 4.0  # MiniLM's tokenizer: 4.27 characters a token on AG News; fewer counts more tokens
 ENCODE_S_PER_TOKEN = 0.5e-3  # the encoder's forward pass, per token, batched by length
-SETFIT_S_PER_TOKEN = 0.41e-3  # a SetFit step, per token of each text of each pair: forward and backward
-SETFIT_S_PER_TOKEN_PER_LENGTH = 0.63e-6  # and per token of the padded length, per such token
-SETFIT_SETUP_S = 3.0  # per SetFit training: a fresh encoder, SetFit's trainer, the head's fit
+SETFIT_S_PER_TOKEN = 1.2e-3  # a SetFit step, per token of each text of each pair: forward and backward
+SETFIT_S_PER_TOKEN_PER_LENGTH = 0.5e-6  # and per token of the padded length, per such token (the attention)
+SETFIT_SETUP_S = 2.0  # per SetFit training: a fresh encoder, SetFit's trainer, the head's fit
 LOAD_S = 5.0  # once per fit: loading the encoder
-ENCODER_TOKENS = 256  # MiniLM's own max_length (SetFit's and the embedding components')
 
-# Fewest training pairs SetFit is cut to before it is left out: 4 steps of 16 pairs (SetFitConfig's floor
-# is 160; below a few dozen pairs the encoder barely moves from its start and the head is trained on the
-# plain embeddings, which the examples component already does).
-MIN_SETFIT_PAIRS = 64
+# A SetFit training's steps stop once it has run this many times its estimate (setfit.py, stop_after): the
+# estimate is of a typical minute, and the shared machine can be twice as slow. Only such a run is cut by the
+# clock (so the trained model depends on the machine's speed only there), and the run says so.
+STOP_SLACK = 1.5
+ENCODER_TOKENS = 256  # MiniLM's own max_length (SetFit's and the embedding components')
 
 
 def tokens(text: str, cap: int = ENCODER_TOKENS) -> int:
@@ -92,12 +92,18 @@ class SetFitWork:
         head = (n_rows + n_scored) * self.mean_tokens() * ENCODE_S_PER_TOKEN  # embedding for the head, scoring
         return SETFIT_SETUP_S + steps * per_step + head
 
+    def trainings(self, n_folds: int | None = None) -> list[tuple]:
+        """(rows trained on, rows scored) of each training: on the first n_folds folds (None: all)."""
+        trainings = list(self.folds[:n_folds] if n_folds is not None else self.folds)
+        return trainings + ([self.final] if self.final is not None else [])
+
     def seconds(self, n_folds: int | None = None, max_pairs: int | None = None) -> float:
         """The trainings' time: on the first n_folds folds (None: all), each with at most max_pairs pairs."""
-        trainings = list(self.folds[:n_folds] if n_folds is not None else self.folds)
-        if self.final is not None:
-            trainings.append(self.final)
-        return sum(self.training_s(n, scored, max_pairs) for n, scored in trainings)
+        return sum(self.training_s(n, scored, max_pairs) for n, scored in self.trainings(n_folds))
+
+    def longest(self, n_folds: int | None = None, max_pairs: int | None = None) -> float:
+        """The longest one training's time."""
+        return max((self.training_s(n, scored, max_pairs) for n, scored in self.trainings(n_folds)), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class Plan:
     budget: float | None
     seconds: float
     uncut: float
+    setfit_training: float = 0.0  # the estimate of SetFit's longest training as planned (0: none)
     setfit_folds: int | None = None
     setfit_pairs: int | None = None
     skip_setfit: bool = False
@@ -171,26 +178,38 @@ def plan(
     if setfit is None:
         return Plan(budget, base, base)
     uncut = base + setfit.seconds()
-    configured = max((setfit.pairs(n, None) for n, _ in (*setfit.folds, *filter(None, [setfit.final]))), default=0)
+    configured = max((setfit.pairs(n, None) for n, _ in setfit.trainings()), default=0)
     common = {"budget": budget, "uncut": uncut, "folds": len(setfit.folds), "configured_pairs": configured}
     if budget is None or uncut <= budget:
-        return Plan(seconds=uncut, **common)
+        return Plan(seconds=uncut, setfit_training=setfit.longest(), **common)
     n_folds = len(setfit.folds)
     fewer_folds = range(n_folds - 1, 0, -1) if can_cut_folds and n_folds > 1 else ()
     for folds in fewer_folds:
         if base + setfit.seconds(folds) <= budget:
-            return Plan(seconds=base + setfit.seconds(folds), setfit_folds=folds, **common)
+            return Plan(
+                seconds=base + setfit.seconds(folds),
+                setfit_training=setfit.longest(folds),
+                setfit_folds=folds,
+                **common,
+            )
     folds = 1 if fewer_folds else None
     pairs = _most_pairs(budget - base, setfit, folds, configured)
     if pairs is None:
         return Plan(seconds=base, skip_setfit=True, **common)
-    return Plan(seconds=base + setfit.seconds(folds, pairs), setfit_folds=folds, setfit_pairs=pairs, **common)
+    return Plan(
+        seconds=base + setfit.seconds(folds, pairs),
+        setfit_training=setfit.longest(folds, pairs),
+        setfit_folds=folds,
+        setfit_pairs=pairs,
+        **common,
+    )
 
 
 def _most_pairs(seconds: float, setfit: SetFitWork, folds: int | None, configured: int) -> int | None:
-    """The most pairs a training (a multiple of the batch size, at least MIN_SETFIT_PAIRS) within `seconds`."""
-    batch = setfit.config.batch_size
-    for pairs in range(configured - configured % batch, MIN_SETFIT_PAIRS - 1, -batch):
-        if setfit.seconds(folds, pairs) <= seconds:
+    """The most pairs a training (a multiple of the batch size, at least the configured min_pairs) within
+    `seconds`."""
+    batch, fewest = setfit.config.batch_size, setfit.config.min_pairs
+    for pairs in range(configured - configured % batch, fewest - 1, -batch):
+        if pairs >= fewest and setfit.seconds(folds, pairs) <= seconds:
             return pairs
     return None

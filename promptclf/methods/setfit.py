@@ -43,6 +43,9 @@ class SetFitConfig:
     head_c: float = 1.0
     max_length: int | None = None  # tokens per text, in training and labelling; None: the encoder's own (256)
     seed: int = 0
+    # Seconds after which the encoder's training stops at the end of its step (the head is still fitted); None: it
+    # runs every step. The offline model's time budget sets it (offline_budget.STOP_SLACK).
+    stop_after: float | None = None
 
     def steps(self, n_rows: int) -> int:
         pairs = min(max(2 * self.iterations * n_rows, self.min_pairs), self.max_pairs)
@@ -125,15 +128,52 @@ def train_setfit(
         )
         if not progress:  # SetFit's show_progress_bar does not reach the steps bar of the trainer it runs
             trainer.remove_callback(ProgressCallback)
+        clock = _stop_after(config.stop_after)
+        trainer.add_callback(clock)
         trainer.train()
+    if clock.stopped_at is not None:
+        log.warning(
+            "promptclf: SetFit stopped after %d of %d steps: its %.0fs of the time budget ran out (the machine ran "
+            "slower than the budget's estimate)",
+            clock.stopped_at,
+            steps,
+            config.stop_after,
+        )
     method = SetFitMethod(model, labels, config, path=Path(out) if out else None, multi_label=multi_label)
     if multi_label and dev_rows:
         method.threshold = _dev_threshold(method, dev_rows, labels, np.asarray(y))
     if out:
         method.save(
-            Path(out), {"train_seconds": time.perf_counter() - started, "train_rows": len(train_rows), "steps": steps}
+            Path(out),
+            {
+                "train_seconds": time.perf_counter() - started,
+                "train_rows": len(train_rows),
+                "steps": steps,
+                "steps_run": clock.stopped_at or steps,
+            },
         )
     return method
+
+
+def _stop_after(seconds: float | None):
+    """A trainer callback that stops the training at the end of the step during which `seconds` have passed since
+    it began (`stopped_at`: that step; None where it ran every step)."""
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        stopped_at: int | None = None
+        deadline: float | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.deadline = None if seconds is None else time.monotonic() + seconds
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.deadline is not None and time.monotonic() > self.deadline and state.global_step < state.max_steps:
+                control.should_training_stop = True
+                self.stopped_at = state.global_step
+            return control
+
+    return StopAfter()
 
 
 def _dev_threshold(method: SetFitMethod, dev_rows: Sequence[dict], labels: LabelSet, train_y: np.ndarray) -> float:
