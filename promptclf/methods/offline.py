@@ -344,7 +344,11 @@ class Estimate:
                 f"(each component trained once on the examples){interval}{cut}"
             )
         measured = self.accuracy if self.confidence is None else self.cross_validated
-        cv = f"cross-validated accuracy {measured:.3f} ± {self.spread:.3f} over {self.folds} folds of the examples"
+        cv = (
+            f"cross-validated accuracy {measured:.3f} ± {self.spread:.3f} over {self.folds} folds of the examples"
+            if self.folds != 1
+            else f"accuracy {measured:.3f} on the held-out fold of the examples"  # one fold: no spread to give
+        )
         stopped = "".join(
             f"; {name} stopped after {len(accs)} of {self.folds_of(name)} folds"
             f"{f' ({np.mean(accs):.3f})' if accs else ''}: it could not be chosen"
