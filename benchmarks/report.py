@@ -268,6 +268,24 @@ def multi_label(folder: Path) -> str:
     )
 
 
+def few_labels_mean(replayed: list[dict], cells: list[dict]) -> str:
+    """The few_labels mean under the budget: each cell's accuracy after as replayed where that is known, else as
+    trained (`--few-labels`), and the cells still unknown."""
+    trained = {c["cell"]: c for c in cells}
+    after = {
+        r["cell"]: r["after"] if r["after"] is not None else trained.get(r["cell"], {}).get("after") for r in replayed
+    }
+    known = [r for r in replayed if after[r["cell"]] is not None]
+    unknown = [r["cell"] for r in replayed if after[r["cell"]] is None]
+    return (
+        f"The few_labels mean under the budget, each cell's accuracy after as replayed where it is exact or "
+        f"approximate and as trained where replay cannot tell ({sum(r['after'] is None for r in known)} cells): over "
+        f"{len(known)} of {len(replayed)} cells, **{sum(r['before'] for r in known) / len(known):.3f} before, "
+        f"{sum(after[r['cell']] for r in known) / len(known):.3f} after**"
+        + (f"; not known: {', '.join(unknown)}." if unknown else ".")
+    )
+
+
 def offline_budget(folder: Path) -> str:
     """benchmarks/offline_budget.py's timed runs (before and after side by side), its few_labels cells and the
     cost model's measurements, as kept."""
@@ -335,6 +353,8 @@ def offline_budget(folder: Path) -> str:
                 for r in cut
             ),
         ]
+    if replayed and cells:
+        lines += ["", few_labels_mean(replayed, cells)]
     if costs:
         lines += ["", "The cost model's measurements (`--costs`):", "", "```"]
         lines += [json.dumps(c) for c in costs] + ["```"]
