@@ -39,6 +39,25 @@ def price_of(model: str, prices: dict | None = None) -> tuple[float, float] | No
     return None
 
 
+# What a run spends and meets, added up when one run's Usage is absorbed into another's (not `items`: who absorbs
+# counts its own; not `wall_s`: runs overlap).
+SPENT = (
+    "requests",
+    "retries",
+    "reasks",
+    "repaired",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_hits",
+    "fallback",
+    "failed",
+    "failed_requests",
+    "answered_locally",
+    "escalated",
+    "compute_s",
+)
+
+
 @dataclass
 class Usage:
     """Counters for one run. Thread-safe: batches running in parallel add to the same object."""
@@ -85,26 +104,7 @@ class Usage:
 
     def absorb(self, other: Usage) -> None:
         """Add the calls, tokens and compute of another run (e.g. one Classifier.predict) to this one."""
-        self.add(
-            **{
-                name: getattr(other, name)
-                for name in (
-                    "requests",
-                    "retries",
-                    "reasks",
-                    "repaired",
-                    "prompt_tokens",
-                    "completion_tokens",
-                    "cache_hits",
-                    "fallback",
-                    "failed",
-                    "failed_requests",
-                    "answered_locally",
-                    "escalated",
-                    "compute_s",
-                )
-            }
-        )
+        self.add(**{name: getattr(other, name) for name in SPENT})
 
     @property
     def cost_usd(self) -> float | None:

@@ -9,25 +9,13 @@ import time
 from pathlib import Path
 
 from promptclf.core.errors import ConfigError, MissingFileError
-from promptclf.core.usage import Usage
+from promptclf.core.usage import SPENT, Usage
 from promptclf.providers.registry import parse_model
 from promptclf.workflows.batch_labeller import BatchLabeller
 
 INSTALL = 'pip install "promptclf[ray]"'
 # What each batch adds to the tally. wall_s is left out: actors overlap, the driver times the run.
-COUNTERS = (
-    "items",
-    "requests",
-    "retries",
-    "reasks",
-    "repaired",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_hits",
-    "fallback",
-    "failed",
-    "compute_s",
-)
+COUNTERS = ("items", *SPENT)
 
 
 def require_ray():
