@@ -64,16 +64,24 @@ def test_setfit_trains_saves_and_loads_identical(few, tmp_path):
     assert {p.source for p in via_string} == {"setfit"}  # the component that answered, not "llm"
 
 
-def test_a_setfit_training_from_python_prints_nothing_unless_asked(few, tmp_path, capfd):
-    """A library call without progress: no dependency bar (transformers' trainer steps, its weight loading and
-    saving) and nothing on stdout; with progress, the steps bar is ours to show."""
+def test_a_setfit_training_prints_no_dependency_bar_unless_asked_and_stops_when_its_time_is_up(
+    few, tmp_path, capfd, caplog
+):
+    """From Python without progress: no dependency bar (the trainer's steps, transformers' weight loading and
+    saving) and nothing on stdout. Past its stop_after seconds the encoder's training stops at the end of its step,
+    says so, keeps the steps it ran, and still labels. (One test: each SetFit training costs seconds.)"""
     train, test = few
-    finetune(train, LABELS, out=tmp_path / "quiet", method="setfit", progress=False, **TINY_SETFIT)
-    load_finetuned(tmp_path / "quiet", LABELS).probabilities([r["text"] for r in test[:4]])
+    finetune(train, LABELS, out=tmp_path / "quiet", method="setfit", progress=False, **TINY_SETFIT, stop_after=1e-3)
+    trained = load_finetuned(tmp_path / "quiet", LABELS)
+    assert trained.probabilities([r["text"] for r in test[:3]]).shape == (3, len(LABELS))
     out, err = capfd.readouterr()
-    assert out == "" and err == ""
-    finetune(train, LABELS, out=tmp_path / "shown", method="setfit", progress=True, **TINY_SETFIT)
-    assert "4/4" in capfd.readouterr().err
+    bars = ("Loading weights", "Writing model shards", "it/s]", "s/it]", "%|")
+    assert out == "" and not [bar for bar in bars if bar in err], err
+    metrics = json.loads((tmp_path / "quiet" / "promptclf.json").read_text())["metrics"]
+    assert metrics["steps"] == 4 and metrics["steps_run"] == 1  # stopped at the end of its first step
+    assert "SetFit stopped after 1 of 4 steps" in caplog.text
+    finetune(train, LABELS, out=tmp_path / "shown", method="setfit", progress=True, **TINY_SETFIT, stop_after=1e-3)
+    assert "/4 [" in capfd.readouterr().err  # also after a CLI run in this process set transformers' logging to ERROR
 
 
 def test_setfit_budget_scales_with_rows():
@@ -730,17 +738,6 @@ def test_each_setfit_training_is_given_its_planned_time_and_some_slack_and_none_
     unlimited = OfflineConfig(components=("setfit",), setfit=CUTTABLE_SETFIT, time_budget=None)
     assert "stop_after" not in OfflineClassifier(LABELS, train, unlimited).training_config.setfit
     assert budgeted.identity == OfflineClassifier(LABELS, train, unlimited).identity  # the guard is not a setting
-
-
-def test_a_setfit_training_past_its_time_stops_its_steps_says_so_and_still_labels(few, tmp_path, caplog):
-    train, test = few
-    trained = finetune(
-        train, LABELS, out=tmp_path / "sf", method="setfit", progress=False, **TINY_SETFIT, stop_after=1e-3
-    )
-    metrics = json.loads((tmp_path / "sf" / "promptclf.json").read_text())["metrics"]
-    assert metrics["steps"] == 4 and metrics["steps_run"] == 1  # stopped at the end of its first step
-    assert "SetFit stopped after 1 of 4 steps" in caplog.text
-    assert trained.probabilities([r["text"] for r in test[:3]]).shape == (3, len(LABELS))
 
 
 def test_longer_texts_cost_more_and_setfits_share_grows_with_the_examples(few, sample_rows):

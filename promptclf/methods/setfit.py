@@ -126,8 +126,11 @@ def train_setfit(
         trainer = Trainer(
             model=model, args=args, train_dataset=data, metric=_subset_accuracy if multi_label else _accuracy
         )
-        if not progress:  # SetFit's show_progress_bar does not reach the steps bar of the trainer it runs
-            trainer.remove_callback(ProgressCallback)
+        # SetFit's show_progress_bar does not reach the steps bar of the trainer it runs, which shows one only while
+        # transformers' logging is at WARNING or below (the CLI sets it to ERROR): the bar is there iff asked for.
+        trainer.pop_callback(ProgressCallback)
+        if progress:
+            trainer.add_callback(ProgressCallback)
         clock = _stop_after(config.stop_after)
         trainer.add_callback(clock)
         trainer.train()
