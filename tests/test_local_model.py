@@ -74,6 +74,7 @@ def test_shared_prefix_is_computed_once_and_scores_the_same(scorer, sample_rows)
     assert second.prompt_tokens == len(ids[2]) + len(ids[3]) - 2 * shared  # the prefix's KV cache reused
 
 
+@pytest.mark.slow  # 21 s: the default run keeps the zero-shot path through classify and the scoring equivalence
 def test_default_model_labels_ag_news_well_above_chance(sample_rows, cache_dir):
     pool, test = sample_rows[:90], sample_rows[90:]
     clf = Classifier(LABELS, "local", examples=pool, cache=cache_dir)
