@@ -40,6 +40,14 @@ def recorded(cells: list[dict], keys: tuple[str, ...]) -> str:
     return ", ".join(values) if values else NOT_RECORDED
 
 
+def date_fact(cells: list[dict], folder: Path) -> tuple[str, str]:
+    """The facts table's date row: the dates the cells record, and the day git last changed their files."""
+    committed = last_commit_date(folder)
+    return "date", recorded(cells, DATE_KEYS) + (
+        f" (the files were last changed in git on {committed})" if committed else ""
+    )
+
+
 def last_commit_date(path: Path) -> str | None:
     """The day git last changed the files: a fact about the repository, not a date the files record."""
     try:
@@ -67,7 +75,6 @@ def few_labels(folder: Path) -> str:
     data = [n for n in _datasets.NAMES if any(c["data"] == n for c in cells)]
     budgets = sorted({c["budget"] for c in cells})
     seeds = sorted({c["seed"] for c in cells})
-    committed = last_commit_date(folder)
     facts = [
         ("result files", f"`{folder.relative_to(ROOT)}/` ({len(cells)} cells: data set, examples per class, seed)"),
         ("data", ", ".join(data)),
@@ -80,10 +87,7 @@ def few_labels(folder: Path) -> str:
         ("examples per class", ", ".join(map(str, budgets)) + " (drawn from the train pool with the cell's seed)"),
         ("seeds", ", ".join(map(str, seeds))),
         ("machine", recorded(cells, MACHINE_KEYS)),
-        (
-            "date",
-            recorded(cells, DATE_KEYS) + (f" (the files were last changed in git on {committed})" if committed else ""),
-        ),
+        date_fact(cells, folder),
     ]
     return "\n".join(
         [
@@ -172,17 +176,13 @@ def label_errors(folder: Path) -> str:
     import label_errors as bench
 
     cells = bench.read_cells(folder)
-    committed = last_commit_date(folder)
     facts = [
         ("result files", f"`{folder.relative_to(ROOT)}/` ({len(cells)} cells: data set, components, seed)"),
         ("data", ", ".join(n for n in bench.DATA if any(c["data"] == n for c in cells))),
         ("rows", " ".join(docstring(BENCHMARKS / "label_errors.py").split("\n\n")[1].split())),
         ("seeds", ", ".join(map(str, sorted({c["seed"] for c in cells})))),
         ("machine", recorded(cells, MACHINE_KEYS)),
-        (
-            "date",
-            recorded(cells, DATE_KEYS) + (f" (the files were last changed in git on {committed})" if committed else ""),
-        ),
+        date_fact(cells, folder),
     ]
     return "\n".join(
         [

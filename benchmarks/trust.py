@@ -109,6 +109,12 @@ def arrays(kept: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return probs, gold, probs.max(axis=1), probs.argmax(axis=1) == gold
 
 
+def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw `seed`'s validation rows (VALIDATION of the n pool rows) and its test rows (the others)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return order[:VALIDATION], order[VALIDATION:]
+
+
 def naive_threshold(confidence: np.ndarray, right: np.ndarray, target: float) -> float | None:
     """The rule without a guarantee: the lowest threshold whose accepted validation rows' accuracy (the point
     estimate) reaches the target."""
@@ -142,8 +148,7 @@ def run_draws(kept: dict) -> dict:
     probs, gold, confidence, right = arrays(kept)
     draws = []
     for seed in range(DRAWS):
-        order = np.random.default_rng(seed).permutation(len(gold))
-        val, test = order[:VALIDATION], order[VALIDATION:]
+        val, test = split(len(gold), seed)
         low, high = trust.accuracy_interval(int(right[val].sum()), len(val))
         calibration = trust.fit_calibration(confidence[val], right[val], probs[val], gold[val])
         isotonic = trust.fit_calibration(confidence[val], right[val], isotonic_from=0)
@@ -258,8 +263,7 @@ def holding_rate(right: np.ndarray, draws: int = HOLDING_DRAWS) -> float:
     """The share of `draws` seeded validation samples whose 95% interval holds the other rows' accuracy."""
     held = 0
     for seed in range(draws):
-        order = np.random.default_rng(seed).permutation(len(right))
-        val, test = order[:VALIDATION], order[VALIDATION:]
+        val, test = split(len(right), seed)
         low, high = trust.accuracy_interval(int(right[val].sum()), len(val))
         held += low <= right[test].mean() <= high
     return held / draws
@@ -294,8 +298,7 @@ def diagram(result: dict) -> Path:
     from promptclf.core.reliability_plot import write_reliability_diagram
 
     probs, gold, confidence, right = arrays(result["kept"])
-    order = np.random.default_rng(0).permutation(len(gold))
-    val, test = order[:VALIDATION], order[VALIDATION:]
+    val, test = split(len(gold), 0)
     assessment = trust.assess(list(confidence[test]), right[test], probs[test], gold[test])
     calibration = trust.fit_calibration(confidence[val], right[val], probs[val], gold[val])
     assessment.calibration = calibration
