@@ -101,8 +101,7 @@ def train_setfit(
     head = {"C": config.head_c, "max_iter": 2000}
     if multi_label:
         head["class_weight"] = "balanced"
-    with quiet_dependencies():
-        model = _new_model(_body_path(config.base), head, multi_label)
+    model = _new_model(_body_path(config.base), head, multi_label)
     if config.max_length:  # set on the body: SetFit's own max_length reaches only a differentiable head
         model.model_body.max_seq_length = config.max_length
     steps = config.steps(len(train_rows))
@@ -212,7 +211,8 @@ def _encoder(path: str | Path, safetensors_only: bool = False):
     from sentence_transformers import SentenceTransformer
 
     model_kwargs = {"use_safetensors": True} if safetensors_only else None
-    return SentenceTransformer(str(path), local_files_only=True, trust_remote_code=False, model_kwargs=model_kwargs)
+    with quiet_dependencies():  # transformers' "Loading weights" bar
+        return SentenceTransformer(str(path), local_files_only=True, trust_remote_code=False, model_kwargs=model_kwargs)
 
 
 def _accuracy(predicted, gold) -> dict:
@@ -275,8 +275,7 @@ class SetFitMethod:
         from setfit import SetFitModel
 
         head, settings = load_head(Path(path))
-        with quiet_dependencies():
-            model = SetFitModel(model_body=_encoder(path, safetensors_only=True), model_head=head, **settings)
+        model = SetFitModel(model_body=_encoder(path, safetensors_only=True), model_head=head, **settings)
         return cls(
             model,
             LabelSet.from_json(meta["labels"]),
